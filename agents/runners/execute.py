@@ -1,0 +1,211 @@
+"""Run one claimed attempt with its pool's runner and report the result.
+
+The pool's `command` runner starts the configured agent program with the task's prompt; a task
+that carries its own argv runs that instead (where the pool allows commands). The `python`
+runner runs a dotted callable in a child process, so every attempt is killable, time-limited and
+logged the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from agents.runners import claude, workspace
+from agents.runners.process import ProcessOutcome, run_process
+from agents.runners.pycall import RESULT_PREFIX
+from coordination.events import publish
+from coordination.models import Task, TaskAttempt
+from coordination.results import AttemptResult
+from coordination.services import attempt_finish, attempt_heartbeat, attempt_started, attempt_still_current
+from hive_project.paths import BASE_DIR, task_log_dir
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = re.compile(r"\{(prompt|task_id|workspace|attempt|payload\.[A-Za-z0-9_]+)\}")
+PROGRESS_MAX_LINES = 50
+# The agent program must not inherit the hive's own secrets.
+SECRET_ENV = re.compile(r"^(LEANVIBE_SECURITY_|LEANVIBE_DATABASE_URL|LEANVIBE_REDIS_URL|DJANGO_SECRET)")
+
+
+class Refusal(Exception):
+    """The attempt cannot run at all; another attempt would not help."""
+
+
+def attempt_run(*, attempt: TaskAttempt) -> Task:
+    task = attempt.task
+    pool = task.pool
+    try:
+        argv, output_format = plan(task, attempt.number, pool.runner, pool.allow_commands)
+    except Refusal as refusal:
+        return attempt_finish(
+            attempt_id=attempt.id,
+            result=AttemptResult(outcome=TaskAttempt.Outcome.FAILED, error=str(refusal), permanent=True, is_error=True),
+        )
+    path: Path | None = None
+    try:
+        path = workspace.prepare(pool.workspace, str(task.id), attempt.number)
+        (path / "task.json").write_text(json.dumps(task_document(task, attempt.number, path)))
+        argv = [expand(arg, task, attempt.number, path) for arg in argv]
+        log_path = task_log_dir() / str(task.id) / f"{attempt.number}.log"
+        monitor = Monitor(attempt)
+        outcome = run_process(
+            argv,
+            cwd=path,
+            env=environment(pool.runner, task, attempt.number, path),
+            timeout=task.timeout,
+            log_path=log_path,
+            keep_going=monitor.keep_going,
+            on_start=lambda pgid: attempt_started(
+                attempt_id=attempt.id, pgid=pgid, workspace=str(path), log_path=str(log_path)
+            ),
+            on_output=monitor.progress,
+        )
+        result = interpret(outcome, output_format, task.timeout)
+        if outcome.stopped and attempt_still_current(attempt=attempt):
+            result = AttemptResult(outcome=TaskAttempt.Outcome.ERROR, error="runner stopped unexpectedly")
+    except Refusal as refusal:
+        result = AttemptResult(outcome=TaskAttempt.Outcome.FAILED, error=str(refusal), permanent=True, is_error=True)
+    except Exception as exc:  # a runner crash fails this attempt; the task may retry
+        log.exception("runner crashed on task %s", task.id)
+        result = AttemptResult(
+            outcome=TaskAttempt.Outcome.ERROR, error=f"runner crashed: {exc!r}", output_tail=traceback.format_exc()
+        )
+    finally:
+        if path is not None:
+            workspace.release(pool.workspace, path)
+    close_old_connections()
+    return attempt_finish(attempt_id=attempt.id, result=result)
+
+
+def plan(task: Task, attempt: int, runner: dict, allow_commands: bool) -> tuple[list[str], str]:
+    """The argv template and output format for this attempt, or a Refusal saying why it cannot run."""
+    if task.command:
+        if not allow_commands:
+            raise Refusal(f"pool {task.pool.name} does not run commands")
+        return list(task.command), "text"
+    if runner.get("kind") == "python":
+        return [sys.executable, "-m", "agents.runners.pycall", runner["callable"]], "python"
+    argv = list(runner.get("argv") or [])
+    if not argv:
+        raise Refusal(f"pool {task.pool.name} has no agent program configured")
+    if shutil.which(argv[0]) is None:
+        raise Refusal(f"agent program {argv[0]!r} is not installed on this machine (pool {task.pool.name})")
+    return argv, runner.get("output_format", "text")
+
+
+def expand(arg: str, task: Task, attempt: int, path: Path) -> str:
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name.startswith("payload."):
+            field = name.removeprefix("payload.")
+            if field not in task.payload:
+                raise Refusal(f"the runner's argv needs payload field {field!r}, which the task does not have")
+            return str(task.payload[field])
+        return {"prompt": task.prompt, "task_id": str(task.id), "workspace": str(path), "attempt": str(attempt)}[name]
+
+    return PLACEHOLDER.sub(value, arg)
+
+
+def environment(runner: dict, task: Task, attempt: int, path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not SECRET_ENV.match(k)}
+    env.update({str(k): str(v) for k, v in (runner.get("env") or {}).items()})
+    env.update(
+        HIVE_TASK_ID=str(task.id),
+        HIVE_ATTEMPT=str(attempt),
+        HIVE_WORKSPACE=str(path),
+        HIVE_PROMPT=task.prompt,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(BASE_DIR), env.get("PYTHONPATH", "")])),
+    )
+    return env
+
+
+def task_document(task: Task, attempt: int, path: Path) -> dict:
+    return {
+        "id": str(task.id), "prompt": task.prompt, "command": task.command, "payload": task.payload,
+        "task_type": task.task_type, "capabilities": task.capabilities, "priority": task.priority,
+        "attempt": attempt, "workspace": str(path),
+    }  # fmt: skip
+
+
+def interpret(outcome: ProcessOutcome, output_format: str, timeout: float) -> AttemptResult:
+    tail = "\n".join(outcome.tail)
+    if outcome.start_error:
+        return AttemptResult(outcome=TaskAttempt.Outcome.FAILED, error=outcome.start_error, permanent=True,
+                             is_error=True, output_tail=tail)  # fmt: skip
+    if outcome.stopped:
+        return AttemptResult(outcome=TaskAttempt.Outcome.CANCELLED, exit_code=outcome.exit_code, output_tail=tail)
+    if outcome.timed_out:
+        return AttemptResult(outcome=TaskAttempt.Outcome.TIMEOUT, exit_code=outcome.exit_code, is_error=True,
+                             error=f"timed out after {timeout:g}s", output_tail=tail)  # fmt: skip
+    result = AttemptResult(
+        outcome=TaskAttempt.Outcome.SUCCEEDED if outcome.exit_code == 0 else TaskAttempt.Outcome.FAILED,
+        exit_code=outcome.exit_code,
+        output_tail=tail,
+        result={"exit_code": outcome.exit_code, "output": tail[-4000:]},
+    )
+    if output_format == "claude-json":
+        found = claude.find_result(outcome.tail)
+        if found is not None:
+            result.is_error = bool(found.get("is_error"))
+            result.session_id = str(found.get("session_id") or "")
+            result.cost_usd = claude.cost(found.get("total_cost_usd"))
+            result.num_turns = found.get("num_turns") if isinstance(found.get("num_turns"), int) else None
+            result.result = {"exit_code": outcome.exit_code, "result": found.get("result"),
+                             "subtype": found.get("subtype")}  # fmt: skip
+            if result.is_error:
+                result.outcome = TaskAttempt.Outcome.FAILED
+    elif output_format == "python":
+        for line in reversed(outcome.tail):
+            if line.startswith(RESULT_PREFIX):
+                result.result = {"exit_code": outcome.exit_code, "value": json.loads(line[len(RESULT_PREFIX):])}
+                break
+    if result.outcome != TaskAttempt.Outcome.SUCCEEDED:
+        result.is_error = True
+        result.error = result.error or f"exited with status {outcome.exit_code}"
+    return result
+
+
+class Monitor:
+    """Heartbeats, the cancel check and rate-limited progress events for a running attempt."""
+
+    def __init__(self, attempt: TaskAttempt) -> None:
+        self.attempt = attempt
+        self.heartbeat_every = settings.HIVE_CONFIG.multi_agent.effective_heartbeat_interval
+        self.last_beat = time.monotonic()
+
+    def keep_going(self) -> bool:
+        try:
+            now = time.monotonic()
+            if now - self.last_beat >= self.heartbeat_every:
+                self.last_beat = now
+                return attempt_heartbeat(attempt=self.attempt)
+            return attempt_still_current(attempt=self.attempt)
+        except Exception as exc:  # database unreachable for a moment: the program keeps running
+            log.warning("cannot check attempt %s (%s); carrying on", self.attempt.id, exc)
+            close_old_connections()
+            from django.db import connection
+
+            connection.close()
+            return True
+
+    def progress(self, lines: list[str]) -> None:
+        try:
+            self._progress(lines)
+        except Exception as exc:  # progress is best effort; the log file has every line
+            log.warning("cannot publish progress of attempt %s (%s)", self.attempt.id, exc)
+
+    def _progress(self, lines: list[str]) -> None:
+        shown = [claude.readable(line)[:1000] for line in lines[-PROGRESS_MAX_LINES:]]
+        publish("task.progress", task=self.attempt.task, agent=self.attempt.agent, attempt=self.attempt.number,
+                lines=shown, skipped=max(0, len(lines) - PROGRESS_MAX_LINES))  # fmt: skip

@@ -1,0 +1,169 @@
+"""Run one agent program: own process group, streamed output, timeout and cancel kill the tree.
+
+The program gets a new session (so its whole tree is one process group we can signal) and,
+through PR_SET_PDEATHSIG, is killed if the worker process running it dies. Output is read line by
+line into the attempt's log file and handed to `on_output` in batches.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+TAIL_LINES = 200
+KILL_GRACE = 1.0
+
+try:
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    _prctl = _libc.prctl
+except OSError:  # not Linux: no parent-death signal, the reconciler still kills the group
+    _prctl = None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@dataclass
+class ProcessOutcome:
+    exit_code: int | None
+    timed_out: bool
+    stopped: bool
+    duration: float
+    tail: list[str]
+    start_error: str = ""
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    log_path: Path,
+    keep_going: Callable[[], bool],
+    on_start: Callable[[int], None] = lambda pgid: None,
+    on_output: Callable[[list[str]], None] = lambda lines: None,
+    poll_interval: float = 0.1,
+    check_interval: float = 0.5,
+    output_interval: float = 0.5,
+) -> ProcessOutcome:
+    started = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab", buffering=0) as log:
+        try:
+            proc = subprocess.Popen(
+                list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+            )  # fmt: skip
+        except OSError as exc:
+            message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+            log.write((message + "\n").encode())
+            return ProcessOutcome(None, False, False, 0.0, [message], start_error=message)
+        on_start(proc.pid)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        pending: list[str] = []
+        lock = threading.Lock()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for raw in iter(proc.stdout.readline, b""):
+                log.write(raw)
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                with lock:
+                    tail.append(line)
+                    pending.append(line)
+
+        reader = threading.Thread(target=read, name="runner-output", daemon=True)
+        reader.start()
+
+        def flush() -> None:
+            with lock:
+                batch = pending[:]
+                pending.clear()
+            if batch:
+                on_output(batch)
+
+        deadline = started + timeout
+        next_check = next_output = time.monotonic()
+        timed_out = stopped = False
+        while proc.poll() is None:
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            if now >= next_check:
+                next_check = now + check_interval
+                if not keep_going():
+                    stopped = True
+                    break
+            if now >= next_output:
+                next_output = now + output_interval
+                flush()
+            time.sleep(poll_interval)
+        kill_tree(proc, graceful=timed_out or stopped)
+        reader.join(timeout=2.0)
+        flush()
+        if timed_out:
+            log.write(f"[hive] timed out after {timeout:g}s; process tree killed\n".encode())
+        elif stopped:
+            log.write(b"[hive] stopped (cancelled or superseded); process tree killed\n")
+        return ProcessOutcome(
+            exit_code=proc.returncode, timed_out=timed_out, stopped=stopped,
+            duration=time.monotonic() - started, tail=list(tail),
+        )  # fmt: skip
+
+
+def kill_tree(proc: subprocess.Popen, *, graceful: bool) -> None:
+    """End the program and everything it started, including processes that left its group.
+
+    With `graceful`, SIGTERM first and SIGKILL after KILL_GRACE seconds for what ignores it.
+    After a normal exit the remaining members of the group are killed outright: an attempt leaves
+    nothing running behind it.
+    """
+    pgid = proc.pid
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    if graceful:
+        _signal_group(pgid, signal.SIGTERM)
+        for p in descendants:
+            _signal(p, signal.SIGTERM)
+        try:
+            proc.wait(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(pgid, signal.SIGKILL)
+    for p in descendants:
+        _signal(p, signal.SIGKILL)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal(p: psutil.Process, sig: int) -> None:
+    try:
+        p.send_signal(sig)
+    except psutil.Error:
+        pass

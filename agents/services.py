@@ -1,0 +1,95 @@
+"""Pools follow the configuration; agents register, beat and leave."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent, AgentPool
+from coordination.events import publish
+
+log = logging.getLogger(__name__)
+
+
+def pool_sync(*, config) -> list[AgentPool]:
+    """Create or update one AgentPool row per configured pool; disable pools no longer configured.
+
+    Instance counts an operator changed at run time (desired_instances) are kept within the new
+    min/max bounds.
+    """
+    pools = []
+    with transaction.atomic():
+        for name, spec in config.agents.items():
+            pool, _ = AgentPool.objects.get_or_create(name=name, defaults={"desired_instances": max(1, spec.min_instances)})
+            pool.capabilities = list(spec.capabilities)
+            pool.runner = spec.runner.model_dump(mode="json")
+            pool.workspace = spec.workspace.model_dump(mode="json")
+            pool.concurrency = spec.concurrency
+            pool.min_instances = spec.min_instances
+            pool.max_instances = spec.max_instances
+            pool.desired_instances = min(max(pool.desired_instances, spec.min_instances, 1), spec.max_instances)
+            pool.allow_commands = spec.allow_commands
+            pool.max_attempts = spec.max_attempts
+            pool.enabled = True
+            pool.save()
+            pools.append(pool)
+        AgentPool.objects.exclude(name__in=list(config.agents)).update(enabled=False)
+    return pools
+
+
+def agent_register(*, name: str, pool: AgentPool, host: str, pid: int, concurrency: int) -> Agent:
+    """A worker started: mark its agent online under a new incarnation.
+
+    Attempts still marked running on this agent belong to its previous incarnation, which is gone
+    (the same node name cannot run twice), so they are recovered now rather than after a timeout.
+    """
+    from coordination.models import TaskAttempt
+    from coordination.services import attempt_lost
+
+    now = timezone.now()
+    with transaction.atomic():
+        agent, _ = Agent.objects.update_or_create(
+            name=name,
+            defaults={
+                "pool": pool, "status": Agent.Status.ONLINE, "host": host, "pid": pid, "concurrency": concurrency,
+                "incarnation": uuid.uuid4(), "load": 0, "last_heartbeat": now, "started_at": now, "stopped_at": None,
+            },
+        )  # fmt: skip
+        publish("agent.online", agent=agent, pool=pool, host=host, pid=pid, concurrency=concurrency)
+    orphans = TaskAttempt.objects.filter(agent=agent, outcome=TaskAttempt.Outcome.RUNNING).values_list("id", flat=True)
+    for attempt_id in list(orphans):
+        attempt_lost(attempt_id=attempt_id, reason=f"agent {name} restarted")
+    return agent
+
+
+def agent_heartbeat(*, agent_id: int, load: int, resources: dict) -> bool:
+    """Refresh the heartbeat. False if the agent was marked offline meanwhile (it must re-register)."""
+    updated = Agent.objects.filter(id=agent_id).exclude(status=Agent.Status.OFFLINE).update(
+        last_heartbeat=timezone.now(), load=load, resources=resources
+    )
+    return bool(updated)
+
+
+def agent_stopped(*, agent_id: int) -> None:
+    with transaction.atomic():
+        agent = Agent.objects.select_related("pool").get(id=agent_id)
+        Agent.objects.filter(id=agent_id).update(status=Agent.Status.OFFLINE, stopped_at=timezone.now(), load=0)
+        publish("agent.offline", agent=agent, pool=agent.pool, reason="worker shut down")
+
+
+def agent_drain(*, agent: Agent) -> Agent:
+    """Stop an agent taking new tasks; what it runs finishes. Tells the worker to stop consuming."""
+    from hive_project.celery import app
+
+    with transaction.atomic():
+        Agent.objects.filter(id=agent.id).exclude(status=Agent.Status.OFFLINE).update(status=Agent.Status.DRAINING)
+        agent.refresh_from_db()
+        publish("agent.draining", agent=agent, pool=agent.pool)
+    try:
+        app.control.cancel_consumer(agent.pool.queue, destination=[agent.name])
+    except Exception as exc:  # the flag stays; the worker re-reads it at its next heartbeat
+        log.warning("could not reach worker %s to stop consuming: %s", agent.name, exc)
+    return agent

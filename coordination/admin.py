@@ -1,0 +1,82 @@
+from django.contrib import admin, messages
+
+from coordination.errors import HiveError
+from coordination.models import Event, Task, TaskAttempt
+from coordination.services import task_cancel, task_redrive, task_retry
+
+
+class TaskAttemptInline(admin.TabularInline):
+    model = TaskAttempt
+    extra = 0
+    can_delete = False
+    fields = ("number", "outcome", "agent", "started_at", "finished_at", "exit_code", "is_error", "error",
+              "cost_usd", "num_turns", "log_path")  # fmt: skip
+    readonly_fields = fields
+    show_change_link = True
+
+
+class EventInline(admin.TabularInline):
+    model = Event
+    extra = 0
+    can_delete = False
+    fields = ("id", "type", "agent", "created_at", "payload")
+    readonly_fields = fields
+    ordering = ("-id",)
+    max_num = 0
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ("short_id", "status", "pool", "agent", "priority", "task_type", "attempts", "source",
+                    "created_at", "title")  # fmt: skip
+    list_filter = ("status", "priority", "pool", "source", "task_type")
+    search_fields = ("id", "prompt", "external_ref", "idempotency_key")
+    date_hierarchy = "created_at"
+    list_select_related = ("pool", "agent")
+    readonly_fields = [f.name for f in Task._meta.fields]
+    inlines = [TaskAttemptInline, EventInline]
+    actions = ["cancel", "retry", "redrive"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # tasks enter through task_submit (API, CLI, webhooks), never a bare row
+
+    def _apply(self, request, queryset, service, verb: str) -> None:
+        done, refused = 0, []
+        for task in queryset:
+            try:
+                service(task=task)
+                done += 1
+            except HiveError as exc:
+                refused.append(exc.detail)
+        if done:
+            self.message_user(request, f"{verb} {done} task(s)", messages.SUCCESS)
+        for detail in refused[:10]:
+            self.message_user(request, detail, messages.WARNING)
+
+    @admin.action(description="Cancel selected tasks")
+    def cancel(self, request, queryset) -> None:
+        self._apply(request, queryset, task_cancel, "cancelled")
+
+    @admin.action(description="Retry selected tasks (failed, cancelled or dead)")
+    def retry(self, request, queryset) -> None:
+        self._apply(request, queryset, task_retry, "queued again")
+
+    @admin.action(description="Redrive selected dead tasks")
+    def redrive(self, request, queryset) -> None:
+        self._apply(request, queryset, task_redrive, "redrove")
+
+
+@admin.register(TaskAttempt)
+class TaskAttemptAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "outcome", "agent", "started_at", "finished_at", "exit_code")
+    list_filter = ("outcome",)
+    search_fields = ("task__id", "session_id")
+    readonly_fields = [f.name for f in TaskAttempt._meta.fields]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("id", "type", "task", "agent", "pool", "created_at")
+    list_filter = ("type",)
+    search_fields = ("task__id", "type")
+    readonly_fields = ("id", "type", "task", "agent", "pool", "payload", "created_at")

@@ -1,0 +1,82 @@
+"""Sending a task's message to its pool's queue, and checking which tasks the broker holds.
+
+The database is the truth; a message is only a nudge for a worker to claim. A failed send is
+logged and left to the reconciler, which sends again any queued task the broker does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+import redis
+from django.conf import settings
+
+from hive_project.celery import app
+
+log = logging.getLogger(__name__)
+
+EXECUTE_TASK = "hive.execute_task"
+HARD_LIMIT_MARGIN = 60.0  # the runner's own timeout fires first; Celery's hard limit is the backstop
+
+
+def dispatch(*, task_id: str, queue: str, priority: int, timeout: float, countdown: float = 0.0) -> bool:
+    """Publish one execute_task message. True when the broker took it."""
+    try:
+        app.send_task(
+            EXECUTE_TASK,
+            args=[task_id],
+            queue=queue,
+            routing_key=queue,
+            priority=priority,
+            countdown=countdown if countdown > 0 else None,
+            time_limit=timeout + HARD_LIMIT_MARGIN,
+            task_id=f"{task_id}.{uuid.uuid4().hex[:8]}",
+        )
+        return True
+    except Exception as exc:  # broker down: the task stays queued in the database
+        log.warning("could not send task %s to %s (%s); the reconciler will resend it", task_id, queue, exc)
+        return False
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=10)
+
+
+def task_ids_in_broker(queues: list[str]) -> set[str]:
+    """Task ids with a message waiting in any priority list of these queues, or reserved unacked."""
+    client = redis_client()
+    ids: set[str] = set()
+    keys = []
+    for queue in queues:
+        keys.append(queue)
+        keys.extend(f"{queue}:{step}" for step in settings.BROKER_PRIORITY_STEPS if step)
+    pipe = client.pipeline()
+    for key in keys:
+        pipe.lrange(key, 0, -1)
+    pipe.hvals("unacked")
+    *lists, unacked = pipe.execute()
+    for raw in (m for lst in lists for m in lst):
+        ids.add(_task_id_of(json.loads(raw)))
+    for raw in unacked:
+        ids.add(_task_id_of(json.loads(raw)[0]))
+    ids.discard("")
+    return ids
+
+
+def _task_id_of(message: dict) -> str:
+    message_id = (message.get("headers") or {}).get("id") or ""
+    return message_id.split(".", 1)[0]
+
+
+def queue_depths(queues: list[str]) -> dict[str, int]:
+    """Messages waiting per queue, all priorities together (for `hive pools` and scaling)."""
+    client = redis_client()
+    pipe = client.pipeline()
+    for queue in queues:
+        for step in settings.BROKER_PRIORITY_STEPS:
+            pipe.llen(queue if not step else f"{queue}:{step}")
+    counts = pipe.execute()
+    n = len(settings.BROKER_PRIORITY_STEPS)
+    return {queue: sum(counts[i * n : (i + 1) * n]) for i, queue in enumerate(queues)}

@@ -1,0 +1,186 @@
+"""Tasks, their attempts, and the ordered event log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from agents.models import Agent, AgentPool
+
+
+class Priority(models.TextChoices):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+# Redis serves broker priority 0 first (settings.BROKER_PRIORITY_STEPS).
+BROKER_PRIORITY = {Priority.CRITICAL: 0, Priority.HIGH: 3, Priority.NORMAL: 6, Priority.LOW: 9}
+
+
+class Source(models.TextChoices):
+    API = "api"
+    CLI = "cli"
+    PYTHON = "python"
+    WEBHOOK = "webhook"
+    GITHUB = "github"
+    SLACK = "slack"
+    DEMO = "demo"
+
+
+class TaskQuerySet(models.QuerySet):
+    def active(self) -> TaskQuerySet:
+        return self.filter(status__in=Task.ACTIVE_STATUSES)
+
+
+class Task(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        DEAD = "dead"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING)
+    TERMINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.DEAD)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    prompt = models.TextField(blank=True)
+    command = models.JSONField(null=True, blank=True, help_text="argv run instead of the pool's agent")
+    payload = models.JSONField(default=dict, blank=True)
+    task_type = models.CharField(max_length=64, default="general")
+    capabilities = models.JSONField(default=list)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    complexity = models.PositiveSmallIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    pool = models.ForeignKey(AgentPool, null=True, blank=True, on_delete=models.PROTECT, related_name="tasks")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    attempts = models.PositiveIntegerField(default=0, help_text="attempts started, ever")
+    attempt_budget = models.PositiveSmallIntegerField(default=3, help_text="attempts allowed per run")
+    max_attempts = models.PositiveIntegerField(default=3, help_text="attempt number at which the task is dead")
+    timeout = models.FloatField(help_text="seconds one attempt may run")
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.PYTHON)
+    external_ref = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    available_at = models.DateTimeField(null=True, blank=True, help_text="not to run before (backoff)")
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="last message sent to the broker")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["pool", "status"]),
+            models.Index(fields=["agent", "status"]),
+            models.Index(fields=["priority", "status"]),
+            models.Index(fields=["task_type", "status"]),
+            models.Index(fields=["-created_at"]),
+            models.Index(fields=["status", "dispatched_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.short_id} {self.status}"
+
+    @property
+    def short_id(self) -> str:
+        return str(self.id)[:8]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL_STATUSES
+
+    @property
+    def broker_priority(self) -> int:
+        return BROKER_PRIORITY[Priority(self.priority)]
+
+    def title(self) -> str:
+        if self.command:
+            return " ".join(self.command)[:120]
+        return self.prompt[:120]
+
+
+class TaskAttempt(models.Model):
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        TIMEOUT = "timeout"
+        CANCELLED = "cancelled"
+        LOST = "lost"
+        ERROR = "error"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempt_set")
+    number = models.PositiveIntegerField()
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts")
+    host = models.CharField(max_length=200, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True, help_text="worker process running the attempt")
+    pgid = models.PositiveIntegerField(null=True, blank=True, help_text="process group of the agent program")
+    workspace = models.CharField(max_length=500, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RUNNING)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    is_error = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    num_turns = models.PositiveIntegerField(null=True, blank=True)
+    log_path = models.CharField(max_length=500, blank=True)
+    output_tail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["task", "number"]
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="attempt_number_unique")]
+        indexes = [models.Index(fields=["outcome", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.task.short_id}#{self.number} {self.outcome}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class Event(models.Model):
+    """One state change. The id orders the log, for replay after a reconnect and for retention."""
+
+    id = models.BigAutoField(primary_key=True)
+    type = models.CharField(max_length=64)
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    pool = models.ForeignKey(AgentPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"]), models.Index(fields=["type", "id"])]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.type}"
+
+    def as_message(self) -> dict:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "task": str(self.task_id) if self.task_id else None,
+            "agent": self.agent.name if self.agent_id and self.agent else None,
+            "pool": self.pool.name if self.pool_id and self.pool else None,
+            "payload": self.payload,
+            "at": self.created_at.isoformat(),
+        }

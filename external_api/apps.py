@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ExternalApiConfig(AppConfig):
+    name = "external_api"

@@ -1,0 +1,3 @@
+from hive_project.cli import main
+
+main()

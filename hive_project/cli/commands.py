@@ -1,0 +1,311 @@
+"""Everyday commands: submit, list, inspect and act on tasks, agents and pools."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+
+import click
+
+from hive_project.cli import fail, main, setup_django
+from hive_project.cli.follow import follow
+from hive_project.cli.output import ago, seconds, status, table
+
+
+def _hive_error(exc) -> None:
+    fail(f"{exc.code}: {exc.detail}")
+
+
+@main.command()
+@click.argument("prompt", required=False, default="")
+@click.option("--command", "command_line", help='Run this command instead of the pool\'s agent, e.g. "pytest -q".')
+@click.option("--capability", "-c", "capabilities", multiple=True, required=True, help="Required capability (repeat).")
+@click.option("--priority", "-p", default="normal", type=click.Choice(["low", "normal", "high", "critical"]))
+@click.option("--type", "task_type", default="general", show_default=True, help="Task type, for statistics.")
+@click.option("--timeout", type=float, help="Seconds one attempt may run (default: the pool's).")
+@click.option("--max-attempts", type=int, help="Attempts before the task is dead (default: the pool's).")
+@click.option("--payload", help="JSON object of extra fields for the runner.")
+@click.option("--idempotency-key", help="Submitting again with the same key returns the first task.")
+@click.option("--wait", "-w", is_flag=True, help="Follow the task until it ends; exit 0 only if it succeeded.")
+@click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
+def submit(prompt, command_line, capabilities, priority, task_type, timeout, max_attempts, payload, idempotency_key,
+           wait, as_json) -> None:  # fmt: skip
+    """Submit a task: a PROMPT for the pool's agent, or --command to run."""
+    setup_django()
+    from coordination.errors import HiveError
+    from coordination.services import task_submit
+
+    try:
+        command = shlex.split(command_line) if command_line else None
+    except ValueError as exc:
+        fail(f"invalid_task: --command cannot be parsed: {exc}")
+    try:
+        data = json.loads(payload) if payload else None
+    except ValueError as exc:
+        fail(f"invalid_task: --payload is not JSON: {exc}")
+    try:
+        task = task_submit(
+            prompt=prompt, command=command, capabilities=list(capabilities), priority=priority, task_type=task_type,
+            timeout=timeout, max_attempts=max_attempts, payload=data, idempotency_key=idempotency_key, source="cli",
+        )  # fmt: skip
+    except HiveError as exc:
+        _hive_error(exc)
+    if as_json and not wait:
+        click.echo(json.dumps(_task_dict(task), indent=2))
+        return
+    click.echo(f"task {task.id} queued on pool {task.pool.name} (priority {task.priority})")
+    if not wait:
+        return
+    final = follow(str(task.id))
+    task.refresh_from_db()
+    if as_json:
+        click.echo(json.dumps(_task_dict(task), indent=2))
+    else:
+        _print_result(task)
+    sys.exit(0 if final == "succeeded" else 1)
+
+
+def _print_result(task) -> None:
+    attempt = task.attempt_set.order_by("-number").first()
+    if attempt and attempt.output_tail:
+        click.echo("--- output (last lines) ---")
+        click.echo("\n".join(attempt.output_tail.splitlines()[-40:]))
+        click.echo("---")
+    if attempt and attempt.log_path:
+        click.echo(f"log: {attempt.log_path}")
+    click.echo(f"task {task.id} {status(task.status)}" + (f": {task.error}" if task.error else ""))
+
+
+def _task_dict(task) -> dict:
+    return {
+        "id": str(task.id), "status": task.status, "pool": task.pool.name if task.pool else None,
+        "agent": task.agent.name if task.agent else None, "prompt": task.prompt, "command": task.command,
+        "capabilities": task.capabilities, "priority": task.priority, "attempts": task.attempts,
+        "max_attempts": task.max_attempts, "result": task.result, "error": task.error,
+        "created_at": task.created_at.isoformat(),
+        "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+    }  # fmt: skip
+
+
+@main.command()
+@click.option("--status", "status_filter", type=click.Choice(["pending", "queued", "running", "succeeded", "failed",
+                                                              "cancelled", "dead"]))  # fmt: skip
+@click.option("--pool")
+@click.option("--limit", "-n", default=20, show_default=True)
+@click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
+def tasks(status_filter, pool, limit, watch) -> None:
+    """List recent tasks."""
+    setup_django()
+    from django.db import close_old_connections
+
+    from coordination.models import Task
+
+    def render() -> str:
+        qs = Task.objects.select_related("pool", "agent").order_by("-created_at")
+        if status_filter:
+            qs = qs.filter(status=status_filter)
+        if pool:
+            qs = qs.filter(pool__name=pool)
+        rows = [
+            (t.short_id, status(t.status), t.pool.name if t.pool else "-", t.agent.name if t.agent else "-",
+             f"{t.attempts}/{t.max_attempts}", t.priority, ago(t.created_at), t.title()[:60])
+            for t in qs[:limit]
+        ]  # fmt: skip
+        return table(["ID", "STATUS", "POOL", "AGENT", "TRIES", "PRIORITY", "CREATED", "TASK"], rows)
+
+    if not watch:
+        click.echo(render())
+        return
+    try:
+        while True:
+            close_old_connections()
+            click.clear()
+            click.echo(render())
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("task_id")
+def show(task_id) -> None:
+    """Show one task with its attempts and events."""
+    setup_django()
+    from coordination.errors import HiveError
+    from coordination.services import task_get
+
+    try:
+        task = task_get(task_id)
+    except HiveError as exc:
+        _hive_error(exc)
+    click.echo(f"task {task.id}  {status(task.status)}")
+    click.echo(f"  pool {task.pool.name if task.pool else '-'}  priority {task.priority}  type {task.task_type}  "
+               f"capabilities {', '.join(task.capabilities)}")  # fmt: skip
+    click.echo(f"  {'command ' + ' '.join(task.command) if task.command else 'prompt ' + task.prompt[:300]}")
+    if task.error:
+        click.echo(f"  error: {task.error[:500]}")
+    attempts = [
+        (a.number, status(a.outcome), a.agent.name if a.agent else "-", a.exit_code, seconds(a.duration),
+         a.log_path or "-")
+        for a in task.attempt_set.select_related("agent")
+    ]  # fmt: skip
+    if attempts:
+        click.echo(table(["#", "OUTCOME", "AGENT", "EXIT", "TIME", "LOG"], attempts))
+    for event in task.events.order_by("-id")[:15][::-1]:
+        if event.type != "task.progress":
+            click.echo(f"  #{event.id} {event.created_at:%H:%M:%S} {event.type}")
+
+
+@main.command()
+def agents() -> None:
+    """List agents (one per pool worker) with their status and load."""
+    setup_django()
+    from agents.models import Agent
+
+    rows = [
+        (a.name, a.pool.name, status(a.status), f"{a.load}/{a.concurrency}", ago(a.last_heartbeat),
+         a.resources.get("rss_mb", "-"), a.pid or "-")
+        for a in Agent.objects.select_related("pool")
+    ]  # fmt: skip
+    click.echo(table(["AGENT", "POOL", "STATUS", "LOAD", "HEARTBEAT", "RSS_MB", "PID"], rows))
+
+
+@main.command()
+def pools() -> None:
+    """List pools: capabilities, agents, queue depth and whether their agent program is installed."""
+    setup_django()
+    from django.db.models import Count, Q
+
+    from agents.models import Agent, AgentPool
+    from coordination.dispatch import queue_depths
+    from coordination.models import Task
+
+    pools = list(
+        AgentPool.objects.filter(enabled=True).annotate(
+            online=Count("agents", filter=~Q(agents__status=Agent.Status.OFFLINE), distinct=True),
+            queued=Count("tasks", filter=Q(tasks__status=Task.Status.QUEUED), distinct=True),
+            running=Count("tasks", filter=Q(tasks__status=Task.Status.RUNNING), distinct=True),
+        )
+    )
+    try:
+        depths = queue_depths([p.queue for p in pools])
+    except Exception:
+        depths = {}
+    rows = [
+        (p.name, ", ".join(p.capabilities), p.online, p.queued, depths.get(p.queue, "?"), p.running,
+         p.concurrency, f"{p.min_instances}/{p.max_instances}", p.program_missing() or f"{p.program() or 'python'} ok")
+        for p in pools
+    ]  # fmt: skip
+    click.echo(table(["POOL", "CAPABILITIES", "AGENTS", "QUEUED", "IN_BROKER", "RUNNING", "CONC", "MIN/MAX",
+                      "AGENT PROGRAM"], rows))  # fmt: skip
+
+
+@main.command("status")
+def status_cmd() -> None:
+    """A summary of the hive: tasks by status, agents, database and Redis."""
+    setup_django()
+    from django.db.models import Count
+
+    from agents.models import Agent
+    from coordination.dispatch import redis_client
+    from coordination.models import Task
+
+    by_status = dict(Task.objects.values_list("status").annotate(n=Count("id")))
+    click.echo("tasks:  " + "  ".join(f"{s} {by_status.get(s, 0)}" for s in Task.Status.values))
+    agents = dict(Agent.objects.values_list("status").annotate(n=Count("id")))
+    click.echo("agents: " + "  ".join(f"{s} {agents.get(s, 0)}" for s in Agent.Status.values))
+    try:
+        redis_client().ping()
+        click.echo("redis:  ok")
+    except Exception as exc:
+        click.echo(f"redis:  unreachable ({exc})")
+
+
+def _act(task_id: str, action: str) -> None:
+    setup_django()
+    from coordination import services
+    from coordination.errors import HiveError
+
+    try:
+        task = services.task_get(task_id)
+        task = getattr(services, f"task_{action}")(task=task)
+    except HiveError as exc:
+        _hive_error(exc)
+    click.echo(f"task {task.id} {status(task.status)}")
+
+
+@main.command()
+@click.argument("task_id")
+def cancel(task_id) -> None:
+    """Cancel a queued or running task (its process tree is killed)."""
+    _act(task_id, "cancel")
+
+
+@main.command()
+@click.argument("task_id")
+def retry(task_id) -> None:
+    """Run a failed, cancelled or dead task again."""
+    _act(task_id, "retry")
+
+
+@main.command()
+@click.argument("task_id")
+def redrive(task_id) -> None:
+    """Take a dead task out of the dead-letter state and run it again."""
+    _act(task_id, "redrive")
+
+
+@main.command()
+@click.argument("agent_name")
+def drain(agent_name) -> None:
+    """Stop an agent taking new tasks; what it runs finishes."""
+    setup_django()
+    from agents.models import Agent
+    from agents.services import agent_drain
+
+    agent = Agent.objects.select_related("pool").filter(name=agent_name).first()
+    if agent is None:
+        fail(f"not_found: no agent {agent_name!r}")
+    agent = agent_drain(agent=agent)
+    click.echo(f"agent {agent.name} {status(agent.status)}")
+
+
+@main.command("check-config")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def check_config(path) -> None:
+    """Validate a configuration file (default: LEANVIBE_CONFIG or config/hive.yaml) and the
+    LEANVIBE_* variables; print a summary, or one line naming the bad key."""
+    from hive_project.config import ConfigError, describe, load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        fail(f"configuration error: {exc}")
+    click.echo(describe(config))
+    click.echo("configuration ok")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host, port) -> None:
+    """Serve the web process (admin, health, API, stream) with uvicorn."""
+    setup_django()
+    import uvicorn
+
+    uvicorn.run("hive_project.asgi:application", host=host, port=port, ws="websockets", lifespan="off",
+                log_level="info", access_log=False)  # fmt: skip
+
+
+@main.command()
+@click.option("--username", default="admin", show_default=True)
+@click.option("--password", help="Default: generated and printed once.")
+def createadmin(username, password) -> None:
+    """Create (or reset) an admin user for the Django admin."""
+    setup_django()
+    from hive_project.cli.admin_user import ensure_admin
+
+    password = ensure_admin(username, password, reset=True)
+    click.echo(f"admin user {username!r} password: {password}")

