@@ -57,6 +57,7 @@ __all__ = [
     "WorkspaceConfig",
     "default_config_path",
     "describe",
+    "environment_variable_names",
     "load_config",
     "parse_size",
 ]
@@ -145,6 +146,7 @@ class ConfigError(Exception):
 
 STRATEGIES = ("least_loaded", "round_robin", "performance_weighted")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 POOL_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 _CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9_.+#-]*$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")  # what looks like one; JSON braces do not
@@ -183,8 +185,15 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
-def _upper(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
+def _choice(*choices: str) -> BeforeValidator:
+    """Case-insensitive choice, stored upper-case; the error shows the value as written."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and value.strip().upper() in choices:
+            return value.strip().upper()
+        raise ValueError(f"one of {', '.join(choices)}")
+
+    return BeforeValidator(check)
 
 
 def _strategy(value: Any) -> Any:
@@ -259,9 +268,9 @@ Float = Annotated[float, BeforeValidator(_not_bool)]
 Port = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)]
 Fraction = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
 Size = Annotated[str, BeforeValidator(_size)]
-LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], _choice(*LOG_LEVELS)]
 Strategy = Annotated[Literal["least_loaded", "round_robin", "performance_weighted"], BeforeValidator(_strategy)]
-HttpMethod = Annotated[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"], BeforeValidator(_upper)]
+HttpMethod = Annotated[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"], _choice(*HTTP_METHODS)]
 Secret = Annotated[str | None, BeforeValidator(_blank_to_none)]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Capabilities = Annotated[list[str], AfterValidator(_capabilities)]
@@ -1290,7 +1299,7 @@ def _bounds(field: FieldInfo | None) -> str | None:
     if low and high and low[0] == "ge" and high[0] == "le":
         return f"{kind} from {fmt(low[1])} to {fmt(high[1])}"
     signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    parts = [f"{signs[op]} {fmt(limit)}" for op, limit in (low, high) if op]  # type: ignore[misc]
+    parts = [f"{signs[bound[0]]} {fmt(bound[1])}" for bound in (low, high) if bound]
     return f"{kind} {' and '.join(parts)}" if parts else kind
 
 
@@ -1321,7 +1330,7 @@ def _from_pydantic(error: Mapping[str, Any], sources: Mapping[tuple[str, ...], s
     elif kind in _NUMERIC_ERRORS:
         expected = _bounds(_field_at(loc)[1]) or message
     elif kind == "literal_error":
-        expected = f"one of {ctx.get('expected', '')}"
+        expected = "one of " + re.sub(r"'([^']*)'", r"\1", str(ctx.get("expected", ""))).replace(" or ", ", ")
     elif kind == "too_short":
         expected = f"at least {ctx.get('min_length')} item(s)"
     elif kind == "string_pattern_mismatch":
