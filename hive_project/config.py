@@ -1318,9 +1318,7 @@ def _from_pydantic(error: Mapping[str, Any], sources: Mapping[tuple[str, ...], s
         related = tuple(_dotted((*base, *name.split("."))) for name in ctx.get("related", ()))
     elif loc and loc[-1] == "[key]":  # a bad mapping key: a pool name
         loc, value = loc[:-2], loc[-2]
-        expected = (
-            "pool names of lowercase letters, digits, '_' or '-', starting with a letter, at most 40 characters"
-        )
+        expected = "pool names of lowercase letters, digits, '_' or '-', starting with a letter, at most 40 characters"
     elif kind == "extra_forbidden":
         parent, _ = _field_at(loc)
         names = list(parent.model_fields) if parent else []
@@ -1341,7 +1339,8 @@ def _from_pydantic(error: Mapping[str, Any], sources: Mapping[tuple[str, ...], s
     key = _dotted(loc)
     shown = "<missing>" if kind == "missing" else _show(value, key)
     var = _source_variable(loc, sources) or next(
-        (v for r in related if (v := _source_variable(tuple(r.split(".")), sources))), None
+        (var for r in related for path, var in sources.items() if path[: len(r.split("."))] == tuple(r.split("."))),
+        None,
     )
     return ConfigError.at(key, shown, expected, var=var, file=None if var else file)
 

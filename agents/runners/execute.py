@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 PLACEHOLDER = re.compile(r"\{(prompt|task_id|workspace|attempt|payload\.[A-Za-z0-9_]+)\}")
 PROGRESS_MAX_LINES = 50
 # The agent program must not inherit the hive's own secrets.
-SECRET_ENV = re.compile(r"^(LEANVIBE_SECURITY_|LEANVIBE_DATABASE_URL|LEANVIBE_REDIS_URL|DJANGO_SECRET)")
+SECRET_ENV = re.compile(r"^(DJANGO_SECRET|LEANVIBE_(SECURITY_|DATABASE_|REDIS_|.*(SECRET|TOKEN|PASSWORD|_KEY)))")
 
 
 class Refusal(Exception):
