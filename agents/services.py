@@ -23,7 +23,9 @@ def pool_sync(*, config) -> list[AgentPool]:
     pools = []
     with transaction.atomic():
         for name, spec in config.agents.items():
-            pool, _ = AgentPool.objects.get_or_create(name=name, defaults={"desired_instances": max(1, spec.min_instances)})
+            pool, _ = AgentPool.objects.get_or_create(
+                name=name, defaults={"desired_instances": max(1, spec.min_instances)}
+            )
             pool.capabilities = list(spec.capabilities)
             pool.runner = spec.runner.model_dump(mode="json")
             pool.workspace = spec.workspace.model_dump(mode="json")
@@ -67,8 +69,10 @@ def agent_register(*, name: str, pool: AgentPool, host: str, pid: int, concurren
 
 def agent_heartbeat(*, agent_id: int, load: int, resources: dict) -> bool:
     """Refresh the heartbeat. False if the agent was marked offline meanwhile (it must re-register)."""
-    updated = Agent.objects.filter(id=agent_id).exclude(status=Agent.Status.OFFLINE).update(
-        last_heartbeat=timezone.now(), load=load, resources=resources
+    updated = (
+        Agent.objects.filter(id=agent_id)
+        .exclude(status=Agent.Status.OFFLINE)
+        .update(last_heartbeat=timezone.now(), load=load, resources=resources)
     )
     return bool(updated)
 

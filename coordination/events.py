@@ -46,9 +46,7 @@ def _announce(message: dict) -> None:
         if layer is None:
             return
         loop = _background_loop()
-        asyncio.run_coroutine_threadsafe(
-            layer.group_send(EVENTS_GROUP, {"type": "hive.event", "event": message}), loop
-        )
+        asyncio.run_coroutine_threadsafe(layer.group_send(EVENTS_GROUP, {"type": "hive.event", "event": message}), loop)
     except Exception:  # the Event row is the record; a missed live push is replayable from it
         log.warning("could not push event %s to the stream", message.get("id"), exc_info=True)
 

@@ -43,9 +43,11 @@ def agents_mark_offline(*, older_than: timedelta) -> int:
     count = 0
     for agent in Agent.objects.stale(older_than=older_than):
         with transaction.atomic():
-            changed = Agent.objects.filter(id=agent.id, last_heartbeat=agent.last_heartbeat).exclude(
-                status=Agent.Status.OFFLINE
-            ).update(status=Agent.Status.OFFLINE, stopped_at=timezone.now(), load=0)
+            changed = (
+                Agent.objects.filter(id=agent.id, last_heartbeat=agent.last_heartbeat)
+                .exclude(status=Agent.Status.OFFLINE)
+                .update(status=Agent.Status.OFFLINE, stopped_at=timezone.now(), load=0)
+            )
             if not changed:
                 continue
             publish("agent.offline", agent=agent, pool=agent.pool, reason="no heartbeat",

@@ -53,9 +53,7 @@ class LeastLoaded:
             .values_list("pool_id")
             .annotate(n=Count("id"))
         )
-        agents = dict(
-            Agent.objects.live().filter(pool_id__in=ids).values_list("pool_id").annotate(n=Count("id"))
-        )
+        agents = dict(Agent.objects.live().filter(pool_id__in=ids).values_list("pool_id").annotate(n=Count("id")))
 
         def load(pool: AgentPool) -> tuple[float, str]:
             capacity = pool.concurrency * max(1, agents.get(pool.id, 0))
@@ -112,9 +110,7 @@ class PerformanceWeighted:
         return min(pools, key=score)
 
 
-STRATEGIES: dict[str, AllocationStrategy] = {
-    s.name: s for s in (LeastLoaded(), RoundRobin(), PerformanceWeighted())
-}
+STRATEGIES: dict[str, AllocationStrategy] = {s.name: s for s in (LeastLoaded(), RoundRobin(), PerformanceWeighted())}
 
 
 def current_strategy() -> AllocationStrategy:

@@ -131,7 +131,9 @@ def _validated(**spec: Any) -> dict[str, Any]:
     if timeout is not None and (isinstance(timeout, bool) or not 0 < float(timeout) <= MAX_TIMEOUT):
         raise InvalidTask(f"timeout must be a number of seconds above 0 and at most {int(MAX_TIMEOUT)}")
     attempts = spec["max_attempts"]
-    if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20):
+    if attempts is not None and (
+        isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20
+    ):
         raise InvalidTask("max_attempts must be an integer from 1 to 20")
     key = spec["idempotency_key"]
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
@@ -314,7 +316,9 @@ def task_cancel(*, task: Task, reason: str = "cancelled") -> Task:
         )
         if not done:
             task.refresh_from_db()
-            raise InvalidTransition(f"task {task.id} is {task.status}: only pending, queued or running tasks can be cancelled")
+            raise InvalidTransition(
+                f"task {task.id} is {task.status}: only pending, queued or running tasks can be cancelled"
+            )
         task.refresh_from_db()
         publish("task.cancelled", task=task, reason=reason)
     TASKS_TOTAL.labels(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "").inc()
@@ -341,7 +345,9 @@ def _run_again(task: Task, *, allowed: tuple[str, ...], event: str) -> Task:
         )  # fmt: skip
         task.refresh_from_db()
         if not done:
-            raise InvalidTransition(f"task {task.id} is {task.status}: only {' or '.join(allowed)} tasks can be run again")
+            raise InvalidTransition(
+                f"task {task.id} is {task.status}: only {' or '.join(allowed)} tasks can be run again"
+            )
         publish(event, task=task)
         transaction.on_commit(lambda: task_send(task))
     return task

@@ -115,9 +115,7 @@ def database_settings(url: str | None) -> dict:
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {"connect_timeout": 5},
         }
-    sys.stderr.write(
-        f"hive: configuration error: database.url = {url!r}: expected postgresql://… or sqlite:///…\n"
-    )
+    sys.stderr.write(f"hive: configuration error: database.url = {url!r}: expected postgresql://… or sqlite:///…\n")
     raise SystemExit(2)
 
 
@@ -171,9 +169,7 @@ CHANNEL_LAYERS = {
 }
 
 # --- Celery -------------------------------------------------------------------------------------
-LONGEST_TASK_TIMEOUT = max(
-    [pool.runner.timeout for pool in HIVE_CONFIG.agents.values()] + [3600.0]
-)
+LONGEST_TASK_TIMEOUT = max([pool.runner.timeout for pool in HIVE_CONFIG.agents.values()] + [3600.0])
 # Broker priorities on Redis: 0 is served first. A task's priority maps onto these steps.
 BROKER_PRIORITY_STEPS = [0, 3, 6, 9]
 

@@ -15,7 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1, what: str = "") -> object:
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> object:
     """Poll until `predicate()` is truthy; fail the test with `what` after `timeout` seconds."""
     from django.db import close_old_connections
 
@@ -80,7 +82,9 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def worker(self, pool: str, *, name: str | None = None, concurrency: int = 1, wait: bool = True) -> subprocess.Popen:
+    def worker(
+        self, pool: str, *, name: str | None = None, concurrency: int = 1, wait: bool = True
+    ) -> subprocess.Popen:
         """A pool worker; returns once its agent is registered online."""
         from agents.models import Agent
 

@@ -21,8 +21,9 @@ def on_worker_ready(sender=None, **kwargs) -> None:
     pools = [p for p in (pool_of_queue(q) for q in queues) if p]
     if not pools:
         return  # the control worker is not an agent
-    from agents.services import pool_sync
     from django.conf import settings
+
+    from agents.services import pool_sync
 
     pool_sync(config=settings.HIVE_CONFIG)
     pool = AgentPool.objects.get(name=pools[0])

@@ -42,7 +42,9 @@ def readable(line: str) -> str:
     message = obj.get("message") if isinstance(obj.get("message"), dict) else None
     if message and isinstance(message.get("content"), list):
         texts = [c.get("text", "") for c in message["content"] if isinstance(c, dict) and c.get("type") == "text"]
-        tools = [f"[tool {c.get('name')}]" for c in message["content"] if isinstance(c, dict) and c.get("type") == "tool_use"]
+        tools = [
+            f"[tool {c.get('name')}]" for c in message["content"] if isinstance(c, dict) and c.get("type") == "tool_use"
+        ]
         joined = " ".join(t for t in texts + tools if t)
         if joined:
             return joined

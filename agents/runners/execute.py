@@ -168,7 +168,7 @@ def interpret(outcome: ProcessOutcome, output_format: str, timeout: float) -> At
     elif output_format == "python":
         for line in reversed(outcome.tail):
             if line.startswith(RESULT_PREFIX):
-                result.result = {"exit_code": outcome.exit_code, "value": json.loads(line[len(RESULT_PREFIX):])}
+                result.result = {"exit_code": outcome.exit_code, "value": json.loads(line[len(RESULT_PREFIX) :])}
                 break
     if result.outcome != TaskAttempt.Outcome.SUCCEEDED:
         result.is_error = True

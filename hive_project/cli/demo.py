@@ -53,7 +53,9 @@ def demo(wait_timeout) -> None:
     deadline = time.monotonic() + wait_timeout
     while time.monotonic() < deadline:
         close_old_connections()
-        current = {str(t.id): t for t in Task.objects.filter(id__in=[t.id for _, _, t in submitted]).select_related("pool")}
+        current = {
+            str(t.id): t for t in Task.objects.filter(id__in=[t.id for _, _, t in submitted]).select_related("pool")
+        }
         for sample, pool_name, task in submitted:
             now = current[str(task.id)]
             if last.get(str(task.id)) != now.status:

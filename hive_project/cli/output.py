@@ -16,8 +16,10 @@ STATUS_COLOURS = {
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    widths = [max(len(click.unstyle(r[i])) for r in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c + " " * (w - len(click.unstyle(c))) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -161,14 +161,16 @@ def _supervise(children: list[Child], *, host: str, port: int, flower: bool, flo
         child.start()
         click.echo(f"started   {child.name} (pid {child.proc.pid})")
     click.echo("")
-    click.echo(f"web       http://{host}:{port}/   admin http://{host}:{port}/admin/   health http://{host}:{port}/health")
+    click.echo(
+        f"web       http://{host}:{port}/   admin http://{host}:{port}/admin/   health http://{host}:{port}/health"
+    )
     if flower:
         click.echo(f"flower    http://127.0.0.1:{flower_port}/")
     password_file = settings.VAR_DIR / "admin-password"
     if password_file.exists():
         click.echo(f"admin     user 'admin', password in {password_file} (change it: hive createadmin)")
     click.echo(f"logs      {logs}/")
-    click.echo("submit    hive submit --command \"python -m pytest -q\" --capability python --wait")
+    click.echo('submit    hive submit --command "python -m pytest -q" --capability python --wait')
     click.echo("Ctrl-C stops the hive.")
     while not stopping:
         now = time.monotonic()
@@ -177,7 +179,7 @@ def _supervise(children: list[Child], *, host: str, port: int, flower: bool, flo
                 continue
             if child.next_start == 0.0:
                 code = child.proc.returncode if child.proc else None
-                delay = min(MAX_BACKOFF, 2.0 ** child.restarts) if now - child.started_at < 60 else 1.0
+                delay = min(MAX_BACKOFF, 2.0**child.restarts) if now - child.started_at < 60 else 1.0
                 child.restarts = child.restarts + 1 if now - child.started_at < 60 else 0
                 child.next_start = now + delay
                 click.echo(f"crashed   {child.name} (exit {code}); restarting in {delay:.0f}s, see {child.log_path}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.resources
 import json
 import re
 import shlex
@@ -75,7 +76,9 @@ GUIDE_CONFIG: dict[str, Any] = {
     },
 }
 
-SECRET_NAME_PATTERN = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|SIGNING_KEY|DATABASE_URL|REDIS_URL|BASIC_AUTH)")
+SECRET_NAME_PATTERN = re.compile(
+    r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|SIGNING_KEY|DATABASE_URL|REDIS_URL|BASIC_AUTH)"
+)
 WORKER_GOAL_MI = 150  # a worker's own RSS goal, before its agents' subprocesses
 
 
@@ -485,8 +488,9 @@ def test_beat_runs_exactly_one_replica_and_is_recreated_not_rolled() -> None:
 
 
 def test_flower_and_migrate_job_run_the_contract_commands() -> None:
-    commands = [argv(c) for d in applied_objects() if d["kind"] in {"Deployment", "Job"}
-                for c in pod_spec(d)["containers"]]
+    commands = [
+        argv(c) for d in applied_objects() if d["kind"] in {"Deployment", "Job"} for c in pod_spec(d)["containers"]
+    ]
     assert ["celery", "-A", "hive_project", "flower", "--port=5555"] in commands
     (job,) = objects_of("Job")
     assert argv(pod_spec(job)["containers"][0]) == ["python", "manage.py", "migrate", "--noinput"]
@@ -595,8 +599,9 @@ def test_every_k8s_process_environment_loads_with_the_hives_config_loader(tmp_pa
     from hive_project.config import load_config
 
     config_file = tmp_path / "hive.yaml"
-    config_file.write_text(next(c["data"]["config.yaml"] for c in objects_of("ConfigMap")
-                                if c["metadata"]["name"] == "agent-hive-config"))
+    config_file.write_text(
+        next(c["data"]["config.yaml"] for c in objects_of("ConfigMap") if c["metadata"]["name"] == "agent-hive-config")
+    )
     for workload in workloads():
         for container in all_containers(workload):
             env = k8s_environment(container, config_file)
@@ -625,8 +630,8 @@ def test_every_compose_service_environment_loads_with_the_hives_config_loader(fi
 
 def env_entries(node: Any) -> Iterator[dict[str, Any]]:
     if isinstance(node, dict):
-        for entry in node.get("env", []) if isinstance(node.get("env"), list) else []:
-            yield entry
+        if isinstance(node.get("env"), list):
+            yield from node["env"]
         for value in node.values():
             yield from env_entries(value)
     elif isinstance(node, list):
@@ -652,8 +657,9 @@ def test_network_policies_admit_only_the_ingress_controller_and_prometheus() -> 
             for peer in rule["from"]:
                 sources.add(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
     assert sources == {"ingress-nginx", "monitoring"}
-    deny = [p for p in objects_of("NetworkPolicy") if p["spec"]["policyTypes"] == ["Ingress"]
-            and "ingress" not in p["spec"]]
+    deny = [
+        p for p in objects_of("NetworkPolicy") if p["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in p["spec"]
+    ]
     assert deny, "no default-deny ingress policy"
 
 
@@ -665,14 +671,32 @@ def expected_compose_commands() -> dict[str, list[str]]:
     expected = {
         "migrate": ["python", "manage.py", "migrate", "--noinput"],
         "web": ["hive", "serve", "--host", "0.0.0.0", "--port", "8000"],
-        "worker-control": ["celery", "-A", "hive_project", "worker", "-Q", "hive.control", "-n", "control@%h",
-                           "--concurrency", "2"],
+        "worker-control": [
+            "celery",
+            "-A",
+            "hive_project",
+            "worker",
+            "-Q",
+            "hive.control",
+            "-n",
+            "control@%h",
+            "--concurrency",
+            "2",
+        ],
         "beat": ["celery", "-A", "hive_project", "beat"],
         "flower": ["celery", "-A", "hive_project", "flower", "--port=5555"],
     }
     for pool in pools():
-        expected[f"worker-{pool}"] = ["celery", "-A", "hive_project", "worker", "-Q", f"hive.{pool}", "-n",
-                                      f"{pool}@%h"]
+        expected[f"worker-{pool}"] = [
+            "celery",
+            "-A",
+            "hive_project",
+            "worker",
+            "-Q",
+            f"hive.{pool}",
+            "-n",
+            f"{pool}@%h",
+        ]
     return expected
 
 
@@ -694,8 +718,9 @@ def test_compose_file_runs_every_process_with_its_contract_command(filename: str
 
 @pytest.mark.parametrize("filename", COMPOSE_FILES)
 def test_compose_worker_queues_are_exactly_the_configured_pools(filename: str) -> None:
-    queues = [option(compose_argv(s), "-Q") for s in compose_services(filename).values()
-              if is_celery_worker(compose_argv(s))]
+    queues = [
+        option(compose_argv(s), "-Q") for s in compose_services(filename).values() if is_celery_worker(compose_argv(s))
+    ]
     assert sorted(queues) == sorted([f"hive.{pool}" for pool in pools()] + ["hive.control"])
     assert sorted(queues) == sorted([f"hive.{pool}" for pool in compose_config()["agents"]] + ["hive.control"])
 
@@ -737,11 +762,13 @@ def test_production_compose_checks_health_and_runs_read_only_without_root(filena
 
 def test_external_api_compose_adds_the_three_roles_behind_nginx() -> None:
     services = compose_services("docker-compose.external-api.yml")
-    roles = {"webhook-server": ("webhooks", "8081"), "api-gateway": ("gateway", "8082"),
-             "event-streaming": ("streaming", "8083")}
+    roles = {
+        "webhook-server": ("webhooks", "8081"),
+        "api-gateway": ("gateway", "8082"),
+        "event-streaming": ("streaming", "8083"),
+    }
     for name, (role, port) in roles.items():
-        assert compose_argv(services[name]) == ["hive", "serve", "--role", role, "--host", "0.0.0.0",
-                                                "--port", port]
+        assert compose_argv(services[name]) == ["hive", "serve", "--role", role, "--host", "0.0.0.0", "--port", port]
     assert set(roles) <= set(services["nginx"]["depends_on"])
     assert "./nginx.conf:/etc/nginx/nginx.conf:ro" in services["nginx"]["volumes"]
 
@@ -772,12 +799,13 @@ def test_compose_never_writes_a_secret_value(filename: str) -> None:
 @pytest.mark.parametrize("filename", COMPOSE_FILES)
 def test_compose_file_matches_the_compose_specification(filename: str) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    schema_file = pytest.importorskip("importlib.resources").files("check_jsonschema.builtin_schemas.vendor")
     try:
-        schema = json.loads(schema_file.joinpath("compose-spec.json").read_text())
+        vendored = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+        schema = json.loads(vendored.joinpath("compose-spec.json").read_text())
     except (ModuleNotFoundError, FileNotFoundError):
         pytest.skip("check-jsonschema (vendored compose-spec schema) not installed")
-    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(load_documents(DOCKER / filename)[0]), key=str)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(load_documents(DOCKER / filename)[0]), key=str)
     assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
 
 
@@ -814,7 +842,7 @@ def test_dockerfile_is_multi_stage_from_python_slim() -> None:
 
 
 def test_dockerfile_runtime_runs_as_non_root_hive_with_git_and_writable_var() -> None:
-    runtime = dockerfile()[max(i for i, item in enumerate(dockerfile()) if item["instruction"] == "FROM"):]
+    runtime = dockerfile()[max(i for i, item in enumerate(dockerfile()) if item["instruction"] == "FROM") :]
     users = [item["value"] for item in runtime if item["instruction"] == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     assert users[-1] == "10001:10001"
@@ -868,8 +896,10 @@ def test_prometheus_loads_the_rules_and_scrapes_the_web_process() -> None:
 
 def test_promtool_accepts_config_and_rules_and_the_alerts_fire_as_specified() -> None:
     promtool = require_tool("promtool", "Debian prometheus")
-    for command in (("check", "config", str(DOCKER / "prometheus.yml")),
-                    ("test", "rules", str(HERE / "alert_rules_test.yml"))):
+    for command in (
+        ("check", "config", str(DOCKER / "prometheus.yml")),
+        ("test", "rules", str(HERE / "alert_rules_test.yml")),
+    ):
         result = run(promtool, *command, cwd=HERE)
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -895,8 +925,7 @@ def nginx_conf() -> str:
 
 def test_nginx_upstreams_point_at_the_compose_services_and_upgrade_websockets() -> None:
     upstreams = dict(re.findall(r"upstream (\w+) \{\s*server ([\w.-]+:\d+);", nginx_conf()))
-    assert set(upstreams.values()) == {"web:8000", "webhook-server:8081", "api-gateway:8082",
-                                       "event-streaming:8083"}
+    assert set(upstreams.values()) == {"web:8000", "webhook-server:8081", "api-gateway:8082", "event-streaming:8083"}
     services = compose_services("docker-compose.external-api.yml")
     assert {target.split(":")[0] for target in upstreams.values()} <= set(services)
     locations = dict(re.findall(r"location ([^{]+?) \{(.*?)\n        \}", nginx_conf(), re.S))
@@ -913,8 +942,9 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
     text = re.sub(r"server (web|webhook-server|api-gateway|event-streaming):", "server 127.0.0.1:", nginx_conf())
     text = text.replace("include       /etc/nginx/mime.types;", "")
     text = text.replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
-    temp_paths = " ".join(f"{kind}_temp_path {tmp_path}/{kind};"
-                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp_paths = " ".join(
+        f"{kind}_temp_path {tmp_path}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     text = text.replace("http {", "http {\n    " + temp_paths, 1)
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
