@@ -27,11 +27,19 @@ _loop_lock = threading.Lock()
 _loop_pid: int | None = None
 
 
-def publish(type: str, *, task: Any = None, agent: Any = None, pool: Any = None, **payload: Any) -> Event:
-    """Record one event and announce it after commit. Returns the stored row."""
+def publish(
+    type: str, *, task: Any = None, agent: Any = None, pool: Any = None, team_id: int | None = None, **payload: Any
+) -> Event:
+    """Record one event and announce it after commit. Returns the stored row.
+
+    A task's events belong to its team; other events (agents, pools) are visible to every team
+    unless `team_id` says otherwise.
+    """
     if pool is None and task is not None:
         pool = task.pool if task.pool_id else None
-    event = Event.objects.create(type=type, task=task, agent=agent, pool=pool, payload=payload)
+    if task is not None:
+        team_id = task.team_id
+    event = Event.objects.create(type=type, task=task, agent=agent, pool=pool, team_id=team_id, payload=payload)
     message = event.as_message()
     transaction.on_commit(lambda: _announce(message))
     return event

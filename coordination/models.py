@@ -9,6 +9,30 @@ from django.db import models
 from agents.models import Agent, AgentPool
 
 
+class Team(models.Model):
+    """Who owns tasks, API keys and webhook sources. Users and keys see their own team's tasks."""
+
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="membership")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+
+DEFAULT_TEAM = "default"
+
+
 class Priority(models.TextChoices):
     LOW = "low"
     NORMAL = "normal"
@@ -33,6 +57,12 @@ class Source(models.TextChoices):
 class TaskQuerySet(models.QuerySet):
     def active(self) -> TaskQuerySet:
         return self.filter(status__in=Task.ACTIVE_STATUSES)
+
+    def visible_to(self, *, team_id: int | None, staff: bool) -> TaskQuerySet:
+        """Staff see every task; everyone else only their own team's."""
+        if staff:
+            return self
+        return self.filter(team_id=team_id) if team_id else self.none()
 
 
 class Task(models.Model):
@@ -63,8 +93,9 @@ class Task(models.Model):
     attempt_budget = models.PositiveSmallIntegerField(default=3, help_text="attempts allowed per run")
     max_attempts = models.PositiveIntegerField(default=3, help_text="attempt number at which the task is dead")
     timeout = models.FloatField(help_text="seconds one attempt may run")
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.PYTHON)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="tasks")
     external_ref = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -88,6 +119,15 @@ class Task(models.Model):
             models.Index(fields=["task_type", "status"]),
             models.Index(fields=["-created_at"]),
             models.Index(fields=["status", "dispatched_at"]),
+            models.Index(fields=["team", "-created_at"]),
+            models.Index(fields=["team", "status", "-created_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="task_idempotency_key_per_team",
+            )
         ]
 
     def __str__(self) -> str:
@@ -164,12 +204,18 @@ class Event(models.Model):
     task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     pool = models.ForeignKey(AgentPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="events",
+                             help_text="the task's team; empty for events about shared agents and pools")
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["task", "id"]), models.Index(fields=["type", "id"])]
+        indexes = [
+            models.Index(fields=["task", "id"]),
+            models.Index(fields=["type", "id"]),
+            models.Index(fields=["team", "id"]),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.type}"
@@ -181,6 +227,7 @@ class Event(models.Model):
             "task": str(self.task_id) if self.task_id else None,
             "agent": self.agent.name if self.agent_id and self.agent else None,
             "pool": self.pool.name if self.pool_id and self.pool else None,
+            "team": self.team_id,
             "payload": self.payload,
             "at": self.created_at.isoformat(),
         }

@@ -23,7 +23,7 @@ from coordination import dispatch as broker
 from coordination.errors import IdempotencyConflict, InvalidTask, InvalidTransition, TaskNotFound
 from coordination.events import publish
 from coordination.metrics import TASK_DURATION, TASKS_TOTAL
-from coordination.models import Priority, Source, Task, TaskAttempt
+from coordination.models import DEFAULT_TEAM, Priority, Source, Task, TaskAttempt, Team
 from coordination.results import AttemptResult
 from coordination.routing import route
 
@@ -50,6 +50,7 @@ def task_submit(
     idempotency_key: str | None = None,
     source: str = Source.PYTHON,
     external_ref: str = "",
+    team: Team | None = None,
 ) -> Task:
     """Validate, route and store a task, then send it to its pool's queue after commit.
 
@@ -62,8 +63,9 @@ def task_submit(
         priority=priority, complexity=complexity, timeout=timeout, max_attempts=max_attempts,
         idempotency_key=idempotency_key, source=source, external_ref=external_ref,
     )  # fmt: skip
+    team = team or team_default()
     if idempotency_key:
-        existing = Task.objects.filter(idempotency_key=idempotency_key).first()
+        existing = Task.objects.filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_submission(existing, spec)
     pool = route(spec["capabilities"], task_type=spec["task_type"], needs_commands=bool(spec["command"]))
@@ -73,6 +75,7 @@ def task_submit(
     task = Task(
         **spec,
         pool=pool,
+        team=team,
         status=Task.Status.QUEUED,
         timeout=timeout,
         attempt_budget=budget,
@@ -91,9 +94,15 @@ def task_submit(
         if not idempotency_key:
             raise
         # Two submits with one key raced; the other one stored first.
-        return _same_submission(Task.objects.get(idempotency_key=idempotency_key), spec)
+        return _same_submission(Task.objects.get(team=team, idempotency_key=idempotency_key), spec)
     TASKS_TOTAL.labels(status=Task.Status.QUEUED, pool=pool.name).inc()
     return task
+
+
+def team_default() -> Team:
+    """The team of tasks submitted from this machine (CLI, Python, demo) without one."""
+    team, _ = Team.objects.get_or_create(name=DEFAULT_TEAM)
+    return team
 
 
 def _validated(**spec: Any) -> dict[str, Any]:

@@ -1,7 +1,21 @@
+"""ASGI entry point: HTTP through Django (static files included), WebSockets through Channels."""
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hive_project.settings")
 
-application = get_asgi_application()
+django_http = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (after Django is set up)
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+routes = {"http": ASGIStaticFilesHandler(django_http)}
+if settings.SERVE_ROLE in ("all", "streaming"):
+    from external_api.streaming.routing import websocket_application
+
+    routes["websocket"] = websocket_application()
+
+application = ProtocolTypeRouter(routes)

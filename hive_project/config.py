@@ -73,6 +73,7 @@ RESERVED_ENV_NAMES = frozenset(
         "LEANVIBE_HOME",
         "LEANVIBE_ENV",  # development / production (settings)
         "LEANVIBE_ALLOWED_HOSTS",  # settings
+        "LEANVIBE_SERVE_ROLE",  # which front door a web process serves (hive serve --role)
     }
 )
 RESERVED_ENV_PREFIXES = ("LEANVIBE_TEST_",)

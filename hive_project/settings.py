@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -58,7 +59,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "agents",
     "coordination",
     "external_api",
@@ -68,6 +73,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "external_api.middleware.JsonErrorsMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -235,6 +242,78 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- the front doors: DRF gateway, JWT, API keys, CORS, rate limits -------------------------------
+GATEWAY = HIVE_CONFIG.external_api.api_gateway
+SERVE_ROLE = os.environ.get("LEANVIBE_SERVE_ROLE", "all")
+
+
+def _jwt_signing_key() -> str:
+    """Separate from SECRET_KEY, so rotating one never invalidates the other."""
+    security = HIVE_CONFIG.security
+    key = security.jwt_signing_key or security.api_gateway.authentication.jwt.secret_key
+    if key:
+        return key
+    if PRODUCTION:
+        sys.stderr.write(
+            "hive: configuration error: security.jwt_signing_key is empty: expected a secret "
+            "(set LEANVIBE_SECURITY_JWT_SIGNING_KEY or LEANVIBE_SECURITY_JWT_SIGNING_KEY_FILE)\n"
+        )
+        raise SystemExit(2)
+    path = VAR_DIR / "jwt_signing_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "external_api.authentication.ApiKeyAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["external_api.permissions.ScopedAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["external_api.throttling.RouteRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "external_api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "SIGNING_KEY": _jwt_signing_key(),
+    "ALGORITHM": HIVE_CONFIG.security.api_gateway.authentication.jwt.algorithm,
+    "ISSUER": HIVE_CONFIG.security.api_gateway.authentication.jwt.issuer,
+    "UPDATE_LAST_LOGIN": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Agent Hive API",
+    "DESCRIPTION": "Submit, follow and manage tasks run by pools of coding agents.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from the wheel: no CDN needed
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "coordination.models.Task.Status",
+        "AgentStatusEnum": "agents.models.Agent.Status",
+        "AttemptOutcomeEnum": "coordination.models.TaskAttempt.Outcome",
+    },
+}
+CORS_ALLOWED_ORIGINS = [o for o in GATEWAY.cors_origins if o != "*"] if GATEWAY.cors_enabled else []
+CORS_ALLOW_ALL_ORIGINS = GATEWAY.cors_enabled and "*" in GATEWAY.cors_origins
+CORS_ALLOW_METHODS = [m for m in GATEWAY.cors_methods] + ["OPTIONS"]
+CORS_ALLOW_HEADERS = list({*GATEWAY.cors_headers, "content-type", "authorization", "x-api-key", "idempotency-key"})
+CORS_URLS_REGEX = r"^/api/.*$"
+DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY.max_request_bytes
+WEBHOOK_MAX_BYTES = HIVE_CONFIG.external_api.webhook_server.max_payload_bytes
 
 LOGGING = {
     "version": 1,

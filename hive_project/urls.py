@@ -1,5 +1,11 @@
+"""URLs by role: `hive serve --role gateway|webhooks|streaming|all` serves one front door or all.
+
+Health, readiness and metrics are served by every role.
+"""
+
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from hive_project import health
 
@@ -9,5 +15,6 @@ admin.site.site_title = "Agent Hive"
 urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
-    path("admin/", admin.site.urls),
 ]
+if settings.SERVE_ROLE in ("all", "gateway"):
+    urlpatterns += [path("api/", include("external_api.api.urls")), path("admin/", admin.site.urls)]

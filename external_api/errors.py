@@ -1,0 +1,54 @@
+"""Every API error is JSON with a stable `code` and a human `detail`."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from coordination.errors import HiveError
+
+
+def error_response(code: str, detail, http_status: int, **headers: str) -> Response:
+    response = Response({"code": code, "detail": detail}, status=http_status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, HiveError):
+        return error_response(exc.code, exc.detail, exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        return error_response("payload_too_large", "the request body is larger than allowed", 413)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # unexpected: the middleware turns it into a JSON 500
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"code": "invalid", "detail": _flatten(exc.detail), "fields": exc.detail}
+        return response
+    detail = response.data.get("detail", response.data) if isinstance(response.data, dict) else response.data
+    code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        code = "not_authenticated" if isinstance(exc, exceptions.NotAuthenticated) else "authentication_failed"
+        response.status_code = status.HTTP_401_UNAUTHORIZED
+    response.data = {"code": str(code), "detail": str(detail)}
+    return response
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_flatten(v) for v in detail)
+    return str(detail)
+
+
+def json_error(code: str, detail: str, http_status: int) -> JsonResponse:
+    return JsonResponse({"code": code, "detail": detail}, status=http_status)

@@ -1,0 +1,45 @@
+"""JSON, never an HTML page or a traceback, for API and webhook errors, and body size caps that
+answer 413 before the body is read."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from external_api.errors import json_error
+
+log = logging.getLogger(__name__)
+
+JSON_PREFIXES = ("/api/", "/webhooks/")
+STATUS_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                413: "payload_too_large", 500: "server_error"}  # fmt: skip
+
+
+class JsonErrorsMiddleware:
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(JSON_PREFIXES):
+            return self.get_response(request)
+        limit = settings.WEBHOOK_MAX_BYTES if request.path.startswith("/webhooks/") else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return json_error("bad_request", "Content-Length is not a number", 400)
+        if length > limit:
+            return json_error("payload_too_large", f"the request body is larger than {limit} bytes", 413)
+        response = self.get_response(request)
+        content_type = response.get("Content-Type", "")
+        if response.status_code >= 400 and not content_type.startswith("application/json"):
+            code = STATUS_CODES.get(response.status_code, "error")
+            return json_error(code, response.reason_phrase or code.replace("_", " "), response.status_code)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith(JSON_PREFIXES):
+            return None
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_error("server_error", "the server failed to handle this request", 500)

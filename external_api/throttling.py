@@ -1,0 +1,56 @@
+"""Per-route rate limits from the configuration, counted in Redis so all processes share them.
+
+A fixed one-minute window per caller and route: INCR is atomic, so concurrent requests in
+several web processes never overshoot the limit.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
+
+from external_api.access import caller_of
+
+WINDOW = 60
+
+
+def route_limit(path: str) -> tuple[str, int]:
+    """(route, requests per minute) for a path: the longest configured route prefix, else the default."""
+    best = ("default", settings.GATEWAY.rate_limit_per_minute)
+    best_len = -1
+    for route in settings.GATEWAY.routes:
+        prefix = route.path.rstrip("/")
+        if route.rate_limit and path.startswith(prefix) and len(prefix) > best_len:
+            best, best_len = (prefix, route.rate_limit), len(prefix)
+    return best
+
+
+def hit(key: str, limit: int) -> float | None:
+    """Count one request; None if allowed, else seconds until the window resets."""
+    now = time.time()
+    window = int(now // WINDOW)
+    cache_key = f"rl:{key}:{window}"
+    try:
+        if cache.add(cache_key, 1, timeout=WINDOW + 5):
+            count = 1
+        else:
+            count = cache.incr(cache_key)
+    except ValueError:  # expired between add and incr
+        cache.add(cache_key, 1, timeout=WINDOW + 5)
+        count = 1
+    if count <= limit:
+        return None
+    return max(1.0, (window + 1) * WINDOW - now)
+
+
+class RouteRateThrottle(BaseThrottle):
+    def allow_request(self, request, view) -> bool:
+        route, limit = route_limit(request.path)
+        self._wait = hit(f"{route}:{caller_of(request).ident}", limit)
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return self._wait
