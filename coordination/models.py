@@ -93,7 +93,7 @@ class Task(models.Model):
     attempt_budget = models.PositiveSmallIntegerField(default=3, help_text="attempts allowed per run")
     max_attempts = models.PositiveIntegerField(default=3, help_text="attempt number at which the task is dead")
     timeout = models.FloatField(help_text="seconds one attempt may run")
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001  (unique per team only when given)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.PYTHON)
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="tasks")
     external_ref = models.CharField(max_length=300, blank=True)
@@ -204,8 +204,14 @@ class Event(models.Model):
     task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     pool = models.ForeignKey(AgentPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="events",
-                             help_text="the task's team; empty for events about shared agents and pools")
+    team = models.ForeignKey(
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="events",
+        help_text="the task's team; empty for events about shared agents and pools",
+    )
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -6,7 +6,7 @@ it, the configured strategy chooses:
 - `least_loaded`: fewest queued + running tasks per unit of capacity (concurrency × live agents).
 - `round_robin`: turn by turn, counted in Redis so every web process shares the turn.
 - `performance_weighted`: the best measured success rate per second for the task's type, from
-  finished attempts; pools with no history get the average so new pools are tried.
+  finished attempts; a pool with no history yet is chosen first, so new pools get tried.
 """
 
 from __future__ import annotations
@@ -100,11 +100,11 @@ class PerformanceWeighted:
         stats = {pid: (ok / n, max(secs / n, 0.001)) for pid, (n, ok, secs) in totals.items()}
         if not stats:
             return LeastLoaded().choose(pools, task_type=task_type)
-        mean_rate = sum(s[0] for s in stats.values()) / len(stats)
-        mean_seconds = sum(s[1] for s in stats.values()) / len(stats)
 
         def score(pool: AgentPool) -> tuple[float, str]:
-            rate, seconds = stats.get(pool.id, (mean_rate, mean_seconds))
+            if pool.id not in stats:  # untried: explore it before exploiting the measured ones
+                return float("-inf"), pool.name
+            rate, seconds = stats[pool.id]
             return -(rate / seconds), pool.name
 
         return min(pools, key=score)

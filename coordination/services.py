@@ -134,11 +134,15 @@ def _validated(**spec: Any) -> dict[str, Any]:
     if not isinstance(task_type, str) or not task_type or len(task_type) > 64:
         raise InvalidTask("task_type must be a string of 1 to 64 characters")
     complexity = spec["complexity"]
-    if complexity is not None and (not isinstance(complexity, int) or not 1 <= complexity <= 10):
+    if complexity is not None and (
+        isinstance(complexity, bool) or not isinstance(complexity, int) or not 1 <= complexity <= 10
+    ):
         raise InvalidTask("complexity must be an integer from 1 to 10")
     timeout = spec["timeout"]
-    if timeout is not None and (isinstance(timeout, bool) or not 0 < float(timeout) <= MAX_TIMEOUT):
-        raise InvalidTask(f"timeout must be a number of seconds above 0 and at most {int(MAX_TIMEOUT)}")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
+            raise InvalidTask(f"timeout must be a number of seconds above 0 and at most {int(MAX_TIMEOUT)}")
+        spec["timeout"] = float(timeout)
     attempts = spec["max_attempts"]
     if attempts is not None and (
         isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20
@@ -310,7 +314,7 @@ def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent:
 
 def backoff_delay(attempt_number: int) -> float:
     """Exponential backoff with jitter: up to BASE·2^(n-1), at least half of it, capped."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempt_number - 1))
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(max(0, attempt_number - 1), 32))
     return _jitter.uniform(ceiling / 2, ceiling)
 
 

@@ -13,8 +13,8 @@ from external_api.errors import json_error
 log = logging.getLogger(__name__)
 
 JSON_PREFIXES = ("/api/", "/webhooks/")
-STATUS_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                413: "payload_too_large", 500: "server_error"}  # fmt: skip
+STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed",
+                409: "conflict", 413: "payload_too_large", 429: "throttled", 500: "server_error"}  # fmt: skip
 
 
 class JsonErrorsMiddleware:
@@ -24,7 +24,11 @@ class JsonErrorsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(JSON_PREFIXES):
             return self.get_response(request)
-        limit = settings.WEBHOOK_MAX_BYTES if request.path.startswith("/webhooks/") else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = (
+            settings.WEBHOOK_MAX_BYTES
+            if request.path.startswith("/webhooks/")
+            else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

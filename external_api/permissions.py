@@ -16,7 +16,5 @@ class ScopedAccess(permissions.BasePermission):
             return True
         if request.user is None or not request.user.is_authenticated:
             return False
-        scope = getattr(view, "required_scope", None) or (
-            READ if request.method in permissions.SAFE_METHODS else WRITE
-        )
+        scope = getattr(view, "required_scope", None) or (READ if request.method in permissions.SAFE_METHODS else WRITE)
         return caller_of(request).allows(scope)

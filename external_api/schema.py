@@ -1,9 +1,9 @@
 """OpenAPI description of the API key scheme (JWT and session are known to drf-spectacular)."""
 
-from drf_spectacular.extensions import OpenApiAuthenticatorExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
-class ApiKeyScheme(OpenApiAuthenticatorExtension):
+class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "external_api.authentication.ApiKeyAuthentication"
     name = "ApiKey"
 

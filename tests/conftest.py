@@ -164,3 +164,9 @@ def marker_dir(tmp_path) -> Path:
     path = tmp_path / "markers"
     path.mkdir()
     return path
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hashing stays real (Django's hasher interface) but cheap, so persona fixtures are fast."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

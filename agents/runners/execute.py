@@ -165,6 +165,9 @@ def interpret(outcome: ProcessOutcome, output_format: str, timeout: float) -> At
                              "subtype": found.get("subtype")}  # fmt: skip
             if result.is_error:
                 result.outcome = TaskAttempt.Outcome.FAILED
+                result.error = (
+                    f"claude reported {found.get('subtype') or 'an error'}: {str(found.get('result') or '')[:500]}"
+                )
     elif output_format == "python":
         for line in reversed(outcome.tail):
             if line.startswith(RESULT_PREFIX):

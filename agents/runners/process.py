@@ -29,6 +29,17 @@ try:
 except OSError:  # not Linux: no parent-death signal, the reconciler still kills the group
     _prctl = None
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+_subreaper = False
+
+
+def _adopt_orphans() -> None:
+    """Make this process the reaper of its orphaned descendants (Linux), so a program that
+    daemonizes a child and exits leaves that child here, where the cleanup finds it."""
+    global _subreaper
+    if _prctl is not None and not _subreaper:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _subreaper = True
 
 
 def _die_with_parent() -> None:
@@ -61,6 +72,9 @@ def run_process(
     output_interval: float = 0.5,
 ) -> ProcessOutcome:
     started = time.monotonic()
+    _adopt_orphans()
+    me = psutil.Process()
+    children_before = {p.pid for p in me.children(recursive=True)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as log:
         try:
@@ -99,6 +113,7 @@ def run_process(
         deadline = started + timeout
         next_check = next_output = time.monotonic()
         timed_out = stopped = False
+        seen: dict[int, psutil.Process] = {}  # descendants met while running, even if they leave the group
         while proc.poll() is None:
             now = time.monotonic()
             if now >= deadline:
@@ -106,6 +121,7 @@ def run_process(
                 break
             if now >= next_check:
                 next_check = now + check_interval
+                _remember_descendants(proc.pid, seen)
                 if not keep_going():
                     stopped = True
                     break
@@ -113,7 +129,8 @@ def run_process(
                 next_output = now + output_interval
                 flush()
             time.sleep(poll_interval)
-        kill_tree(proc, graceful=timed_out or stopped)
+        kill_tree(proc, graceful=timed_out or stopped, also=list(seen.values()))
+        _reap_adopted(me, children_before)
         reader.join(timeout=2.0)
         flush()
         if timed_out:
@@ -126,7 +143,23 @@ def run_process(
         )  # fmt: skip
 
 
-def kill_tree(proc: subprocess.Popen, *, graceful: bool) -> None:
+def _reap_adopted(me: psutil.Process, children_before: set[int]) -> None:
+    """Kill and reap what the program left behind and this process adopted."""
+    leftovers = [p for p in me.children(recursive=True) if p.pid not in children_before]
+    for p in leftovers:
+        _signal(p, signal.SIGKILL)
+    psutil.wait_procs(leftovers, timeout=2)
+
+
+def _remember_descendants(pid: int, seen: dict[int, psutil.Process]) -> None:
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            seen.setdefault(child.pid, child)
+    except psutil.Error:
+        pass
+
+
+def kill_tree(proc: subprocess.Popen, *, graceful: bool, also: Sequence[psutil.Process] = ()) -> None:
     """End the program and everything it started, including processes that left its group.
 
     With `graceful`, SIGTERM first and SIGKILL after KILL_GRACE seconds for what ignores it.
@@ -138,6 +171,9 @@ def kill_tree(proc: subprocess.Popen, *, graceful: bool) -> None:
         descendants = psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
         descendants = []
+    known = {p.pid for p in descendants}
+    # psutil.Process checks the creation time before signalling, so a reused pid is never hit
+    descendants += [p for p in also if p.pid not in known]
     if graceful:
         _signal_group(pgid, signal.SIGTERM)
         for p in descendants:

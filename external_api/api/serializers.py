@@ -23,7 +23,7 @@ class TaskCreateSerializer(serializers.Serializer):
 
 
 class AttemptSerializer(serializers.ModelSerializer):
-    agent = serializers.CharField(source="agent.name", default=None, read_only=True)
+    agent = serializers.CharField(source="agent.name", default=None, allow_null=True, read_only=True)
 
     class Meta:
         model = TaskAttempt
@@ -34,8 +34,8 @@ class AttemptSerializer(serializers.ModelSerializer):
 
 class EventSerializer(serializers.ModelSerializer):
     task = serializers.UUIDField(source="task_id", read_only=True, allow_null=True)
-    agent = serializers.CharField(source="agent.name", default=None, read_only=True)
-    pool = serializers.CharField(source="pool.name", default=None, read_only=True)
+    agent = serializers.CharField(source="agent.name", default=None, allow_null=True, read_only=True)
+    pool = serializers.CharField(source="pool.name", default=None, allow_null=True, read_only=True)
 
     class Meta:
         model = Event
@@ -44,9 +44,9 @@ class EventSerializer(serializers.ModelSerializer):
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    pool = serializers.CharField(source="pool.name", default=None, read_only=True)
-    agent = serializers.CharField(source="agent.name", default=None, read_only=True)
-    team = serializers.CharField(source="team.name", default=None, read_only=True)
+    pool = serializers.CharField(source="pool.name", default=None, allow_null=True, read_only=True)
+    agent = serializers.CharField(source="agent.name", default=None, allow_null=True, read_only=True)
+    team = serializers.CharField(source="team.name", default=None, allow_null=True, read_only=True)
 
     class Meta:
         model = Task
@@ -103,7 +103,9 @@ class PoolSerializer(serializers.ModelSerializer):
         low = attrs.get("min_instances", self.instance.min_instances if self.instance else 0)
         high = attrs.get("max_instances", self.instance.max_instances if self.instance else 1)
         if high < 1 or low > high:
-            raise serializers.ValidationError("min_instances must be at most max_instances, and max_instances at least 1")
+            raise serializers.ValidationError(
+                "min_instances must be at most max_instances, and max_instances at least 1"
+            )
         desired = attrs.get("desired_instances", self.instance.desired_instances if self.instance else low)
         attrs["desired_instances"] = min(max(desired, low), high)
         return attrs

@@ -6,7 +6,13 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -25,7 +31,7 @@ from external_api.api import serializers as s
 
 ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
 ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 413, 422, 429)}
-UUID_PATTERN = r"[0-9a-fA-F-]{36}"
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
 class TaskCursor(CursorPagination):
@@ -233,7 +239,11 @@ class EventsView(APIView):
         caller = caller_of(request)
         qs = Event.objects.select_related("agent", "pool").order_by("id")
         if not caller.staff:
-            qs = qs.filter(Q(team_id=caller.team_id) | Q(team__isnull=True)) if caller.team_id else qs.filter(team__isnull=True)
+            qs = (
+                qs.filter(Q(team_id=caller.team_id) | Q(team__isnull=True))
+                if caller.team_id
+                else qs.filter(team__isnull=True)
+            )
         qs = qs.filter(id__gt=int_param(request, "after", 0))
         if request.query_params.get("type"):
             qs = qs.filter(type=request.query_params["type"])
@@ -249,7 +259,9 @@ class EventsView(APIView):
         if data.validated_data["task"]:
             visible = Task.objects.visible_to(team_id=caller.team_id, staff=caller.staff)
             task = get_object_or_404(visible, id=data.validated_data["task"])
-        event = publish(data.validated_data["type"], task=task, team_id=caller.team_id, **data.validated_data["payload"])
+        event = publish(
+            data.validated_data["type"], task=task, team_id=caller.team_id, **data.validated_data["payload"]
+        )
         return Response(s.EventSerializer(event).data, status=status.HTTP_201_CREATED)
 
 
