@@ -72,6 +72,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "hive_project.probes.ProbesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "external_api.middleware.JsonErrorsMiddleware",
     "corsheaders.middleware.CorsMiddleware",

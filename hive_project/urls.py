@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from hive_project import health
+from hive_project import health, metrics
 
 admin.site.site_header = "Agent Hive"
 admin.site.site_title = "Agent Hive"
@@ -15,6 +15,7 @@ admin.site.site_title = "Agent Hive"
 urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
 if settings.SERVE_ROLE in ("all", "gateway"):
     urlpatterns += [path("api/", include("external_api.api.urls")), path("admin/", admin.site.urls)]

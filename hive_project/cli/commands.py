@@ -290,8 +290,16 @@ def check_config(path) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host, port) -> None:
-    """Serve the web process (admin, health, API, stream) with uvicorn."""
+@click.option("--role", default="all", show_default=True, type=click.Choice(["all", "gateway", "webhooks", "streaming"]),
+              help="Serve one front door (production runs each as its own process) or all of them.")  # fmt: skip
+def serve(host, port, role) -> None:
+    """Serve the web process with uvicorn: gateway (API, admin, dashboard), webhooks, streaming, or all.
+
+    Every role also answers /health, /ready and /metrics.
+    """
+    import os
+
+    os.environ["LEANVIBE_SERVE_ROLE"] = role  # read by the settings, so set before Django loads
     setup_django()
     import uvicorn
 

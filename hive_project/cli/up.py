@@ -9,6 +9,7 @@ Each child's output goes to var/logs/<name>.log.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +100,11 @@ def up(host, port, flower, flower_port) -> None:
 
     logs = var_dir() / "logs"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # every child counts into one directory, and /metrics adds them up
+    prometheus_dir = var_dir() / "prometheus"
+    shutil.rmtree(prometheus_dir, ignore_errors=True)
+    prometheus_dir.mkdir()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(prometheus_dir)
     redis_proc = None
     if not os.environ.get("LEANVIBE_REDIS_URL"):
         sock = embedded_redis_socket()
