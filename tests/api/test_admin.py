@@ -31,7 +31,7 @@ def test_task_list_filters_and_search(admin_client):
     page = admin_client.get("/admin/coordination/task/?q=flaky").content.decode()
     assert "fix the flaky login test" in page and "restyle the header" not in page
     page = admin_client.get(
-        "/admin/coordination/task/?pool__id__exact=%d" % Task.objects.get(prompt__contains="restyle").pool_id
+        f"/admin/coordination/task/?pool__id__exact={Task.objects.get(prompt__contains='restyle').pool_id}"
     )
     assert "restyle the header" in page.content.decode()
     assert "fix the flaky" not in page.content.decode()
