@@ -11,6 +11,7 @@ it, the configured strategy chooses:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -21,6 +22,8 @@ from django.db.models import Count
 from agents.models import Agent, AgentPool
 from coordination.errors import NoEligiblePool
 from coordination.models import Task, TaskAttempt
+
+log = logging.getLogger(__name__)
 
 
 class AllocationStrategy(Protocol):
@@ -69,10 +72,14 @@ class RoundRobin:
         ordered = sorted(pools, key=lambda p: p.name)
         key = "rr:" + ",".join(p.name for p in ordered)
         try:
-            turn = cache.incr(key)
-        except ValueError:
-            cache.add(key, 0, timeout=None)
-            turn = cache.incr(key)
+            try:
+                turn = cache.incr(key)
+            except ValueError:
+                cache.add(key, 0, timeout=None)
+                turn = cache.incr(key)
+        except Exception as exc:  # Redis away: the task is still accepted, placed by load instead
+            log.warning("round robin counter unavailable (%s); using least_loaded", exc)
+            return LeastLoaded().choose(pools, task_type=task_type)
         return ordered[turn % len(ordered)]
 
 

@@ -6,6 +6,7 @@ several web processes never overshoot the limit.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
@@ -13,6 +14,8 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 from external_api.access import caller_of
+
+log = logging.getLogger(__name__)
 
 WINDOW = 60
 
@@ -34,13 +37,14 @@ def hit(key: str, limit: int) -> float | None:
     window = int(now // WINDOW)
     cache_key = f"rl:{key}:{window}"
     try:
-        if cache.add(cache_key, 1, timeout=WINDOW + 5):
+        try:
+            count = 1 if cache.add(cache_key, 1, timeout=WINDOW + 5) else cache.incr(cache_key)
+        except ValueError:  # expired between add and incr
+            cache.add(cache_key, 1, timeout=WINDOW + 5)
             count = 1
-        else:
-            count = cache.incr(cache_key)
-    except ValueError:  # expired between add and incr
-        cache.add(cache_key, 1, timeout=WINDOW + 5)
-        count = 1
+    except Exception as exc:  # Redis away: let requests through rather than refuse every one
+        log.warning("rate limit counter unavailable (%s); not limiting", exc)
+        return None
     if count <= limit:
         return None
     return max(1.0, (window + 1) * WINDOW - now)

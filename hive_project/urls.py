@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from external_api import dashboard
 from hive_project import health, metrics
 
 admin.site.site_header = "Agent Hive"
@@ -19,3 +20,4 @@ urlpatterns = [
 ]
 if settings.SERVE_ROLE in ("all", "gateway"):
     urlpatterns += [path("api/", include("external_api.api.urls")), path("admin/", admin.site.urls)]
+    urlpatterns += [path("", dashboard.dashboard, name="dashboard")]
