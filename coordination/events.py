@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Any
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 EVENTS_GROUP = "hive.events"
 
 _loop: asyncio.AbstractEventLoop | None = None
+_queue: asyncio.Queue | None = None
 _loop_lock = threading.Lock()
 _loop_pid: int | None = None
 
@@ -48,24 +50,35 @@ def publish(
 def _announce(message: dict) -> None:
     EVENTS_TOTAL.labels(type=message["type"]).inc()
     try:
-        from channels.layers import get_channel_layer
-
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        loop = _background_loop()
-        asyncio.run_coroutine_threadsafe(layer.group_send(EVENTS_GROUP, {"type": "hive.event", "event": message}), loop)
+        loop, queue = _background_sender()
+        loop.call_soon_threadsafe(queue.put_nowait, message)
     except Exception:  # the Event row is the record; a missed live push is replayable from it
         log.warning("could not push event %s to the stream", message.get("id"), exc_info=True)
 
 
-def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop, _loop_pid
-    import os
-
+def _background_sender() -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
+    """One loop thread per process with one queue drained by one task, so events reach the group
+    in the order they were committed (concurrent sends would overtake each other)."""
+    global _loop, _queue, _loop_pid
     with _loop_lock:
         if _loop is None or _loop_pid != os.getpid():  # a forked worker child needs its own loop
-            _loop = asyncio.new_event_loop()
-            _loop_pid = os.getpid()
-            threading.Thread(target=_loop.run_forever, name="hive-events", daemon=True).start()
-        return _loop
+            loop = asyncio.new_event_loop()
+            queue: asyncio.Queue = asyncio.Queue()
+            loop.call_soon(lambda: loop.create_task(_drain(queue)))
+            threading.Thread(target=loop.run_forever, name="hive-events", daemon=True).start()
+            _loop, _queue, _loop_pid = loop, queue, os.getpid()
+        return _loop, _queue
+
+
+async def _drain(queue: asyncio.Queue) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    while True:
+        message = await queue.get()
+        if layer is None:
+            continue
+        try:
+            await layer.group_send(EVENTS_GROUP, {"type": "hive.event", "event": message})
+        except Exception:
+            log.warning("could not push event %s to the stream", message.get("id"), exc_info=True)

@@ -234,7 +234,10 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
     """
     now = timezone.now()
     with transaction.atomic():
-        attempt = TaskAttempt.objects.select_for_update().select_related("task__pool", "agent").get(id=attempt_id)
+        # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the joins (agent, pool)
+        attempt = (
+            TaskAttempt.objects.select_for_update(of=("self",)).select_related("task__pool", "agent").get(id=attempt_id)
+        )
         task = attempt.task
         if attempt.outcome != TaskAttempt.Outcome.RUNNING:
             return task
@@ -269,7 +272,10 @@ def attempt_lost(*, attempt_id: int, reason: str) -> None:
     from coordination.processes import kill_attempt_processes
 
     with transaction.atomic():
-        attempt = TaskAttempt.objects.select_for_update().select_related("task__pool", "agent").get(id=attempt_id)
+        # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the joins (agent, pool)
+        attempt = (
+            TaskAttempt.objects.select_for_update(of=("self",)).select_related("task__pool", "agent").get(id=attempt_id)
+        )
         if attempt.outcome != TaskAttempt.Outcome.RUNNING:
             return
         kill_attempt_processes(attempt)

@@ -172,7 +172,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "hive:asgi:", "capacity": 1000},
+        "CONFIG": {
+            # channels_redis waits up to 5 s per receive; a read timeout at 5 s would kill idle sockets
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "prefix": "hive:asgi:",
+            "capacity": 1000,
+        },
     }
 }
 

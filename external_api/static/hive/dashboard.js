@@ -1,0 +1,336 @@
+// Agent Hive dashboard: the state from the API, then every change from /ws/events/.
+//
+// Order of things, so nothing is missed: open the stream, learn its `head` (newest event id) from
+// the welcome message, load pools, agents and tasks from the API, then apply the events that
+// arrived meanwhile. After a dropped connection, reconnect with `last_event_id` and the server
+// replays what was missed.
+(() => {
+  "use strict";
+
+  const MAX_TASKS = 100;
+  const MAX_LINES = 200;
+  const MAX_EVENTS = 100;
+  const TERMINAL = new Set(["succeeded", "failed", "cancelled", "dead"]);
+  const STATUSES = new Set(["pending", "queued", "running", ...TERMINAL]);
+
+  const state = {
+    pools: new Map(),
+    agents: new Map(),
+    tasks: new Map(), // id -> task (API fields plus `output` lines)
+    lastEventId: 0,
+    ready: false, // the API snapshot is loaded
+    early: [], // events that arrived before it
+    compression: null,
+    retry: 0,
+  };
+
+  const $ = (selector) => document.querySelector(selector);
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined) continue;
+      if (key === "class") node.className = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function problem(message) {
+    const box = $("#problem");
+    box.textContent = message || "";
+    box.hidden = !message;
+  }
+
+  function setConnection(status, text) {
+    const badge = $("#connection");
+    badge.className = `connection ${status}`;
+    badge.textContent = text;
+  }
+
+  // --- the API -------------------------------------------------------------------------------
+  async function api(path) {
+    const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status === 401 || response.status === 403) {
+      window.location.assign(`/admin/login/?next=${encodeURIComponent(window.location.pathname)}`);
+      throw new Error("signed out");
+    }
+    if (!response.ok) throw new Error(`${path} answered ${response.status}`);
+    return response.json();
+  }
+
+  async function loadPools() {
+    const pools = await api("/api/v1/pools/");
+    state.pools = new Map(pools.map((pool) => [pool.name, pool]));
+    renderPools();
+  }
+
+  async function loadAgents() {
+    const agents = await api("/api/v1/agents/");
+    state.agents = new Map(agents.map((agent) => [agent.name, agent]));
+    renderAgents();
+  }
+
+  async function loadTasks() {
+    const page = await api("/api/v1/tasks/?limit=50");
+    for (const task of page.results.slice().reverse()) {
+      const known = state.tasks.get(task.id);
+      state.tasks.set(task.id, { ...task, output: known ? known.output : [] });
+    }
+    renderTasks();
+  }
+
+  // Pool counts and agent load change with every task: refresh them, at most once a second.
+  let refreshTimer = null;
+  function refreshSoon() {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(async () => {
+      refreshTimer = null;
+      try {
+        await Promise.all([loadPools(), loadAgents()]);
+      } catch (err) {
+        problem(`could not refresh pools and agents: ${err.message}`);
+      }
+    }, 1000);
+  }
+
+  // --- events ----------------------------------------------------------------------------------
+  function taskOf(event) {
+    let task = state.tasks.get(event.task);
+    if (!task) {
+      task = { id: event.task, status: "pending", prompt: "", command: null, pool: event.pool, agent: null,
+               priority: null, created_at: event.at, output: [], error: "" };
+      state.tasks.set(event.task, task);
+    }
+    return task;
+  }
+
+  function apply(event) {
+    if (event.id > state.lastEventId) state.lastEventId = event.id;
+    logEvent(event);
+    const payload = event.payload || {};
+    if (event.task) {
+      const task = taskOf(event);
+      const verb = event.type.slice("task.".length);
+      if (event.pool) task.pool = event.pool;
+      if (event.type === "task.queued") {
+        task.status = "queued";
+        task.title = payload.title || task.title;
+        task.priority = payload.priority || task.priority;
+      } else if (event.type === "task.running") {
+        task.status = "running";
+        task.agent = event.agent;
+        task.error = "";
+      } else if (event.type === "task.progress") {
+        task.output.push(...(payload.lines || []));
+        if (task.output.length > MAX_LINES) task.output.splice(0, task.output.length - MAX_LINES);
+      } else if (event.type === "task.retrying") {
+        task.status = "queued";
+        task.error = `attempt ${payload.attempt} failed, retrying: ${payload.error || ""}`;
+      } else if (event.type === "task.retried" || event.type === "task.redriven") {
+        task.status = "queued";
+        task.error = "";
+      } else if (STATUSES.has(verb)) {
+        task.status = verb;
+        if (payload.error) task.error = payload.error;
+        if (verb === "succeeded" && !task.output.length && payload.output_tail) {
+          task.output = payload.output_tail.split("\n").filter((line) => line !== "");
+        }
+      }
+      task.updated = event.id;
+      renderTask(task);
+      refreshSoon();
+    }
+    if (event.type.startsWith("agent.") || event.type.startsWith("pool.")) {
+      if (event.agent && state.agents.has(event.agent)) {
+        const status = event.type.slice("agent.".length);
+        if (["online", "offline", "draining"].includes(status)) state.agents.get(event.agent).status = status;
+        renderAgents();
+      }
+      refreshSoon();
+    }
+    $("#last-event").textContent = `last #${state.lastEventId}`;
+  }
+
+  function receive(events) {
+    if (!state.ready) {
+      state.early.push(...events);
+      return;
+    }
+    for (const event of events) apply(event);
+    trimTasks();
+  }
+
+  // --- the stream --------------------------------------------------------------------------------
+  const DECOMPRESS = { gzip: "gzip", zlib: "deflate", deflate: "deflate-raw" };
+
+  async function decode(data) {
+    if (typeof data === "string") return JSON.parse(data);
+    const stream = new Blob([data]).stream().pipeThrough(new DecompressionStream(DECOMPRESS[state.compression]));
+    return JSON.parse(await new Response(stream).text());
+  }
+
+  function connect() {
+    const params = new URLSearchParams({ flush_interval: "0.25" });
+    const compress = new URLSearchParams(window.location.search).get("compress");
+    if (compress) params.set("compress", compress);
+    if (state.ready) params.set("last_event_id", String(state.lastEventId));
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${window.location.host}/ws/events/?${params}`, ["hive.events"]);
+    socket.binaryType = "arraybuffer";
+    let queue = Promise.resolve(); // frames are handled one after another, in order
+
+    socket.addEventListener("message", (frame) => {
+      queue = queue.then(async () => handle(await decode(frame.data))).catch((err) => problem(err.message));
+    });
+    socket.addEventListener("close", (closed) => {
+      if (closed.code === 4401 || closed.code === 4403) {
+        setConnection("closed", "signed out");
+        window.location.assign(`/admin/login/?next=${encodeURIComponent(window.location.pathname)}`);
+        return;
+      }
+      const delay = Math.min(30000, 500 * 2 ** state.retry++) * (0.5 + Math.random() / 2);
+      setConnection("closed", `disconnected${closed.reason ? ` (${closed.reason})` : ""}, retrying…`);
+      setTimeout(connect, delay);
+    });
+  }
+
+  async function handle(message) {
+    switch (message.type) {
+      case "welcome":
+        state.retry = 0;
+        state.compression = message.compression;
+        setConnection("live", "live");
+        if (!state.ready) await loadSnapshot(message.head);
+        else refreshSoon();
+        break;
+      case "batch":
+        receive(message.events);
+        break;
+      case "heartbeat":
+        if (message.last_event_id > state.lastEventId) state.lastEventId = message.last_event_id;
+        break;
+      case "error":
+        problem(`stream: ${message.detail}`);
+        break;
+      default:
+        break;
+    }
+  }
+
+  async function loadSnapshot(head) {
+    try {
+      await Promise.all([loadPools(), loadAgents(), loadTasks()]);
+      problem("");
+    } catch (err) {
+      problem(`could not load the current state: ${err.message}`);
+    }
+    state.lastEventId = Math.max(state.lastEventId, head || 0);
+    state.ready = true;
+    const early = state.early.splice(0);
+    for (const event of early) apply(event); // the API's state may include them: applying is idempotent
+    trimTasks();
+  }
+
+  // --- rendering ---------------------------------------------------------------------------------
+  function renderPools() {
+    const body = $("#pools tbody");
+    body.replaceChildren(
+      ...[...state.pools.values()].map((pool) =>
+        el("tr", { dataset: { pool: pool.name } },
+          el("td", { class: "name" }, pool.name, pool.program_missing ? el("span", { class: "warn", title: pool.program_missing }, " ⚠") : null),
+          el("td", { class: "instances" }, `${pool.agents_online} / ${pool.max_instances}`),
+          el("td", { class: "queued" }, pool.queued),
+          el("td", { class: "depth" }, pool.queue_depth ?? "–"),
+          el("td", { class: "running" }, pool.running),
+          el("td", { class: "capabilities" }, (pool.capabilities || []).join(", ")))),
+    );
+  }
+
+  function renderAgents() {
+    const body = $("#agents tbody");
+    const agents = [...state.agents.values()].sort((a, b) =>
+      (a.status === "offline") - (b.status === "offline") || a.name.localeCompare(b.name));
+    body.replaceChildren(
+      ...agents.map((agent) =>
+        el("tr", { class: `agent agent-${agent.status}`, dataset: { agent: agent.name } },
+          el("td", { class: "name" }, agent.name),
+          el("td", {}, agent.pool),
+          el("td", { class: "status" }, agent.status),
+          el("td", { class: "load" },
+            el("meter", { min: "0", max: String(agent.concurrency || 1), value: String(agent.load || 0) }),
+            ` ${agent.load || 0} / ${agent.concurrency || 1}`),
+          el("td", {}, agent.host || ""),
+          el("td", {}, agent.last_heartbeat ? new Date(agent.last_heartbeat).toLocaleTimeString() : ""))),
+    );
+  }
+
+  function taskTitle(task) {
+    if (task.title) return task.title;
+    if (task.command && task.command.length) return task.command.join(" ");
+    return task.prompt || "(no prompt)";
+  }
+
+  function taskNode(task) {
+    const output = el("pre", { class: "output" }, task.output.join("\n"));
+    output.hidden = !task.output.length;
+    return el("article", { class: `task status-${task.status}`, dataset: { taskId: task.id, status: task.status } },
+      el("header", {},
+        el("span", { class: "status" }, task.status),
+        el("code", { class: "id", title: task.id }, task.id.slice(0, 8)),
+        el("span", { class: "title" }, taskTitle(task)),
+        el("span", { class: "where" }, [task.pool, task.agent].filter(Boolean).join(" · ")),
+        task.priority && task.priority !== "normal" ? el("span", { class: `priority priority-${task.priority}` }, task.priority) : null),
+      task.error ? el("p", { class: "error" }, task.error) : null,
+      output);
+  }
+
+  function renderTask(task) {
+    if (!state.ready) return;
+    const container = $("#tasks");
+    const node = taskNode(task);
+    const old = container.querySelector(`[data-task-id="${CSS.escape(task.id)}"]`);
+    if (old) {
+      const pre = old.querySelector("pre.output");
+      old.replaceWith(node);
+      if (pre && pre.scrollTop) node.querySelector("pre.output").scrollTop = pre.scrollTop;
+    } else {
+      container.prepend(node);
+    }
+    $("#task-count").textContent = `${state.tasks.size} shown`;
+  }
+
+  function renderTasks() {
+    const tasks = [...state.tasks.values()].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    $("#tasks").replaceChildren(...tasks.map(taskNode));
+    $("#task-count").textContent = `${state.tasks.size} shown`;
+  }
+
+  function trimTasks() {
+    if (state.tasks.size <= MAX_TASKS) return;
+    const byAge = [...state.tasks.values()].sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
+    for (const task of byAge) {
+      if (state.tasks.size <= MAX_TASKS) break;
+      if (!TERMINAL.has(task.status)) continue;
+      state.tasks.delete(task.id);
+      const node = $(`#tasks [data-task-id="${CSS.escape(task.id)}"]`);
+      if (node) node.remove();
+    }
+  }
+
+  function logEvent(event) {
+    const list = $("#events");
+    const what = [event.task && event.task.slice(0, 8), event.agent, event.pool].filter(Boolean).join(" ");
+    list.prepend(el("li", { dataset: { eventId: event.id } },
+      el("code", {}, `#${event.id}`), " ", el("span", { class: "type" }, event.type), " ", what,
+      el("time", { datetime: event.at }, ` ${new Date(event.at).toLocaleTimeString()}`)));
+    while (list.children.length > MAX_EVENTS) list.lastChild.remove();
+  }
+
+  document.addEventListener("DOMContentLoaded", connect);
+})();

@@ -1,0 +1,65 @@
+"""Live stream connections, counted across every web process in one Redis sorted set.
+
+Each connection holds a lease: a member of the set whose score is the time it expires. A
+connection renews its lease while it lives and removes it when it closes; a process that dies
+without closing its sockets leaves leases that simply run out, so a crash never leaks capacity
+for longer than LEASE_SECONDS. Admission is one Lua script (drop expired leases, count, add),
+so two processes can never both take the last place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import weakref
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+KEY = "hive:stream:connections"
+LEASE_SECONDS = 60.0
+
+_ADMIT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
+return 1
+"""
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+
+
+def client() -> aioredis.Redis:
+    """One client (with its connection pool) per event loop."""
+    loop = asyncio.get_running_loop()
+    found = _clients.get(loop)
+    if found is None:
+        found = _clients[loop] = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=10
+        )
+    return found
+
+
+async def admit(limit: int) -> str | None:
+    """A new lease id, or None when `limit` connections are already live."""
+    lease = uuid.uuid4().hex
+    admitted = await client().eval(_ADMIT, 1, KEY, time.time(), limit, LEASE_SECONDS, lease)
+    return lease if admitted else None
+
+
+async def renew(lease: str) -> None:
+    await client().zadd(KEY, {lease: time.time() + LEASE_SECONDS})  # back even if it had run out
+
+
+async def release(lease: str) -> None:
+    await client().zrem(KEY, lease)
+
+
+async def live() -> int:
+    redis = client()
+    await redis.zremrangebyscore(KEY, "-inf", time.time())
+    return await redis.zcard(KEY)

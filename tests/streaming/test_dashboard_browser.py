@@ -1,0 +1,113 @@
+"""The dashboard end to end: a real ASGI server (`hive serve`), a real backend worker, headless
+Chromium (Debian's package) driven by Playwright. Sign in through the admin login, open `/`,
+submit a task through the API and watch it appear, run and succeed, with its output."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+PASSWORD = "correct horse battery"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium: apt-get update && apt-get install -y chromium"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_until_serving(base: str, server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"hive serve exited with {server.returncode}:\n{server.log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    pytest.fail(f"hive serve did not answer within {timeout}s:\n{server.log_path.read_text()[-3000:]}")
+
+
+def console_error(message, problems: list[str]) -> None:
+    where = message.location.get("url", "")
+    if message.type == "error" and not where.endswith("/favicon.ico"):  # the admin's login page has none
+        problems.append(f"console: {message.text} ({where})")
+
+
+def test_dashboard_shows_a_task_run_live(hive, settings):
+    from playwright.sync_api import sync_playwright
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]  # the server's default
+    User.objects.create_user("sam", password=PASSWORD, is_staff=True)
+    hive.worker("backend")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = hive.spawn("web", [sys.executable, "-m", "hive_project.cli", "serve", "--port", str(port)])
+    wait_until_serving(base, server)
+    token = http("POST", f"{base}/api/v1/auth/token/", {"username": "sam", "password": PASSWORD})["access"]
+    problems: list[str] = []
+
+    # No ORM from here on: Playwright's sync API runs an event loop in this thread.
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+            page.on("console", lambda msg: console_error(msg, problems))
+            page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+
+            page.goto(f"{base}/")
+            assert "/admin/login/" in page.url and "next=/" in page.url, "anonymous users are sent to sign in"
+            page.fill("#id_username", "sam")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{base}/")
+            page.wait_for_selector("#connection.live", timeout=15_000)
+            page.wait_for_selector('#pools tr[data-pool="backend"]', timeout=10_000)
+            page.wait_for_selector('#agents tr[data-agent="backend@test"]', timeout=10_000)
+
+            command = [sys.executable, "-c", "print('hello from the dashboard')"]
+            task = http("POST", f"{base}/api/v1/tasks/", {"command": command, "capabilities": ["python"]}, token)
+            card = f'#tasks [data-task-id="{task["id"]}"]'
+            page.wait_for_selector(card, timeout=15_000)  # appears live, without a reload
+            page.wait_for_selector(f'{card}[data-status="succeeded"]', timeout=60_000)
+            assert page.inner_text(f"{card} .status") == "succeeded"
+            page.wait_for_function(
+                "sel => (document.querySelector(sel)?.textContent || '').includes('hello from the dashboard')",
+                arg=f"{card} pre.output",
+                timeout=10_000,
+            )
+            assert "backend" in page.inner_text(card)
+            seen = page.inner_text("#events")
+            assert "task.queued" in seen and "task.running" in seen and "task.succeeded" in seen
+        finally:
+            browser.close()
+    assert not problems, problems
