@@ -4,17 +4,28 @@ answer 413 before the body is read."""
 from __future__ import annotations
 
 import logging
+import re
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from prometheus_client import Counter
 
 from external_api.errors import json_error
 
 log = logging.getLogger(__name__)
 
+API_REQUESTS = Counter("hive_api_requests_total", "Requests to the API and webhooks", ["method", "route", "status"])
+
 JSON_PREFIXES = ("/api/", "/webhooks/")
 STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed",
                 409: "conflict", 413: "payload_too_large", 429: "throttled", 500: "server_error"}  # fmt: skip
+
+
+def route_label(match) -> str:
+    """`api/v1/tasks/{id}/cancel/` for a resolved URL: few distinct values, no ids."""
+    if match is None:
+        return "unmatched"
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", match.route).replace("^", "").replace("$", "")
 
 
 class JsonErrorsMiddleware:
@@ -36,6 +47,8 @@ class JsonErrorsMiddleware:
         if length > limit:
             return json_error("payload_too_large", f"the request body is larger than {limit} bytes", 413)
         response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        API_REQUESTS.labels(method=request.method, route=route_label(match), status=str(response.status_code)).inc()
         content_type = response.get("Content-Type", "")
         if response.status_code >= 400 and not content_type.startswith("application/json"):
             code = STATUS_CODES.get(response.status_code, "error")

@@ -132,10 +132,12 @@ def _prepare() -> None:
     from django.db import connection
 
     from agents.services import pool_sync
+    from external_api.services import webhook_sources_sync
     from hive_project.cli.admin_user import ensure_admin
 
     call_command("migrate", interactive=False, verbosity=0)
     pools = pool_sync(config=settings.HIVE_CONFIG)
+    webhook_sources_sync(settings.HIVE_CONFIG)
     click.echo(f"database  {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
                f"{settings.DATABASES['default']['NAME']} (migrated)")  # fmt: skip
     click.echo(f"pools     {', '.join(p.name for p in pools)}")

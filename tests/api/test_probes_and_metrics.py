@@ -87,3 +87,14 @@ def test_each_role_serves_only_its_front_door(role, served, absent, tmp_path):
         assert codes[path] == 404, (path, codes)
     for path in served:
         assert codes[path] != 404, (path, codes)
+
+
+def test_api_requests_are_counted_by_route_and_status(client, personas):
+    assert personas["owner"].client.get("/api/v1/tasks/").status_code == 200
+    assert client.get("/api/v1/tasks/").status_code == 401
+    body = client.get("/metrics").content.decode()
+    assert 'hive_api_requests_total{method="GET",route="api/v1/tasks/",status="200"}' in body
+    assert 'hive_api_requests_total{method="GET",route="api/v1/tasks/",status="401"}' in body
+    personas["owner"].client.get("/api/v1/tasks/00000000-0000-0000-0000-000000000000/events/")
+    body = client.get("/metrics").content.decode()
+    assert 'route="api/v1/tasks/{id}/events/",status="404"' in body

@@ -1,0 +1,119 @@
+"""The steps every webhook request goes through before its sender's own rules: the webhook server
+is on, the method and content type are allowed, the body fits, the source exists; and, once the
+delivery is verified, the source's rate limit. Each refusal is JSON `{code, detail}`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from coordination.errors import HiveError
+from external_api.errors import json_error
+from external_api.models import WebhookSource
+from external_api.services import DeliveryResult, Outcome, webhook_sources_sync
+from external_api.throttling import hit
+from external_api.webhooks.metrics import DELIVERIES
+from external_api.webhooks.signatures import SignatureError
+
+log = logging.getLogger(__name__)
+
+_synced_fingerprint: str | None = None
+
+
+def accept(request: HttpRequest, *, kind: str, methods: tuple[str, ...] = ("POST",)) -> bytes | HttpResponse:
+    """The raw body of an acceptable request, or the response refusing it."""
+    api = settings.HIVE_CONFIG.external_api
+    if not (api.enabled and api.webhook_server.enabled):
+        return json_error("not_found", "webhooks are turned off (external_api.webhook_server.enabled)", 404)
+    if request.method not in methods:
+        response = json_error("method_not_allowed", f"{request.method} is not allowed here; use {', '.join(methods)}",
+                              405)  # fmt: skip
+        response["Allow"] = ", ".join(methods)
+        return response
+    validation = settings.HIVE_CONFIG.security.webhook_server.request_validation
+    for header in validation.required_headers:
+        if not request.headers.get(header):
+            return json_error("bad_request", f"the {header} header is required", 400)
+    media_type = (request.content_type or "").lower()
+    if media_type not in validation.allowed_content_types:
+        return json_error("unsupported_media_type", f"Content-Type {media_type or '(none)'!r} is not accepted; send "
+                          f"{' or '.join(validation.allowed_content_types)}", 415)  # fmt: skip
+    # The middleware refuses a declared Content-Length over the cap before the body is read; this
+    # also covers a body sent without one, and the stricter of the two configured caps.
+    limit = min(settings.WEBHOOK_MAX_BYTES, validation.max_payload_bytes)
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return json_error("payload_too_large", f"the request body is larger than {limit} bytes", 413)
+    return body
+
+
+def source_for(*, kind: str, slug: str) -> WebhookSource | None:
+    """The enabled source of this kind and slug. The configuration's sources are synced on first use
+    and whenever the configured secrets change, and again when a default slug is not found."""
+    _sync_if_config_changed()
+    source = WebhookSource.objects.select_related("team").filter(kind=kind, slug=slug, enabled=True).first()
+    if source is None and slug == kind:
+        webhook_sources_sync()
+        source = WebhookSource.objects.select_related("team").filter(kind=kind, slug=slug, enabled=True).first()
+    return source
+
+
+def _sync_if_config_changed() -> None:
+    global _synced_fingerprint
+    server = settings.HIVE_CONFIG.external_api.webhook_server
+    material = repr((server.github.secret, server.github.secrets_previous, server.slack.signing_secret,
+                     server.slack.signing_secrets_previous))  # fmt: skip
+    fingerprint = hashlib.sha256(material.encode()).hexdigest()
+    if fingerprint != _synced_fingerprint:
+        webhook_sources_sync()
+        _synced_fingerprint = fingerprint
+
+
+def unknown_source(kind: str, slug: str) -> JsonResponse:
+    hint = ""
+    if slug == kind and kind != WebhookSource.Kind.CUSTOM:
+        key = "github.secret" if kind == WebhookSource.Kind.GITHUB else "slack.signing_secret"
+        hint = f" (set external_api.webhook_server.{key}, or add one with `hive webhook add {kind} --slug {slug}`)"
+    return json_error("not_found", f"no {kind} webhook source {slug!r}{hint}", 404)
+
+
+def signature_refused(source: WebhookSource, exc: SignatureError) -> JsonResponse:
+    DELIVERIES.labels(source=source.slug, outcome="invalid_signature").inc()
+    log.warning("webhook %s: refused delivery: %s", source, exc.detail)
+    return json_error("invalid_signature", exc.detail, 401)
+
+
+def throttled(request: HttpRequest, *, source: WebhookSource, limit: int) -> JsonResponse | None:
+    """None while the source is within its deliveries per minute, else a 429 with Retry-After."""
+    wait = hit(f"webhook:{source.slug}", limit)
+    if wait is None:
+        return None
+    DELIVERIES.labels(source=source.slug, outcome="throttled").inc()
+    response = json_error("throttled", f"more than {limit} deliveries per minute from {source.slug}; retry later",
+                          429)  # fmt: skip
+    response["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
+def delivery_response(result: DeliveryResult) -> HttpResponse:
+    """The answer to GitHub and custom senders: 201 for a new task, 200 for a duplicate or a ping,
+    204 for an event that asks for nothing, the error's status for a rejected delivery."""
+    if result.outcome == Outcome.REJECTED:
+        error = result.error or HiveError("the delivery was rejected", code="rejected")
+        return json_error(error.code, error.detail, error.status)
+    if result.outcome == Outcome.IGNORED:
+        return HttpResponse(status=204)
+    if result.outcome == Outcome.PING:
+        return JsonResponse({"code": "pong", "detail": result.delivery.detail or "pong"})
+    task, delivery_id = result.task, result.delivery.delivery_id
+    if task is None:  # a repeat of a delivery that made no task
+        detail = f"delivery {delivery_id} was received before ({result.delivery.outcome})"
+    else:
+        detail = f"task {task.id} {'queued' if result.outcome == Outcome.ACCEPTED else 'was queued'} on pool {task.pool.name}"
+    body = {"code": result.outcome, "detail": detail, "delivery_id": delivery_id, "task": str(task.id) if task else None,
+            "pool": task.pool.name if task else None, "status": task.status if task else None}  # fmt: skip
+    return JsonResponse(body, status=201 if result.outcome == Outcome.ACCEPTED else 200)
