@@ -105,7 +105,21 @@ def team_default() -> Team:
     return team
 
 
+def contains_nul(value: Any) -> bool:
+    """PostgreSQL stores no NUL character in text or JSON; refuse it at the door, not with a 500."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
 def _validated(**spec: Any) -> dict[str, Any]:
+    for field in ("prompt", "command", "payload", "capabilities", "task_type", "idempotency_key", "external_ref"):
+        if contains_nul(spec[field]):
+            raise InvalidTask(f"{field} must not contain NUL characters")
     caps = spec["capabilities"]
     if isinstance(caps, str) or not isinstance(caps, Sequence) or not caps:
         raise InvalidTask("capabilities must be a non-empty list of strings")

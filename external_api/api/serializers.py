@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, AgentPool
 from coordination.models import Event, Priority, Task, TaskAttempt
+from coordination.services import contains_nul
 
 
 class TaskCreateSerializer(serializers.Serializer):
@@ -115,6 +116,11 @@ class EventCreateSerializer(serializers.Serializer):
     type = serializers.RegexField(r"^custom\.[a-z0-9_.-]{1,56}$", help_text="custom events are named custom.<name>")
     task = serializers.UUIDField(required=False, allow_null=True, default=None)
     payload = serializers.DictField(required=False, default=dict)
+
+    def validate_payload(self, payload: dict) -> dict:
+        if contains_nul(payload):
+            raise serializers.ValidationError("must not contain NUL characters")
+        return payload
 
 
 class StatusSerializer(serializers.Serializer):

@@ -171,3 +171,12 @@ def test_wrong_password_is_401_json():
 
 def test_jwt_is_signed_with_a_key_other_than_secret_key(settings):
     assert settings.SIMPLE_JWT["SIGNING_KEY"] and settings.SIMPLE_JWT["SIGNING_KEY"] != settings.SECRET_KEY
+
+
+def test_nul_characters_are_refused_with_400_not_stored(personas):
+    owner = personas["owner"].client
+    response = owner.post(URL, {"prompt": "ok", "capabilities": ["python"], "payload": {"k": "a\x00b"}}, format="json")
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    response = owner.post("/api/v1/events/", {"type": "custom.x", "payload": {"k\x00": 1}}, format="json")
+    assert response.status_code == 400
+    assert Task.objects.count() == 0 and not Event.objects.filter(type="custom.x").exists()
