@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.db import connection
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -64,7 +67,12 @@ def parse_time(value: str | None, name: str):
         parsed = None
     if parsed is None:
         raise HiveError(f"{name} must be an ISO 8601 date-time", code="invalid")
-    return parsed
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    try:  # PostgreSQL takes offsets up to ±15:59 only: compare in UTC
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise HiveError(f"{name} is out of range", code="invalid") from None
 
 
 @extend_schema_view(

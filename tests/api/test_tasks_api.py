@@ -180,3 +180,10 @@ def test_nul_characters_are_refused_with_400_not_stored(personas):
     response = owner.post("/api/v1/events/", {"type": "custom.x", "payload": {"k\x00": 1}}, format="json")
     assert response.status_code == 400
     assert Task.objects.count() == 0 and not Event.objects.filter(type="custom.x").exists()
+
+
+def test_time_filters_accept_any_offset_and_refuse_nonsense(personas):
+    owner = personas["owner"].client
+    assert owner.get(URL + "?created_after=0989-05-28T08:34:09.494-17:30").status_code == 200
+    assert owner.get(URL + "?created_before=2020-01-01T00:00:00").status_code == 200
+    assert owner.get(URL + "?created_before=0001-01-01T00:00:00%2B12:00").status_code == 400
