@@ -31,5 +31,8 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+bench: install
+	$(VENV)/bin/hive bench $(BENCH_ARGS)
+
 clean:
 	rm -rf var/ .pytest_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
 import redis
@@ -44,8 +45,14 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=10)
 
 
-def task_ids_in_broker(queues: list[str]) -> set[str]:
-    """Task ids with a message waiting in any priority list of these queues, or reserved unacked."""
+def task_ids_in_broker(queues: list[str], *, reserved_within: float | None = None) -> set[str]:
+    """Task ids with a message waiting in any priority list of these queues, or reserved unacked.
+
+    With `reserved_within`, a reservation counts only if a worker took the message within that
+    many seconds. A task still queued whose message was reserved longer ago is held by a worker
+    that died with it (typically a retry it was keeping until its countdown ran out), and Redis
+    hands such a message back only after the visibility timeout, which is over an hour.
+    """
     client = redis_client()
     ids: set[str] = set()
     keys = []
@@ -55,11 +62,17 @@ def task_ids_in_broker(queues: list[str]) -> set[str]:
     pipe = client.pipeline()
     for key in keys:
         pipe.lrange(key, 0, -1)
-    pipe.hvals("unacked")
-    *lists, unacked = pipe.execute()
+    pipe.hgetall("unacked")
+    if reserved_within is not None:
+        pipe.zrangebyscore("unacked_index", time.time() - reserved_within, "+inf")
+    results = pipe.execute()
+    lists, unacked = results[: len(keys)], results[len(keys)]
     for raw in (m for lst in lists for m in lst):
         ids.add(_task_id_of(json.loads(raw)))
-    for raw in unacked:
+    if reserved_within is not None:
+        fresh = set(results[-1])
+        unacked = {tag: raw for tag, raw in unacked.items() if tag in fresh}
+    for raw in unacked.values():
         ids.add(_task_id_of(json.loads(raw)[0]))
     ids.discard("")
     return ids

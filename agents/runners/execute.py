@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from agents.runners import claude, workspace
 from agents.runners.process import ProcessOutcome, run_process
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER = re.compile(r"\{(prompt|task_id|workspace|attempt|payload\.[A-Za-z0-9_]+)\}")
 PROGRESS_MAX_LINES = 50
+FINISH_RETRY_FOR = 120.0  # seconds to keep trying to record an attempt's end while the database is away
 # The agent program must not inherit the hive's own secrets.
 SECRET_ENV = re.compile(r"^(DJANGO_SECRET|LEANVIBE_(SECURITY_|DATABASE_|REDIS_|.*(SECRET|TOKEN|PASSWORD|_KEY)))")
 
@@ -85,7 +86,32 @@ def attempt_run(*, attempt: TaskAttempt) -> Task:
         if path is not None:
             workspace.release(pool.workspace, path)
     close_old_connections()
-    return attempt_finish(attempt_id=attempt.id, result=result)
+    return finish_durably(attempt_id=attempt.id, result=result)
+
+
+def finish_durably(*, attempt_id: int, result: AttemptResult) -> Task:
+    """attempt_finish, tried again while the database is unreachable (a restart, a failover).
+
+    The program has done its work; giving up here would leave the attempt running until the
+    reconciler calls it lost, and the task would run a second time. attempt_finish is one
+    transaction and idempotent, so trying again is safe. Short pauses, so that when the database
+    returns this records the result before the reconciler sees a stale attempt.
+    """
+    deadline = time.monotonic() + FINISH_RETRY_FOR
+    pause = 0.05
+    while True:
+        try:
+            return attempt_finish(attempt_id=attempt_id, result=result)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("cannot record the end of attempt %s (%s); trying again", attempt_id, exc)
+            try:
+                connection.close()  # the next try opens a fresh one
+            except DatabaseError:
+                pass
+            time.sleep(pause)
+            pause = min(0.5, pause * 2)
 
 
 def plan(task: Task, attempt: int, runner: dict, allow_commands: bool) -> tuple[list[str], str]:

@@ -73,8 +73,8 @@ def run_process(
 ) -> ProcessOutcome:
     started = time.monotonic()
     _adopt_orphans()
-    me = psutil.Process()
-    children_before = {p.pid for p in me.children(recursive=True)}
+    me = os.getpid()
+    children_before = {p.pid for p in descendants(me)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as log:
         try:
@@ -128,7 +128,10 @@ def run_process(
             if now >= next_output:
                 next_output = now + output_interval
                 flush()
-            time.sleep(poll_interval)
+            try:  # returns as soon as the program exits: a short task does not wait out the interval
+                proc.wait(timeout=poll_interval)
+            except subprocess.TimeoutExpired:
+                pass
         kill_tree(proc, graceful=timed_out or stopped, also=list(seen.values()))
         _reap_adopted(me, children_before)
         reader.join(timeout=2.0)
@@ -143,20 +146,57 @@ def run_process(
         )  # fmt: skip
 
 
-def _reap_adopted(me: psutil.Process, children_before: set[int]) -> None:
+def _reap_adopted(me: int, children_before: set[int]) -> None:
     """Kill and reap what the program left behind and this process adopted."""
-    leftovers = [p for p in me.children(recursive=True) if p.pid not in children_before]
+    leftovers = [p for p in descendants(me) if p.pid not in children_before]
     for p in leftovers:
         _signal(p, signal.SIGKILL)
     psutil.wait_procs(leftovers, timeout=2)
 
 
 def _remember_descendants(pid: int, seen: dict[int, psutil.Process]) -> None:
+    for child in descendants(pid):
+        seen.setdefault(child.pid, child)
+
+
+# Linux lists a thread's children in /proc/<pid>/task/<tid>/children: a few small reads, where
+# psutil's children() reads /proc/<pid>/stat of every process on the machine (a few ms per call,
+# three calls per attempt).
+_PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live descendant of `pid` (empty when it is gone), children before grandchildren."""
+    if not _PROC_CHILDREN:
+        try:
+            return psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            return []
+    found: list[psutil.Process] = []
+    parents = [pid]
+    while parents:
+        for child in _children_of(parents.pop(0)):
+            try:
+                found.append(psutil.Process(child))  # records the start time: a reused pid is never signalled
+            except psutil.Error:
+                continue
+            parents.append(child)
+    return found
+
+
+def _children_of(pid: int) -> list[int]:
     try:
-        for child in psutil.Process(pid).children(recursive=True):
-            seen.setdefault(child.pid, child)
-    except psutil.Error:
-        pass
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # the process is gone
+        return []
+    pids: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                pids.extend(int(p) for p in f.read().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return pids
 
 
 def kill_tree(proc: subprocess.Popen, *, graceful: bool, also: Sequence[psutil.Process] = ()) -> None:
@@ -167,23 +207,20 @@ def kill_tree(proc: subprocess.Popen, *, graceful: bool, also: Sequence[psutil.P
     nothing running behind it.
     """
     pgid = proc.pid
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    known = {p.pid for p in descendants}
+    tree = descendants(proc.pid)
+    known = {p.pid for p in tree}
     # psutil.Process checks the creation time before signalling, so a reused pid is never hit
-    descendants += [p for p in also if p.pid not in known]
+    tree += [p for p in also if p.pid not in known]
     if graceful:
         _signal_group(pgid, signal.SIGTERM)
-        for p in descendants:
+        for p in tree:
             _signal(p, signal.SIGTERM)
         try:
             proc.wait(timeout=KILL_GRACE)
         except subprocess.TimeoutExpired:
             pass
     _signal_group(pgid, signal.SIGKILL)
-    for p in descendants:
+    for p in tree:
         _signal(p, signal.SIGKILL)
     try:
         proc.wait(timeout=5)

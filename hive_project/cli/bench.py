@@ -1,0 +1,76 @@
+"""`hive bench` (and `make bench`): measure the hive against plain Celery on this machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from hive_project.cli import fail, main, setup_django
+
+
+@main.command()
+@click.option("--tasks", "-n", default=2000, show_default=True, type=click.IntRange(10), help="Tasks in scenario 1.")
+@click.option("--latency-tasks", default=200, show_default=True, type=click.IntRange(10), help="Tasks in scenario 2.")
+@click.option("--quick", is_flag=True, help="Small numbers (200 and 50 tasks) for a check in a minute or two.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), help="Worker processes, hive and Celery alike "
+              "(default: the number of cores).")  # fmt: skip
+@click.option("--scenario", "-s", "only", multiple=True, type=int, help="Run only these scenarios (repeat).")
+@click.option("--profile", is_flag=True, help="Record py-spy profiles of the worker and the submitter in scenario 1.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the raw numbers go (default: var/bench).")  # fmt: skip
+@click.option("--doc", "doc_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Markdown report to update (default: docs/benchmarks.md).")  # fmt: skip
+@click.option("--no-doc", is_flag=True, help="Do not update the markdown report.")
+@click.option("--keep", is_flag=True, help="Keep the run's temporary var directory (logs, database).")
+def bench(tasks, latency_tasks, quick, concurrency, only, profile, results_dir, doc_path, no_doc, keep) -> None:
+    """Benchmark the full hive path against raw Celery: throughput, latency, memory.
+
+    Uses PostgreSQL and Redis when LEANVIBE_DATABASE_URL / LEANVIBE_REDIS_URL are set (a scratch
+    database that is dropped afterwards; queues of its own), else SQLite and an embedded Redis in
+    a temporary directory. Starts real `celery worker` processes for both sides.
+    """
+    from hive_project.bench import report, scenarios
+    from hive_project.bench.world import BenchError, world_close, world_open
+    from hive_project.paths import BASE_DIR, var_dir
+
+    if quick:
+        tasks, latency_tasks = min(tasks, 200), min(latency_tasks, 50)
+    options = scenarios.Options(
+        tasks=tasks, latency_tasks=latency_tasks, concurrency=concurrency or os.cpu_count() or 2, profile=profile,
+        results_dir=(results_dir or var_dir() / "bench").resolve(),
+    )  # fmt: skip
+    doc = (doc_path or BASE_DIR / "docs" / "benchmarks.md").resolve()
+    chosen = [s for s in scenarios.SCENARIOS if not only or s.number in only]
+    try:
+        world = world_open(concurrency=options.concurrency, keep=keep)
+    except Exception as exc:
+        fail(f"bench cannot start: {exc}")
+    run = scenarios.Run(world=world, options=options, echo=click.echo)
+    try:
+        setup_django()
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False, verbosity=0)
+        env = report.environment(run)
+        click.echo(f"bench: {env['database']}, Redis {env['redis_server']} ({env['redis']}), "
+                   f"concurrency {options.concurrency}, var {world.var}")  # fmt: skip
+        for scenario in chosen:
+            if scenario.run is None:
+                click.echo(f"{scenario.number}. {scenario.name}: pending ({scenario.pending})")
+                continue
+            click.echo(f"{scenario.number}. {scenario.name}")
+            scenario.run(run)
+    except BenchError as exc:
+        world.keep = True
+        fail(f"bench failed: {exc}\n(logs kept in {world.var / 'logs'})", code=1)
+    finally:
+        world_close(world)
+    click.echo("")
+    click.echo(report.render_text(run, env))
+    for path in report.write_json(run, env):
+        click.echo(f"wrote {path}")
+    if not no_doc:
+        report.write_doc(run, env, doc)
+        click.echo(f"wrote {doc}")
