@@ -214,7 +214,10 @@ CELERY_TASK_DEFAULT_PRIORITY = 6
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SEND_SENT_EVENT = True
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Task events cost every task a broker round trip; Flower switches them on while it watches.
+CELERY_WORKER_SEND_TASK_EVENTS = False
+# Celery's Django fix-up closes the database connection around every task unless told to reuse it.
+CELERY_DB_REUSE_MAX = 100
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
