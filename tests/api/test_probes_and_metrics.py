@@ -98,3 +98,15 @@ def test_api_requests_are_counted_by_route_and_status(client, personas):
     personas["owner"].client.get("/api/v1/tasks/00000000-0000-0000-0000-000000000000/events/")
     body = client.get("/metrics").content.decode()
     assert 'route="api/v1/tasks/{id}/events/",status="404"' in body
+
+
+def test_cors_follows_the_gateway_configuration(client, settings):
+    settings.CORS_ALLOW_ALL_ORIGINS = False
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    allowed = client.options("/api/v1/tasks/", HTTP_ORIGIN="https://app.example.com",
+                             HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")  # fmt: skip
+    assert allowed["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "x-api-key" in allowed["Access-Control-Allow-Headers"].lower()
+    other = client.options("/api/v1/tasks/", HTTP_ORIGIN="https://evil.example.com",
+                           HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")  # fmt: skip
+    assert "Access-Control-Allow-Origin" not in other
