@@ -13,7 +13,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hive_project.bench.scenarios import SCENARIOS, Run
+from hive_project.bench.scenarios import SCENARIOS, Goal, Run
 from hive_project.paths import BASE_DIR
 
 BEGIN = "<!-- hive bench: BEGIN generated -->"
@@ -115,9 +115,49 @@ def results_table(run: Run) -> list[tuple[str, str]]:
         rows.append(("6. web process RSS idle / under GET /health",
                      f"{mem['web_idle']['rss_mb']:.0f} MB / {mem['web_under_health_loop']['rss_mb']:.0f} MB "
                      f"({mem['web_requests']} requests, {mem['web_requests_per_s']:.0f}/s)"))  # fmt: skip
+    rows += _front_door_rows(run.results)
     for scenario in SCENARIOS:
         if scenario.pending:
             rows.append((f"{scenario.number}. {scenario.name}", f"pending: {scenario.pending}"))
+    return rows
+
+
+def _p(part: dict | None) -> str:
+    lat = (part or {}).get("latency_ms") or (part or {}).get("fanout_ms")
+    return f"p50 {lat['p50']:.1f} / p99 {lat['p99']:.1f} ms" if lat else "-"
+
+
+def _front_door_rows(results: dict) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    api = results.get("api")
+    if api:
+        c = api["concurrency"]
+        for key, label in (("create", "POST /api/v1/tasks/"), ("list", "GET /api/v1/tasks/?status=queued&pool=…")):
+            part = api[key]
+            rows.append((f"3. {label} ({part['requests']} requests, concurrency {c})",
+                         f"{part['requests_per_s']:.0f} req/s, {_p(part)}"))  # fmt: skip
+        one = api.get("list_one_at_a_time")
+        if one:
+            rows.append((f"3. filtered list one at a time, {one['rows']} rows", _p(one)))
+        big = api.get("list_at_1m_rows") or {}
+        shown = f"skipped: {big['skipped']}" if big.get("skipped") else (
+            f"{_p(big)} ({big['rows']:,} rows, COPY {big['copy_seconds']:.0f} s)")  # fmt: skip
+        rows.append(("3. filtered list one at a time, 1M rows (PostgreSQL)", shown))
+    st = results.get("stream")
+    if st:
+        rss = st["streaming_rss_mb"]
+        rows.append((f"4. fan-out publish → last of {st['subscribers']} subscribers ({st['events']} events)",
+                     f"{_p(st)}; first subscriber {_p({'latency_ms': st.get('first_subscriber_ms')})}; "
+                     f"missed {st['missed']}"))  # fmt: skip
+        rows.append(
+            ("4. streaming process RSS before / peak", f"{rss['before_subscribers']:.0f} / {rss['peak']:.0f} MB")
+        )
+    wh = results.get("webhooks")
+    if wh:
+        for key in ("new", "duplicate"):
+            part = wh[key]
+            rows.append((f"5. GitHub deliveries, {key} ({part['requests']}, concurrency {wh['concurrency']})",
+                         f"{part['requests_per_s']:.0f}/s, {_p(part)}"))  # fmt: skip
     return rows
 
 
@@ -155,15 +195,58 @@ def render_markdown(run: Run, env: dict) -> str:
     return "\n".join(lines)
 
 
+def carry_over(run: Run, ran: list[int]) -> None:
+    """Keep the figures of scenarios this run did not run, from the last run's JSON in the results
+    directory, so that `hive bench -s 3` does not wipe scenarios 1, 2 and 6 from the report.
+    Each carried-over result keeps the date of its run (a note says which)."""
+    out = run.options.results_dir
+    summary_path = out / "summary.json"
+    if not summary_path.exists():
+        return
+    try:
+        previous = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return
+    owners = previous.get("scenarios") or {}
+    kept: dict[str, str] = {}
+    for name in previous.get("results", {}):
+        owner = owners.get(name)
+        if name in run.results or (owner is not None and owner in ran):
+            continue
+        path = out / f"{name}.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        run.results[name] = data[name]
+        run.scenario_of[name] = owner
+        kept[name] = data.get("environment", {}).get("date", "an earlier run")
+    current = {g.name for g in run.goals}
+    goal_owners = previous.get("goal_scenarios") or {}
+    for goal in previous.get("goals", []):
+        owner = goal_owners.get(goal["name"])
+        if goal["name"] in current or (owner is not None and owner in ran):
+            continue
+        if owner is None and not kept:
+            continue
+        run.goals.append(Goal(**goal))
+        run.goal_scenario[goal["name"]] = owner
+    for name, date in kept.items():
+        run.notes.append(f"{name}: figures carried over from the run of {date} (not run this time)")
+
+
 def write_json(run: Run, env: dict) -> list[Path]:
     out = run.options.results_dir
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, data in run.results.items():
         path = out / f"{name}.json"
+        if any(n.startswith(f"{name}: figures carried over") for n in run.notes):
+            continue  # unchanged
         path.write_text(json.dumps({"environment": env, name: data}, indent=2) + "\n")
         written.append(path)
     summary = {"environment": env, "goals": [g.__dict__ for g in run.goals], "notes": run.notes,
+               "scenarios": run.scenario_of, "goal_scenarios": run.goal_scenario,
                "results": {k: {kk: vv for kk, vv in v.items() if kk != "raw_ms"} for k, v in run.results.items()}}  # fmt: skip
     path = out / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -4,8 +4,8 @@
    the subprocess → finish → events) against N tasks through plain Celery on the same Redis with
    the same worker command line: one variant that spawns `true` too, one pure no-op.
 2. latency: tasks submitted one at a time to an idle pool; submit → running and submit → finished.
-3–5. pending: the REST API and WebSocket stream scenarios. They plug in here (see SCENARIOS) once
-   those front doors exist: a function taking the Run and returning its raw numbers, plus goals.
+3–5. the front doors (hive_project/bench/frontdoors.py): the REST API (create and filtered list, and
+   the list at 1M rows on PostgreSQL), WebSocket stream fan-out, signed GitHub webhook deliveries.
 6. memory: peak RSS of the pool worker during scenario 1; the web process idle and under GET /health.
 
 Every wait is bounded; a scenario that cannot finish raises BenchError with the reason.
@@ -36,6 +36,13 @@ class Options:
     latency_gap: float = 0.02
     concurrency: int = 2
     web_requests: int = 500
+    api_requests: int = 1000  # scenario 3, each of POST and GET
+    http_concurrency: int = 16  # scenarios 3 and 5
+    big_table_rows: int = 1_000_000  # scenario 3, PostgreSQL only
+    subscribers: int = 500  # scenario 4
+    stream_events: int = 20
+    stream_gap: float = 0.2
+    webhook_deliveries: int = 500  # scenario 5
     profile: bool = False
     results_dir: Path = Path("var/bench")
 
@@ -60,6 +67,8 @@ class Run:
     results: dict[str, dict] = field(default_factory=dict)
     goals: list[Goal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    scenario_of: dict[str, int | None] = field(default_factory=dict)  # results name -> scenario number
+    goal_scenario: dict[str, int | None] = field(default_factory=dict)  # goal name -> scenario number
     hive_worker: object = None  # the pool worker, kept between scenarios 1, 2 and 6
     echo: Callable[[str], None] = print
 
@@ -329,13 +338,20 @@ def _clear_queue(client, queue: str) -> None:
     client.delete(queue, *(f"{queue}:{step}" for step in (3, 6, 9)))
 
 
+def _front_door(name: str) -> Callable[[Run], None]:
+    def scenario(run: Run) -> None:
+        from hive_project.bench import frontdoors
+
+        getattr(frontdoors, name)(run)
+
+    return scenario
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(1, "throughput", scenario_throughput),
     Scenario(2, "latency", scenario_latency),
-    # Extension points for the front doors being built now: give each a function run(Run) that
-    # stores its raw numbers in run.results["<name>"] and appends its Goals, and drop `pending`.
-    Scenario(3, "api-submit", None, pending="needs the REST API (POST /api/v1/tasks/)"),
-    Scenario(4, "stream-latency", None, pending="needs the WebSocket stream (/ws/events/)"),
-    Scenario(5, "stream-fanout", None, pending="needs the WebSocket stream (/ws/events/)"),
+    Scenario(3, "api", _front_door("scenario_api")),
+    Scenario(4, "stream-fanout", _front_door("scenario_stream")),
+    Scenario(5, "webhooks", _front_door("scenario_webhooks")),
     Scenario(6, "memory", scenario_memory),
 ]

@@ -25,6 +25,11 @@ from hive_project.paths import BASE_DIR
 
 POOL = "bench"
 CAPABILITY = "bench"
+# The front-door scenarios (3–5) submit to a pool no bench process serves, so their tasks stay queued.
+FRONT_POOL = "backend"
+FRONT_CAPABILITY = "api"
+GITHUB_SECRET = "hive-bench-github-secret"
+UNLIMITED = 100_000_000  # requests per minute: the bench measures the server, not its rate limits
 STOP_GRACE = 15.0
 
 
@@ -117,6 +122,17 @@ def bench_config(concurrency: int) -> str:
         "    max_instances: 1\n"
         "    max_attempts: 1\n"
         '    runner: {kind: command, argv: ["true"], timeout: 60, output_format: text}\n'
+        f"  {FRONT_POOL}:\n"
+        f"    capabilities: [{FRONT_CAPABILITY}]\n"
+        "    concurrency: 1\n"
+        "    max_instances: 1\n"
+        '    runner: {kind: command, argv: ["true"], timeout: 60, output_format: text}\n'
+        "external_api:\n"
+        f"  api_gateway: {{rate_limit_per_minute: {UNLIMITED}, routes: []}}\n"
+        f"  webhook_server:\n"
+        f"    rate_limit_per_minute: {UNLIMITED}\n"
+        "    endpoints: []\n"
+        f"    github: {{secret: {GITHUB_SECRET}, capabilities: [{FRONT_CAPABILITY}]}}\n"
     )
 
 

@@ -300,6 +300,9 @@ def serve(host, port, role) -> None:
     import os
 
     os.environ["LEANVIBE_SERVE_ROLE"] = role  # read by the settings, so set before Django loads
+    # Under ASGI each request may run its sync part in another thread, and persistent connections
+    # are per thread: they would pile up to the server's limit. The web process connects per request.
+    os.environ.setdefault("LEANVIBE_DATABASE_CONN_MAX_AGE", "0")
     setup_django()
     import uvicorn
 

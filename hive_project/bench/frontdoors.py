@@ -1,0 +1,338 @@
+"""Scenarios 3–5: the front doors, each through a real `hive serve` process on loopback.
+
+3. api: POST /api/v1/tasks/ and a filtered GET /api/v1/tasks/ with an API key (keep-alive
+   connections, bounded concurrency); on PostgreSQL, the same list query again with 1,000,000 task
+   rows COPYed in.
+4. stream: M WebSocket subscribers on /ws/events/; K custom events published through
+   POST /api/v1/events/; per event, publish → the last subscriber has it.
+5. webhooks: signed GitHub `issue_comment` deliveries, each new, then the same ids again (duplicates).
+
+The tasks they create go to pool `backend`, which no bench process serves: they stay queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import resource
+import sys
+import time
+import uuid
+from hashlib import sha256
+
+from hive_project.bench import memory
+from hive_project.bench.loadgen import Outcome, drive, json_request
+from hive_project.bench.scenarios import Goal, Run, _alive, _clear_queue, _get, percentiles
+from hive_project.bench.world import FRONT_CAPABILITY, FRONT_POOL, GITHUB_SECRET, free_port, wait_until
+
+HOST = "127.0.0.1"
+BIG_TABLE_ROWS = 1_000_000
+LIST_PATH = f"/api/v1/tasks/?status=queued&pool={FRONT_POOL}&limit=50"
+STREAM_SETTINGS = {  # for the streaming process of scenario 4
+    "LEANVIBE_EXTERNAL_API_EVENT_STREAMING_BATCH_SIZE": "1",
+    "LEANVIBE_EXTERNAL_API_EVENT_STREAMING_FLUSH_INTERVAL": "0.05",
+}
+
+
+# --- shared ----------------------------------------------------------------------------------------
+def _prepare(run: Run) -> str:
+    """Pools in the database, a team and an API key for the bench; returns the raw key."""
+    from django.conf import settings
+
+    from agents.services import pool_sync
+    from coordination.models import Team
+    from external_api.services import apikey_create
+
+    pool_sync(config=settings.HIVE_CONFIG)
+    team, _ = Team.objects.get_or_create(name="bench")
+    _, raw = apikey_create(name=f"bench-{uuid.uuid4().hex[:8]}", scopes=["read", "write"], team=team)
+    return raw
+
+
+# Django under ASGI runs each request's sync code in a fresh thread, so persistent connections
+# (CONN_MAX_AGE > 0) are not reused and pile up to the server's max_connections on PostgreSQL:
+# the bench's web processes close theirs after each request.
+WEB_ENV = {"LEANVIBE_DATABASE_CONN_MAX_AGE": "0"}
+
+
+def _serve(run: Run, name: str, role: str = "all", **env: str):
+    env = {**WEB_ENV, **env}
+    port = free_port()
+    proc = run.world.spawn(name, [sys.executable, "-m", "hive_project.cli", "serve", "--host", HOST, "--port",
+                                  str(port), "--role", role], env=run.world.child_env(**env))  # fmt: skip
+    wait_until(lambda: _alive(run.world, proc) and _get(f"http://{HOST}:{port}/health") == 200, timeout=90,
+               interval=0.2, what=f"the {name} process to answer /health")  # fmt: skip
+    return proc, port
+
+
+def _summary(outcome: Outcome) -> dict:
+    return {"requests": len(outcome.latencies_ms), "errors": outcome.errors, "statuses": outcome.statuses,
+            "seconds": round(outcome.seconds, 3), "requests_per_s": round(outcome.per_s, 1),
+            "latency_ms": percentiles(outcome.latencies_ms) if len(outcome.latencies_ms) > 1 else None}  # fmt: skip
+
+
+def _check(outcome: Outcome, ok: set[int], what: str) -> None:
+    bad = {s: n for s, n in outcome.statuses.items() if s not in ok}
+    if bad or outcome.errors:
+        from hive_project.bench.world import BenchError
+
+        raise BenchError(f"{what}: unexpected answers {bad}, {outcome.errors} connection errors")
+
+
+def _raise_nofile(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --- scenario 3: the REST API ---------------------------------------------------------------------
+def scenario_api(run: Run) -> None:
+    import redis
+
+    n, c = run.options.api_requests, run.options.http_concurrency
+    key = _prepare(run)
+    auth = {"X-API-Key": key}
+    web, port = _serve(run, "web-api", role="gateway")
+    try:
+        body = {"capabilities": [FRONT_CAPABILITY], "prompt": "bench", "command": ["true"], "max_attempts": 1}
+        drive(HOST, port, [json_request("POST", "/api/v1/tasks/", body, auth) for _ in range(2 * c)], c)  # warm-up
+        run.echo(f"  POST /api/v1/tasks/: {n} requests, concurrency {c}…")
+        created = drive(HOST, port, [json_request("POST", "/api/v1/tasks/", body, auth) for _ in range(n)], c)
+        _check(created, {201}, "POST /api/v1/tasks/")
+        run.echo(f"  GET {LIST_PATH}: {n} requests, concurrency {c}…")
+        listed = drive(HOST, port, [json_request("GET", LIST_PATH, None, auth) for _ in range(n)], c)
+        _check(listed, {200}, "GET /api/v1/tasks/")
+        sequential = min(n, 300)
+        small = drive(HOST, port, [json_request("GET", LIST_PATH, None, auth) for _ in range(sequential)], 1)
+        result = {"requests": n, "concurrency": c, "create": _summary(created), "list": _summary(listed),
+                  "list_one_at_a_time": {"rows": _task_rows(), **_summary(small)}}  # fmt: skip
+        big = _big_table(run, n=sequential, port=port, auth=auth)
+        result["list_at_1m_rows"] = big
+    finally:
+        run.world.stop(web)
+        _clear_queue(redis.Redis.from_url(run.world.redis_url), f"hive.{FRONT_POOL}")
+    run.results["api"] = result
+    for label, part in (("POST /api/v1/tasks/", result["create"]), ("GET /api/v1/tasks/ filtered", result["list"])):
+        rate = part["requests_per_s"]
+        run.goals.append(Goal(f"{label}, concurrency {c}", "(reported)", rate,
+                              f"{rate:.0f}/s, p99 {part['latency_ms']['p99']:.0f} ms", None))  # fmt: skip
+    if big.get("skipped"):
+        run.goals.append(Goal("filtered task list p99 at 1M rows", "< 50 ms", None, "skipped (SQLite)", None))
+    else:
+        p99 = big["latency_ms"]["p99"]
+        run.goals.append(Goal("filtered task list p99 at 1M rows", "< 50 ms", p99, f"{p99:.1f} ms", p99 < 50))
+
+
+def _task_rows() -> int:
+    from coordination.models import Task
+
+    return Task.objects.count()
+
+
+def _big_table(run: Run, *, n: int, port: int, auth: dict) -> dict:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return {"skipped": "SQLite: the 1,000,000-row list is measured on PostgreSQL only "
+                           "(set LEANVIBE_DATABASE_URL to a PostgreSQL server)"}  # fmt: skip
+    rows = run.options.big_table_rows
+    run.echo(f"  COPY {rows:,} task rows…")
+    started = time.perf_counter()
+    _copy_tasks(rows)
+    loaded = time.perf_counter() - started
+    run.echo(f"  GET {LIST_PATH} at {_task_rows():,} rows: {n} requests, one at a time…")
+    outcome = drive(HOST, port, [json_request("GET", LIST_PATH, None, auth) for _ in range(n)], 1)
+    _check(outcome, {200}, "GET /api/v1/tasks/ at 1M rows")
+    return {"rows": _task_rows(), "copy_seconds": round(loaded, 1), **_summary(outcome)}
+
+
+def _copy_tasks(rows: int) -> None:
+    """COPY `rows` tasks shaped like one the API created (same team), spread over two pools, 30 days
+    and every status (2% queued), then ANALYZE. The template's own line, as COPY writes it, is the
+    row format, so every NOT NULL column is filled the way the application fills it."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from agents.models import AgentPool
+    from coordination.models import Task
+
+    template = Task.objects.filter(pool__name=FRONT_POOL).order_by("-created_at").first()
+    other_pool = AgentPool.objects.exclude(name=FRONT_POOL).values_list("id", flat=True).first()
+    table = Task._meta.db_table
+    with connection.cursor() as cursor:
+        raw = cursor.connection.cursor()
+        raw.execute(f"SELECT * FROM {table} LIMIT 0")
+        columns = [d.name for d in raw.description]
+        with raw.copy(f"COPY (SELECT * FROM {table} WHERE id = %s) TO STDOUT", (template.id,)) as copy:
+            line = b"".join(bytes(chunk) for chunk in copy).decode().rstrip("\n")
+        base = line.split("\t")
+        at = {name: columns.index(name) for name in ("id", "status", "pool_id", "created_at", "updated_at")}
+        statuses = ["succeeded"] * 40 + ["failed"] * 4 + ["cancelled"] * 2 + ["dead"] + ["running", "queued"]
+        now = timezone.now()
+        step = timedelta(days=30) / rows
+        with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            chunk: list[str] = []
+            for i in range(rows):
+                values = list(base)
+                values[at["id"]] = str(uuid.uuid4())
+                values[at["status"]] = statuses[i % len(statuses)]
+                values[at["pool_id"]] = str(other_pool if i % 2 and other_pool else template.pool_id)
+                stamp = (now - step * (i + 1)).isoformat()
+                values[at["created_at"]] = values[at["updated_at"]] = stamp
+                chunk.append("\t".join(values))
+                if len(chunk) == 20_000:
+                    copy.write("\n".join(chunk) + "\n")
+                    chunk = []
+            if chunk:
+                copy.write("\n".join(chunk) + "\n")
+        raw.execute(f"ANALYZE {table}")
+
+
+# --- scenario 4: stream fan-out ---------------------------------------------------------------------
+def scenario_stream(run: Run) -> None:
+    m, k = run.options.subscribers, run.options.stream_events
+    limit = _raise_nofile(max(4096, 2 * m + 512))
+    if limit < m + 256:
+        run.notes.append(f"RLIMIT_NOFILE is {limit}: fewer subscribers than asked may connect")
+    key = _prepare(run)
+    settings = {**STREAM_SETTINGS, "LEANVIBE_EXTERNAL_API_EVENT_STREAMING_MAX_CONNECTIONS": str(m + 100)}
+    streamer, stream_port = _serve(run, "web-stream", role="streaming", **settings)
+    gateway, api_port = _serve(run, "web-gateway", role="gateway")
+    try:
+        run.echo(f"  {m} WebSocket subscribers, {k} events…")
+        with memory.Sampler(streamer.pid, interval=0.1) as sampler:
+            idle = memory.measure(streamer.pid)
+            measured = asyncio.run(_fan_out(run, key, stream_port, api_port, m, k))
+    finally:
+        run.world.stop(gateway)
+        run.world.stop(streamer)
+    latencies = measured.pop("latencies_ms")
+    result = {"subscribers_asked": m, "events": k, "gap_s": run.options.stream_gap, "settings": settings,
+              **measured, "fanout_ms": percentiles(latencies) if len(latencies) > 1 else None,
+              "streaming_rss_mb": {"before_subscribers": idle.rss_mb, "peak": sampler.peak.rss_mb},
+              "raw_ms": {"fanout": [round(x, 2) for x in latencies]}}  # fmt: skip
+    run.results["stream"] = result
+    used = measured["subscribers"]
+    if result["fanout_ms"]:
+        p99 = result["fanout_ms"]["p99"]
+        met = p99 < 250 and used >= 2000 and measured["missed"] == 0
+        run.goals.append(Goal(f"stream fan-out p99 to the last of {used} subscribers", "< 250 ms at 2000", p99,
+                              f"{p99:.0f} ms ({used} subscribers)", met))  # fmt: skip
+    rss = sampler.peak.rss_mb
+    run.goals.append(Goal(f"streaming process peak RSS, {used} subscribers", "(reported)", rss, f"{rss:.0f} MB", None))
+
+
+async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, k: int) -> dict:
+    import websockets
+
+    url = f"ws://{HOST}:{stream_port}/ws/events/?api_key={key}&event_types=custom.bench"
+    received: dict[int, list[float]] = {}  # event seq -> arrival times
+    ready = 0
+    failures: list[str] = []
+    stop = asyncio.Event()
+
+    async def subscriber() -> None:
+        nonlocal ready
+        try:
+            async with websockets.connect(url, open_timeout=60, max_queue=None, ping_interval=None,
+                                          compression=None) as ws:  # fmt: skip
+                welcome = json.loads(await ws.recv())
+                if welcome.get("type") != "welcome":
+                    failures.append(f"first frame {welcome.get('type')!r}")
+                    return
+                ready += 1
+                while not stop.is_set():
+                    frame = await ws.recv()
+                    now = time.time()
+                    message = json.loads(frame)
+                    for event in message.get("events") or ():
+                        seq = (event.get("payload") or {}).get("seq")
+                        if seq is not None:
+                            received.setdefault(seq, []).append(now)
+        except (OSError, websockets.ConnectionClosed, TimeoutError) as exc:
+            if not stop.is_set():
+                failures.append(f"{exc.__class__.__name__}: {exc}"[:200])
+
+    tasks: list[asyncio.Task] = []
+    for start in range(0, m, 50):  # connect in waves, so the listen backlog never overflows
+        tasks += [asyncio.create_task(subscriber()) for _ in range(min(50, m - start))]
+        deadline = time.monotonic() + 60
+        while ready + len(failures) < len(tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)
+    connected = ready
+    from hive_project.bench.loadgen import Connection
+
+    conn = Connection(HOST, api_port)
+    sent: dict[int, float] = {}
+    try:
+        for seq in range(-2, k):  # two unmeasured events first: every subscriber's path warmed up
+            sent[seq] = time.time()
+            status, body = await conn.send(json_request("POST", "/api/v1/events/",
+                                                        {"type": "custom.bench", "payload": {"sent": sent[seq], "seq": seq}},
+                                                        {"X-API-Key": key}))  # fmt: skip
+            if status != 201:
+                failures.append(f"POST /api/v1/events/ answered {status}: {body[:200]!r}")
+            await asyncio.sleep(run.options.stream_gap)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(len(received.get(s, ())) < connected for s in range(k)):
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    complete = [s for s in range(k) if len(received.get(s, ())) >= connected]
+    latencies = [1000 * (max(received[s]) - sent[s]) for s in complete]
+    first = [1000 * (min(received[s]) - sent[s]) for s in complete]
+    return {"subscribers": connected, "connect_failures": len(failures), "failure_sample": failures[:3],
+            "missed": k - len(complete), "latencies_ms": latencies,
+            "first_subscriber_ms": percentiles(first) if len(first) > 1 else None}  # fmt: skip
+
+
+# --- scenario 5: GitHub webhooks -------------------------------------------------------------------------
+def scenario_webhooks(run: Run) -> None:
+    import redis
+
+    n, c = run.options.webhook_deliveries, run.options.http_concurrency
+    _prepare(run)
+    web, port = _serve(run, "web-webhooks", role="webhooks")
+    tag = uuid.uuid4().hex[:8]
+    try:
+        drive(HOST, port, [_delivery(f"warm-{tag}-{i}", 10_000_000 + i) for i in range(2 * c)], c)
+        requests = [_delivery(f"bench-{tag}-{i}", i + 1) for i in range(n)]
+        run.echo(f"  {n} new GitHub deliveries, concurrency {c}…")
+        new = drive(HOST, port, requests, c)
+        _check(new, {201}, "new GitHub deliveries")
+        run.echo(f"  the same {n} deliveries again (duplicates)…")
+        again = drive(HOST, port, requests, c)
+        _check(again, {200}, "duplicate GitHub deliveries")
+    finally:
+        run.world.stop(web)
+        _clear_queue(redis.Redis.from_url(run.world.redis_url), f"hive.{FRONT_POOL}")
+    run.results["webhooks"] = {"deliveries": n, "concurrency": c, "new": _summary(new), "duplicate": _summary(again)}
+    for label, part in (("new", new), ("duplicate", again)):
+        run.goals.append(Goal(f"GitHub deliveries/s, {label}, concurrency {c}", "(reported)", part.per_s,
+                              f"{part.per_s:.0f}/s, p99 {percentiles(part.latencies_ms)['p99']:.0f} ms", None))  # fmt: skip
+
+
+def _delivery(delivery_id: str, comment_id: int):
+    body = json.dumps({
+        "action": "created",
+        "issue": {"id": 1007, "number": 7, "title": "Bench", "html_url": "https://github.com/acme/web/issues/7"},
+        "comment": {"id": comment_id, "body": f"/hive do bench item {comment_id}", "author_association": "MEMBER",
+                    "html_url": f"https://github.com/acme/web/issues/7#issuecomment-{comment_id}"},
+        "repository": {"full_name": "acme/web"}, "sender": {"login": "octocat"},
+    }).encode()  # fmt: skip
+    signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, sha256).hexdigest()
+    from hive_project.bench.loadgen import Request
+
+    return Request("POST", "/webhooks/github/", {"Content-Type": "application/json", "X-GitHub-Event": "issue_comment",
+                                                 "X-GitHub-Delivery": delivery_id, "X-Hub-Signature-256": signature},
+                   body)  # fmt: skip
