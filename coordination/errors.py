@@ -14,6 +14,20 @@ class HiveError(Exception):
             self.code = code
 
 
+class Invalid(HiveError):
+    code = "invalid"
+
+
+class NotFound(HiveError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(HiveError):
+    code = "conflict"
+    status = 409
+
+
 class InvalidTask(HiveError):
     code = "invalid_task"
 
@@ -23,9 +37,8 @@ class NoEligiblePool(HiveError):
     status = 422
 
 
-class TaskNotFound(HiveError):
-    code = "not_found"
-    status = 404
+class TaskNotFound(NotFound):
+    pass
 
 
 class InvalidTransition(HiveError):

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from coordination.errors import HiveError, IdempotencyConflict
+from coordination.errors import Conflict, HiveError, IdempotencyConflict, Invalid, NotFound
 from coordination.models import DEFAULT_TEAM, Membership, Task, Team
 from coordination.services import task_submit, team_default
 from external_api.models import KEY_PREFIX, ApiKey, WebhookDelivery, WebhookSource
@@ -31,21 +31,6 @@ log = logging.getLogger(__name__)
 
 Outcome = WebhookDelivery.Outcome
 Kind = WebhookSource.Kind
-
-
-class NotFound(HiveError):
-    code = "not_found"
-    status = 404
-
-
-class Invalid(HiveError):
-    code = "invalid"
-    status = 400
-
-
-class Conflict(HiveError):
-    code = "conflict"
-    status = 409
 
 
 # --- teams and users ------------------------------------------------------------------------------

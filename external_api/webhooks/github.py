@@ -21,23 +21,22 @@ from external_api.models import WebhookSource
 from external_api.services import Invalid, Outcome, WebhookIntent, webhook_delivery_receive
 from external_api.webhooks import intake
 from external_api.webhooks.rules import GithubRules, RulesError, rate_limit_for, rules_for
-from external_api.webhooks.signatures import SignatureError, github_verify
+from external_api.webhooks.signatures import github_verify
 
 KIND = WebhookSource.Kind.GITHUB
 
 
 @csrf_exempt
 def github_webhook(request: HttpRequest, slug: str = KIND) -> HttpResponse:
-    body = intake.accept(request, kind=KIND)
-    if isinstance(body, HttpResponse):
-        return body
-    source = intake.source_for(kind=KIND, slug=slug)
-    if source is None:
-        return intake.unknown_source(KIND, slug)
-    try:
-        github_verify(body=body, signature=request.headers.get("X-Hub-Signature-256"), secrets=source.secrets())
-    except SignatureError as exc:
-        return intake.signature_refused(source, exc)
+    opened = intake.open_signed(
+        request, kind=KIND, slug=slug,
+        verify=lambda body, source: github_verify(
+            body=body, signature=request.headers.get("X-Hub-Signature-256"), secrets=source.secrets()
+        ),
+    )  # fmt: skip
+    if isinstance(opened, HttpResponse):
+        return opened
+    body, source = opened
     delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
     event = request.headers.get("X-GitHub-Event", "").strip()
     if not delivery_id or len(delivery_id) > 200 or not event:

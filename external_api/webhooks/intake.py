@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -85,6 +86,26 @@ def signature_refused(source: WebhookSource, exc: SignatureError) -> JsonRespons
     DELIVERIES.labels(source=source.slug, outcome="invalid_signature").inc()
     log.warning("webhook %s: refused delivery: %s", source, exc.detail)
     return json_error("invalid_signature", exc.detail, 401)
+
+
+def open_signed(
+    request: HttpRequest, *, kind: str, slug: str, verify: Callable[[bytes, WebhookSource], None]
+) -> tuple[bytes, WebhookSource] | HttpResponse:
+    """The raw body and its source once `verify` accepted the signature, or the response refusing it.
+
+    Nothing is recorded for a refused delivery: an unsigned request must not be able to write rows.
+    """
+    body = accept(request, kind=kind)
+    if isinstance(body, HttpResponse):
+        return body
+    source = source_for(kind=kind, slug=slug)
+    if source is None:
+        return unknown_source(kind, slug)
+    try:
+        verify(body, source)
+    except SignatureError as exc:
+        return signature_refused(source, exc)
+    return body, source
 
 
 def throttled(request: HttpRequest, *, source: WebhookSource, limit: int) -> JsonResponse | None:

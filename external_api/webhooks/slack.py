@@ -23,7 +23,7 @@ from external_api.models import WebhookSource
 from external_api.services import DeliveryResult, Invalid, Outcome, WebhookIntent, webhook_delivery_receive
 from external_api.webhooks import intake
 from external_api.webhooks.rules import RulesError, SlackRules, rate_limit_for, rules_for
-from external_api.webhooks.signatures import SignatureError, slack_verify
+from external_api.webhooks.signatures import slack_verify
 
 KIND = WebhookSource.Kind.SLACK
 SLASH_COMMAND = "slash_command"
@@ -31,18 +31,16 @@ SLASH_COMMAND = "slash_command"
 
 @csrf_exempt
 def slack_webhook(request: HttpRequest, slug: str = KIND) -> HttpResponse:
-    body = intake.accept(request, kind=KIND)
-    if isinstance(body, HttpResponse):
-        return body
-    source = intake.source_for(kind=KIND, slug=slug)
-    if source is None:
-        return intake.unknown_source(KIND, slug)
-    try:
-        slack_verify(body=body, timestamp=request.headers.get("X-Slack-Request-Timestamp"),
-                     signature=request.headers.get("X-Slack-Signature"), secrets=source.secrets(),
-                     now=time.time())  # fmt: skip
-    except SignatureError as exc:
-        return intake.signature_refused(source, exc)
+    opened = intake.open_signed(
+        request, kind=KIND, slug=slug,
+        verify=lambda body, source: slack_verify(
+            body=body, timestamp=request.headers.get("X-Slack-Request-Timestamp"),
+            signature=request.headers.get("X-Slack-Signature"), secrets=source.secrets(), now=time.time(),
+        ),
+    )  # fmt: skip
+    if isinstance(opened, HttpResponse):
+        return opened
+    body, source = opened
     fields = _fields(body, request.content_type)
     try:
         rules = rules_for(source)
