@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hive_project import config as config_module
+from hive_project.config import loader as config_loader
 from hive_project.config import (
     ConfigError,
     HiveConfig,
@@ -226,7 +226,7 @@ def test_repository_pools_are_the_built_in_default_pools():
 
 
 def test_defaults_load_when_there_is_no_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(config_module, "default_config_path", lambda: tmp_path / "absent.yaml")
+    monkeypatch.setattr(config_loader, "default_config_path", lambda: tmp_path / "absent.yaml")
 
     config = load_config(environ={})
 

@@ -1,0 +1,242 @@
+"""The guide's core sections: system, multi_agent, resources, scaling, and the agent pools."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from hive_project.config.types import (
+    _ALLOWED_PLACEHOLDER,
+    _CALLABLE,
+    _PLACEHOLDER,
+    Capabilities,
+    Float,
+    Fraction,
+    Int,
+    LogLevel,
+    NonEmpty,
+    Strategy,
+    _field_error,
+    _not_bool,
+    _seconds,
+    _Section,
+)
+
+
+class SystemConfig(_Section):
+    log_level: LogLevel = "INFO"
+    debug_mode: bool = False
+    max_concurrent_tasks: Int = Field(50, gt=0)
+
+
+class MultiAgentConfig(_Section):
+    enabled: bool = True
+    max_agents: Int = Field(20, gt=0)
+    min_agents: Int = Field(1, ge=0)
+    load_balancing_strategy: Strategy = "least_loaded"
+    health_check_interval: Float = Field(30.0, gt=0)  # seconds
+    failure_threshold: Int = Field(3, ge=1)
+    coordination_timeout: Float = Field(30.0, gt=0)
+    # Hive extensions.
+    heartbeat_interval: Annotated[float, BeforeValidator(_not_bool), Field(gt=0)] | None = None
+    redispatch_after: Float = Field(30.0, gt=0)  # seconds a queued task may go unclaimed before it is sent again
+
+    @property
+    def effective_heartbeat_interval(self) -> float:
+        return self.heartbeat_interval or min(5.0, self.health_check_interval / 3)
+
+    @property
+    def offline_after(self) -> float:
+        """Seconds without a heartbeat after which an agent is offline."""
+        return self.failure_threshold * self.health_check_interval
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MultiAgentConfig:
+        if self.min_agents > self.max_agents:
+            raise _field_error("min_agents", self.min_agents, f"at most max_agents ({self.max_agents})", "max_agents")
+        if self.effective_heartbeat_interval >= self.offline_after:
+            raise _field_error(
+                "heartbeat_interval",
+                self.heartbeat_interval,
+                f"less than failure_threshold x health_check_interval ({_seconds(self.offline_after)})",
+                "failure_threshold",
+                "health_check_interval",
+            )
+        return self
+
+
+class ResourceMonitoringConfig(_Section):
+    cpu: bool = True
+    memory: bool = True
+    disk: bool = True
+    network: bool = True
+    interval_seconds: Float = Field(5.0, gt=0)
+
+
+class ResourceAllocationConfig(_Section):
+    cpu_limit_percent: Float = Field(80.0, gt=0, le=100)
+    memory_limit_percent: Float = Field(75.0, gt=0, le=100)
+    disk_limit_percent: Float = Field(90.0, gt=0, le=100)
+
+
+class ResourceThresholdsConfig(_Section):
+    warning: Float = Field(75.0, ge=0, le=100)
+    critical: Float = Field(90.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ResourceThresholdsConfig:
+        if self.warning > self.critical:
+            raise _field_error("warning", self.warning, f"at most critical ({self.critical:g})", "critical")
+        return self
+
+
+class ResourcesConfig(_Section):
+    monitoring: ResourceMonitoringConfig = ResourceMonitoringConfig()
+    allocation: ResourceAllocationConfig = ResourceAllocationConfig()
+    thresholds: ResourceThresholdsConfig = ResourceThresholdsConfig()
+
+
+class ScaleUpConfig(_Section):
+    threshold: Fraction = 0.8
+    factor: Float = Field(1.5, gt=1)
+    max_instances: Int = Field(20, gt=0)
+
+
+class ScaleDownConfig(_Section):
+    threshold: Fraction = 0.3
+    factor: Float = Field(0.7, gt=0, lt=1)
+    min_instances: Int = Field(5, ge=0)
+
+
+class ScalingStrategiesConfig(_Section):
+    scale_up: ScaleUpConfig = ScaleUpConfig()
+    scale_down: ScaleDownConfig = ScaleDownConfig()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScalingStrategiesConfig:
+        up, down = self.scale_up, self.scale_down
+        if down.threshold >= up.threshold:  # otherwise one load level asks for both, and the pools flap
+            raise _field_error(
+                "scale_down.threshold", down.threshold, f"below scale_up.threshold ({up.threshold:g})", "scale_up"
+            )
+        if down.min_instances > up.max_instances:
+            raise _field_error(
+                "scale_down.min_instances",
+                down.min_instances,
+                f"at most scale_up.max_instances ({up.max_instances})",
+                "scale_up",
+            )
+        return self
+
+
+class ScalingConfig(_Section):
+    enabled: bool = True
+    auto_scale: bool = True
+    strategies: ScalingStrategiesConfig = ScalingStrategiesConfig()
+    cooldown_minutes: Float = Field(3.0, ge=0)
+
+    @property
+    def cooldown_seconds(self) -> float:
+        return self.cooldown_minutes * 60
+
+
+# --- agents ---------------------------------------------------------------------------------------
+
+DEFAULT_ARGV = ("claude", "-p", "{prompt}", "--output-format", "stream-json", "--verbose")
+
+
+class ResourceRequirementsConfig(_Section):
+    cpu_cores: Float = Field(1.0, gt=0)
+    memory_mb: Int = Field(1024, gt=0)
+    disk_mb: Int = Field(512, gt=0)
+
+
+class RunnerConfig(_Section):
+    """How a pool runs a task: a program from an argv template, or a Python callable.
+
+    argv placeholders: {prompt}, {task_id}, {workspace}, {attempt}, {payload.<field>}.
+    """
+
+    kind: Literal["command", "python"] = "command"
+    argv: list[str] = Field(default_factory=lambda: list(DEFAULT_ARGV))
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: Float = Field(1800.0, gt=0)  # seconds
+    output_format: Literal["text", "claude-json"] = "claude-json"
+    callable: str | None = None  # "package.module.function" or "package.module:function"
+
+    @field_validator("argv")
+    @classmethod
+    def _known_placeholders(cls, argv: list[str]) -> list[str]:
+        for arg in argv:
+            for name in _PLACEHOLDER.findall(arg):
+                if not _ALLOWED_PLACEHOLDER.match(name):
+                    raise ValueError(
+                        f"placeholders among {{prompt}}, {{task_id}}, {{workspace}}, {{attempt}}, "
+                        f"{{payload.<field>}} (not {{{name}}})"
+                    )
+        return argv
+
+    @model_validator(mode="after")
+    def _complete(self) -> RunnerConfig:
+        if self.kind == "python":
+            if not self.callable:
+                raise _field_error("callable", self.callable, "a dotted path such as pkg.mod.func when kind is python")
+            if not _CALLABLE.match(self.callable):
+                raise _field_error("callable", self.callable, "a dotted path such as pkg.mod.func or pkg.mod:func")
+        else:
+            if not self.argv:
+                raise _field_error("argv", self.argv, "a non-empty argv list when kind is command", "kind")
+            if self.callable is not None:
+                raise _field_error("callable", self.callable, "no callable when kind is command", "kind")
+        return self
+
+
+class WorkspaceConfig(_Section):
+    repository: NonEmpty | None = None  # a git repository to take a worktree from; None: a fresh directory
+    root: NonEmpty | None = None  # where workspaces are made; None: var/workspaces
+    keep: bool = False
+
+
+class PoolConfig(_Section):
+    capabilities: Capabilities
+    min_instances: Int = Field(0, ge=0)
+    max_instances: Int = Field(1, ge=1)
+    concurrency: Int = Field(2, ge=1, le=64)
+    allow_commands: bool = True  # may a task carry its own argv command
+    max_attempts: Int = Field(3, ge=1, le=20)
+    resource_requirements: ResourceRequirementsConfig = ResourceRequirementsConfig()
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    workspace: WorkspaceConfig = WorkspaceConfig()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PoolConfig:
+        if self.min_instances > self.max_instances:
+            raise _field_error(
+                "min_instances", self.min_instances, f"at most max_instances ({self.max_instances})", "max_instances"
+            )
+        return self
+
+
+def _pool(capabilities: list[str], max_instances: int, concurrency: int, cpu: float, memory: int, disk: int) -> dict:
+    return {
+        "capabilities": capabilities,
+        "min_instances": 1,
+        "max_instances": max_instances,
+        "concurrency": concurrency,
+        "resource_requirements": {"cpu_cores": cpu, "memory_mb": memory, "disk_mb": disk},
+    }
+
+
+# The guide's four agent types, as config/hive.yaml has them; used when a file has no `agents`.
+DEFAULT_POOLS: Mapping[str, Mapping[str, Any]] = {
+    "backend": _pool(["python", "api", "database", "microservices"], 20, 2, 2, 2048, 1024),
+    "frontend": _pool(["javascript", "typescript", "react", "vue", "ui"], 15, 1, 1, 1024, 512),
+    "ios": _pool(["swift", "mobile", "ui", "app_store"], 10, 1, 4, 4096, 2048),
+    "infrastructure": _pool(["docker", "kubernetes", "terraform", "monitoring"], 8, 1, 2, 2048, 1024),
+}
+
+
+def _default_pools() -> dict[str, PoolConfig]:
+    return {name: PoolConfig.model_validate(spec) for name, spec in DEFAULT_POOLS.items()}
