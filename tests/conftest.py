@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from hive_project.launch import celery_argv, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,8 +90,7 @@ class Processes:
         from agents.models import Agent
 
         node = f"{name or pool}@test"
-        argv = [sys.executable, "-m", "celery", "-A", "hive_project", "worker", "-Q", f"hive.{pool}", "-n", node,
-                "-c", str(concurrency), "--without-gossip", "--without-mingle", "--loglevel", "INFO"]  # fmt: skip
+        argv = worker_argv(queue=f"hive.{pool}", node=node, concurrency=concurrency, fair=False)
         proc = self.spawn(node.replace("@", "-"), argv)
         proc.node = node  # type: ignore[attr-defined]
         if wait:
@@ -105,11 +105,8 @@ class Processes:
 
     def control(self) -> tuple[subprocess.Popen, subprocess.Popen]:
         """The control worker and beat: reconciliation runs every second or so."""
-        worker = self.spawn("control", [sys.executable, "-m", "celery", "-A", "hive_project", "worker", "-Q",
-                                        "hive.control", "-n", "control@test", "-c", "1", "--without-gossip",
-                                        "--without-mingle", "--loglevel", "INFO"])  # fmt: skip
-        beat = self.spawn("beat", [sys.executable, "-m", "celery", "-A", "hive_project", "beat", "--loglevel", "INFO",
-                                   "-s", str(self.logs / "beat-schedule")])  # fmt: skip
+        worker = self.spawn("control", worker_argv(queue="hive.control", node="control@test", concurrency=1, fair=False))
+        beat = self.spawn("beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(self.logs / "beat-schedule")))
         return worker, beat
 
     def _check(self, proc: subprocess.Popen) -> bool:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from hive_project.cli import fail, main, setup_django
+
+
+def _import_path_of_checkout(base: Path) -> None:
+    """The harness is a tool of the checkout, not part of the installed package: find it there."""
+    if not (base / "bench" / "__init__.py").is_file():
+        fail("hive bench runs from a checkout of the project (the bench/ package is not installed): use `make bench`")
+    if str(base) not in sys.path:
+        sys.path.insert(0, str(base))
 
 
 @main.command()
@@ -48,9 +57,11 @@ def bench(
     database that is dropped afterwards; queues of its own), else SQLite and an embedded Redis in
     a temporary directory. Starts real `celery worker` processes for both sides.
     """
-    from hive_project.bench import report, scenarios
-    from hive_project.bench.world import BenchError, world_close, world_open
     from hive_project.paths import BASE_DIR, var_dir
+
+    _import_path_of_checkout(BASE_DIR)
+    from bench import report, scenarios
+    from bench.world import BenchError, world_close, world_open
 
     if quick:
         tasks, latency_tasks = min(tasks, 200), min(latency_tasks, 50)

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from hive_project.cli import fail, main
+from hive_project.launch import celery_argv, worker_argv
 
 STOP_GRACE = 15.0
 MAX_BACKOFF = 30.0
@@ -56,10 +57,6 @@ class Child:
                 pass
 
 
-def celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "hive_project", *args]
-
-
 def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: dict[str, str],
                   logs: Path) -> list[Child]:  # fmt: skip
     from django.conf import settings
@@ -68,16 +65,14 @@ def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: 
     children = [Child("web", [sys.executable, "-m", "hive_project.cli", "serve", "--host", host, "--port", str(port)],
                       logs / "web.log", env)]  # fmt: skip
     for name, pool in settings.HIVE_CONFIG.agents.items():
-        argv = celery("worker", "-Q", f"hive.{name}", "-n", f"{name}@{node}", "-c", str(pool.concurrency),
-                      "-O", "fair", "--without-gossip", "--without-mingle", "--loglevel", "INFO")  # fmt: skip
+        argv = worker_argv(queue=f"hive.{name}", node=f"{name}@{node}", concurrency=pool.concurrency)
         children.append(Child(f"worker-{name}", argv, logs / f"worker-{name}.log", env))
-    children.append(Child("control", celery("worker", "-Q", "hive.control", "-n", f"control@{node}", "-c", "1",
-                                            "--without-gossip", "--without-mingle", "--loglevel", "INFO"),
-                          logs / "control.log", env))  # fmt: skip
-    children.append(Child("beat", celery("beat", "--loglevel", "INFO", "-s", str(settings.VAR_DIR / "celerybeat-schedule")),
+    control = worker_argv(queue="hive.control", node=f"control@{node}", concurrency=1, fair=False)
+    children.append(Child("control", control, logs / "control.log", env))
+    children.append(Child("beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(settings.VAR_DIR / "celerybeat-schedule")),
                           logs / "beat.log", env))  # fmt: skip
     if flower:
-        children.append(Child("flower", celery("flower", f"--port={flower_port}", "--address=127.0.0.1"),
+        children.append(Child("flower", celery_argv("flower", f"--port={flower_port}", "--address=127.0.0.1"),
                               logs / "flower.log", env))  # fmt: skip
     return children
 

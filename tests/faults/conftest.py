@@ -26,18 +26,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from hive_project.launch import free_port
 from tests.conftest import ROOT, Processes, child_env, wait_for
 
 SUMMARIES: list[str] = []
 BATCH_BOUND = 90.0  # seconds every accepted task has to reach a terminal state after the fault
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ScenarioRedis:

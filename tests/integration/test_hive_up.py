@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,15 +15,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from hive_project.launch import free_port
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, dict]:

@@ -5,7 +5,6 @@ submit a task through the API and watch it appear, run and succeed, with its out
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 import urllib.error
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+
+from hive_project.launch import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,10 +29,6 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from hive_project.config import loader as config_loader
 from hive_project.config import (
     ConfigError,
     HiveConfig,
@@ -20,6 +19,7 @@ from hive_project.config import (
     load_config,
     parse_size,
 )
+from hive_project.config import loader as config_loader
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GUIDE_CONFIGMAP = FIXTURES / "guide_configmap.yaml"

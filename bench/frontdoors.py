@@ -21,10 +21,10 @@ import time
 import uuid
 from hashlib import sha256
 
-from hive_project.bench import memory
-from hive_project.bench.loadgen import Outcome, drive, json_request
-from hive_project.bench.scenarios import Goal, Run, _alive, _clear_queue, _get, percentiles
-from hive_project.bench.world import FRONT_CAPABILITY, FRONT_POOL, GITHUB_SECRET, free_port, wait_until
+from bench import memory
+from bench.loadgen import Outcome, drive, json_request
+from bench.scenarios import Goal, Run, _alive, _clear_queue, _get, percentiles
+from bench.world import FRONT_CAPABILITY, FRONT_POOL, GITHUB_SECRET, free_port, wait_until
 
 HOST = "127.0.0.1"
 BIG_TABLE_ROWS = 1_000_000
@@ -75,7 +75,7 @@ def _summary(outcome: Outcome) -> dict:
 def _check(outcome: Outcome, ok: set[int], what: str) -> None:
     bad = {s: n for s, n in outcome.statuses.items() if s not in ok}
     if bad or outcome.errors:
-        from hive_project.bench.world import BenchError
+        from bench.world import BenchError
 
         raise BenchError(f"{what}: unexpected answers {bad}, {outcome.errors} connection errors")
 
@@ -266,7 +266,7 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
             await asyncio.sleep(0.02)
     await asyncio.sleep(0.5)
     connected = ready
-    from hive_project.bench.loadgen import Connection
+    from bench.loadgen import Connection
 
     conn = Connection(HOST, api_port)
     sent: dict[int, float] = {}
@@ -331,7 +331,7 @@ def _delivery(delivery_id: str, comment_id: int):
         "repository": {"full_name": "acme/web"}, "sender": {"login": "octocat"},
     }).encode()  # fmt: skip
     signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, sha256).hexdigest()
-    from hive_project.bench.loadgen import Request
+    from bench.loadgen import Request
 
     return Request("POST", "/webhooks/github/", {"Content-Type": "application/json", "X-GitHub-Event": "issue_comment",
                                                  "X-GitHub-Delivery": delivery_id, "X-Hub-Signature-256": signature},

@@ -4,7 +4,7 @@
    the subprocess → finish → events) against N tasks through plain Celery on the same Redis with
    the same worker command line: one variant that spawns `true` too, one pure no-op.
 2. latency: tasks submitted one at a time to an idle pool; submit → running and submit → finished.
-3–5. the front doors (hive_project/bench/frontdoors.py): the REST API (create and filtered list, and
+3–5. the front doors (bench/frontdoors.py): the REST API (create and filtered list, and
    the list at 1M rows on PostgreSQL), WebSocket stream fan-out, signed GitHub webhook deliveries.
 6. memory: peak RSS of the pool worker during scenario 1; the web process idle and under GET /health.
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hive_project.bench import memory
-from hive_project.bench.world import CAPABILITY, POOL, BenchError, World, celery_worker_argv, free_port, wait_until
+from bench import memory
+from bench.world import CAPABILITY, POOL, BenchError, World, celery_worker_argv, free_port, wait_until
 
 HOST = socket.gethostname()
 
@@ -100,7 +100,7 @@ def scenario_throughput(run: Run) -> None:
 def raw_throughput(run: Run, variant: str, n: int) -> dict:
     import redis
 
-    from hive_project.bench import raw_celery
+    from bench import raw_celery
 
     world = run.world
     client = redis.Redis.from_url(world.redis_url)
@@ -222,7 +222,7 @@ def _terminal(queryset) -> int:
 
 
 def _profilers(run: Run, worker_pid: int) -> list:
-    from hive_project.bench.profiling import Profiler
+    from bench.profiling import Profiler
 
     out = run.options.results_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +231,7 @@ def _profilers(run: Run, worker_pid: int) -> list:
 
 
 def _profile_summaries(run: Run) -> dict:
-    from hive_project.bench.profiling import render, summarise
+    from bench.profiling import render, summarise
 
     out = run.options.results_dir
     worker = summarise(out / "profile-worker.txt")
@@ -340,7 +340,7 @@ def _clear_queue(client, queue: str) -> None:
 
 def _front_door(name: str) -> Callable[[Run], None]:
     def scenario(run: Run) -> None:
-        from hive_project.bench import frontdoors
+        from bench import frontdoors
 
         getattr(frontdoors, name)(run)
 

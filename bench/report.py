@@ -13,7 +13,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hive_project.bench.scenarios import SCENARIOS, Goal, Run
+from bench.scenarios import SCENARIOS, Goal, Run
 from hive_project.paths import BASE_DIR
 
 BEGIN = "<!-- hive bench: BEGIN generated -->"

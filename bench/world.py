@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from hive_project import launch
 from hive_project.paths import BASE_DIR
 
 POOL = "bench"
@@ -102,12 +101,6 @@ class World:
     def log_tail(self, proc: subprocess.Popen, chars: int = 3000) -> str:
         path = getattr(proc, "log_path", None)
         return path.read_text(errors="replace")[-chars:] if path and path.exists() else ""
-
-
-def celery_worker_argv(app: str, queue: str, node: str, concurrency: int) -> list[str]:
-    """The same worker command line for the hive and its peer (as `hive up` starts pool workers)."""
-    return [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue, "-n", node, "-c", str(concurrency),
-            "-O", "fair", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]  # fmt: skip
 
 
 def bench_config(concurrency: int) -> str:
@@ -209,15 +202,14 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wait_until(predicate, *, timeout: float, interval: float = 0.05, what: str) -> object:
+    """launch.wait_until, failing the run with a BenchError that names what did not happen."""
+    try:
+        return launch.wait_until(predicate, timeout=timeout, interval=interval, what=what)
+    except TimeoutError as exc:
+        raise BenchError(str(exc)) from None
 
 
-def wait_until(predicate, *, timeout: float, interval: float = 0.05, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+def celery_worker_argv(app: str, queue: str, node: str, concurrency: int) -> list[str]:
+    """The same worker command line for the hive and its peer (as `hive up` starts pool workers)."""
+    return launch.worker_argv(queue=queue, node=node, concurrency=concurrency, app=app, loglevel="WARNING")

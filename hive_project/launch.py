@@ -1,0 +1,52 @@
+"""Starting the hive's processes: the command lines `hive up`, the bench and the tests all use.
+
+One place for the worker command line, a free port and a bounded wait, so a change to how a pool
+worker starts (a flag, a queue) reaches every caller.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+APP = "hive_project"
+
+
+def celery_argv(*args: str, app: str = APP) -> list[str]:
+    """`celery -A <app> …` with this interpreter, so children run in the same virtualenv."""
+    return [sys.executable, "-m", "celery", "-A", app, *args]
+
+
+def worker_argv(
+    *, queue: str, node: str, concurrency: int, app: str = APP, loglevel: str = "INFO", fair: bool = True
+) -> list[str]:
+    """A Celery worker consuming one queue under one node name (the agent's name for pool workers).
+
+    Gossip and mingle are off: workers learn nothing from each other that the database does not
+    already hold, and both cost a second or more at start.
+    """
+    argv = celery_argv("worker", "-Q", queue, "-n", node, "-c", str(concurrency), app=app)
+    if fair:
+        argv += ["-O", "fair"]
+    return [*argv, "--without-gossip", "--without-mingle", "--loglevel", loglevel]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the caller binds it soon after)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.05, what: str) -> object:
+    """Poll `predicate` until it returns something truthy, and return that; TimeoutError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
