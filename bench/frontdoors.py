@@ -40,7 +40,7 @@ def _prepare(run: Run) -> str:
     """Pools in the database, a team and an API key for the bench; returns the raw key."""
     from django.conf import settings
 
-    from agents.services import pool_sync
+    from coordination.fleet import pool_sync
     from coordination.models import Team
     from external_api.services import apikey_create
 

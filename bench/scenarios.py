@@ -176,7 +176,7 @@ def hive_worker(run: Run):
     from django.db import close_old_connections
 
     from agents.models import Agent
-    from agents.services import pool_sync
+    from coordination.fleet import pool_sync
 
     if run.hive_worker is not None and run.hive_worker.poll() is None:
         return run.hive_worker

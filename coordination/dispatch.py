@@ -12,9 +12,8 @@ import time
 import uuid
 
 import redis
+from celery import current_app as app  # the hive's app: hive_project/__init__.py creates it first
 from django.conf import settings
-
-from hive_project.celery import app
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +38,15 @@ def dispatch(*, task_id: str, queue: str, priority: int, timeout: float, countdo
     except Exception as exc:  # broker down: the task stays queued in the database
         log.warning("could not send task %s to %s (%s); the reconciler will resend it", task_id, queue, exc)
         return False
+
+
+def stop_consuming(*, queue: str, node: str) -> None:
+    """Ask one worker to stop taking messages from a queue now (best effort: a draining worker's
+    heartbeat reads the flag from the database and stops consuming at its next beat anyway)."""
+    try:
+        app.control.cancel_consumer(queue, destination=[node])
+    except Exception as exc:
+        log.warning("could not reach worker %s to stop consuming: %s", node, exc)
 
 
 def redis_client() -> redis.Redis:

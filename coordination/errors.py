@@ -1,11 +1,14 @@
-"""Domain errors. Each has a stable `code` (for API bodies and CLI exit lines) and a human detail."""
+"""Domain errors. Each has a stable `code` (for API bodies and CLI exit lines) and a human detail.
+
+They say what went wrong in the domain's terms; which HTTP status that is, is the gateway's business
+(`external_api.errors.http_status`).
+"""
 
 from __future__ import annotations
 
 
 class HiveError(Exception):
     code = "hive_error"
-    status = 400
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)
@@ -20,12 +23,10 @@ class Invalid(HiveError):
 
 class NotFound(HiveError):
     code = "not_found"
-    status = 404
 
 
 class Conflict(HiveError):
     code = "conflict"
-    status = 409
 
 
 class InvalidTask(HiveError):
@@ -34,7 +35,6 @@ class InvalidTask(HiveError):
 
 class NoEligiblePool(HiveError):
     code = "no_eligible_pool"
-    status = 422
 
 
 class TaskNotFound(NotFound):
@@ -43,9 +43,7 @@ class TaskNotFound(NotFound):
 
 class InvalidTransition(HiveError):
     code = "invalid_state"
-    status = 409
 
 
 class IdempotencyConflict(HiveError):
     code = "idempotency_conflict"
-    status = 409

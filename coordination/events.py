@@ -1,17 +1,15 @@
 """`publish` is the one way a state change leaves the hive.
 
 It writes an `Event` row inside the caller's transaction, and only after that transaction commits
-sends the event to the Channels group (WebSocket subscribers) and counts it. A rolled-back change
-is never announced. Group sends go through one long-lived event loop per process, so the Redis
-connection pool of channels_redis is reused instead of being rebuilt for every event.
+hands the event to every registered announcer (the WebSocket stream registers one) and counts it.
+A rolled-back change is never announced. Coordination knows nothing of how events travel further:
+the streaming app registers its announcer when Django starts (`register_announcer`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -21,12 +19,14 @@ from coordination.models import Event
 
 log = logging.getLogger(__name__)
 
-EVENTS_GROUP = "hive.events"
+Announcer = Callable[[dict[str, Any]], None]
+_announcers: list[Announcer] = []
 
-_loop: asyncio.AbstractEventLoop | None = None
-_queue: asyncio.Queue | None = None
-_loop_lock = threading.Lock()
-_loop_pid: int | None = None
+
+def register_announcer(announcer: Announcer) -> None:
+    """Have `announcer(message)` called after commit for every event (once per function)."""
+    if announcer not in _announcers:
+        _announcers.append(announcer)
 
 
 def publish(
@@ -47,38 +47,10 @@ def publish(
     return event
 
 
-def _announce(message: dict) -> None:
+def _announce(message: dict[str, Any]) -> None:
     EVENTS_TOTAL.labels(type=message["type"]).inc()
-    try:
-        loop, queue = _background_sender()
-        loop.call_soon_threadsafe(queue.put_nowait, message)
-    except Exception:  # the Event row is the record; a missed live push is replayable from it
-        log.warning("could not push event %s to the stream", message.get("id"), exc_info=True)
-
-
-def _background_sender() -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
-    """One loop thread per process with one queue drained by one task, so events reach the group
-    in the order they were committed (concurrent sends would overtake each other)."""
-    global _loop, _queue, _loop_pid
-    with _loop_lock:
-        if _loop is None or _loop_pid != os.getpid():  # a forked worker child needs its own loop
-            loop = asyncio.new_event_loop()
-            queue: asyncio.Queue = asyncio.Queue()
-            loop.call_soon(lambda: loop.create_task(_drain(queue)))
-            threading.Thread(target=loop.run_forever, name="hive-events", daemon=True).start()
-            _loop, _queue, _loop_pid = loop, queue, os.getpid()
-        return _loop, _queue
-
-
-async def _drain(queue: asyncio.Queue) -> None:
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    while True:
-        message = await queue.get()
-        if layer is None:
-            continue
+    for announcer in _announcers:
         try:
-            await layer.group_send(EVENTS_GROUP, {"type": "hive.event", "event": message})
-        except Exception:
-            log.warning("could not push event %s to the stream", message.get("id"), exc_info=True)
+            announcer(message)
+        except Exception:  # the Event row is the record; a missed live push is replayable from it
+            log.warning("could not announce event %s", message.get("id"), exc_info=True)

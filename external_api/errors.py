@@ -8,7 +8,30 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from coordination.errors import HiveError
+from coordination.errors import Conflict, HiveError, IdempotencyConflict, InvalidTransition, NoEligiblePool, NotFound
+
+# Most specific first: a subclass of NotFound is a 404 whatever else it is.
+_STATUSES: tuple[tuple[type[HiveError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidTransition, 409),
+    (IdempotencyConflict, 409),
+    (NoEligiblePool, 422),
+)
+
+
+def http_status(error: HiveError) -> int:
+    """The HTTP status of a domain error: 404, 409, 422, or 400 for any other invalid input.
+
+    Errors of the HTTP layer itself (a webhook's rules the operator wrote wrong) carry their own.
+    """
+    own = getattr(error, "http_status", None)
+    if isinstance(own, int):
+        return own
+    for kind, code in _STATUSES:
+        if isinstance(error, kind):
+            return code
+    return 400
 
 
 def error_response(code: str, detail, http_status: int, **headers: str) -> Response:
@@ -20,7 +43,7 @@ def error_response(code: str, detail, http_status: int, **headers: str) -> Respo
 
 def exception_handler(exc, context):
     if isinstance(exc, HiveError):
-        return error_response(exc.code, exc.detail, exc.status)
+        return error_response(exc.code, exc.detail, http_status(exc))
     if isinstance(exc, RequestDataTooBig):
         return error_response("payload_too_large", "the request body is larger than allowed", 413)
     if isinstance(exc, Http404):

@@ -54,7 +54,7 @@ def child_env(**extra: str) -> dict[str, str]:
 def pools(db):
     from django.conf import settings
 
-    from agents.services import pool_sync
+    from coordination.fleet import pool_sync
 
     return {p.name: p for p in pool_sync(config=settings.HIVE_CONFIG)}
 
@@ -63,7 +63,7 @@ def pools(db):
 def live_pools(transactional_db):
     from django.conf import settings
 
-    from agents.services import pool_sync
+    from coordination.fleet import pool_sync
 
     return {p.name: p for p in pool_sync(config=settings.HIVE_CONFIG)}
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from agents.models import Agent, AgentPool
-from agents.services import agent_heartbeat, agent_register, agent_stopped
+from coordination.fleet import agent_heartbeat, agent_register, agent_stopped
 from coordination.models import Task
 from coordination.processes import HOSTNAME
 

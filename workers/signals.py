@@ -23,7 +23,7 @@ def on_worker_ready(sender=None, **kwargs) -> None:
         return  # the control worker is not an agent
     from django.conf import settings
 
-    from agents.services import pool_sync
+    from coordination.fleet import pool_sync
 
     pool_sync(config=settings.HIVE_CONFIG)
     pool = AgentPool.objects.get(name=pools[0])

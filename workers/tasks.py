@@ -9,12 +9,12 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from agents.runners.execute import attempt_run
 from coordination.models import Event
 from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
 from coordination.services import task_claim
 from workers.agent import current_agent
+from workers.attempt import attempt_run
 
 
 @shared_task(name="hive.execute_task", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -23,11 +23,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.models import Agent, AgentPool
-from agents.services import agent_drain
 from coordination import services
 from coordination.dispatch import queue_depths, redis_client
 from coordination.errors import HiveError
 from coordination.events import publish
+from coordination.fleet import agent_drain
 from coordination.models import Event, Task, Team
 from external_api.access import ADMIN, caller_of
 from external_api.api import serializers as s

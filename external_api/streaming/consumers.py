@@ -49,11 +49,11 @@ from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from coordination.events import EVENTS_GROUP
 from coordination.models import Event, Task
 from external_api.streaming import connections
 from external_api.streaming.auth import KEY_SUBPROTOCOL, TOKEN_SUBPROTOCOL, StreamAuthError, Viewer, authenticate
 from external_api.streaming.auth import query_of as _query_of
+from external_api.streaming.broadcast import EVENTS_GROUP
 from external_api.streaming.filters import FilterError, Filters
 from external_api.streaming.metrics import BATCH_SIZE, CONNECTIONS_ACTIVE, CONNECTIONS_REFUSED, EVENTS_CONSUMED
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from coordination.errors import HiveError
-from external_api.errors import json_error
+from external_api.errors import http_status, json_error
 from external_api.models import WebhookSource
 from external_api.services import DeliveryResult, Outcome, webhook_sources_sync
 from external_api.throttling import hit
@@ -125,7 +125,7 @@ def delivery_response(result: DeliveryResult) -> HttpResponse:
     204 for an event that asks for nothing, the error's status for a rejected delivery."""
     if result.outcome == Outcome.REJECTED:
         error = result.error or HiveError("the delivery was rejected", code="rejected")
-        return json_error(error.code, error.detail, error.status)
+        return json_error(error.code, error.detail, http_status(error))
     if result.outcome == Outcome.IGNORED:
         return HttpResponse(status=204)
     if result.outcome == Outcome.PING:

@@ -19,7 +19,7 @@ TRUSTED_ASSOCIATIONS = ["OWNER", "MEMBER", "COLLABORATOR"]
 
 class RulesError(HiveError):
     code = "invalid_rules"
-    status = 500  # the operator's configuration is wrong, not the sender's delivery
+    http_status = 500  # the operator's configuration is wrong, not the sender's delivery
 
 
 class _Rules(BaseModel):

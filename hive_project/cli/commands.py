@@ -263,7 +263,7 @@ def drain(agent_name) -> None:
     """Stop an agent taking new tasks; what it runs finishes."""
     setup_django()
     from agents.models import Agent
-    from agents.services import agent_drain
+    from coordination.fleet import agent_drain
 
     agent = Agent.objects.select_related("pool").filter(name=agent_name).first()
     if agent is None:

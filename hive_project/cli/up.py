@@ -126,7 +126,7 @@ def _prepare() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from agents.services import pool_sync
+    from coordination.fleet import pool_sync
     from external_api.services import webhook_sources_sync
     from hive_project.cli.admin_user import ensure_admin
 

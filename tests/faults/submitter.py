@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.conf import settings
 
-    from agents.services import pool_sync
     from coordination import dispatch
     from coordination.errors import HiveError
+    from coordination.fleet import pool_sync
     from coordination.services import task_submit
 
     pool_sync(config=settings.HIVE_CONFIG)

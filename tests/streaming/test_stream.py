@@ -487,7 +487,7 @@ def test_live_events_that_overtake_each_other_are_put_back_in_order(world, strea
     it, and only a short while when the predecessor never comes (a rolled-back transaction)."""
     from channels.layers import get_channel_layer
 
-    from coordination.events import EVENTS_GROUP
+    from external_api.streaming.broadcast import EVENTS_GROUP
 
     stream_config(batch_size=1)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from agents.runners import claude
-from agents.runners.execute import Refusal, environment, expand, interpret
 from agents.runners.process import ProcessOutcome
 from agents.runners.pycall import RESULT_PREFIX
 from coordination.models import Task, TaskAttempt
+from workers.attempt import Refusal, environment, expand, interpret
 
 Outcome = TaskAttempt.Outcome
 WORKSPACE = Path("/var/hive/workspaces/t/2")

@@ -9,6 +9,7 @@ from coordination.dispatch import task_ids_in_broker
 from coordination.errors import IdempotencyConflict, InvalidTask, NoEligiblePool
 from coordination.models import DEFAULT_TEAM, Event, Task, Team
 from coordination.services import task_submit
+from external_api.errors import http_status
 from tests.conftest import purge_broker
 
 CAPS = "capabilities must be a non-empty list of strings"
@@ -77,7 +78,7 @@ def test_task_submit_bad_input_raises_invalid_task_and_stores_nothing(pools, ove
         submit(**overrides)
 
     assert caught.value.detail == detail
-    assert (caught.value.code, caught.value.status) == ("invalid_task", 400)
+    assert (caught.value.code, http_status(caught.value)) == ("invalid_task", 400)
     assert_nothing_stored()
 
 
@@ -97,7 +98,7 @@ def test_task_submit_impossible_capabilities_raises_no_eligible_pool_naming_ever
 
     detail = caught.value.detail
     assert detail.startswith("no pool offers python+swift: ")
-    assert (caught.value.code, caught.value.status) == ("no_eligible_pool", 422)
+    assert (caught.value.code, http_status(caught.value)) == ("no_eligible_pool", 422)
     for pool in pools.values():
         assert f"{pool.name} offers {', '.join(sorted(pool.capabilities))}" in detail
     assert_nothing_stored()
@@ -200,7 +201,7 @@ def test_task_submit_same_key_other_content_raises_idempotency_conflict(pools, c
     with pytest.raises(IdempotencyConflict) as caught:
         submit(idempotency_key="gh-42", **changed)
 
-    assert (caught.value.code, caught.value.status) == ("idempotency_conflict", 409)
+    assert (caught.value.code, http_status(caught.value)) == ("idempotency_conflict", 409)
     assert "'gh-42'" in caught.value.detail and str(first.id) in caught.value.detail
     assert Task.objects.count() == 1
 

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent
-from agents.services import agent_register
 from coordination.errors import InvalidTransition, TaskNotFound
+from coordination.fleet import agent_register
 from coordination.models import Event, Task, TaskAttempt
 from coordination.processes import HOSTNAME
 from coordination.recovery import agents_mark_offline, attempts_recover_stale
@@ -29,6 +29,7 @@ from coordination.services import (
     task_retry,
     task_submit,
 )
+from external_api.errors import http_status
 
 # Claims come from this test process on this machine, as a worker's would: alive, so never orphaned.
 # No attempt records a pgid, so recovery never signals a real process.
@@ -88,7 +89,7 @@ def test_task_cancel_succeeded_task_raises_invalid_transition_and_changes_nothin
     with pytest.raises(InvalidTransition) as caught:
         task_cancel(task=task)
 
-    assert (caught.value.code, caught.value.status) == ("invalid_state", 409)
+    assert (caught.value.code, http_status(caught.value)) == ("invalid_state", 409)
     assert f"task {task.id} is succeeded" in caught.value.detail
     task.refresh_from_db()
     assert (task.status, task.result) == (Status.SUCCEEDED, {"output": "ok"})
@@ -344,7 +345,7 @@ def test_task_get_unknown_id_raises_task_not_found(pools, ident):
     with pytest.raises(TaskNotFound) as caught:
         task_get(ident)
 
-    assert (caught.value.code, caught.value.status) == ("not_found", 404)
+    assert (caught.value.code, http_status(caught.value)) == ("not_found", 404)
     assert caught.value.detail == f"no task {ident!r}"
 
 

@@ -1,4 +1,4 @@
-"""Pools follow the configuration; agents register, beat and leave."""
+"""The fleet: pools follow the configuration; agents register, beat, drain and leave."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
+from coordination import dispatch
 from coordination.events import publish
+from coordination.models import TaskAttempt
+from coordination.services import attempt_lost
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +51,6 @@ def agent_register(*, name: str, pool: AgentPool, host: str, pid: int, concurren
     Attempts still marked running on this agent belong to its previous incarnation, which is gone
     (the same node name cannot run twice), so they are recovered now rather than after a timeout.
     """
-    from coordination.models import TaskAttempt
-    from coordination.services import attempt_lost
-
     now = timezone.now()
     with transaction.atomic():
         agent, _ = Agent.objects.update_or_create(
@@ -86,14 +86,9 @@ def agent_stopped(*, agent_id: int) -> None:
 
 def agent_drain(*, agent: Agent) -> Agent:
     """Stop an agent taking new tasks; what it runs finishes. Tells the worker to stop consuming."""
-    from hive_project.celery import app
-
     with transaction.atomic():
         Agent.objects.filter(id=agent.id).exclude(status=Agent.Status.OFFLINE).update(status=Agent.Status.DRAINING)
         agent.refresh_from_db()
         publish("agent.draining", agent=agent, pool=agent.pool)
-    try:
-        app.control.cancel_consumer(agent.pool.queue, destination=[agent.name])
-    except Exception as exc:  # the flag stays; the worker re-reads it at its next heartbeat
-        log.warning("could not reach worker %s to stop consuming: %s", agent.name, exc)
+    dispatch.stop_consuming(queue=agent.pool.queue, node=agent.name)
     return agent
