@@ -24,7 +24,8 @@ from hashlib import sha256
 from bench import memory
 from bench.loadgen import Outcome, drive, json_request
 from bench.scenarios import Goal, Run, _alive, _clear_queue, _get, percentiles
-from bench.world import FRONT_CAPABILITY, FRONT_POOL, GITHUB_SECRET, free_port, wait_until
+from bench.world import FRONT_CAPABILITY, FRONT_POOL, GITHUB_SECRET, wait_until
+from hive_project.launch import free_port
 
 HOST = "127.0.0.1"
 BIG_TABLE_ROWS = 1_000_000

@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import memory
-from bench.world import CAPABILITY, POOL, BenchError, World, celery_worker_argv, free_port, wait_until
+from bench.world import CAPABILITY, POOL, BenchError, World, celery_worker_argv, wait_until
+from hive_project.launch import free_port
 
 HOST = socket.gethostname()
 
