@@ -12,3 +12,4 @@ TASK_DURATION = Histogram(
     ["pool"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
+COST_USD = Counter("hive_cost_usd_total", "Spend reported by agent programs (USD)", ["pool", "team"])

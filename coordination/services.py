@@ -22,7 +22,7 @@ from agents.models import Agent, AgentPool
 from coordination import dispatch as broker
 from coordination.errors import IdempotencyConflict, InvalidTask, InvalidTransition, TaskNotFound
 from coordination.events import publish
-from coordination.metrics import TASK_DURATION, TASKS_TOTAL
+from coordination.metrics import COST_USD, TASK_DURATION, TASKS_TOTAL
 from coordination.models import DEFAULT_TEAM, Priority, Source, Task, TaskAttempt, Team
 from coordination.results import AttemptResult
 from coordination.routing import route
@@ -250,7 +250,9 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
     with transaction.atomic():
         # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the joins (agent, pool)
         attempt = (
-            TaskAttempt.objects.select_for_update(of=("self",)).select_related("task__pool", "agent").get(id=attempt_id)
+            TaskAttempt.objects.select_for_update(of=("self",))
+            .select_related("task__pool", "task__team", "agent")
+            .get(id=attempt_id)
         )
         task = attempt.task
         if attempt.outcome != TaskAttempt.Outcome.RUNNING:
@@ -266,6 +268,9 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
         attempt.output_tail = result.output_tail[-20_000:]
         attempt.save()
         TASK_DURATION.labels(pool=task.pool.name).observe((now - attempt.started_at).total_seconds())
+        if result.cost_usd:
+            team = task.team.name if task.team_id and task.team else ""
+            transaction.on_commit(lambda: COST_USD.labels(pool=task.pool.name, team=team).inc(float(result.cost_usd)))
         if result.outcome == TaskAttempt.Outcome.SUCCEEDED:
             done = _running(task, attempt.number).update(
                 status=Task.Status.SUCCEEDED, finished_at=now, result=result.result, error="", updated_at=now

@@ -109,11 +109,14 @@ def up(host, port, flower, flower_port) -> None:
             fail(str(exc))
         env["LEANVIBE_REDIS_URL"] = os.environ["LEANVIBE_REDIS_URL"] = f"unix://{sock}"
         click.echo(f"redis     embedded server on {sock} (pid {redis_proc.pid})")
+    pid_file = var_dir() / "hive-up.pid"  # `hive restore` refuses to write under a running hive
+    pid_file.write_text(f"{os.getpid()}\n")
     try:
         _prepare()
         children = plan_children(host=host, port=port, flower=flower, flower_port=flower_port, env=env, logs=logs)
         _supervise(children, host=host, port=port, flower=flower, flower_port=flower_port, logs=logs)
     finally:
+        pid_file.unlink(missing_ok=True)
         if redis_proc is not None:
             embedded_redis.stop(redis_proc)
 

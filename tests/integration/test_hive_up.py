@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,11 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.integration]
 
 
+
+
+def hive(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
 
 
 def get(url: str) -> tuple[int, dict]:
@@ -72,10 +78,24 @@ def test_hive_up_runs_the_whole_hive_and_ctrl_c_stops_every_child(fresh_env):
         assert "demo finished as expected" in demo.stdout
         assert demo.stdout.count("succeeded  succeeded") == 8 and demo.stdout.count("dead       dead") == 8
 
+        verified = hive(env, "verify", "--url", f"http://127.0.0.1:{port}", "--timeout", "60")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        for check in ("database", "redis", "agents", "canary task", "event stream"):
+            assert re.search(rf"^{check}\s+pass", verified.stdout, re.M), verified.stdout
+
+        backed_up = hive(env, "backup", "--to", str(var / "backups"))
+        assert backed_up.returncode == 0, backed_up.stderr
+        archive = re.search(r"^backup (\S+)", backed_up.stdout, re.M).group(1)
+        refused = hive(env, "restore", archive)
+        assert refused.returncode == 1 and "the hive is running" in refused.stderr, refused.stderr
+
         os.kill(up.pid, signal.SIGINT)
         out, _ = up.communicate(timeout=30)
         assert up.returncode == 0
         assert "stopped." in out
+        assert not (var / "hive-up.pid").exists()
+        restored = hive(env, "restore", archive)
+        assert restored.returncode == 0 and "every checksum matches" in restored.stdout, restored.stderr
         for child in children:
             assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child.cmdline()
     finally:

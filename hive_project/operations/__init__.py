@@ -1,0 +1,1 @@
+"""Operator procedures that span the whole hive: backup and restore, health verification."""
