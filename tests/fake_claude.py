@@ -1,10 +1,35 @@
-"""A small real program that speaks Claude Code's stream-json, for runner tests without the CLI."""
+"""A small real program that speaks Claude Code's stream-json, for runner tests without the CLI.
+
+The prompt picks the run: "turn limit" ends like `--max-turns` does (an error_max_turns result, exit
+1); "overloaded once" fails the first attempt with a 529 and succeeds on the next; "fail" reports
+error_during_execution; anything else succeeds. The failing runs print the documented shapes of
+tests/claude_fixtures.py.
+"""
 
 import json
+import os
 import sys
 
+from tests import claude_fixtures as fixtures
+
 prompt = sys.argv[1] if len(sys.argv) > 1 else ""
-print(json.dumps({"type": "system", "subtype": "init", "session_id": "sess-123"}), flush=True)
+attempt = int(os.environ.get("HIVE_ATTEMPT", "1"))
+
+
+def emit(lines: list[str]) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+if "turn limit" in prompt:
+    emit(fixtures.MAX_TURNS_STREAM)
+    sys.exit(1)  # Claude Code exits non-zero after an error result
+if "overloaded once" in prompt and attempt == 1:
+    emit(fixtures.OVERLOADED_529)
+    sys.exit(1)
+
+print(json.dumps({"type": "system", "subtype": "init", "session_id": "sess-123", "model": fixtures.MODEL,
+                  "tools": ["Bash", "Read"]}), flush=True)  # fmt: skip
 print(json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": f"working on: {prompt}"}]}}))
 failed = "fail" in prompt
 print(

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER = re.compile(r"\{(prompt|task_id|workspace|attempt|payload\.[A-Za-z0-9_]+)\}")
 PROGRESS_MAX_LINES = 50
+PROGRESS_READ_MAX_LINES = 2000  # of one batch of output, for progress text
 FINISH_RETRY_FOR = 120.0  # seconds to keep trying to record an attempt's end while the database is away
 # The agent program must not inherit the hive's own secrets.
 SECRET_ENV = re.compile(r"^(DJANGO_SECRET|LEANVIBE_(SECURITY_|DATABASE_|REDIS_|.*(SECRET|TOKEN|PASSWORD|_KEY)))")
@@ -181,19 +182,16 @@ def interpret(outcome: ProcessOutcome, output_format: str, timeout: float) -> At
         result={"exit_code": outcome.exit_code, "output": tail[-4000:]},
     )
     if output_format == "claude-json":
-        found = claude.find_result(outcome.tail)
-        if found is not None:
-            result.is_error = bool(found.get("is_error"))
-            result.session_id = str(found.get("session_id") or "")
-            result.cost_usd = claude.cost(found.get("total_cost_usd"))
-            result.num_turns = found.get("num_turns") if isinstance(found.get("num_turns"), int) else None
-            result.result = {"exit_code": outcome.exit_code, "result": found.get("result"),
-                             "subtype": found.get("subtype")}  # fmt: skip
-            if result.is_error:
+        reading = claude.read_output(outcome.tail)
+        if reading is not None:
+            result.session_id, result.num_turns = reading.session_id, reading.num_turns
+            result.cost_usd = reading.cost_usd
+            result.result = {"exit_code": outcome.exit_code, "result": reading.result, "subtype": reading.subtype}
+            result.extra = reading.extra()  # classification, api_error_status, retry_after: for the rate-limit pause
+            if reading.failed:  # whatever the exit status: Claude Code exits 0 on some API errors
                 result.outcome = TaskAttempt.Outcome.FAILED
-                result.error = (
-                    f"claude reported {found.get('subtype') or 'an error'}: {str(found.get('result') or '')[:500]}"
-                )
+                result.error = reading.error
+                result.permanent = reading.classification == claude.PERMANENT
     elif output_format == "python":
         for line in reversed(outcome.tail):
             if line.startswith(RESULT_PREFIX):
@@ -235,6 +233,12 @@ class Monitor:
             log.warning("cannot publish progress of attempt %s (%s)", self.attempt.id, exc)
 
     def _progress(self, lines: list[str]) -> None:
-        shown = [claude.readable(line)[:1000] for line in lines[-PROGRESS_MAX_LINES:]]
+        # Readable text, not raw JSON; a batch may hold a whole pretty-printed document, so it is read
+        # whole first (bounded, so a flood of output costs little) and the last lines are kept.
+        read = lines[-PROGRESS_READ_MAX_LINES:]
+        shown = [text[:1000] for text in claude.progress_lines(read)]
+        if not shown:
+            return  # only stream deltas or control messages: nothing to show
         publish("task.progress", task=self.attempt.task, agent=self.attempt.agent, attempt=self.attempt.number,
-                lines=shown, skipped=max(0, len(lines) - PROGRESS_MAX_LINES))  # fmt: skip
+                lines=shown[-PROGRESS_MAX_LINES:],
+                skipped=len(lines) - len(read) + max(0, len(shown) - PROGRESS_MAX_LINES))  # fmt: skip

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent, AgentPool
@@ -25,12 +29,18 @@ class TaskCreateSerializer(serializers.Serializer):
 
 class AttemptSerializer(serializers.ModelSerializer):
     agent = serializers.CharField(source="agent.name", default=None, allow_null=True, read_only=True)
+    result = serializers.SerializerMethodField(help_text="the task's result, on the attempt that succeeded")
 
     class Meta:
         model = TaskAttempt
         fields = ["number", "outcome", "agent", "started_at", "finished_at", "exit_code", "is_error", "error",
-                  "session_id", "cost_usd", "num_turns", "output_tail"]  # fmt: skip
+                  "result", "session_id", "cost_usd", "num_turns", "output_tail"]  # fmt: skip
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_result(self, attempt: TaskAttempt) -> Any:
+        # Only the last attempt can succeed, and its result is the task's: Claude's answer, a value, an output.
+        return attempt.task.result if attempt.outcome == TaskAttempt.Outcome.SUCCEEDED else None
 
 
 class EventSerializer(serializers.ModelSerializer):

@@ -146,16 +146,35 @@ def show(task_id) -> None:
     click.echo(f"  {'command ' + ' '.join(task.command) if task.command else 'prompt ' + task.prompt[:300]}")
     if task.error:
         click.echo(f"  error: {task.error[:500]}")
-    attempts = [
-        (a.number, status(a.outcome), a.agent.name if a.agent else "-", a.exit_code, seconds(a.duration),
-         a.log_path or "-")
-        for a in task.attempt_set.select_related("agent")
-    ]  # fmt: skip
+    attempts = list(task.attempt_set.select_related("agent"))
     if attempts:
-        click.echo(table(["#", "OUTCOME", "AGENT", "EXIT", "TIME", "LOG"], attempts))
+        rows = [
+            (a.number, status(a.outcome), a.agent.name if a.agent else "-", a.exit_code, seconds(a.duration),
+             a.session_id or "-", "-" if a.cost_usd is None else f"${a.cost_usd:.4f}",
+             "-" if a.num_turns is None else a.num_turns, a.log_path or "-")
+            for a in attempts
+        ]  # fmt: skip
+        click.echo(table(["#", "OUTCOME", "AGENT", "EXIT", "TIME", "SESSION", "COST", "TURNS", "LOG"], rows))
+        for a in attempts:  # what each attempt came to, so a user can resume its session or see why it failed
+            if a.error:
+                click.echo(f"  #{a.number} error: {a.error[:500]}")
+            elif a.outcome == "succeeded" and (said := _result_text(task.result)):
+                click.echo(f"  #{a.number} result: {said[:500]}")
     for event in task.events.order_by("-id")[:15][::-1]:
         if event.type != "task.progress":
             click.echo(f"  #{event.id} {event.created_at:%H:%M:%S} {event.type}")
+
+
+def _result_text(result: object) -> str:
+    """A task's result in one line: Claude's answer, a callable's value or the program's last output."""
+    if not isinstance(result, dict):
+        return "" if result is None else json.dumps(result)
+    for key in ("result", "value", "output"):
+        if result.get(key) not in (None, ""):
+            value = result[key]
+            text = value if isinstance(value, str) else json.dumps(value)
+            return " ".join(text.split())
+    return ""
 
 
 @main.command()

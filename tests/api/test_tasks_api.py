@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from coordination.models import Event, Task
+from coordination.models import Event, Task, TaskAttempt
 
 pytestmark = pytest.mark.django_db
 
@@ -109,6 +111,28 @@ def test_retrieve_includes_attempts_and_recent_events(personas, acme_task):
     data = personas["owner"].client.get(f"{URL}{acme_task['id']}/").json()
     assert data["attempts_detail"] == []
     assert [e["type"] for e in data["recent_events"]] == ["task.queued"]
+
+
+def test_retrieve_shows_each_attempts_session_cost_turns_and_result_or_error(personas, acme_task):
+    task = Task.objects.get(id=acme_task["id"])
+    now = timezone.now()
+    overloaded = "claude API error 529 (API overloaded)"
+    TaskAttempt.objects.create(task=task, number=1, outcome="failed", started_at=now, heartbeat_at=now,
+                               finished_at=now, exit_code=1, is_error=True, error=overloaded, session_id="sess-a",
+                               cost_usd=Decimal("0"), num_turns=1)  # fmt: skip
+    TaskAttempt.objects.create(task=task, number=2, outcome="succeeded", started_at=now, heartbeat_at=now,
+                               finished_at=now, exit_code=0, session_id="sess-b", cost_usd=Decimal("0.4128"),
+                               num_turns=7)  # fmt: skip
+    answer = {"exit_code": 0, "result": "Fixed the login page", "subtype": "success"}
+    Task.objects.filter(id=task.id).update(status="succeeded", attempts=2, result=answer)
+
+    data = personas["owner"].client.get(f"{URL}{task.id}/").json()
+
+    fields = ("number", "outcome", "session_id", "cost_usd", "num_turns", "error", "result")
+    assert [tuple(a[f] for f in fields) for a in data["attempts_detail"]] == [
+        (1, "failed", "sess-a", "0.000000", 1, overloaded, None),
+        (2, "succeeded", "sess-b", "0.412800", 7, "", answer),
+    ]
 
 
 def test_unknown_task_id_is_404_json(personas):
