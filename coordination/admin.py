@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from coordination.errors import HiveError
-from coordination.models import Event, Task, TaskAttempt
+from coordination.models import Event, ScalingDecision, Task, TaskAttempt
 from coordination.services import task_cancel, task_redrive, task_retry
 
 
@@ -80,3 +80,15 @@ class EventAdmin(admin.ModelAdmin):
     list_filter = ("type",)
     search_fields = ("task__id", "type")
     readonly_fields = ("id", "type", "task", "agent", "pool", "payload", "created_at")
+
+
+@admin.register(ScalingDecision)
+class ScalingDecisionAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "pool", "previous", "desired", "actuator", "applied", "reason")
+    list_filter = ("pool", "actuator", "applied")
+    date_hierarchy = "created_at"
+    list_select_related = ("pool",)
+    readonly_fields = [f.name for f in ScalingDecision._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # decisions come from beat or scaling_set, with the pool's state they read

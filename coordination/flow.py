@@ -13,7 +13,8 @@ Three limits keep a fleet of LLM agents under its provider's limits:
 
 `admit` checks all three and takes the slot in one Lua script, on the Redis server's clock, so
 concurrent workers cannot overshoot and skewed worker clocks do not matter. The worker's adapter
-calls it before it claims the task:
+(workers.tasks.execute_task) calls it before it claims the task, and the attempt's heartbeat
+refreshes the lease:
 
     admission = flow.admit(pool=agent.pool, task_id=task_id)
     if not admission.ok:
