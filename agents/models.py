@@ -23,6 +23,12 @@ class AgentPool(models.Model):
     desired_instances = models.PositiveSmallIntegerField(default=1)
     allow_commands = models.BooleanField(default=True)
     max_attempts = models.PositiveSmallIntegerField(default=3)
+    max_concurrent = models.PositiveIntegerField(
+        null=True, blank=True, help_text="tasks running at once across all the pool's workers (empty: no limit)"
+    )
+    max_starts_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="task starts per minute across all the pool's workers (empty: no limit)"
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from agents.models import Agent, AgentPool
 from coordination.errors import HiveError
 from coordination.fleet import agent_drain
-from coordination.models import Event, Task, TaskAttempt
+from coordination.models import Event, ScalingDecision, Task, TaskAttempt
 from coordination.services import task_cancel, task_redrive, task_retry
 
 
@@ -86,7 +86,6 @@ class EventAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "type", "task", "agent", "pool", "payload", "created_at")
 
 
-
 @admin.register(AgentPool)
 class AgentPoolAdmin(admin.ModelAdmin):
     list_display = ("name", "capability_list", "concurrency", "min_instances", "max_instances", "allow_commands",
@@ -118,3 +117,15 @@ class AgentAdmin(admin.ModelAdmin):
         for agent in queryset.select_related("pool"):
             agent_drain(agent=agent)
         self.message_user(request, f"draining {queryset.count()} agent(s)", messages.SUCCESS)
+
+
+@admin.register(ScalingDecision)
+class ScalingDecisionAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "pool", "previous", "desired", "actuator", "applied", "reason")
+    list_filter = ("pool", "actuator", "applied")
+    date_hierarchy = "created_at"
+    list_select_related = ("pool",)
+    readonly_fields = [f.name for f in ScalingDecision._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # decisions come from beat or scaling_set, with the pool's state they read

@@ -38,6 +38,8 @@ def pool_sync(*, config) -> list[AgentPool]:
             pool.desired_instances = min(max(pool.desired_instances, spec.min_instances, 1), spec.max_instances)
             pool.allow_commands = spec.allow_commands
             pool.max_attempts = spec.max_attempts
+            pool.max_concurrent = spec.max_concurrent
+            pool.max_starts_per_minute = spec.max_starts_per_minute
             pool.enabled = True
             pool.save()
             pools.append(pool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 from agents.models import Agent, AgentPool
 
@@ -237,3 +238,46 @@ class Event(models.Model):
             "payload": self.payload,
             "at": self.created_at.isoformat(),
         }
+
+
+class ScalingDecision(models.Model):
+    """One change of a pool's desired instance count: the inputs, the verdict and who acts on it.
+
+    `applied` is False for a recommendation (scaling.auto_scale off): recorded, not followed.
+    """
+
+    class Actuator(models.TextChoices):
+        LOCAL = "local"  # `hive up` starts and stops worker processes
+        KEDA = "keda"  # Kubernetes: KEDA reads the desired count
+        MANUAL = "manual"  # an operator's target (`hive scale`, the API)
+
+    pool = models.ForeignKey(AgentPool, on_delete=models.CASCADE, related_name="scaling_decisions")
+    inputs = models.JSONField(default=dict, blank=True, help_text="the pool's state the policy read")
+    previous = models.PositiveIntegerField()
+    desired = models.PositiveIntegerField()
+    reason = models.TextField()
+    actuator = models.CharField(max_length=10, choices=Actuator.choices)
+    applied = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["pool", "-created_at"]), models.Index(fields=["-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.pool_id}: {self.previous} -> {self.desired} ({self.actuator})"
+
+
+class Lease(models.Model):
+    """A named lease held by one process until it expires: one beat at a time acts on the pools.
+
+    Taken by one conditional UPDATE (free or expired -> mine), so it works the same on SQLite and
+    PostgreSQL and needs nothing but the database.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    holder = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at.isoformat()}"

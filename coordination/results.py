@@ -19,4 +19,7 @@ class AttemptResult:
     cost_usd: Decimal | None = None
     num_turns: int | None = None
     output_tail: str = ""
+    # The attempt does not count (the provider refused it for rate): the task is queued again after
+    # this many seconds with its attempt budget intact.
+    requeue_after: float | None = None
     extra: dict = field(default_factory=dict)

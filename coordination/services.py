@@ -280,6 +280,8 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                 publish("task.succeeded", task=task, agent=attempt.agent, attempt=attempt.number,
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.pool.name).inc()
+        elif result.outcome != TaskAttempt.Outcome.CANCELLED and result.requeue_after is not None:
+            _attempt_requeued(task, attempt, reason=result.error or "rate limited", delay=result.requeue_after)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED:
             _attempt_failed(task, attempt, reason=result.error or result.outcome, permanent=result.permanent)
     task.refresh_from_db()
@@ -335,6 +337,21 @@ def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent:
         task.refresh_from_db()
         publish(f"task.{status}", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000])
         TASKS_TOTAL.labels(status=status, pool=pool.name).inc()
+
+
+def _attempt_requeued(task: Task, attempt: TaskAttempt, *, reason: str, delay: float) -> None:
+    """Queue the task again after `delay` without spending the attempt: the budget grows by one."""
+    now = timezone.now()
+    delay = max(0.0, delay)
+    moved = _running(task, attempt.number).update(
+        status=Task.Status.QUEUED, agent=None, max_attempts=F("max_attempts") + 1,
+        available_at=now + timedelta(seconds=delay), dispatched_at=now, error=reason[:10_000], updated_at=now,
+    )  # fmt: skip
+    if moved:
+        task.refresh_from_db()
+        publish("task.requeued", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000],
+                delay=round(delay, 3), attempt_spent=False)  # fmt: skip
+        transaction.on_commit(lambda: task_send(task, countdown=delay))
 
 
 def backoff_delay(attempt_number: int) -> float:

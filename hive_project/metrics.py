@@ -3,8 +3,9 @@
 Counters (tasks reaching a status, events, attempt durations) are counted where they happen — in
 web and worker processes. On one machine `hive up` gives every child the same
 PROMETHEUS_MULTIPROC_DIR, and this view adds them up. Gauges that describe the hive's state
-(queue depth, agents, tasks by status) are read from Redis and the database at scrape time, so
-every web process reports the same truth.
+(queue depth, agents, tasks by status, pools' desired and online instances) are read from Redis
+and the database at scrape time, so every web process reports the same truth, and KEDA or
+Prometheus see the scaler's decision however many processes the hive runs.
 
 Access: with `security.api_key` set, a scraper sends it (`Authorization: Bearer …` or
 `X-API-Key`); without it the endpoint is open in development and refused in production.
@@ -40,6 +41,17 @@ class HiveStateCollector:
         for status, pool, n in Agent.objects.values_list("status", "pool__name").annotate(n=Count("id")):
             agents.add_metric([status, pool], n)
         yield agents
+        desired = GaugeMetricFamily("hive_pool_desired_instances", "Instances the scaler wants", labels=["pool"])
+        actual = GaugeMetricFamily("hive_pool_instances", "Instances online and consuming", labels=["pool"])
+        online = dict(
+            Agent.objects.filter(status=Agent.Status.ONLINE).values("pool__name").annotate(n=Count("id"))
+            .values_list("pool__name", "n")
+        )  # fmt: skip
+        for name, want in AgentPool.objects.filter(enabled=True).values_list("name", "desired_instances"):
+            desired.add_metric([name], want)
+            actual.add_metric([name], online.get(name, 0))
+        yield desired
+        yield actual
         tasks = GaugeMetricFamily("hive_tasks", "Tasks by current status", labels=["status", "pool"])
         for status, pool, n in Task.objects.values_list("status", "pool__name").annotate(n=Count("id")):
             tasks.add_metric([status, pool or ""], n)

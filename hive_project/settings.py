@@ -222,11 +222,18 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 RECONCILE_INTERVAL = max(1.0, min(5.0, HIVE_CONFIG.multi_agent.health_check_interval / 2))
+# scaling.interval_seconds; a message older than one interval is dropped, the next one decides
+SCALE_INTERVAL = HIVE_CONFIG.scaling.interval_seconds
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {
         "task": "hive.reconcile",
         "schedule": RECONCILE_INTERVAL,
         "options": {"queue": "hive.control", "expires": RECONCILE_INTERVAL * 2},
+    },
+    "scale": {
+        "task": "hive.scale",
+        "schedule": SCALE_INTERVAL,
+        "options": {"queue": "hive.control", "expires": SCALE_INTERVAL},
     },
     "event-retention": {
         "task": "hive.event_retention",

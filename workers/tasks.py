@@ -12,6 +12,7 @@ from django.utils import timezone
 from coordination.models import Event
 from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
+from coordination.scaling.services import scaling_evaluate
 from coordination.services import task_claim
 from workers.agent import current_agent
 from workers.attempt import attempt_run
@@ -31,6 +32,16 @@ def execute_task(self, task_id: str) -> None:
 def reconcile_hive() -> dict:
     report = reconcile()
     return report.__dict__
+
+
+@shared_task(name="hive.scale", ignore_result=True)
+def scale_pools() -> list[dict]:
+    """Evaluate every pool's size once (beat, on hive.control). Another beat holding the scaling
+    lease makes this a no-op, so two beats never both act."""
+    return [
+        {"pool": d.pool.name, "previous": d.previous, "desired": d.desired, "applied": d.applied}
+        for d in scaling_evaluate()
+    ]
 
 
 @shared_task(name="hive.event_retention", ignore_result=True)

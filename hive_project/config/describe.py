@@ -26,7 +26,8 @@ def describe(config: HiveConfig) -> str:
         + (
             f"{'auto' if scaling.auto_scale else 'manual'}; up above {up.threshold:.0%} (x{up.factor:g}, "
             f"at most {up.max_instances}), down below {down.threshold:.0%} (x{down.factor:g}, at least "
-            f"{down.min_instances}), cooldown {scaling.cooldown_minutes:g} min"
+            f"{down.min_instances}), cooldown {scaling.cooldown_minutes:g} min, every "
+            f"{_seconds(scaling.interval_seconds)}"
             if scaling.enabled
             else "off"
         ),
@@ -46,6 +47,12 @@ def describe(config: HiveConfig) -> str:
             f"commands {'allowed' if pool.allow_commands else 'refused'}"
         )
         lines.append(f"    runs: {how}")
+        if pool.max_concurrent or pool.max_starts_per_minute:
+            limits = [
+                f"at most {pool.max_concurrent} at once" if pool.max_concurrent else "",
+                f"{pool.max_starts_per_minute} starts a minute" if pool.max_starts_per_minute else "",
+            ]
+            lines.append(f"    flow: {', '.join(filter(None, limits))} across workers")
         if pool.workspace.repository:
             lines.append(f"    worktrees of {pool.workspace.repository}")
     api = config.external_api

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -136,6 +137,7 @@ class ScalingConfig(_Section):
     auto_scale: bool = True
     strategies: ScalingStrategiesConfig = ScalingStrategiesConfig()
     cooldown_minutes: Float = Field(3.0, ge=0)
+    interval_seconds: Float = Field(5.0, gt=0)  # hive: seconds between beat's scaling evaluations
 
     @property
     def cooldown_seconds(self) -> float:
@@ -153,6 +155,37 @@ class ResourceRequirementsConfig(_Section):
     disk_mb: Int = Field(512, gt=0)
 
 
+class RateLimitConfig(_Section):
+    """How a program says its provider refused it for rate (Claude Code's JSON result is always read).
+
+    `output_pattern` is a regular expression searched in each output line; a named group `reset`
+    (epoch seconds) or `retry_after` (seconds) gives the time the provider allows requests again.
+    """
+
+    exit_codes: list[Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=255)]] = []
+    output_pattern: NonEmpty | None = None
+    backoff_initial: Float = Field(30.0, gt=0)  # seconds of the first pause; doubled per report in a row
+    backoff_max: Float = Field(900.0, gt=0)
+
+    @field_validator("output_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"a regular expression ({exc})") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RateLimitConfig:
+        if self.backoff_initial > self.backoff_max:
+            raise _field_error(
+                "backoff_initial", self.backoff_initial, f"at most backoff_max ({self.backoff_max:g})", "backoff_max"
+            )
+        return self
+
+
 class RunnerConfig(_Section):
     """How a pool runs a task: a program from an argv template, or a Python callable.
 
@@ -165,6 +198,7 @@ class RunnerConfig(_Section):
     timeout: Float = Field(1800.0, gt=0)  # seconds
     output_format: Literal["text", "claude-json"] = "claude-json"
     callable: str | None = None  # "package.module.function" or "package.module:function"
+    rate_limit: RateLimitConfig = RateLimitConfig()
 
     @field_validator("argv")
     @classmethod
@@ -206,6 +240,9 @@ class PoolConfig(_Section):
     concurrency: Int = Field(2, ge=1, le=64)
     allow_commands: bool = True  # may a task carry its own argv command
     max_attempts: Int = Field(3, ge=1, le=20)
+    # hive: flow control across all the pool's workers (None: no limit)
+    max_concurrent: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
+    max_starts_per_minute: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
     resource_requirements: ResourceRequirementsConfig = ResourceRequirementsConfig()
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     workspace: WorkspaceConfig = WorkspaceConfig()
