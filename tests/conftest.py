@@ -84,14 +84,14 @@ class Processes:
         return proc
 
     def worker(
-        self, pool: str, *, name: str | None = None, concurrency: int = 1, wait: bool = True
+        self, pool: str, *, name: str | None = None, concurrency: int = 1, wait: bool = True, **env: str
     ) -> subprocess.Popen:
         """A pool worker; returns once its agent is registered online."""
         from agents.models import Agent
 
         node = f"{name or pool}@test"
         argv = worker_argv(queue=f"hive.{pool}", node=node, concurrency=concurrency, fair=False)
-        proc = self.spawn(node.replace("@", "-"), argv)
+        proc = self.spawn(node.replace("@", "-"), argv, **env)
         proc.node = node  # type: ignore[attr-defined]
         if wait:
             started = time.monotonic()

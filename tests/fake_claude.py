@@ -2,13 +2,15 @@
 
 The prompt picks the run: "turn limit" ends like `--max-turns` does (an error_max_turns result, exit
 1); "overloaded once" fails the first attempt with a 529 and succeeds on the next; "fail" reports
-error_during_execution; anything else succeeds. The failing runs print the documented shapes of
+error_during_execution; "rate limited N <file>" reports a 429 whose limit resets in a second for the
+first N starts (counted in <file>, across workers), then succeeds; anything else succeeds. The failing runs print the documented shapes of
 tests/claude_fixtures.py.
 """
 
 import json
 import os
 import sys
+import time
 
 from tests import claude_fixtures as fixtures
 
@@ -24,6 +26,16 @@ def emit(lines: list[str]) -> None:
 if "turn limit" in prompt:
     emit(fixtures.MAX_TURNS_STREAM)
     sys.exit(1)  # Claude Code exits non-zero after an error result
+if prompt.startswith("rate limited "):
+    _, _, times, counter = prompt.split(" ", 3)
+    with open(counter, "a+") as f:  # one line per start; O_APPEND keeps concurrent starts apart
+        f.write("start\n")
+    with open(counter) as f:
+        starts = sum(1 for _ in f)
+    if starts <= int(times):
+        event = fixtures.rate_limit_event("rejected", resets_at=int(time.time()) + 1, kind="five_hour")
+        emit([json.dumps(m) for m in (fixtures.init(), event, fixtures.api_error(429, "API Error: Rate limit reached"))])
+        sys.exit(1)
 if "overloaded once" in prompt and attempt == 1:
     emit(fixtures.OVERLOADED_529)
     sys.exit(1)

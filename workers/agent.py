@@ -1,4 +1,11 @@
-"""The agent a worker process acts as, and its heartbeat thread."""
+"""The agent a worker process acts as, and its heartbeat thread.
+
+The heartbeat also samples the machine's resources (`resources.monitoring`). Above a limit of
+`resources.allocation` the worker stops claiming: it stops consuming the pool's queue, and the
+pool processes, which cannot see the main process's memory, find a flag file that makes them
+hand any message they already hold back to the queue (deferred, no attempt spent), so the task
+runs on another worker. Below every limit again, both are undone.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,27 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from agents.models import Agent, AgentPool
+from agents.resources import ClaimGate, ResourceSampler, claim_gate, gate_changed
 from coordination.fleet import agent_heartbeat, agent_register, agent_stopped
+from coordination.flow import Admission
 from coordination.models import Task
 from coordination.processes import HOSTNAME
+from hive_project.paths import var_dir
 
 log = logging.getLogger(__name__)
 
 _agents: dict[str, Agent] = {}
+
+OVER_RESOURCE_LIMITS = Admission(ok=False, retry_after=2.0, reason="resources")
+
+
+def _gate_file(node_name: str) -> str:
+    return os.path.join(var_dir(), "run", f"claims-stopped-{node_name}")
+
+
+def claims_stopped(node_name: str) -> bool:
+    """Has this worker's heartbeat stopped its claims (resources over their limits)? One stat()."""
+    return os.path.exists(_gate_file(node_name))
 
 
 def pool_of_queue(queue: str | None) -> str | None:
@@ -53,6 +74,8 @@ class Heartbeat(threading.Thread):
         self.interval = interval
         self.stopped = threading.Event()
         self.drained = False
+        self.gate: ClaimGate | None = None
+        self.sampler: ResourceSampler | None = None
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
@@ -65,7 +88,8 @@ class Heartbeat(threading.Thread):
     def beat(self) -> None:
         close_old_connections()
         load = Task.objects.filter(agent_id=self.agent.id, status=Task.Status.RUNNING).count()
-        if not agent_heartbeat(agent_id=self.agent.id, load=load, resources=resources()):
+        report = resources() | self.watch_resources()
+        if not agent_heartbeat(agent_id=self.agent.id, load=load, resources=report):
             log.warning("agent %s was marked offline; registering again", self.agent.name)
             self.agent = register(self.agent.name, self.agent.pool, self.agent.concurrency)
         status = Agent.objects.filter(id=self.agent.id).values_list("status", flat=True).first()
@@ -73,8 +97,35 @@ class Heartbeat(threading.Thread):
             self.consumer.cancel_task_queue(self.agent.pool.queue)
             self.drained = True
 
+    def watch_resources(self) -> dict:
+        """Sample the resources; stop or resume claiming when a limit is crossed. Returns the sample."""
+        conf = settings.HIVE_CONFIG.resources
+        if self.sampler is None:
+            self.sampler = ResourceSampler(conf.monitoring, disk_path=var_dir())
+        sample = self.sampler.latest()
+        gate = claim_gate(sample, conf.allocation)
+        change = gate_changed(self.gate, gate)
+        self.gate = gate
+        flag = _gate_file(self.agent.name)
+        if change == "stopped":
+            os.makedirs(os.path.dirname(flag), exist_ok=True)
+            open(flag, "w").close()
+            self.consumer.cancel_task_queue(self.agent.pool.queue)
+            log.warning("agent %s stops claiming: %s", self.agent.name, gate.describe())
+        elif change == "resumed":
+            if os.path.exists(flag):
+                os.unlink(flag)
+            if not self.drained:
+                self.consumer.add_task_queue(self.agent.pool.queue)
+            log.warning("agent %s claims again: %s", self.agent.name, gate.describe())
+        return {**sample.as_dict(), "claiming": gate.ok, **({"over": list(gate.over)} if gate.over else {})}
+
     def stop(self) -> None:
         self.stopped.set()
+        try:
+            os.unlink(_gate_file(self.agent.name))
+        except FileNotFoundError:
+            pass
         try:
             agent_stopped(agent_id=self.agent.id)
         except Exception as exc:
@@ -97,8 +148,7 @@ def resources() -> dict:
             rss += p.memory_info().rss
         except psutil.Error:
             pass
-    return {"rss_mb": round(rss / 2**20, 1), "processes": len(procs), "cpu_percent": psutil.cpu_percent(None),
-            "memory_percent": psutil.virtual_memory().percent}  # fmt: skip
+    return {"rss_mb": round(rss / 2**20, 1), "processes": len(procs)}
 
 
 def heartbeat_interval() -> float:

@@ -24,6 +24,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from agents.runners import claude, workspace
 from agents.runners.process import ProcessOutcome, run_process
 from agents.runners.pycall import RESULT_PREFIX
+from agents.runners.ratelimit import RateLimitSignal, detect
+from coordination import flow
 from coordination.events import publish
 from coordination.models import Task, TaskAttempt
 from coordination.results import AttemptResult
@@ -44,7 +46,9 @@ class Refusal(Exception):
     """The attempt cannot run at all; another attempt would not help."""
 
 
-def attempt_run(*, attempt: TaskAttempt) -> Task:
+def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
+    """Run one claimed attempt and record its end. `lease` is its flow-control slot, kept alive
+    by the attempt's heartbeat."""
     task = attempt.task
     pool = task.pool
     try:
@@ -60,7 +64,7 @@ def attempt_run(*, attempt: TaskAttempt) -> Task:
         (path / "task.json").write_text(json.dumps(task_document(task, attempt.number, path)))
         argv = [expand(arg, task, attempt.number, path) for arg in argv]
         log_path = task_log_dir() / str(task.id) / f"{attempt.number}.log"
-        monitor = Monitor(attempt)
+        monitor = Monitor(attempt, lease=lease)
         outcome = run_process(
             argv,
             cwd=path,
@@ -74,6 +78,7 @@ def attempt_run(*, attempt: TaskAttempt) -> Task:
             on_output=monitor.progress,
         )
         result = interpret(outcome, output_format, task.timeout)
+        result = with_rate_limit(result, outcome, output_format, task)
         if outcome.stopped and attempt_still_current(attempt=attempt):
             result = AttemptResult(outcome=TaskAttempt.Outcome.ERROR, error="runner stopped unexpectedly")
     except Refusal as refusal:
@@ -88,6 +93,37 @@ def attempt_run(*, attempt: TaskAttempt) -> Task:
             workspace.release(pool.workspace, path)
     close_old_connections()
     return finish_durably(attempt_id=attempt.id, result=result)
+
+
+def with_rate_limit(result: AttemptResult, outcome: ProcessOutcome, output_format: str, task: Task) -> AttemptResult:
+    """A provider rate limit pauses the pool and sends the task back without spending an attempt.
+
+    Claude Code says so in its output (read by `interpret`); other programs by the pool's
+    `runner.rate_limit` exit codes or output pattern. A success ends the pool's run of reports,
+    so the next limit starts again from the shortest backoff.
+    """
+    pool = task.pool
+    rule = (pool.runner or {}).get("rate_limit") or {}
+    watched = output_format == "claude-json" or rule.get("exit_codes") or rule.get("output_pattern")
+    if not watched or outcome.stopped or outcome.start_error:
+        return result
+    if result.outcome == TaskAttempt.Outcome.SUCCEEDED:
+        flow.rate_limit_cleared(pool=pool.name)
+        return result
+    now = time.time()
+    signal: RateLimitSignal | None = None
+    if result.extra.get("classification") == "rate_limited":
+        retry_after = result.extra.get("retry_after")
+        signal = RateLimitSignal(result.error or "rate limited", now + retry_after if retry_after else None)
+    elif output_format != "claude-json":
+        signal = detect(lines=outcome.tail, exit_code=outcome.exit_code, output_format=output_format, rule=rule, now=now)
+    if signal is None:
+        return result
+    pause = flow.pool_rate_limited(pool=pool, reason=signal.reason, reset_at=signal.reset_at, task_id=str(task.id))
+    result.requeue_after = pause.seconds if pause is not None else float(rule.get("backoff_initial", 30.0))
+    result.permanent = False
+    result.error = f"rate limited by the provider ({signal.reason[:300]}); the pool pauses, no attempt spent"
+    return result
 
 
 def finish_durably(*, attempt_id: int, result: AttemptResult) -> Task:
@@ -206,8 +242,9 @@ def interpret(outcome: ProcessOutcome, output_format: str, timeout: float) -> At
 class Monitor:
     """Heartbeats, the cancel check and rate-limited progress events for a running attempt."""
 
-    def __init__(self, attempt: TaskAttempt) -> None:
+    def __init__(self, attempt: TaskAttempt, *, lease: str | None = None) -> None:
         self.attempt = attempt
+        self.lease = lease
         self.heartbeat_every = settings.HIVE_CONFIG.multi_agent.effective_heartbeat_interval
         self.last_beat = time.monotonic()
 
@@ -216,6 +253,7 @@ class Monitor:
             now = time.monotonic()
             if now - self.last_beat >= self.heartbeat_every:
                 self.last_beat = now
+                flow.lease_refresh(pool=self.attempt.task.pool.name, lease=self.lease)
                 return attempt_heartbeat(attempt=self.attempt)
             return attempt_still_current(attempt=self.attempt)
         except Exception as exc:  # database unreachable for a moment: the program keeps running

@@ -9,23 +9,39 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from coordination import flow
 from coordination.models import Event
 from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
 from coordination.scaling.services import scaling_evaluate
 from coordination.services import task_claim
-from workers.agent import current_agent
+from workers.agent import OVER_RESOURCE_LIMITS, claims_stopped, current_agent
 from workers.attempt import attempt_run
 
 
 @shared_task(name="hive.execute_task", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_task(self, task_id: str) -> None:
-    """Claim the task and run one attempt. A duplicate or stale delivery claims nothing and returns."""
+    """Claim the task and run one attempt. A duplicate or stale delivery claims nothing and returns.
+
+    Before the claim, flow control may hold the task back (this worker is over its resource limits,
+    the pool is paused after a provider rate limit, or at its max_concurrent / max_starts_per_minute):
+    then it stays queued, spends no attempt, and its message comes back after the wait.
+    """
     agent = current_agent(self.request.hostname, queue=(self.request.delivery_info or {}).get("routing_key"))
-    attempt = task_claim(task_id=task_id, agent=agent, pid=os.getpid(), host=HOSTNAME)
-    if attempt is None:
+    if claims_stopped(agent.name):
+        flow.task_defer(task_id=task_id, admission=OVER_RESOURCE_LIMITS)
         return
-    attempt_run(attempt=attempt)
+    admission = flow.admit(pool=agent.pool, task_id=task_id)
+    if not admission.ok:
+        flow.task_defer(task_id=task_id, admission=admission)
+        return
+    attempt = None
+    try:
+        attempt = task_claim(task_id=task_id, agent=agent, pid=os.getpid(), host=HOSTNAME)
+        if attempt is not None:
+            attempt_run(attempt=attempt, lease=admission.lease)
+    finally:
+        flow.release(pool=agent.pool.name, admission=admission, started=attempt is not None)
 
 
 @shared_task(name="hive.reconcile", ignore_result=True)
