@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -327,7 +326,9 @@ def test_check_config_explain_lists_every_key_with_value_source_and_reader(tmp_p
            "SECRET_KEY (required in production)" in lines  # fmt: skip
     assert "hunter2" not in done.stdout
     assert any(line.startswith("monitoring.metrics_port = 8081 [default] -> no effect: ") for line in lines)
-    assert any(line.startswith("scaling.enabled = True [default] -> not read yet: coordination.scaling") for line in lines)
+    assert any(
+        line.startswith("scaling.enabled = True [default] -> not read yet: coordination.scaling") for line in lines
+    )
     assert sum(1 for line in lines if line.startswith("agents.backend.")) == 18
     assert lines[-1] == "configuration ok"
 
@@ -343,3 +344,20 @@ def test_check_config_summary_names_only_the_no_effect_keys_the_user_set(tmp_pat
         "serves /metrics on its own port (hive serve --port))"
     ) in lines
     assert not any("health_check_port" in line for line in lines)  # left at its default: not mentioned
+
+
+def test_debug_mode_follows_system_debug_mode_outside_production():
+    code = "print(json.dumps(settings.DEBUG))"
+    production = {"LEANVIBE_ENV": "production", "LEANVIBE_SECURITY_SECRET_KEY": "s" * 40,
+                  "LEANVIBE_SECURITY_JWT_SIGNING_KEY": "j" * 40}  # fmt: skip
+
+    assert printed(run_python(code, LEANVIBE_SYSTEM_DEBUG_MODE="true")) is True
+    assert printed(run_python(code, LEANVIBE_SYSTEM_DEBUG_MODE="false")) is False
+    assert printed(run_python(code, LEANVIBE_SYSTEM_DEBUG_MODE="true", **production)) is False
+
+
+def test_gateway_body_cap_is_the_smaller_of_the_two_configured_sizes():
+    code = "print(json.dumps(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))"
+
+    assert printed(run_python(code, LEANVIBE_SECURITY_API_GATEWAY_REQUEST_VALIDATION_MAX_PAYLOAD_SIZE="1KB")) == 1024
+    assert printed(run_python(code, LEANVIBE_API_GATEWAY_MAX_REQUEST_SIZE="2KB")) == 2048
