@@ -7,6 +7,7 @@ effect, or which work under way will read it (`effects.REGISTRY`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +15,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from hive_project.config.effects import BY_KEY, Effect
-from hive_project.config.errors import _SECRET_KEY_NAME, _mask_url
+from hive_project.config.errors import _mask_url
 from hive_project.config.introspect import _dict_value_type, _is_model, _unwrap
 from hive_project.config.schema import HiveConfig
 
 COMPATIBLE = "accepted for compatibility with the guide, has no effect"
+# The last part of a key that holds a secret (a Slack webhook URL is one: its path is the credential).
+_SECRET = re.compile(r"(^|_)(secrets?|secret_key|api_key|signing_key|client_id|password|webhook_url)(_previous)?$")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def source_of(config: HiveConfig, key: str) -> str:
 
 def shown(key: str, value: Any) -> str:
     """The value as --explain prints it: secrets as *** (or 'not set'), passwords cut out of URLs."""
-    if _SECRET_KEY_NAME.search(key.rsplit(".", 1)[-1]) or ".runner.env" in key:
+    if _SECRET.search(key.rsplit(".", 1)[-1]) or ".runner.env" in key:
         if isinstance(value, dict):
             return repr({name: "***" for name in value})
         if isinstance(value, list):
