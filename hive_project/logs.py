@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hive_project.config import ConfigError
-from hive_project.config.effects import was_set
+from hive_project.config.effects import root_log_level
 from hive_project.config.schema import HiveConfig
 
 
@@ -39,11 +39,6 @@ class JsonLinesFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-def root_level(config: HiveConfig) -> str:
-    """`logging.level` when set by the file or a variable, else `system.log_level`."""
-    return config.logging.level if was_set(config, "logging.level") else config.system.log_level
 
 
 def log_file_path(config: HiveConfig, var_dir: Path) -> Path:
@@ -90,6 +85,6 @@ def logging_settings(config: HiveConfig, *, var_dir: Path) -> dict[str, Any]:
             "json": {"()": "hive_project.logs.JsonLinesFormatter"},
         },
         "handlers": handlers,
-        "root": {"handlers": list(handlers), "level": root_level(config)},
+        "root": {"handlers": list(handlers), "level": root_log_level(config)},
         "loggers": {"django.db.backends": {"level": "DEBUG" if config.database.echo else "WARNING"}},
     }

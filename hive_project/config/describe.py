@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hive_project.config.effects import root_log_level
 from hive_project.config.errors import _mask_url
 from hive_project.config.schema import HiveConfig
 from hive_project.config.types import _seconds
@@ -16,7 +17,7 @@ def describe(config: HiveConfig) -> str:
     if config.env_overrides:
         lines.append(f"  overridden by environment: {', '.join(sorted(config.env_overrides))}")
     lines += [
-        f"logging: {config.logging.level if 'logging.level' in _set(config) else config.system.log_level}, "
+        f"logging: {root_log_level(config)}, "
         f"{config.logging.format}, to {', '.join(config.logging.handlers)}; "
         f"debug {'on' if config.system.debug_mode and not config.production else 'off'}",
         f"agents: {ma.min_agents}..{ma.max_agents} in all, allocation {ma.load_balancing_strategy}",
@@ -79,7 +80,3 @@ def describe(config: HiveConfig) -> str:
             else f"  generated in var/ outside production: {', '.join(missing)}"
         )
     return "\n".join(lines)
-
-
-def _set(config: HiveConfig) -> set[str]:
-    return {key for key in config.file_keys} | set(config.env_overrides)

@@ -58,6 +58,12 @@ def was_set(config: HiveConfig, key: str) -> bool:
     return key in config.file_keys or any(path in prefixes for path in config.env_overrides)
 
 
+def root_log_level(config: HiveConfig) -> str:
+    """The guide has both `system.log_level` and `logging.level`: the logging section is the more
+    specific, so `logging.level` wins when the file or a variable sets it."""
+    return config.logging.level if was_set(config, "logging.level") else config.system.log_level
+
+
 def _sqlite(config: HiveConfig) -> str | None:
     url = config.database.url or ""
     return None if url.startswith(("postgres", "postgresql")) else "no effect on SQLite"
