@@ -35,6 +35,9 @@ class JsonErrorsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(JSON_PREFIXES):
             return self.get_response(request)
+        api = settings.HIVE_CONFIG.external_api
+        if request.path.startswith("/api/") and not (api.enabled and api.api_gateway.enabled):
+            return json_error("not_found", "the API gateway is turned off (external_api.api_gateway.enabled)", 404)
         limit = (
             settings.WEBHOOK_MAX_BYTES
             if request.path.startswith("/webhooks/")

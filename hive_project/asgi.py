@@ -4,7 +4,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from hive_project.launch import mark_web_process
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hive_project.settings")
+mark_web_process()  # before the settings load: this process draws database connections from a pool
 
 django_http = get_asgi_application()
 

@@ -13,6 +13,20 @@ from collections.abc import Callable
 
 APP = "hive_project"
 
+_web_process = False
+
+
+def mark_web_process() -> None:
+    """Call before the settings load in a process that serves ASGI (`hive serve`, hive_project.asgi):
+    its database connections then come from a pool. Kept in the process, not in a variable, so
+    the processes it starts do not inherit it."""
+    global _web_process
+    _web_process = True
+
+
+def is_web_process() -> bool:
+    return _web_process
+
 
 def celery_argv(*args: str, app: str = APP) -> list[str]:
     """`celery -A <app> …` with this interpreter, so children run in the same virtualenv."""

@@ -7,6 +7,7 @@ PROMETHEUS_MULTIPROC_DIR, and this view adds them up. Gauges that describe the h
 and the database at scrape time, so every web process reports the same truth, and KEDA or
 Prometheus see the scaler's decision however many processes the hive runs.
 
+Served at `monitoring.prometheus.path` when `monitoring.enabled` and `monitoring.prometheus.enabled`.
 Access: with `security.api_key` set, a scraper sends it (`Authorization: Bearer …` or
 `X-API-Key`); without it the endpoint is open in development and refused in production.
 """
@@ -67,6 +68,10 @@ def _authorized(request: HttpRequest) -> bool | None:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
+    monitoring = settings.HIVE_CONFIG.monitoring
+    if not (monitoring.enabled and monitoring.prometheus.enabled):
+        return JsonResponse({"code": "not_found", "detail": "metrics are turned off (monitoring.enabled, "
+                             "monitoring.prometheus.enabled)"}, status=404)  # fmt: skip
     allowed = _authorized(request)
     if allowed is None:
         return JsonResponse({"code": "not_configured", "detail": "set security.api_key to scrape metrics"}, status=403)

@@ -6,11 +6,12 @@ endpoints reveal nothing host-specific, so they skip the host check rather than 
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from hive_project import health, metrics
 
-PROBES = {"/health": health.health, "/ready": health.ready, "/metrics": metrics.metrics}
+PROBES = {"/health": health.health, "/ready": health.ready}
 
 
 class ProbesMiddleware:
@@ -18,7 +19,9 @@ class ProbesMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        view = PROBES.get(request.path)
+        # read per request, so a test's override of settings.HIVE_CONFIG takes effect
+        metrics_path = settings.HIVE_CONFIG.monitoring.prometheus.path
+        view = metrics.metrics if request.path == metrics_path else PROBES.get(request.path)
         if view is not None and request.method in ("GET", "HEAD"):
             return view(request)
         return self.get_response(request)

@@ -15,17 +15,26 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from hive_project.config import ConfigError, load_config
+from hive_project.launch import is_web_process
+from hive_project.logs import logging_settings
 from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir
+
+
+def _config_error(err: ConfigError) -> SystemExit:
+    """One line, no traceback: the operator fixes the file or variable."""
+    sys.stderr.write(f"hive: configuration error: {err}\n")
+    return SystemExit(2)
+
 
 try:
     HIVE_CONFIG = load_config()
-except ConfigError as err:  # one line, no traceback: the operator fixes the file or variable
-    sys.stderr.write(f"hive: configuration error: {err}\n")
-    raise SystemExit(2) from None
+except ConfigError as err:
+    raise _config_error(err) from None
 
-ENVIRONMENT = os.environ.get("LEANVIBE_ENV", "development").lower()
-PRODUCTION = ENVIRONMENT == "production"
+ENVIRONMENT = HIVE_CONFIG.environment  # LEANVIBE_ENV, validated: development, production or test
+PRODUCTION = HIVE_CONFIG.production
 VAR_DIR = var_dir()
+WEB_PROCESS = is_web_process()
 
 
 def _development_secret_key() -> str:
@@ -64,6 +73,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "hive_project",
     "agents",
     "coordination",
     "external_api",
@@ -112,6 +122,19 @@ def database_settings(url: str | None) -> dict:
     if parts.scheme == "sqlite":
         return _sqlite(Path(unquote(parts.path)))
     if parts.scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+        database = HIVE_CONFIG.database
+        options: dict = {"connect_timeout": 5}
+        if WEB_PROCESS:
+            # Under ASGI each request's sync part may run in a thread of its own, and Django's
+            # persistent connections are per thread: they would pile up. The web process draws
+            # from a psycopg pool instead (Django's pool excludes CONN_MAX_AGE). Workers keep one
+            # persistent connection per process: a pool there would be forked with its threads.
+            options["pool"] = {
+                "min_size": database.connection_pool_size,
+                "max_size": database.connection_pool_size + database.max_overflow,
+                "timeout": database.pool_timeout,
+                "max_lifetime": float(database.pool_recycle),
+            }
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")) or "postgres",
@@ -119,9 +142,10 @@ def database_settings(url: str | None) -> dict:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": HIVE_CONFIG.database.conn_max_age,
+            "CONN_MAX_AGE": 0 if WEB_PROCESS else database.conn_max_age,
+            # with the pool: it checks a connection before handing it out (a restarted server)
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {"connect_timeout": 5},
+            "OPTIONS": options,
         }
     sys.stderr.write(f"hive: configuration error: database.url = {url!r}: expected postgresql://… or sqlite:///…\n")
     raise SystemExit(2)
@@ -143,6 +167,7 @@ def _sqlite(path: Path) -> dict:
 
 
 DATABASES = {"default": database_settings(HIVE_CONFIG.database.url)}
+DATABASE_ECHO = HIVE_CONFIG.database.echo  # hive_project.apps logs every statement
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -265,9 +290,9 @@ SERVE_ROLE = os.environ.get("LEANVIBE_SERVE_ROLE", "all")
 
 
 def _jwt_signing_key() -> str:
-    """Separate from SECRET_KEY, so rotating one never invalidates the other."""
-    security = HIVE_CONFIG.security
-    key = security.jwt_signing_key or security.api_gateway.authentication.jwt.secret_key
+    """Separate from SECRET_KEY, so rotating one never invalidates the other; the same property
+    (`effective_jwt_signing_key`) tells `hive check-config` whether one is set."""
+    key = HIVE_CONFIG.security.effective_jwt_signing_key
     if key:
         return key
     if PRODUCTION:
@@ -300,14 +325,16 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "external_api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+JWT = HIVE_CONFIG.security.api_gateway.authentication.jwt
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=JWT.expiration),
+    # a refresh token outlives the access token it renews
+    "REFRESH_TOKEN_LIFETIME": max(timedelta(days=1), timedelta(seconds=JWT.expiration)),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "SIGNING_KEY": _jwt_signing_key(),
-    "ALGORITHM": HIVE_CONFIG.security.api_gateway.authentication.jwt.algorithm,
-    "ISSUER": HIVE_CONFIG.security.api_gateway.authentication.jwt.issuer,
+    "ALGORITHM": JWT.algorithm,
+    "ISSUER": JWT.issuer,
     "UPDATE_LAST_LOGIN": False,
 }
 SPECTACULAR_SETTINGS = {
@@ -330,15 +357,18 @@ CORS_ALLOWED_ORIGINS = [o for o in GATEWAY.cors_origins if o != "*"] if GATEWAY.
 CORS_ALLOW_ALL_ORIGINS = GATEWAY.cors_enabled and "*" in GATEWAY.cors_origins
 CORS_ALLOW_METHODS = [m for m in GATEWAY.cors_methods] + ["OPTIONS"]
 CORS_ALLOW_HEADERS = list({*GATEWAY.cors_headers, "content-type", "authorization", "x-api-key", "idempotency-key"})
+CORS = HIVE_CONFIG.security.api_gateway.cors
+# Never credentials for every origin: django-cors-headers would echo any site's origin with them.
+CORS_ALLOW_CREDENTIALS = CORS.credentials and not CORS_ALLOW_ALL_ORIGINS
+CORS_PREFLIGHT_MAX_AGE = CORS.max_age
+CORS_EXPOSE_HEADERS = list(CORS.exposed_headers)
 CORS_URLS_REGEX = r"^/api/.*$"
-DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY.max_request_bytes
+DATA_UPLOAD_MAX_MEMORY_SIZE = min(
+    GATEWAY.max_request_bytes, HIVE_CONFIG.security.api_gateway.request_validation.max_payload_bytes
+)
 WEBHOOK_MAX_BYTES = HIVE_CONFIG.external_api.webhook_server.max_payload_bytes
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": HIVE_CONFIG.system.log_level},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+try:
+    LOGGING = logging_settings(HIVE_CONFIG, var_dir=VAR_DIR)
+except ConfigError as err:
+    raise _config_error(err) from None

@@ -16,7 +16,7 @@ admin.site.site_title = "Agent Hive"
 urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
-    path("metrics", metrics.metrics, name="metrics"),
+    path(settings.HIVE_CONFIG.monitoring.prometheus.path.lstrip("/"), metrics.metrics, name="metrics"),
 ]
 if settings.SERVE_ROLE in ("all", "gateway"):
     urlpatterns += [path("api/", include("external_api.api.urls")), path("admin/", admin.site.urls)]

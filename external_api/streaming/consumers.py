@@ -204,7 +204,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.gap_timer: asyncio.TimerHandle | None = None
         subprotocol = choose_subprotocol(self.scope.get("subprotocols") or [])
 
-        if not self.conf.enabled:
+        if not (self.conf.enabled and settings.HIVE_CONFIG.external_api.enabled):
             return await self.refuse(CLOSE_TRY_AGAIN, "event streaming is disabled", "disabled", subprotocol)
         try:
             viewer = await database_sync_to_async(authenticate)(self.scope)

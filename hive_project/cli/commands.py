@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import sys
 import time
@@ -293,40 +294,66 @@ def drain(agent_name) -> None:
 
 @main.command("check-config")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-def check_config(path) -> None:
+@click.option("--explain", is_flag=True, help="Every key: its value, where it came from, and what reads it.")
+def check_config(path, explain) -> None:
     """Validate a configuration file (default: LEANVIBE_CONFIG or config/hive.yaml) and the
-    LEANVIBE_* variables; print a summary, or one line naming the bad key."""
+    LEANVIBE_* variables; print a summary and a line for each key you set that has no effect, or
+    one line naming the bad key."""
     from hive_project.config import ConfigError, describe, load_config
+    from hive_project.config.explain import explain as explain_config
+    from hive_project.config.explain import no_effect_lines
 
     try:
         config = load_config(path)
     except ConfigError as exc:
         fail(f"configuration error: {exc}")
-    click.echo(describe(config))
+    click.echo(explain_config(config) if explain else describe(config))
+    for line in no_effect_lines(config):
+        click.echo(line)
     click.echo("configuration ok")
 
 
+SERVE_PORTS = {"webhooks": "webhook_server", "gateway": "api_gateway", "streaming": "event_streaming"}
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--host", default=None, help="Default: external_api.webhook_server.host for --role webhooks, else 127.0.0.1."
+)
+@click.option(
+    "--port",
+    default=None,
+    type=int,
+    help="Default: the role's external_api.<webhook_server|api_gateway|event_streaming>.port, 8000 for all.",
+)
 @click.option("--role", default="all", show_default=True, type=click.Choice(["all", "gateway", "webhooks", "streaming"]),
               help="Serve one front door (production runs each as its own process) or all of them.")  # fmt: skip
 def serve(host, port, role) -> None:
     """Serve the web process with uvicorn: gateway (API, admin, dashboard), webhooks, streaming, or all.
 
-    Every role also answers /health, /ready and /metrics.
+    Every role also answers /health, /ready and /metrics. Database connections come from a pool
+    (PostgreSQL: database.connection_pool_size, max_overflow, pool_timeout, pool_recycle).
     """
     import os
 
+    from hive_project.launch import mark_web_process
+
     os.environ["LEANVIBE_SERVE_ROLE"] = role  # read by the settings, so set before Django loads
-    # Under ASGI each request may run its sync part in another thread, and persistent connections
-    # are per thread: they would pile up to the server's limit. The web process connects per request.
-    os.environ.setdefault("LEANVIBE_DATABASE_CONN_MAX_AGE", "0")
+    mark_web_process()
     setup_django()
     import uvicorn
+    from django.conf import settings
 
+    api = settings.HIVE_CONFIG.external_api
+    if port is None:
+        port = getattr(api, SERVE_PORTS[role]).port if role in SERVE_PORTS else 8000
+    if host is None:
+        host = api.webhook_server.host if role == "webhooks" else "127.0.0.1"
+    # log_config=None: uvicorn's own loggers propagate to the hive's handlers (logging.*), so its
+    # lines are JSON when the rest are.
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     uvicorn.run("hive_project.asgi:application", host=host, port=port, ws="websockets", lifespan="off",
-                log_level="info", access_log=False)  # fmt: skip
+                log_config=None, log_level=level, access_log=False)  # fmt: skip
 
 
 @main.command()

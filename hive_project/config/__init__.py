@@ -16,8 +16,13 @@ security file does); `$${` is a literal `${`.
 Every failure is a `ConfigError` whose text is one line: `<key> = <value>: expected <what>`, and
 where the value came from.
 
+Every key acts, or `hive check-config` says it has no effect: `effects` holds one entry per leaf
+key (what reads it, why it has no effect, or which work under way will read it), and a test fails
+when a key has none. `LEANVIBE_ENV` is the key `environment` (development, production, test).
+
 Modules: `types` (value types), `sections`, `external` and `schema` (the models), `environment`
-(variables), `loader`, `errors`, `introspect` (walking the schema), `describe` (summaries).
+(variables), `loader`, `errors`, `introspect` (walking the schema), `describe` (summaries),
+`effects` (what each key does), `explain` (`check-config --explain` and its "no effect" lines).
 """
 
 from __future__ import annotations

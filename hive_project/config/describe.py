@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hive_project.config.effects import root_log_level
 from hive_project.config.errors import _mask_url
 from hive_project.config.schema import HiveConfig
 from hive_project.config.types import _seconds
@@ -12,12 +13,13 @@ def describe(config: HiveConfig) -> str:
     ma, scaling = config.multi_agent, config.scaling
     up, down = scaling.strategies.scale_up, scaling.strategies.scale_down
     source = str(config.source_path) if config.source_path else "built-in defaults"
-    lines = [f"configuration: {source}"]
+    lines = [f"configuration: {source} (environment {config.environment})"]
     if config.env_overrides:
         lines.append(f"  overridden by environment: {', '.join(sorted(config.env_overrides))}")
     lines += [
-        f"system: log level {config.system.log_level}, debug {'on' if config.system.debug_mode else 'off'}, "
-        f"at most {config.system.max_concurrent_tasks} concurrent tasks",
+        f"logging: {root_log_level(config)}, "
+        f"{config.logging.format}, to {', '.join(config.logging.handlers)}; "
+        f"debug {'on' if config.system.debug_mode and not config.production else 'off'}",
         f"agents: {ma.min_agents}..{ma.max_agents} in all, allocation {ma.load_balancing_strategy}",
         f"health: check every {_seconds(ma.health_check_interval)}, heartbeat every "
         f"{_seconds(ma.effective_heartbeat_interval)}, offline after {_seconds(ma.offline_after)}, "
@@ -72,9 +74,16 @@ def describe(config: HiveConfig) -> str:
     secrets = {
         "secret_key": config.security.secret_key,
         "api_key": config.security.api_key,
-        "jwt signing key": config.security.effective_jwt_signing_key,
+        "jwt signing key": config.security.effective_jwt_signing_key,  # the same property the settings use
         "github webhook secret": api.webhook_server.github.secret,
         "slack signing secret": api.webhook_server.slack.signing_secret,
     }
     lines.append("secrets: " + ", ".join(f"{k} {'set' if v else 'not set'}" for k, v in secrets.items()))
+    missing = [k for k in ("secret_key", "jwt signing key") if not secrets[k]]
+    if missing:
+        lines.append(
+            f"  production refuses to start without: {', '.join(missing)}"
+            if config.production
+            else f"  generated in var/ outside production: {', '.join(missing)}"
+        )
     return "\n".join(lines)

@@ -30,7 +30,6 @@ RESERVED_ENV_NAMES = frozenset(
         "LEANVIBE_CONFIG",  # which file to load (here)
         "LEANVIBE_VAR_DIR",  # hive_project.paths
         "LEANVIBE_HOME",
-        "LEANVIBE_ENV",  # development / production (settings)
         "LEANVIBE_ALLOWED_HOSTS",  # settings
         "LEANVIBE_SERVE_ROLE",  # which front door a web process serves (hive serve --role)
     }
@@ -40,6 +39,7 @@ RESERVED_ENV_PREFIXES = ("LEANVIBE_TEST_",)
 # The guide's variable names whose key names differ from the schema's (see its "Environment
 # Variables" block and its docker-compose / Kubernetes manifests).
 ENV_ALIASES: Mapping[str, str] = {
+    "LEANVIBE_ENV": "environment",
     "LEANVIBE_RESOURCES_CPU_LIMIT_PERCENT": "resources.allocation.cpu_limit_percent",
     "LEANVIBE_RESOURCES_MEMORY_LIMIT_PERCENT": "resources.allocation.memory_limit_percent",
     "LEANVIBE_RESOURCES_DISK_LIMIT_PERCENT": "resources.allocation.disk_limit_percent",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, field_validator
 
 from hive_project.config.types import (
     Capabilities,
@@ -131,6 +131,13 @@ class ApiGatewayConfig(_Section):
     max_request_size: Size = "10MB"
     rate_limit_per_minute: Int = Field(500, gt=0)
     routes: list[EndpointConfig] = Field(default_factory=_guide_routes)
+
+    @field_validator("authentication_provider")
+    @classmethod
+    def _implemented(cls, value: str) -> str:
+        if value == "oauth2":  # accepting it would promise a sign-in flow the hive does not have
+            raise ValueError("jwt or api_key (OAuth2 sign-in is not implemented; the gateway takes API keys and JWTs)")
+        return value
 
     @property
     def max_request_bytes(self) -> int:
@@ -285,7 +292,7 @@ class StreamingAuthenticationConfig(_Section):
 
 
 class StreamingEncryptionConfig(_Section):
-    enabled: bool = True
+    enabled: bool = False  # the hive does not encrypt events itself: TLS (wss://) at the proxy does
     algorithm: Literal["AES-256-GCM"] = "AES-256-GCM"
     key_rotation_interval: Int = Field(86400, gt=0)  # seconds
 
@@ -312,4 +319,8 @@ class SecurityConfig(_Section):
 
     @property
     def effective_jwt_signing_key(self) -> str | None:
-        return self.jwt_signing_key or self.api_gateway.authentication.jwt.secret_key or self.secret_key
+        """The key that signs JWTs: `jwt_signing_key`, else the guide's `api_gateway.authentication.jwt.
+        secret_key`; never `secret_key`, so rotating one never invalidates the other. None: outside
+        production the settings generate one in var/; production refuses to start. The settings and
+        `check-config` both ask this property."""
+        return self.jwt_signing_key or self.api_gateway.authentication.jwt.secret_key

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from hive_project.config.environment import _apply_environment
 from hive_project.config.errors import ConfigError, _dotted, _from_pydantic, _show
-from hive_project.config.schema import HiveConfig
+from hive_project.config.schema import ENVIRONMENTS, HiveConfig
 from hive_project.config.sections import DEFAULT_POOLS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -37,9 +37,11 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     if file is not None:
         raw = _read_yaml(file, config_var)
         raw = _interpolate(raw, env, (), str(file))
+    file_keys = frozenset(_leaf_keys(raw))
     if "agents" not in raw:
         raw["agents"] = {name: _copy(spec) for name, spec in DEFAULT_POOLS.items()}
     sources = _apply_environment(raw, env)
+    _check_environment(raw, sources)
 
     try:
         config = HiveConfig.model_validate(raw)
@@ -47,7 +49,28 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         raise _from_pydantic(exc.errors()[0], sources, str(file) if file else None) from None
     config._source_path = file
     config._env_overrides = {".".join(p): var for p, var in sources.items()}
+    config._file_keys = file_keys
     return config
+
+
+def _check_environment(raw: dict[str, Any], sources: Mapping[tuple[str, ...], str]) -> None:
+    """LEANVIBE_ENV is refused in the variable's own name: `prod` must not run as development."""
+    var = sources.get(("environment",))
+    value = raw.get("environment")
+    if var is None or (isinstance(value, str) and value.strip().lower() in ENVIRONMENTS):
+        return
+    expected = f"one of {', '.join(ENVIRONMENTS)}"
+    raise ConfigError(f"{var} = {_show(value, var)}: expected {expected}", key="environment", expected=expected,
+                      source=var)  # fmt: skip
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of a mapping's leaves; list items that are mappings as `key[0].field`."""
+    if isinstance(node, dict):
+        return [k for key, value in node.items() for k in _leaf_keys(value, f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(node, list) and node and all(isinstance(item, dict) for item in node):
+        return [prefix] + [k for i, item in enumerate(node) for k in _leaf_keys(item, f"{prefix}[{i}]")]
+    return [prefix] if prefix else []
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

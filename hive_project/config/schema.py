@@ -38,13 +38,20 @@ from hive_project.config.types import (
 )
 
 
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 class DatabaseConfig(_Section):
     url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_database_url)] = None  # None: SQLite
-    connection_pool_size: Int = Field(20, gt=0)
+    # The web process's psycopg pool on PostgreSQL: connections kept open, extra ones under load,
+    # seconds to wait for one, seconds before one is replaced. Django's pool and CONN_MAX_AGE are
+    # exclusive, so conn_max_age is what the other processes (workers, beat, the CLI) use.
+    connection_pool_size: Int = Field(4, gt=0)
     max_overflow: Int = Field(30, ge=0)
     pool_timeout: Float = Field(30.0, gt=0)
-    pool_recycle: Int = Field(3600, ge=0)
-    echo: bool = False
+    pool_recycle: Int = Field(3600, gt=0)
+    echo: bool = False  # every SQL statement to the django.db.backends logger at DEBUG
     conn_max_age: Int = Field(60, ge=0)  # seconds Django keeps a connection
 
 
@@ -97,6 +104,9 @@ class DevelopmentConfig(_Section):
     use_mock_cli: bool = False  # the guide's LEANVIBE_DEVELOPMENT_USE_MOCK_CLI (docker-compose.dev.yml)
 
 
+ENVIRONMENTS = ("development", "production", "test")
+
+
 class HiveConfig(_Section):
     system: SystemConfig = SystemConfig()
     multi_agent: MultiAgentConfig = MultiAgentConfig()
@@ -110,9 +120,12 @@ class HiveConfig(_Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     security: SecurityConfig = SecurityConfig()
     development: DevelopmentConfig = DevelopmentConfig()
+    # LEANVIBE_ENV: production refuses generated secrets, keeps DEBUG off and limits ALLOWED_HOSTS.
+    environment: Annotated[Literal["development", "production", "test"], BeforeValidator(_lower)] = "development"
 
     _source_path: Path | None = PrivateAttr(None)
     _env_overrides: dict[str, str] = PrivateAttr(default_factory=dict)
+    _file_keys: frozenset[str] = PrivateAttr(frozenset())
 
     @property
     def source_path(self) -> Path | None:
@@ -123,6 +136,15 @@ class HiveConfig(_Section):
     def env_overrides(self) -> Mapping[str, str]:
         """Dotted key -> the LEANVIBE_* variable that set it."""
         return dict(self._env_overrides)
+
+    @property
+    def file_keys(self) -> frozenset[str]:
+        """Dotted keys the configuration file wrote (list items as `key[0].field`)."""
+        return self._file_keys
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
 
     @model_validator(mode="after")
     def _consistent(self) -> HiveConfig:

@@ -414,7 +414,7 @@ def test_guide_aliases_set_the_schema_keys():
         "LEANVIBE_RESOURCES_CPU_LIMIT_PERCENT": "85",
         "LEANVIBE_DATABASE_POOL_SIZE": "7",
         "LEANVIBE_WEBHOOK_SERVER_PORT": "9000",
-        "LEANVIBE_API_GATEWAY_AUTH_PROVIDER": "oauth2",
+        "LEANVIBE_API_GATEWAY_AUTH_PROVIDER": "api_key",
         "LEANVIBE_EVENT_STREAMING_MAX_CONNECTIONS": "300",
         "LEANVIBE_INTELLIGENT_TASK_ALLOCATION_STRATEGY": "round_robin",
         "LEANVIBE_ML_PATTERN_OPTIMIZER_SENSITIVITY": "0.5",
@@ -425,7 +425,7 @@ def test_guide_aliases_set_the_schema_keys():
     assert config.resources.allocation.cpu_limit_percent == 85
     assert config.database.connection_pool_size == 7
     assert config.external_api.webhook_server.port == 9000
-    assert config.external_api.api_gateway.authentication_provider == "oauth2"
+    assert config.external_api.api_gateway.authentication_provider == "api_key"
     assert config.external_api.event_streaming.max_connections == 300
     assert config.external_api.intelligent_task_allocation.load_balancing_strategy == "round_robin"
     assert config.external_api.ml_enhancements.pattern_optimizer.pattern_detection_sensitivity == 0.5
@@ -455,7 +455,6 @@ def test_reserved_and_foreign_variables_are_ignored():
         "LEANVIBE_CONFIG": "/not/read/because/a/path/is/given.yaml",
         "LEANVIBE_VAR_DIR": "/tmp/var",
         "LEANVIBE_HOME": "/opt/hive",
-        "LEANVIBE_ENV": "production",
         "LEANVIBE_TEST_REDIS_URL": "redis://x",
         "CLAUDE_API_URL": "https://api.anthropic.com",
     }

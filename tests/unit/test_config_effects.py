@@ -1,0 +1,202 @@
+"""Every configuration key acts, or `check-config` says it has no effect.
+
+Pure unit tests of the registry (`hive_project.config.effects`) and of what `check-config` prints
+(`hive_project.config.explain`); the effects themselves are shown in real processes by
+tests/integration/test_config_effects.py and by the tests named in `SHOWN_BY` below.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hive_project.config import load_config
+from hive_project.config.effects import BY_KEY, REGISTRY
+from hive_project.config.explain import explain, leaves, no_effect_lines, schema_keys, source_of
+
+TESTS = Path(__file__).resolve().parent.parent
+FIXTURES = TESTS / "fixtures"
+GUIDE_FILES = ("guide_config_production.yaml", "guide_configmap.yaml", "guide_external_api_config.yaml",
+               "guide_external_api_security.yaml")  # fmt: skip
+GUIDE_SECRETS = {"JWT_SECRET_KEY": "j" * 40, "OAUTH2_CLIENT_ID": "client", "OAUTH2_CLIENT_SECRET": "secret"}
+INTEGRATION = "integration/test_config_effects.py"
+
+# For each key of the guide's files that acts: a test (file::function) that shows its effect.
+SHOWN_BY = {
+    "environment": f"{INTEGRATION}::test_production_with_the_guides_jwt_secret_key_check_config_and_start_up_agree_it_is_set",
+    "system.log_level": f"{INTEGRATION}::test_logging_text_format_and_system_log_level_apply_when_logging_level_is_not_set",
+    "system.debug_mode": f"{INTEGRATION}::test_debug_mode_follows_system_debug_mode_outside_production",
+    "multi_agent.load_balancing_strategy": "unit/test_routing_strategies.py::test_route_with_least_loaded_sends_ui_task_to_the_idle_pool",
+    "multi_agent.health_check_interval": "unit/test_transitions.py::test_agents_mark_offline_silent_agent_goes_offline_and_its_task_is_queued_again",
+    "multi_agent.failure_threshold": "unit/test_transitions.py::test_agents_mark_offline_silent_agent_goes_offline_and_its_task_is_queued_again",
+    "agents.<pool>.capabilities": "integration/test_routing.py::test_each_of_four_pools_receives_only_tasks_its_capabilities_cover",
+    "agents.<pool>.max_instances": "api/test_config_effects.py::test_pool_bounds_follow_the_pools_min_and_max_instances",
+    "external_api.enabled": "api/test_config_effects.py::test_external_api_off_turns_the_gateway_and_webhooks_off",
+    "external_api.webhook_server.enabled": "webhooks/test_github.py::test_methods_content_types_and_the_switch_are_json_refusals",
+    "external_api.webhook_server.port": f"{INTEGRATION}::test_serve_role_without_port_listens_on_the_configured_port",
+    "external_api.webhook_server.host": f"{INTEGRATION}::test_serve_role_without_port_listens_on_the_configured_port",
+    "external_api.webhook_server.rate_limit_per_minute": "webhooks/test_github.py::test_the_rate_limit_is_429_with_retry_after_and_stores_nothing",
+    "external_api.webhook_server.max_payload_size": "webhooks/test_github.py::test_an_oversized_body_is_413_json",
+    "external_api.webhook_server.endpoints[].path": "webhooks/test_github.py::test_the_configured_endpoint_rate_limit_applies",
+    "external_api.webhook_server.endpoints[].rate_limit": "webhooks/test_github.py::test_the_configured_endpoint_rate_limit_applies",
+    "external_api.api_gateway.enabled": "api/test_config_effects.py::test_external_api_off_turns_the_gateway_and_webhooks_off",
+    "external_api.api_gateway.port": f"{INTEGRATION}::test_serve_role_without_port_listens_on_the_configured_port",
+    "external_api.api_gateway.cors_enabled": "api/test_probes_and_metrics.py::test_cors_follows_the_gateway_configuration",
+    "external_api.api_gateway.cors_origins": f"{INTEGRATION}::test_cors_keys_set_the_preflight_and_response_headers",
+    "external_api.api_gateway.cors_methods": "api/test_probes_and_metrics.py::test_cors_follows_the_gateway_configuration",
+    "external_api.api_gateway.cors_headers": "api/test_probes_and_metrics.py::test_cors_follows_the_gateway_configuration",
+    "external_api.api_gateway.max_request_size": "api/test_tasks_api.py::test_body_over_the_cap_is_413_json_and_stores_nothing",
+    "external_api.api_gateway.rate_limit_per_minute": "api/test_tasks_api.py::test_rate_limit_is_shared_in_redis_and_answers_429_with_retry_after",
+    "external_api.api_gateway.routes[].path": "api/test_tasks_api.py::test_configured_route_limits_follow_the_guide",
+    "external_api.api_gateway.routes[].rate_limit": "api/test_tasks_api.py::test_configured_route_limits_follow_the_guide",
+    "external_api.event_streaming.enabled": "streaming/test_stream_config.py::test_streaming_off_refuses_the_websocket",
+    "external_api.event_streaming.port": f"{INTEGRATION}::test_serve_role_without_port_listens_on_the_configured_port",
+    "external_api.event_streaming.compression_enabled": "streaming/test_stream.py::test_compress_1_uses_the_configured_algorithm_and_nothing_when_disabled",
+    "external_api.event_streaming.compression_algorithm": "streaming/test_stream.py::test_compress_1_uses_the_configured_algorithm_and_nothing_when_disabled",
+    "external_api.event_streaming.batch_size": "streaming/test_stream.py::test_batches_of_batch_size_or_after_flush_interval",
+    "external_api.event_streaming.flush_interval": "streaming/test_stream.py::test_batches_of_batch_size_or_after_flush_interval",
+    "external_api.event_streaming.max_connections": "streaming/test_stream.py::test_max_connections_across_the_redis_count",
+    "external_api.event_streaming.heartbeat_interval": "streaming/test_stream.py::test_heartbeat",
+    "external_api.event_streaming.event_retention_hours": "api/test_config_effects.py::test_event_retention_deletes_events_older_than_the_configured_hours",
+    "external_api.event_streaming.event_types": "streaming/test_stream.py::test_filters_on_connect_and_by_subscribe",
+    "external_api.event_streaming.filters[].type": "streaming/test_stream.py::test_filters_on_connect_and_by_subscribe",
+    "external_api.event_streaming.filters[].values": "streaming/test_stream.py::test_filters_on_connect_and_by_subscribe",
+    "database.echo": f"{INTEGRATION}::test_database_echo_logs_every_statement_even_with_debug_off",
+    "database.connection_pool_size": f"{INTEGRATION}::test_database_pool_keys_size_the_web_process_pool_and_a_pooled_query_runs",
+    "database.max_overflow": f"{INTEGRATION}::test_database_pool_keys_size_the_web_process_pool_and_a_pooled_query_runs",
+    "database.pool_timeout": f"{INTEGRATION}::test_database_pool_keys_size_the_web_process_pool_and_a_pooled_query_runs",
+    "database.pool_recycle": f"{INTEGRATION}::test_database_pool_keys_size_the_web_process_pool_and_a_pooled_query_runs",
+    "logging.level": f"{INTEGRATION}::test_logging_json_to_a_rotating_file_writes_one_object_per_line_and_rotates_by_size",
+    "logging.format": f"{INTEGRATION}::test_logging_json_to_a_rotating_file_writes_one_object_per_line_and_rotates_by_size",
+    "logging.handlers": f"{INTEGRATION}::test_logging_json_to_a_rotating_file_writes_one_object_per_line_and_rotates_by_size",
+    "logging.file.path": f"{INTEGRATION}::test_logging_json_to_a_rotating_file_writes_one_object_per_line_and_rotates_by_size",
+    "logging.file.max_size": f"{INTEGRATION}::test_logging_json_to_a_rotating_file_writes_one_object_per_line_and_rotates_by_size",
+    "logging.file.backup_count": f"{INTEGRATION}::test_logging_json_to_a_rotating_file_writes_one_object_per_line_and_rotates_by_size",
+    "logging.syslog.facility": f"{INTEGRATION}::test_logging_to_syslog_sends_datagrams_with_the_configured_facility",
+    "logging.syslog.address": f"{INTEGRATION}::test_logging_to_syslog_sends_datagrams_with_the_configured_facility",
+    "monitoring.enabled": "api/test_config_effects.py::test_metrics_answer_at_the_configured_path_and_not_when_turned_off",
+    "monitoring.prometheus.enabled": "api/test_config_effects.py::test_metrics_answer_at_the_configured_path_and_not_when_turned_off",
+    "monitoring.prometheus.path": "api/test_config_effects.py::test_metrics_answer_at_the_configured_path_and_not_when_turned_off",
+    "security.webhook_server.request_validation.max_payload_size": "webhooks/test_github.py::test_an_oversized_body_is_413_json",
+    "security.webhook_server.request_validation.required_headers": "api/test_config_effects.py::test_webhook_request_validation_refuses_missing_headers_and_content_types",
+    "security.webhook_server.request_validation.allowed_content_types": "api/test_config_effects.py::test_webhook_request_validation_refuses_missing_headers_and_content_types",
+    "security.api_gateway.authentication.jwt.secret_key": f"{INTEGRATION}::test_production_with_the_guides_jwt_secret_key_check_config_and_start_up_agree_it_is_set",
+    "security.api_gateway.authentication.jwt.algorithm": f"{INTEGRATION}::test_jwt_keys_set_the_access_tokens_lifetime_issuer_and_algorithm",
+    "security.api_gateway.authentication.jwt.expiration": f"{INTEGRATION}::test_jwt_keys_set_the_access_tokens_lifetime_issuer_and_algorithm",
+    "security.api_gateway.authentication.jwt.issuer": f"{INTEGRATION}::test_jwt_keys_set_the_access_tokens_lifetime_issuer_and_algorithm",
+    "security.api_gateway.cors.credentials": f"{INTEGRATION}::test_cors_keys_set_the_preflight_and_response_headers",
+    "security.api_gateway.cors.max_age": f"{INTEGRATION}::test_cors_keys_set_the_preflight_and_response_headers",
+    "security.api_gateway.cors.exposed_headers": f"{INTEGRATION}::test_cors_keys_set_the_preflight_and_response_headers",
+    "security.api_gateway.request_validation.max_payload_size": f"{INTEGRATION}::test_gateway_body_cap_is_the_smaller_of_the_two_configured_sizes",
+    "security.event_streaming.authentication.type": "streaming/test_stream.py::test_anonymous_viewers_when_streaming_auth_is_off_see_only_team_less_events",
+    "security.event_streaming.authentication.token_header": "streaming/test_stream_config.py::test_stream_token_is_read_from_the_configured_header_and_prefix",
+    "security.event_streaming.authentication.token_prefix": "streaming/test_stream_config.py::test_stream_token_is_read_from_the_configured_header_and_prefix",
+    "security.event_streaming.access_control.subscription_auth_required": "streaming/test_stream.py::test_anonymous_viewers_when_streaming_auth_is_off_see_only_team_less_events",
+}  # fmt: skip
+
+
+def _test_functions(relative: str) -> set[str]:
+    tree = ast.parse((TESTS / relative).read_text())
+    return {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def test_registry_has_every_leaf_key_of_the_schema_exactly_once():
+    keys = list(schema_keys())
+    registered = [effect.key for effect in REGISTRY]
+
+    assert [key for key, n in Counter(registered).items() if n > 1] == []
+    assert sorted(set(keys) - set(registered)) == [], "a key without an entry in hive_project/config/effects.py"
+    assert sorted(set(registered) - set(keys)) == [], "an entry for a key the schema does not have"
+    for effect in REGISTRY:
+        assert sum(bool(x) for x in (effect.inert, effect.module, effect.reader)) >= 1, effect.key
+        assert not (effect.inert and effect.module), effect.key
+
+
+@pytest.mark.parametrize("name", GUIDE_FILES)
+def test_guide_file_every_key_acts_in_a_named_test_or_check_config_says_it_has_none(name, tmp_path):
+    path = tmp_path / name
+    path.write_text((FIXTURES / name).read_text().replace('"predictive"', '"performance_weighted"'))
+    config = load_config(path, environ=GUIDE_SECRETS)
+    said = "\n".join(no_effect_lines(config))
+
+    for leaf in leaves(config):
+        if source_of(config, leaf.key) != "file":
+            continue
+        effect = BY_KEY[leaf.pattern]
+        if effect.module:
+            assert effect.module in said, leaf.key  # "not read yet (work under way in <module>)"
+        elif effect.no_effect(config):
+            assert f": {leaf.pattern} (" in said, f"check-config does not name {leaf.key}"
+        else:
+            shown = SHOWN_BY.get(leaf.pattern)
+            assert shown, f"{leaf.key} acts, but no test is named as showing it"
+            file, function = shown.split("::")
+            assert function in _test_functions(file), f"{shown} does not exist"
+
+
+def test_check_config_lines_are_one_per_key_and_name_the_reason(tmp_path):
+    path = tmp_path / "hive.yaml"
+    path.write_text("external_api:\n  api_gateway:\n    request_timeout: 60\n  webhook_server:\n"
+                    "    endpoints:\n      - {path: /a, methods: [POST], auth_required: false, rate_limit: 5}\n"
+                    "      - {path: /b, methods: [PUT], rate_limit: 6}\n")  # fmt: skip
+
+    lines = no_effect_lines(load_config(path, environ={}))
+
+    assert lines == [
+        "accepted for compatibility with the guide, has no effect: external_api.webhook_server.endpoints[].methods "
+        "(each webhook answers fixed methods (GitHub and Slack POST, custom POST and PUT))",
+        "accepted for compatibility with the guide, has no effect: external_api.webhook_server.endpoints[].auth_required "
+        "(every webhook is authenticated by its signature or a team's API key)",
+        "accepted for compatibility with the guide, has no effect: external_api.api_gateway.request_timeout "
+        "(uvicorn has no per-request timeout; set one at the proxy (nginx proxy_read_timeout))",
+    ]
+
+
+def test_check_config_names_keys_set_by_a_variable_and_groups_work_under_way(tmp_path):
+    empty = tmp_path / "hive.yaml"
+    empty.write_text("")
+    lines = no_effect_lines(
+        load_config(
+            empty,
+            environ={
+                "LEANVIBE_MONITORING_HEALTH_CHECK_PORT": "9000",
+                "LEANVIBE_SCALING_ENABLED": "false",
+                "LEANVIBE_SCALING_COOLDOWN_MINUTES": "1",
+            },
+        )  # fmt: skip
+    )
+
+    assert any(line.endswith("no effect: monitoring.health_check_port (every web process serves /health and "
+                              "/ready on its own port)") for line in lines)  # fmt: skip
+    assert "not read yet (work under way in coordination.scaling): scaling.enabled, scaling.cooldown_minutes" in lines
+
+
+def test_system_log_level_has_no_effect_only_when_logging_level_is_set(tmp_path):
+    both, only_system = tmp_path / "both.yaml", tmp_path / "system.yaml"
+    both.write_text("system: {log_level: DEBUG}\nlogging: {level: WARNING}\n")
+    only_system.write_text("system: {log_level: DEBUG}\n")
+
+    assert "has no effect here: system.log_level (logging.level is set and wins)" in no_effect_lines(
+        load_config(both, environ={})
+    )
+    assert no_effect_lines(load_config(only_system, environ={})) == []
+
+
+def test_explain_lists_every_leaf_once_with_its_source(tmp_path):
+    path = tmp_path / "hive.yaml"
+    path.write_text("database: {url: 'postgresql://hive:pw123@db:5432/hive'}\n")
+    config = load_config(path, environ={"LEANVIBE_SECURITY_API_KEY": "k" * 30})
+
+    lines = explain(config).splitlines()
+
+    assert len(lines) == len(list(leaves(config)))
+    assert "database.url = 'postgresql://hive:***@db:5432/hive' [file] -> read by hive_project.settings: " \
+           "DATABASES (SQLite in var/ when empty)" in lines  # fmt: skip
+    assert "security.api_key = *** [LEANVIBE_SECURITY_API_KEY] -> read by hive_project.metrics: the token a " \
+           "Prometheus scraper sends" in lines  # fmt: skip
+    assert "database.connection_pool_size = 4 [default] -> read by hive_project.settings: DATABASES OPTIONS pool " \
+           "min_size (the web process)" in lines  # fmt: skip
+    assert "pw123" not in "\n".join(lines) and "k" * 30 not in "\n".join(lines)
