@@ -96,6 +96,32 @@ ATTEMPT = "workers.attempt"
 SERVE = "hive serve --role"
 NO_TIMEOUT = "uvicorn has no per-request timeout; set one at the proxy (nginx proxy_read_timeout)"
 
+_POLICY = "coordination.scaling.policy (beat's hive.scale)"
+_GATE = "workers.agent heartbeat: the worker stops claiming above it"
+SCALING: tuple[Effect, ...] = (
+    acts("scaling.enabled", f"{_POLICY}: off keeps every pool at its current size"),
+    acts("scaling.auto_scale", f"{_POLICY}: off records decisions as recommendations only"),
+    acts("scaling.strategies.scale_up.threshold", f"{_POLICY}: utilisation above which a pool grows"),
+    acts("scaling.strategies.scale_up.factor", f"{_POLICY}: how much it grows"),
+    acts("scaling.strategies.scale_up.max_instances", f"{_POLICY}: fleet-wide instance cap (with max_agents)"),
+    acts("scaling.strategies.scale_down.threshold", f"{_POLICY}: utilisation below which a pool shrinks"),
+    acts("scaling.strategies.scale_down.factor", f"{_POLICY}: how much it shrinks"),
+    acts("scaling.strategies.scale_down.min_instances", f"{_POLICY}: fleet-wide floor (with min_agents)"),
+    acts("scaling.cooldown_minutes", f"{_POLICY}: wait after a change before shrinking"),
+    acts("scaling.interval_seconds", f"{SETTINGS}: CELERY_BEAT_SCHEDULE['scale'] interval"),
+    acts("system.max_concurrent_tasks", f"{_POLICY}: fleet-wide cap on task slots"),
+    acts("multi_agent.max_agents", f"{_POLICY}: fleet-wide instance cap"),
+    acts("multi_agent.min_agents", f"{_POLICY}: fleet-wide floor"),
+    acts("resources.monitoring.cpu", f"{_GATE}; sampled into the agent's resources"),
+    acts("resources.monitoring.memory", f"{_GATE}; sampled into the agent's resources"),
+    acts("resources.monitoring.disk", f"{_GATE}; sampled into the agent's resources"),
+    acts("resources.monitoring.network", "workers.agent heartbeat: bytes/s sampled into the agent's resources"),
+    acts("resources.monitoring.interval_seconds", "workers.agent heartbeat: seconds between samples"),
+    acts("resources.allocation.cpu_limit_percent", _GATE),
+    acts("resources.allocation.memory_limit_percent", _GATE),
+    acts("resources.allocation.disk_limit_percent", _GATE),
+)
+
 CORE: tuple[Effect, ...] = (
     acts("environment", f"{SETTINGS}: PRODUCTION (LEANVIBE_ENV): secrets required, DEBUG off, ALLOWED_HOSTS"),
     acts(
@@ -130,6 +156,12 @@ CORE: tuple[Effect, ...] = (
     acts("agents.<pool>.runner.timeout", f"{ATTEMPT}: seconds before the process group is killed"),
     acts("agents.<pool>.runner.output_format", f"{ATTEMPT}: text or Claude Code's JSON result"),
     acts("agents.<pool>.runner.callable", f"{ATTEMPT}: the function a python runner calls"),
+    acts("agents.<pool>.max_concurrent", f"{POOLS}: coordination.flow.admit: starts across all the pool's workers"),
+    acts("agents.<pool>.max_starts_per_minute", f"{POOLS}: coordination.flow.admit: a sliding minute of starts"),
+    acts("agents.<pool>.runner.rate_limit.exit_codes", f"{ATTEMPT}.with_rate_limit: exit codes that mean a rate limit"),
+    acts("agents.<pool>.runner.rate_limit.output_pattern", f"{ATTEMPT}.with_rate_limit: output that means one"),
+    acts("agents.<pool>.runner.rate_limit.backoff_initial", "coordination.flow.pool_pause: the first pause"),
+    acts("agents.<pool>.runner.rate_limit.backoff_max", "coordination.flow.pool_pause: the longest pause"),
     acts("agents.<pool>.workspace.repository", "agents.runners.workspace: git worktree per attempt"),
     acts("agents.<pool>.workspace.root", "agents.runners.workspace: where workspaces are made"),
     acts("agents.<pool>.workspace.keep", "agents.runners.workspace: keep workspaces after the attempt"),
@@ -333,32 +365,8 @@ _ITA = "external_api.intelligent_task_allocation"
 _IF = "external_api.intelligence_framework"
 LATER: tuple[Effect, ...] = (
     *_group(
-        _SCALING,
-        "the scaling policy and its global caps",
-        "system.max_concurrent_tasks",
-        "multi_agent.max_agents",
-        "multi_agent.min_agents",
-        "scaling.enabled",
-        "scaling.auto_scale",
-        "scaling.strategies.scale_up.threshold",
-        "scaling.strategies.scale_up.factor",
-        "scaling.strategies.scale_up.max_instances",
-        "scaling.strategies.scale_down.threshold",
-        "scaling.strategies.scale_down.factor",
-        "scaling.strategies.scale_down.min_instances",
-        "scaling.cooldown_minutes",
-    ),
-    *_group(
         _RESOURCES,
         "resource sampling, limits and thresholds",
-        "resources.monitoring.cpu",
-        "resources.monitoring.memory",
-        "resources.monitoring.disk",
-        "resources.monitoring.network",
-        "resources.monitoring.interval_seconds",
-        "resources.allocation.cpu_limit_percent",
-        "resources.allocation.memory_limit_percent",
-        "resources.allocation.disk_limit_percent",
         "resources.thresholds.warning",
         "resources.thresholds.critical",
         "agents.<pool>.resource_requirements.cpu_cores",
@@ -426,5 +434,5 @@ LATER: tuple[Effect, ...] = (
     ),
 )
 
-REGISTRY: tuple[Effect, ...] = (*CORE, *SECURITY, *LATER)
+REGISTRY: tuple[Effect, ...] = (*CORE, *SCALING, *SECURITY, *LATER)
 BY_KEY: dict[str, Effect] = {effect.key: effect for effect in REGISTRY}

@@ -326,10 +326,10 @@ def test_check_config_explain_lists_every_key_with_value_source_and_reader(tmp_p
            "SECRET_KEY (required in production)" in lines  # fmt: skip
     assert "hunter2" not in done.stdout
     assert any(line.startswith("monitoring.metrics_port = 8081 [default] -> no effect: ") for line in lines)
-    assert any(
-        line.startswith("scaling.enabled = True [default] -> not read yet: coordination.scaling") for line in lines
-    )
-    assert sum(1 for line in lines if line.startswith("agents.backend.")) == 18
+    assert "scaling.enabled = True [default] -> read by coordination.scaling.policy (beat's hive.scale): " \
+           "off keeps every pool at its current size" in lines  # fmt: skip
+    assert any(line.startswith("monitoring.alerts.enabled = False [default] -> not read yet: ") for line in lines)
+    assert sum(1 for line in lines if line.startswith("agents.backend.")) == 24
     assert lines[-1] == "configuration ok"
 
 

@@ -26,6 +26,34 @@ INTEGRATION = "integration/test_config_effects.py"
 
 # For each key of the guide's files that acts: a test (file::function) that shows its effect.
 SHOWN_BY = {
+    # scaling and flow (issue 10)
+    "scaling.enabled": "unit/test_scaling_services.py::test_evaluate_disabled_does_nothing",
+    "scaling.auto_scale": "unit/test_scaling_services.py::test_evaluate_without_auto_scale_only_recommends_once",
+    "scaling.strategies.scale_up.threshold": "unit/test_scaling_policy.py::test_decide_table_gives_desired_and_reason",
+    "scaling.strategies.scale_up.factor": "unit/test_scaling_policy.py::test_decide_table_gives_desired_and_reason",
+    "scaling.strategies.scale_up.max_instances": "unit/test_scaling_policy.py::test_fleet_limit_over_max_agents_shares_fairly",
+    "scaling.strategies.scale_down.threshold": "unit/test_scaling_policy.py::test_decide_table_gives_desired_and_reason",
+    "scaling.strategies.scale_down.factor": "unit/test_scaling_policy.py::test_decide_table_gives_desired_and_reason",
+    "scaling.strategies.scale_down.min_instances": "unit/test_scaling_services.py::test_evaluate_default_fleet_floor_holds_back_scale_down",
+    "scaling.cooldown_minutes": "unit/test_scaling_services.py::test_evaluate_scale_down_waits_out_cooldown_after_last_decision",
+    "scaling.interval_seconds": "unit/test_rate_limit.py::test_config_scaling_interval",
+    "system.max_concurrent_tasks": "unit/test_scaling_policy.py::test_fleet_limit_over_concurrent_tasks_counts_slots",
+    "multi_agent.max_agents": "unit/test_scaling_policy.py::test_fleet_limit_over_max_agents_shares_fairly",
+    "multi_agent.min_agents": "unit/test_scaling_policy.py::test_fleet_limit_minimum_holds_back_scale_down",
+    "resources.monitoring.cpu": "unit/test_resources.py::test_sampler_skips_what_monitoring_disables",
+    "resources.monitoring.memory": "unit/test_resources.py::test_sampler_skips_what_monitoring_disables",
+    "resources.monitoring.disk": "unit/test_resources.py::test_sampler_skips_what_monitoring_disables",
+    "resources.monitoring.network": "unit/test_resources.py::test_sampler_skips_what_monitoring_disables",
+    "resources.monitoring.interval_seconds": "unit/test_resources.py::test_sampler_latest_samples_once_per_interval",
+    "resources.allocation.cpu_limit_percent": "unit/test_resources.py::test_claim_gate_table",
+    "resources.allocation.memory_limit_percent": "integration/test_flow_workers.py::test_a_worker_over_its_memory_limit_stops_claiming_and_the_task_runs_elsewhere",
+    "resources.allocation.disk_limit_percent": "unit/test_resources.py::test_claim_gate_table",
+    "agents.<pool>.max_concurrent": "integration/test_flow_workers.py::test_max_concurrent_holds_across_two_workers",
+    "agents.<pool>.max_starts_per_minute": "integration/test_flow.py::test_starts_per_minute_refused_then_refunded",
+    "agents.<pool>.runner.rate_limit.exit_codes": "unit/test_rate_limit.py::test_detect_table",
+    "agents.<pool>.runner.rate_limit.output_pattern": "unit/test_rate_limit.py::test_detect_table",
+    "agents.<pool>.runner.rate_limit.backoff_initial": "integration/test_flow_workers.py::test_a_rate_limited_program_pauses_the_pool_and_spends_no_attempt",
+    "agents.<pool>.runner.rate_limit.backoff_max": "integration/test_flow.py::test_pause_backs_off_doubling_to_its_cap",
     "environment": f"{INTEGRATION}::test_production_with_the_guides_jwt_secret_key_check_config_and_start_up_agree_it_is_set",
     "system.log_level": f"{INTEGRATION}::test_logging_text_format_and_system_log_level_apply_when_logging_level_is_not_set",
     "system.debug_mode": f"{INTEGRATION}::test_debug_mode_follows_system_debug_mode_outside_production",
@@ -163,15 +191,18 @@ def test_check_config_names_keys_set_by_a_variable_and_groups_work_under_way(tmp
             empty,
             environ={
                 "LEANVIBE_MONITORING_HEALTH_CHECK_PORT": "9000",
-                "LEANVIBE_SCALING_ENABLED": "false",
-                "LEANVIBE_SCALING_COOLDOWN_MINUTES": "1",
+                "LEANVIBE_MONITORING_ALERTS_ENABLED": "true",
+                "LEANVIBE_PERFORMANCE_MONITORING_MONITORING_INTERVAL": "10",
             },
         )  # fmt: skip
     )
 
     assert any(line.endswith("no effect: monitoring.health_check_port (every web process serves /health and "
                               "/ready on its own port)") for line in lines)  # fmt: skip
-    assert "not read yet (work under way in coordination.scaling): scaling.enabled, scaling.cooldown_minutes" in lines
+    assert (
+        "not read yet (work under way in coordination.flow): "
+        "external_api.performance_monitoring.monitoring_interval, monitoring.alerts.enabled" in lines
+    ), lines
 
 
 def test_system_log_level_has_no_effect_only_when_logging_level_is_set(tmp_path):
