@@ -156,6 +156,7 @@ _CALLABLE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SYSLOG_FACILITIES = (
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
     "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
@@ -210,6 +211,12 @@ def _strategy(value: Any) -> Any:
 
 def _blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
+
+
+def _user_name(value: str | None) -> str | None:
+    if value is not None and not _USER_NAME.match(value):
+        raise ValueError("a user name of this machine such as hive-agent")
+    return value
 
 
 def _capabilities(values: list[str]) -> list[str]:
@@ -278,6 +285,7 @@ Capabilities = Annotated[list[str], AfterValidator(_capabilities)]
 Origins = list[Annotated[str, AfterValidator(_origin)]]
 HttpPath = Annotated[str, AfterValidator(_http_path)]
 PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)]
+UserName = Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_user_name)]
 UpdateFrequency = Literal["hourly", "daily", "weekly"]
 
 
@@ -303,6 +311,9 @@ class SystemConfig(_Section):
     log_level: LogLevel = "INFO"
     debug_mode: bool = False
     max_concurrent_tasks: Int = Field(50, gt=0)
+    # Hive extension: who runs agent programs when a pool names no runner.run_as (`hive up` as root
+    # sets it to a dedicated user it creates); see agents/runners/containment.py.
+    runner_user: UserName = None
 
 
 class MultiAgentConfig(_Section):
@@ -439,6 +450,11 @@ class RunnerConfig(_Section):
     timeout: Float = Field(1800.0, gt=0)  # seconds
     output_format: Literal["text", "claude-json"] = "claude-json"
     callable: str | None = None  # "package.module.function" or "package.module:function"
+    # Containment (agents/runners/containment.py): the user the program runs as (the worker must be
+    # root to switch), the bubblewrap sandbox, and whether the sandbox keeps the network.
+    run_as: UserName = None
+    sandbox: Literal["none", "bubblewrap"] = "none"
+    sandbox_network: bool = True
 
     @field_validator("argv")
     @classmethod
@@ -1396,6 +1412,11 @@ def describe(config: HiveConfig) -> str:
             f"commands {'allowed' if pool.allow_commands else 'refused'}"
         )
         lines.append(f"    runs: {how}")
+        sandbox = "no sandbox"
+        if runner.sandbox == "bubblewrap":
+            sandbox = f"in a bubblewrap sandbox (network {'on' if runner.sandbox_network else 'off'})"
+        runs_as = runner.run_as or config.system.runner_user or "the worker's user"
+        lines.append(f"    as: {runs_as}, {sandbox}")
         if pool.workspace.repository:
             lines.append(f"    worktrees of {pool.workspace.repository}")
     api = config.external_api

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from hive_project.config import ConfigError, load_config
-from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir
+from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir, write_private
 
 try:
     HIVE_CONFIG = load_config()
@@ -32,8 +32,7 @@ def _development_secret_key() -> str:
     """A random key kept in var/ so sessions survive restarts on a developer machine."""
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -271,8 +270,7 @@ def _jwt_signing_key() -> str:
         raise SystemExit(2)
     path = VAR_DIR / "jwt_signing_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 

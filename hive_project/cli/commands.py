@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -284,6 +285,19 @@ def check_config(path) -> None:
     except ConfigError as exc:
         fail(f"configuration error: {exc}")
     click.echo(describe(config))
+    from agents.runners.containment import start_check
+
+    # as settings.PRODUCTION; workers started by this user meet the same checks (hive up as root
+    # without system.runner_user runs the programs as its own dedicated user instead)
+    production = os.environ.get("LEANVIBE_ENV", "development").lower() == "production"
+    runners = {name: pool.runner.model_dump(mode="json") for name, pool in config.agents.items()}
+    refusals, warnings = start_check(runners, default_user=config.system.runner_user, production=production)
+    for line in warnings:
+        click.echo(f"warning: {line}")
+    if refusals:  # one line per refused pool
+        for line in refusals[:-1]:
+            click.echo(f"hive: {line}", err=True)
+        fail(refusals[-1])
     click.echo("configuration ok")
 
 
