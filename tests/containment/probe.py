@@ -2,7 +2,7 @@
 
 `python3 -m tests.containment.probe '<json spec>'` (standard library only, so the machine's own
 Python runs it as any user). The spec: {"read": [files], "list": [dirs], "write": [files],
-"connect": [[host, port]]}. Prints one line `PROBE <json>`: who it runs as, the pids it sees,
+"connect": [[host, port]]}; `{ppid}` in a path read is the probe's parent pid. Prints one line `PROBE <json>`: who it runs as, the pids it sees,
 its environment's names, and for every path or address what happened — "ok" (with what was
 read), "denied", "missing", "read-only", or another error.
 """
@@ -26,7 +26,7 @@ def attempt(action) -> dict:
 
 
 def read(path: str) -> str:
-    with open(path, "rb") as f:
+    with open(path.replace("{ppid}", str(os.getppid())), "rb") as f:
         return f.read(4000).decode("utf-8", "replace")
 
 
