@@ -77,7 +77,8 @@ def protect_private_files(databases: Mapping[str, Mapping[str, Any]] | None = No
     var/ becomes 0711 (passable to the workspaces, not listable); everything in it but the
     workspaces loses group and other access; logs/ is made 0700 before any log is written; the
     SQLite files become 0600 (SQLite gives a new -wal/-shm the database file's mode). Only what
-    this user owns is changed. Returns one line per path that could not be closed.
+    this user owns is changed (anything, for root). Returns one line per path that could not be
+    closed.
     """
     var = var_dir()
     problems: list[str] = []
@@ -85,7 +86,8 @@ def protect_private_files(databases: Mapping[str, Mapping[str, Any]] | None = No
     def close(path: Path, mode: int) -> None:
         try:
             st = path.lstat()
-            if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid():
+            # root (a container's pool worker) also closes a volume the hive's user owns
+            if stat.S_ISLNK(st.st_mode) or os.geteuid() not in (0, st.st_uid):
                 return
             if stat.S_IMODE(st.st_mode) != mode:
                 path.chmod(mode)

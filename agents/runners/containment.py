@@ -188,11 +188,32 @@ def _closed_program(runner: Mapping[str, object], planned: Containment) -> str |
         program = shutil.which(str(argv[0])) if isinstance(argv, list) and argv else None
     if not program:
         return None  # not installed: the worker says so when a task needs it
+    if runner.get("kind") != "python" and which(Path(program).name, path=os.environ.get("PATH"), user=planned.user):
+        return None  # the lookup as the runner user finds another copy
     real = Path(os.path.realpath(program))
     for directory in [*reversed(real.parents), real]:
         if not _may_search(directory, planned.user):
             return f"{planned.user.name} cannot run {program} ({directory} is closed to it)"
     return None
+
+
+def which(program: str, *, path: str | None, user: RunnerUser) -> str | None:
+    """`program` looked up in `path` as `user` would: the first candidate the user may reach and
+    run (mode bits; ACLs are not consulted). A root worker's PATH often starts with directories
+    closed to other users (/root/.pyenv/shims), where a plain lookup would stop."""
+    for directory in (path if path is not None else os.defpath).split(os.pathsep):
+        candidate = Path(directory or ".") / program
+        if candidate.is_file() and runnable_by(candidate, user):
+            return str(candidate)
+    return None
+
+
+def runnable_by(program: Path, user: RunnerUser) -> bool:
+    """Whether every directory on the way to `program` (and to what its symlinks point at) lets
+    `user` pass, and the file lets it execute."""
+    real = Path(os.path.realpath(program))
+    ways = [*Path(os.path.abspath(program)).parents, *real.parents]
+    return all(_may_search(d, user) for d in ways) and _may_search(real, user)
 
 
 def _may_search(path: Path, user: RunnerUser) -> bool:

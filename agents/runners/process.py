@@ -68,7 +68,13 @@ def _with_parent_death_signal(
         found = shutil.which(program, path=env.get("PATH"))
         if found is None:  # the same error Popen gives, before setpriv would turn it into exit 127
             raise FileNotFoundError(2, "No such file or directory", program)
-        program = found
+        user = containment.user if containment is not None else None
+        if user is not None:  # looked up as the user who runs it
+            program = contain.which(program, path=env.get("PATH"), user=user) or ""
+            if not program:
+                raise PermissionError(13, f"not runnable by {user.name} (installed where it cannot go)", argv[0])
+        else:
+            program = found
     command = contain.command([program, *argv[1:]], containment, workspace=cwd or Path.cwd(), setpriv=_SETPRIV)
     return command, None if _SETPRIV is not None else _die_with_parent
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pwd
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,12 @@ from agents.runners.containment import (
     ContainmentError,
     command,
     environment,
+    lookup_user,
     plan,
     root_problem,
     sandbox_argv,
     start_check,
+    which,
 )
 
 NOBODY = pwd.getpwnam("nobody")
@@ -125,3 +129,24 @@ def test_environment_home_is_the_workspace_when_the_user_has_no_home_directory(t
     env = environment({"HOME": "/root", "TMPDIR": "/var/lib/hive/tmp"}, planned, workspace=tmp_path)
     assert env["HOME"] == str(tmp_path)  # nobody's home is /nonexistent
     assert env["TMPDIR"] == "/tmp"  # the sandbox's private /tmp
+
+
+def test_which_finds_the_copy_the_runner_user_can_run():
+    root = Path(tempfile.mkdtemp(prefix="hive-which-"))
+    try:
+        root.chmod(0o755)
+        closed, open_ = root / "closed", root / "open"
+        for directory, mode in ((closed, 0o700), (open_, 0o755)):
+            directory.mkdir()
+            (directory / "agent").write_text("#!/bin/sh\n")
+            (directory / "agent").chmod(0o755)
+            directory.chmod(mode)
+        nobody = lookup_user("nobody")
+        path = f"{closed}:{open_}"
+
+        assert which("agent", path=path, user=nobody) == str(open_ / "agent")
+        assert which("agent", path=str(closed), user=nobody) is None
+        (open_ / "agent").chmod(0o744)  # not executable by others
+        assert which("agent", path=path, user=nobody) is None
+    finally:
+        shutil.rmtree(root)
