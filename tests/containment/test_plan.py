@@ -150,3 +150,23 @@ def test_which_finds_the_copy_the_runner_user_can_run():
         assert which("agent", path=path, user=nobody) is None
     finally:
         shutil.rmtree(root)
+
+
+@pytest.mark.parametrize(
+    ("runner", "line"),
+    [
+        ("sandbox: firejail", "agents.solo.runner.sandbox = 'firejail': expected one of none, bubblewrap"),
+        (
+            "run_as: 'root; rm -rf /'",
+            "agents.solo.runner.run_as = 'root; rm -rf /': expected a user name of this machine",
+        ),
+    ],
+)
+def test_config_refuses_a_bad_containment_value_naming_the_key(tmp_path, runner, line):
+    from hive_project.config import ConfigError, load_config
+
+    path = tmp_path / "hive.yaml"
+    path.write_text(f"agents:\n  solo:\n    capabilities: [python]\n    runner: {{argv: [echo], {runner}}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value).startswith(line)
