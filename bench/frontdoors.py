@@ -47,7 +47,7 @@ def _prepare(run: Run) -> str:
 
     pool_sync(config=settings.HIVE_CONFIG)
     team, _ = Team.objects.get_or_create(name="bench")
-    _, raw = apikey_create(name=f"bench-{uuid.uuid4().hex[:8]}", scopes=["read", "write"], team=team)
+    _, raw = apikey_create(name=f"bench-{uuid.uuid4().hex[:8]}", scopes=["read", "write", "commands"], team=team)
     return raw
 
 

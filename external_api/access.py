@@ -1,4 +1,9 @@
-"""Who is calling: a team member (JWT or session), staff, or an API key with scopes."""
+"""Who is calling: a team member (JWT or session), staff, or an API key with scopes.
+
+A task with its own `command` runs a program of the caller's choosing on a worker, so submitting
+one from outside needs the `commands` scope (or staff), besides the pool's allow_commands. Local
+submissions (CLI, Python on the hive's machine) are trusted and do not come through here.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,19 @@ from dataclasses import dataclass
 
 from rest_framework.request import Request
 
+from coordination.errors import HiveError
 from external_api.models import ApiKey
 
-READ, WRITE, ADMIN = ApiKey.Scope.READ, ApiKey.Scope.WRITE, ApiKey.Scope.ADMIN
+READ, WRITE, ADMIN, COMMANDS = ApiKey.Scope.READ, ApiKey.Scope.WRITE, ApiKey.Scope.ADMIN, ApiKey.Scope.COMMANDS
+COMMANDS_REQUIRED = (
+    "a task with its own command needs an API key with the 'commands' scope (or a staff account); "
+    "ask an operator for one (hive apikey create --scopes write,commands), or submit a prompt"
+)
+
+
+class ScopeRequired(HiveError):
+    code = "scope_required"
+    http_status = 403  # an error of the HTTP layer itself (see external_api.errors.http_status)
 
 
 class ApiKeyUser:

@@ -22,6 +22,7 @@ class ApiKey(models.Model):
         READ = "read"
         WRITE = "write"
         ADMIN = "admin"
+        COMMANDS = "commands"  # submit tasks that carry their own command (a privilege: it runs a program)
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 from hive_project.config import ConfigError, load_config
 from hive_project.launch import is_web_process
 from hive_project.logs import logging_settings
-from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir
+from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir, write_private
 
 
 def _config_error(err: ConfigError) -> SystemExit:
@@ -41,8 +41,7 @@ def _development_secret_key() -> str:
     """A random key kept in var/ so sessions survive restarts on a developer machine."""
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -303,8 +302,7 @@ def _jwt_signing_key() -> str:
         raise SystemExit(2)
     path = VAR_DIR / "jwt_signing_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
-from agents.runners import claude, workspace
+from agents.runners import claude, containment, workspace
 from agents.runners.process import ProcessOutcome, run_process
 from agents.runners.pycall import RESULT_PREFIX
 from agents.runners.ratelimit import RateLimitSignal, detect
@@ -30,7 +30,7 @@ from coordination.events import publish
 from coordination.models import Task, TaskAttempt
 from coordination.results import AttemptResult
 from coordination.services import attempt_finish, attempt_heartbeat, attempt_started, attempt_still_current
-from hive_project.paths import BASE_DIR, task_log_dir
+from hive_project.paths import BASE_DIR, private_paths, task_log_dir
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
     path: Path | None = None
     try:
         path = workspace.prepare(pool.workspace, str(task.id), attempt.number)
+        contained = containment.plan(pool.runner, pool=pool.name, default_user=settings.HIVE_CONFIG.system.runner_user,
+                                     hidden=[*private_paths(settings.DATABASES), workspace.root(pool.workspace)])  # fmt: skip
         (path / "task.json").write_text(json.dumps(task_document(task, attempt.number, path)))
         argv = [expand(arg, task, attempt.number, path) for arg in argv]
         log_path = task_log_dir() / str(task.id) / f"{attempt.number}.log"
@@ -76,12 +78,13 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
                 attempt_id=attempt.id, pgid=pgid, workspace=str(path), log_path=str(log_path)
             ),
             on_output=monitor.progress,
+            containment=contained,
         )
         result = interpret(outcome, output_format, task.timeout)
         result = with_rate_limit(result, outcome, output_format, task)
         if outcome.stopped and attempt_still_current(attempt=attempt):
             result = AttemptResult(outcome=TaskAttempt.Outcome.ERROR, error="runner stopped unexpectedly")
-    except Refusal as refusal:
+    except (Refusal, containment.ContainmentError) as refusal:
         result = AttemptResult(outcome=TaskAttempt.Outcome.FAILED, error=str(refusal), permanent=True, is_error=True)
     except Exception as exc:  # a runner crash fails this attempt; the task may retry
         log.exception("runner crashed on task %s", task.id)

@@ -2,7 +2,9 @@
 
 The program gets a new session (so its whole tree is one process group we can signal) and,
 through PR_SET_PDEATHSIG, is killed if the worker process running it dies. Output is read line by
-line into the attempt's log file and handed to `on_output` in batches.
+line into the attempt's log file and handed to `on_output` in batches. With a `Containment`
+(agents.runners.containment) it runs as the pool's user and/or in the bubblewrap sandbox; its
+working directory and log file then belong to that user.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from agents.runners import containment as contain
+from agents.runners.containment import Containment
 
 TAIL_LINES = 200
 KILL_GRACE = 1.0
@@ -46,22 +51,32 @@ def _adopt_orphans() -> None:
 _SETPRIV = shutil.which("setpriv")
 
 
-def _with_parent_death_signal(argv: list[str], env: dict[str, str]) -> tuple[list[str], Callable[[], None] | None]:
+def _with_parent_death_signal(
+    argv: list[str], env: dict[str, str], *, containment: Containment | None = None, cwd: Path | None = None
+) -> tuple[list[str], Callable[[], None] | None]:
     """The argv to start, and a preexec function if one is still needed.
 
     util-linux's `setpriv --pdeathsig KILL` sets the parent-death signal and execs the program,
     so Popen can use vfork: a `preexec_fn` forces a full fork() of the worker process, the largest
     single cost of starting a short task. Without setpriv, the preexec function does the same.
+    The same setpriv switches to the containment's user; bwrap, when sandboxed, comes after it.
     """
-    if _SETPRIV is None:
+    if _SETPRIV is None and (containment is None or not containment.active):
         return argv, _die_with_parent
     program = argv[0]
     if os.sep not in program:
         found = shutil.which(program, path=env.get("PATH"))
         if found is None:  # the same error Popen gives, before setpriv would turn it into exit 127
             raise FileNotFoundError(2, "No such file or directory", program)
-        program = found
-    return [_SETPRIV, "--pdeathsig", "KILL", "--", program, *argv[1:]], None
+        user = containment.user if containment is not None else None
+        if user is not None:  # looked up as the user who runs it
+            program = contain.which(program, path=env.get("PATH"), user=user) or ""
+            if not program:
+                raise PermissionError(13, f"not runnable by {user.name} (installed where it cannot go)", argv[0])
+        else:
+            program = found
+    command = contain.command([program, *argv[1:]], containment, workspace=cwd or Path.cwd(), setpriv=_SETPRIV)
+    return command, None if _SETPRIV is not None else _die_with_parent
 
 
 def _die_with_parent() -> None:
@@ -92,7 +107,13 @@ def run_process(
     poll_interval: float = 0.1,
     check_interval: float = 0.5,
     output_interval: float = 0.5,
+    containment: Containment | None = None,
 ) -> ProcessOutcome:
+    """Run `argv` in `cwd` to its end, its timeout, or until `keep_going()` says stop.
+
+    With `containment`, the program runs as its user (cwd, recursively, and the log file are
+    handed to that user first) and/or in its sandbox; the kill of the process tree is the same.
+    """
     started = time.monotonic()
     _adopt_orphans()
     me = os.getpid()
@@ -100,7 +121,11 @@ def run_process(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as log:
         try:
-            command, preexec = _with_parent_death_signal(list(argv), env)
+            if containment is not None and containment.user is not None:
+                hand_over(cwd, uid=containment.user.uid, gid=containment.user.gid)
+                os.fchown(log.fileno(), containment.user.uid, containment.user.gid)
+            env = contain.environment(env, containment, workspace=cwd)
+            command, preexec = _with_parent_death_signal(list(argv), env, containment=containment, cwd=cwd)
             proc = subprocess.Popen(
                 command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec,
@@ -167,6 +192,14 @@ def run_process(
             exit_code=proc.returncode, timed_out=timed_out, stopped=stopped,
             duration=time.monotonic() - started, tail=list(tail),
         )  # fmt: skip
+
+
+def hand_over(path: Path, *, uid: int, gid: int) -> None:
+    """Make `path` and everything in it belong to uid:gid, symlinks themselves and not their targets."""
+    os.chown(path, uid, gid, follow_symlinks=False)
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
 
 
 def _reap_adopted(me: int, children_before: set[int]) -> None:

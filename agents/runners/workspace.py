@@ -1,8 +1,15 @@
 """A workspace of its own for every attempt: a git worktree of the pool's repository, or a fresh
-directory. Released after the attempt unless the pool keeps them."""
+directory. Released after the attempt unless the pool keeps them.
+
+Modes keep attempts apart when their programs run as another user (agents.runners.containment):
+the workspace root and each task's directory are 0711 (passable, not listable), an attempt's
+directory 0700 (the runner hands it to the program's user). Git runs with hooks disabled: a
+program that could write the repository's hooks must not get them run by the worker.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,27 +21,46 @@ class WorkspaceError(Exception):
     pass
 
 
+def root(spec: dict) -> Path:
+    """Where the pool's workspaces are made (var/workspaces unless workspace.root says otherwise)."""
+    return Path(spec.get("root") or workspaces_dir())
+
+
 def workspace_path(spec: dict, task_id: str, attempt: int) -> Path:
-    root = Path(spec.get("root") or workspaces_dir())
-    return root / task_id / str(attempt)
+    return root(spec) / task_id / str(attempt)
+
+
+PASSABLE = 0o711  # others may pass through to a path they know, never list it
+PRIVATE = 0o700
+NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]
 
 
 def prepare(spec: dict, task_id: str, attempt: int) -> Path:
     path = workspace_path(spec, task_id, attempt)
     if path.exists():  # left by a killed worker: start clean
         release(spec, path, force=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (path.parent.parent, path.parent):
+        directory.mkdir(mode=PASSABLE, parents=True, exist_ok=True)
+        _chmod_own(directory, PASSABLE)
     repo = spec.get("repository")
     if not repo:
-        path.mkdir()
+        path.mkdir(mode=PRIVATE)
+        path.chmod(PRIVATE)  # whatever the umask
         return path
     result = subprocess.run(
-        ["git", "-C", str(repo), "worktree", "add", "--detach", str(path), "HEAD"],
+        ["git", *NO_HOOKS, "-C", str(repo), "worktree", "add", "--detach", str(path), "HEAD"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if result.returncode != 0:
         raise WorkspaceError(f"git worktree add failed in {repo}: {result.stderr.strip()[-500:]}")
+    path.chmod(PRIVATE)
     return path
+
+
+def _chmod_own(path: Path, mode: int) -> None:
+    """Set the mode of a directory this process owns (a shared root made by someone else is left as it is)."""
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(mode)
 
 
 def release(spec: dict, path: Path, *, force: bool = False) -> None:
@@ -43,8 +69,9 @@ def release(spec: dict, path: Path, *, force: bool = False) -> None:
     repo = spec.get("repository")
     if repo:
         subprocess.run(
-            ["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], capture_output=True, timeout=120
-        )
+            ["git", *NO_HOOKS, "-C", str(repo), "worktree", "remove", "--force", str(path)],
+            capture_output=True, timeout=120,
+        )  # fmt: skip
     shutil.rmtree(path, ignore_errors=True)
     if repo:
-        subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True, timeout=120)
+        subprocess.run(["git", *NO_HOOKS, "-C", str(repo), "worktree", "prune"], capture_output=True, timeout=120)

@@ -29,7 +29,7 @@ from coordination.errors import HiveError
 from coordination.events import publish
 from coordination.fleet import agent_drain
 from coordination.models import Event, Task, Team
-from external_api.access import ADMIN, caller_of
+from external_api.access import ADMIN, COMMANDS, COMMANDS_REQUIRED, ScopeRequired, caller_of
 from external_api.api import serializers as s
 
 ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
@@ -124,6 +124,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data = s.TaskCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         caller = caller_of(request)
+        if data.validated_data.get("command") and not caller.allows(COMMANDS):
+            raise ScopeRequired(COMMANDS_REQUIRED)
         team = Team.objects.get(id=caller.team_id) if caller.team_id else None
         if team is None and not caller.staff:
             raise HiveError("this account belongs to no team, so it cannot submit tasks", code="no_team")

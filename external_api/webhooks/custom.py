@@ -1,6 +1,7 @@
 """Custom senders: `POST /webhooks/custom/` (or `/webhooks/custom/<slug>/`) with a team's API key.
 
-`X-API-Key` (scope write) says which team the task is for. The JSON body is a task: `prompt` or
+`X-API-Key` (scope write; a task with a `command` also needs scope commands) says which team the
+task is for. The JSON body is a task: `prompt` or
 `command`, `capabilities` (default: the source's rules), `priority`, `payload`, `task_type`, and
 optionally `delivery_id` — or the `X-Delivery-Id` / `Idempotency-Key` header — which makes a
 repeated delivery return the first task. A source with a secret also needs `X-Hub-Signature-256`
@@ -17,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
+from external_api.access import COMMANDS, COMMANDS_REQUIRED
 from external_api.authentication import api_key_lookup, key_from_headers
 from external_api.errors import json_error
 from external_api.models import ApiKey, WebhookSource
@@ -58,6 +60,8 @@ def custom_webhook(request: HttpRequest, slug: str | None = None) -> HttpRespons
         except SignatureError as exc:
             return intake.signature_refused(source, exc)
     data = _json(body)
+    if data is not None and data.get("command") and not key.allows(COMMANDS):
+        return json_error("scope_required", COMMANDS_REQUIRED, 403)  # refused before any delivery is recorded
     given_id = (request.headers.get("X-Delivery-Id") or (data or {}).get("delivery_id")
                 or request.headers.get("Idempotency-Key"))  # fmt: skip
     if given_id is not None and (not isinstance(given_id, str) or not 0 < len(given_id.strip()) <= 200):

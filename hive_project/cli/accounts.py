@@ -69,7 +69,12 @@ def apikey() -> None:
 
 @apikey.command("create")
 @click.option("--name", required=True, help="What the key is for, e.g. ci.")
-@click.option("--scopes", default="read", show_default=True, help="Comma-separated: read, write, admin.")
+@click.option(
+    "--scopes",
+    default="read",
+    show_default=True,
+    help="Comma-separated: read, write, admin, commands (submit tasks that carry their own command).",
+)
 @click.option("--team", "team_name", default="default", show_default=True)
 @click.option("--expires-days", type=click.IntRange(min=1), help="Expire the key after this many days.")
 def apikey_create_cmd(name, scopes, team_name, expires_days) -> None:

@@ -310,6 +310,18 @@ def check_config(path, explain) -> None:
     click.echo(explain_config(config) if explain else describe(config))
     for line in no_effect_lines(config):
         click.echo(line)
+    from agents.runners.containment import start_check
+
+    # workers started by this user meet the same checks (hive up as root without
+    # system.runner_user runs the programs as its own dedicated user instead)
+    runners = {name: pool.runner.model_dump(mode="json") for name, pool in config.agents.items()}
+    refusals, warnings = start_check(runners, default_user=config.system.runner_user, production=config.production)
+    for line in warnings:
+        click.echo(f"warning: {line}")
+    if refusals:  # one line per refused pool
+        for line in refusals[:-1]:
+            click.echo(f"hive: {line}", err=True)
+        fail(refusals[-1])
     click.echo("configuration ok")
 
 

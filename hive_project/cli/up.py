@@ -9,6 +9,7 @@ Each child's output goes to var/logs/<name>.log.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ import click
 from hive_project.cli import fail, main
 from hive_project.launch import celery_argv, worker_argv
 
+RUNNER_USER = "hive-agent"
 STOP_GRACE = 15.0
 MAX_BACKOFF = 30.0
 
@@ -87,13 +89,16 @@ def up(host, port, flower, flower_port) -> None:
     from hive_project.config import ConfigError, load_config
 
     try:
-        load_config()
+        config = load_config()
     except ConfigError as exc:
         fail(f"configuration error: {exc}")
     from hive_project import embedded_redis
     from hive_project.paths import embedded_redis_socket, var_dir
 
     logs = var_dir() / "logs"
+    runner_user = _runner_user(config.system.runner_user)
+    if runner_user:  # every child, and the settings loaded below, read it as system.runner_user
+        os.environ["LEANVIBE_SYSTEM_RUNNER_USER"] = runner_user
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # every child counts into one directory, and /metrics adds them up
     prometheus_dir = var_dir() / "prometheus"
@@ -132,7 +137,9 @@ def _prepare() -> None:
     from coordination.fleet import pool_sync
     from external_api.services import webhook_sources_sync
     from hive_project.cli.admin_user import ensure_admin
+    from hive_project.paths import protect_private_files, write_private
 
+    _check_containment()
     call_command("migrate", interactive=False, verbosity=0)
     pools = pool_sync(config=settings.HIVE_CONFIG)
     webhook_sources_sync(settings.HIVE_CONFIG)
@@ -147,9 +154,59 @@ def _prepare() -> None:
         password_file = settings.VAR_DIR / "admin-password"
         password = ensure_admin("admin", None, reset=False)
         if password:
-            password_file.write_text(password + "\n")
-            password_file.chmod(0o600)
+            write_private(password_file, password + "\n")
+    for problem in protect_private_files(settings.DATABASES):
+        click.echo(f"warning   {problem}")
     connection.close()
+
+
+def _runner_user(configured: str | None) -> str | None:
+    """Who runs agent programs under this `hive up`: system.runner_user when configured; as root
+    without one, the dedicated RUNNER_USER, created here (a system user, no home) if missing."""
+    if configured or os.geteuid() != 0:
+        return configured
+    try:
+        created = ensure_system_user(RUNNER_USER)
+    except RuntimeError as exc:
+        fail(f"cannot create the user {RUNNER_USER} that agent programs run as ({exc}); create it, "
+             f"or set system.runner_user (LEANVIBE_SYSTEM_RUNNER_USER) to an unprivileged user")  # fmt: skip
+    click.echo(f"runner    agent programs and command tasks run as {RUNNER_USER}{' (user created)' if created else ''}")
+    return RUNNER_USER
+
+
+def ensure_system_user(name: str) -> bool:
+    """Make sure the unprivileged system user `name` exists (no home, no login shell); True when
+    it was created now. RuntimeError with useradd's message when it cannot be (not root)."""
+    try:
+        pwd.getpwnam(name)
+        return False
+    except KeyError:
+        pass
+    try:
+        result = subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "--shell",
+                                 "/usr/sbin/nologin", name], capture_output=True, text=True)  # fmt: skip
+    except OSError as exc:  # no useradd on this machine
+        raise RuntimeError(f"cannot run useradd: {exc.strerror or exc}") from None
+    if result.returncode != 0 and result.returncode != 9:  # 9: created meanwhile by another process
+        raise RuntimeError(result.stderr.strip() or f"useradd exited with {result.returncode}")
+    return result.returncode == 0
+
+
+def _check_containment() -> None:
+    """Refuse (production) or warn about (development) pools whose programs would run uncontained."""
+    from django.conf import settings
+
+    from agents.runners.containment import start_check
+
+    config = settings.HIVE_CONFIG
+    runners = {name: pool.runner.model_dump(mode="json") for name, pool in config.agents.items()}
+    refusals, warnings = start_check(runners, default_user=config.system.runner_user, production=settings.PRODUCTION)
+    for line in warnings:
+        click.echo(f"warning   {line}")
+    if refusals:  # one line per refused pool
+        for line in refusals[:-1]:
+            click.echo(f"hive: {line}", err=True)
+        fail(refusals[-1])
 
 
 def _supervise(children: list[Child], *, host: str, port: int, flower: bool, flower_port: int, logs: Path) -> None:

@@ -49,6 +49,11 @@ def describe(config: HiveConfig) -> str:
             f"commands {'allowed' if pool.allow_commands else 'refused'}"
         )
         lines.append(f"    runs: {how}")
+        sandbox = "no sandbox"
+        if runner.sandbox == "bubblewrap":
+            sandbox = f"in a bubblewrap sandbox (network {'on' if runner.sandbox_network else 'off'})"
+        runs_as = runner.run_as or config.system.runner_user or "the worker's user"
+        lines.append(f"    as: {runs_as}, {sandbox}")
         if pool.max_concurrent or pool.max_starts_per_minute:
             limits = [
                 f"at most {pool.max_concurrent} at once" if pool.max_concurrent else "",

@@ -19,6 +19,7 @@ from hive_project.config.types import (
     LogLevel,
     NonEmpty,
     Strategy,
+    UserName,
     _field_error,
     _not_bool,
     _seconds,
@@ -30,6 +31,9 @@ class SystemConfig(_Section):
     log_level: LogLevel = "INFO"
     debug_mode: bool = False
     max_concurrent_tasks: Int = Field(50, gt=0)
+    # Hive extension: who runs agent programs when a pool names no runner.run_as (`hive up` as root
+    # sets it to a dedicated user it creates); see agents/runners/containment.py.
+    runner_user: UserName = None
 
 
 class MultiAgentConfig(_Section):
@@ -199,6 +203,11 @@ class RunnerConfig(_Section):
     output_format: Literal["text", "claude-json"] = "claude-json"
     callable: str | None = None  # "package.module.function" or "package.module:function"
     rate_limit: RateLimitConfig = RateLimitConfig()
+    # Containment (agents/runners/containment.py): the user the program runs as (the worker must be
+    # root to switch), the bubblewrap sandbox, and whether the sandbox keeps the network.
+    run_as: UserName = None
+    sandbox: Literal["none", "bubblewrap"] = "none"
+    sandbox_network: bool = True
 
     @field_validator("argv")
     @classmethod

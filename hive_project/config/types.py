@@ -20,6 +20,7 @@ _CALLABLE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SYSLOG_FACILITIES = (
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
     "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
@@ -74,6 +75,12 @@ def _strategy(value: Any) -> Any:
 
 def _blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
+
+
+def _user_name(value: str | None) -> str | None:
+    if value is not None and not _USER_NAME.match(value):
+        raise ValueError("a user name of this machine such as hive-agent")
+    return value
 
 
 def _capabilities(values: list[str]) -> list[str]:
@@ -142,6 +149,7 @@ Capabilities = Annotated[list[str], AfterValidator(_capabilities)]
 Origins = list[Annotated[str, AfterValidator(_origin)]]
 HttpPath = Annotated[str, AfterValidator(_http_path)]
 PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)]
+UserName = Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_user_name)]
 UpdateFrequency = Literal["hourly", "daily", "weekly"]
 
 

@@ -68,7 +68,7 @@ def personas(teams) -> dict[str, Persona]:
 @pytest.fixture
 def acme_task(personas):
     response = personas["owner"].client.post(
-        "/api/v1/tasks/", {"command": ["true"], "capabilities": ["python"], "prompt": "acme work"}, format="json"
+        "/api/v1/tasks/", {"capabilities": ["python"], "prompt": "acme work"}, format="json"
     )
     assert response.status_code == 201, response.content
     return response.json()

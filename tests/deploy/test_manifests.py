@@ -39,6 +39,10 @@ K8S_VERSIONS = ("1.29", "1.37")
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.dev.yml", "docker-compose.external-api.yml")
 PRODUCTION_COMPOSE_FILES = ("docker-compose.yml", "docker-compose.external-api.yml")
+# Pool workers start agent programs and command tasks as this unprivileged user; switching to it
+# takes root with these capabilities and nothing else (README "Containment").
+RUNNER_USER = "hive-agent"
+RUNNER_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"]
 
 # The metrics the hive exports, with their labels (histograms add "le" to the _bucket series).
 METRICS: dict[str, set[str]] = {
@@ -173,6 +177,11 @@ def compose_config() -> dict[str, Any]:
 
 def is_celery_worker(args: list[str]) -> bool:
     return args[:4] == ["celery", "-A", "hive_project", "worker"]
+
+
+def is_pool_worker(args: list[str]) -> bool:
+    """A worker that runs a pool's tasks (the control worker starts no programs)."""
+    return is_celery_worker(args) and option(args, "-Q") != "hive.control"
 
 
 def tool(name: str) -> str | None:
@@ -327,9 +336,41 @@ def test_workload_containers_are_complete_and_hardened(workload: dict[str, Any])
         assert security["allowPrivilegeEscalation"] is False, name
         assert security["readOnlyRootFilesystem"] is True, name
         assert security["capabilities"]["drop"] == ["ALL"], name
+        if is_pool_worker(argv(container)):  # root only to start its programs as the runner user
+            assert (security["runAsUser"], security["runAsNonRoot"]) == (0, False), name
+            assert security["capabilities"]["add"] == RUNNER_CAPABILITIES, name
+            env = {item["name"]: item.get("value") for item in container.get("env", [])}
+            assert env["LEANVIBE_SYSTEM_RUNNER_USER"] == RUNNER_USER, name
+        else:
+            assert security["runAsNonRoot"] is True and "runAsUser" not in security, name
+            assert "add" not in security["capabilities"], name
         mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
         assert "emptyDir" in volumes[mounts["/app/var"]], f"{name}: /app/var must be a writable emptyDir"
         assert "emptyDir" in volumes[mounts["/tmp"]], f"{name}: /tmp must be a writable emptyDir"
+
+
+def test_only_pool_workers_run_as_root_and_they_start_their_programs_as_the_runner_user() -> None:
+    rooted = sorted(
+        d["metadata"]["name"]
+        for d in workloads()
+        for c in pod_spec(d)["containers"]
+        if c["securityContext"].get("runAsUser") == 0
+    )
+    assert rooted == sorted(f"agent-hive-worker-{pool}" for pool in pools())
+    for pool in pools():
+        spec = pod_spec(worker_deployments()[f"hive.{pool}"])
+        (container,) = spec["containers"]
+        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert "emptyDir" in volumes[mounts[f"/home/{RUNNER_USER}"]], f"{pool}: the runner user's home is writable"
+
+
+def test_namespace_enforces_baseline_and_warns_and_audits_restricted() -> None:
+    (namespace,) = objects_of("Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
 
 
 @pytest.mark.parametrize("deployment", objects_of("Deployment"), ids=lambda d: d["metadata"]["name"])
@@ -747,9 +788,16 @@ def test_production_compose_checks_health_and_runs_read_only_without_root(filena
         if name not in services:
             continue
         service = services[name]
-        assert service["user"] == "10001:10001", name
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name
+        if is_pool_worker(compose_argv(service)):  # root only to start its programs as the runner user
+            assert service["user"] == "0:0", name
+            assert service["cap_add"] == RUNNER_CAPABILITIES, name
+            assert compose_environment(service)["LEANVIBE_SYSTEM_RUNNER_USER"] == RUNNER_USER, name
+            assert f"/home/{RUNNER_USER}" in service["tmpfs"], name
+        else:
+            assert service["user"] == "10001:10001", name
+            assert "cap_add" not in service, name
         if name == "migrate":
             continue
         test = " ".join(service["healthcheck"]["test"])
@@ -849,6 +897,8 @@ def test_dockerfile_runtime_runs_as_non_root_hive_with_git_and_writable_var() ->
     runs = " ".join(item["value"] for item in runtime if item["instruction"] == "RUN")
     assert re.search(r"install .*\bgit\b.*\bprocps\b", runs)
     assert "--uid 10001" in runs and "chown -R hive:hive /app/var" in runs
+    assert re.search(r"useradd --system --uid 10002 --gid hive-agent .*hive-agent", runs), "the runner user"
+    assert re.search(r"install .*\bbubblewrap\b", runs)
     assert "/app" in [item["value"] for item in runtime if item["instruction"] == "WORKDIR"]
     assert ". /app" in [item["value"] for item in runtime if item["instruction"] == "COPY"]
 

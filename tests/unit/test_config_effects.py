@@ -26,6 +26,11 @@ INTEGRATION = "integration/test_config_effects.py"
 
 # For each key of the guide's files that acts: a test (file::function) that shows its effect.
 SHOWN_BY = {
+    # containment (issue 7)
+    "agents.<pool>.runner.run_as": "containment/test_isolation.py::test_command_task_of_team_b_gets_nothing_of_team_a_or_of_the_hive",
+    "agents.<pool>.runner.sandbox": "containment/test_isolation.py::test_prompt_task_runs_the_agent_program_as_the_pool_user_in_the_sandbox",
+    "agents.<pool>.runner.sandbox_network": "containment/test_isolation.py::test_prompt_task_runs_the_agent_program_as_the_pool_user_in_the_sandbox",
+    "system.runner_user": "containment/test_plan.py::test_plan_system_runner_user_applies_when_the_pool_names_none",
     # scaling and flow (issue 10)
     "scaling.enabled": "unit/test_scaling_services.py::test_evaluate_disabled_does_nothing",
     "scaling.auto_scale": "unit/test_scaling_services.py::test_evaluate_without_auto_scale_only_recommends_once",

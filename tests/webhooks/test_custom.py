@@ -26,6 +26,7 @@ def keys(acme):
         "reader": apikey_create(name="reader", scopes=["read"], team=acme)[1],
         "writer": apikey_create(name="writer", scopes=["read", "write"], team=acme)[1],
         "admin": apikey_create(name="admin", scopes=["admin"], team=acme)[1],
+        "commands": apikey_create(name="commands", scopes=["write", "commands"], team=acme)[1],
     }
 
 
@@ -108,7 +109,7 @@ def test_without_a_delivery_id_each_post_is_a_new_task(client, keys):
 
 def test_a_command_task_and_the_sources_default_capabilities(client, keys, acme):
     source = WebhookSource.objects.create(kind="custom", slug="ci", team=acme, rules={"capabilities": ["react"]})
-    response = post(client, {"command": ["npm", "test"]}, keys["writer"])
+    response = post(client, {"command": ["npm", "test"]}, keys["commands"])
     assert response.status_code == 201, response.content
     task = Task.objects.get()
     assert task.command == ["npm", "test"] and task.capabilities == ["react"] and task.pool.name == "frontend"
