@@ -5,4 +5,7 @@ class ExternalApiConfig(AppConfig):
     name = "external_api"
 
     def ready(self) -> None:
-        from external_api import schema  # noqa: F401  (registers the API key scheme with drf-spectacular)
+        from external_api import (  # noqa: F401
+            auth_throttle,  # connects the failed-login counters to Django's auth signals
+            schema,  # registers the API key scheme with drf-spectacular
+        )

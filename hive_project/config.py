@@ -230,6 +230,15 @@ def _origin(value: str) -> str:
     return value
 
 
+def _stream_origin(value: str) -> str:
+    if value == "*":
+        raise ValueError(
+            "origins listed one by one, such as https://app.example.com ('*' is refused: any site a signed-in "
+            "user visits could read the stream with that user's session cookie)"
+        )
+    return _origin(value)
+
+
 def _http_path(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError("a path starting with '/'")
@@ -276,6 +285,7 @@ Secret = Annotated[str | None, BeforeValidator(_blank_to_none)]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Capabilities = Annotated[list[str], AfterValidator(_capabilities)]
 Origins = list[Annotated[str, AfterValidator(_origin)]]
+StreamOrigins = list[Annotated[str, AfterValidator(_stream_origin)]]
 HttpPath = Annotated[str, AfterValidator(_http_path)]
 PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)]
 UpdateFrequency = Literal["hourly", "daily", "weekly"]
@@ -792,6 +802,18 @@ class StreamingSecurityConfig(_Section):
     authentication: StreamingAuthenticationConfig = StreamingAuthenticationConfig()
     encryption: StreamingEncryptionConfig = StreamingEncryptionConfig()
     access_control: StreamingAccessControlConfig = StreamingAccessControlConfig()
+    # Browser pages from these origins may open the stream, besides the server's own (never '*').
+    allowed_origins: StreamOrigins = []
+
+
+class AuthenticationThrottlingConfig(_Section):
+    """Failed sign-ins and bad API keys, counted in Redis; too many lock the account or address out."""
+
+    enabled: bool = True
+    max_login_attempts: Int = Field(5, gt=0)  # failed password logins per account within failure_window
+    max_failures_per_address: Int = Field(20, gt=0)  # failed logins and bad API keys from one address
+    failure_window: Int = Field(900, gt=0)  # seconds over which failures are counted
+    lockout_duration: Int = Field(900, gt=0)  # seconds an account or address stays locked out
 
 
 class SecurityConfig(_Section):
@@ -801,6 +823,7 @@ class SecurityConfig(_Section):
     webhook_server: WebhookSecurityConfig = WebhookSecurityConfig()
     api_gateway: GatewaySecurityConfig = GatewaySecurityConfig()
     event_streaming: StreamingSecurityConfig = StreamingSecurityConfig()
+    authentication_throttling: AuthenticationThrottlingConfig = AuthenticationThrottlingConfig()
 
     @property
     def effective_jwt_signing_key(self) -> str | None:
@@ -857,12 +880,27 @@ class AlertsConfig(_Section):
     webhook_url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_http_url)] = None
 
 
+class FlowerConfig(_Section):
+    """Basic auth of Flower's UI; production refuses to start Flower without a password."""
+
+    username: Annotated[str, StringConstraints(pattern=r"^[^:,\s]+$")] = "operator"
+    password: Secret = None  # None: generated into var/flower-password in development
+
+    @field_validator("password")
+    @classmethod
+    def _no_comma(cls, value: str | None) -> str | None:
+        if value is not None and "," in value:
+            raise ValueError("a password without ',' (Flower reads user:password pairs separated by commas)")
+        return value
+
+
 class MonitoringConfig(_Section):
     enabled: bool = True
     metrics_port: Port = 8081
     health_check_port: Port = 8080
     prometheus: PrometheusConfig = PrometheusConfig()
     alerts: AlertsConfig = AlertsConfig()
+    flower: FlowerConfig = FlowerConfig()
 
 
 class DevelopmentConfig(_Section):
