@@ -274,7 +274,9 @@ def check_config(path) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--role", default="all", show_default=True, type=click.Choice(["all", "gateway", "webhooks", "streaming"]),
               help="Serve one front door (production runs each as its own process) or all of them.")  # fmt: skip
-def serve(host, port, role) -> None:
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log every request line (secret query parameters such as api_key= are redacted).")  # fmt: skip
+def serve(host, port, role, access_log) -> None:
     """Serve the web process with uvicorn: gateway (API, admin, dashboard), webhooks, streaming, or all.
 
     Every role also answers /health, /ready and /metrics.
@@ -289,7 +291,7 @@ def serve(host, port, role) -> None:
     import uvicorn
 
     uvicorn.run("hive_project.asgi:application", host=host, port=port, ws="websockets", lifespan="off",
-                log_level="info", access_log=False)  # fmt: skip
+                log_level="info", access_log=access_log)  # fmt: skip
 
 
 @main.command()
