@@ -42,8 +42,9 @@ def olivia(pools) -> User:
 
 
 def token(client: APIClient, username: str, password: str, address: str = "10.0.0.1"):
-    return client.post("/api/v1/auth/token/", {"username": username, "password": password}, format="json",
-                       REMOTE_ADDR=address)  # fmt: skip
+    return client.post(
+        "/api/v1/auth/token/", {"username": username, "password": password}, format="json", REMOTE_ADDR=address
+    )
 
 
 def test_token_endpoint_locks_the_account_after_max_login_attempts_then_lets_it_in_again(olivia, throttling):
@@ -96,8 +97,10 @@ def test_unknown_api_keys_lock_the_address_out_even_for_a_valid_key(pools, throt
     throttling(max_failures_per_address=3, lockout_duration=60)
     valid = api_key(Team.objects.create(name="acme"), ["read"])
     client = APIClient()
-    codes = [client.get("/api/v1/tasks/", HTTP_X_API_KEY=f"hive_guess{i}_x", REMOTE_ADDR="10.2.2.2").status_code
-             for i in range(3)]  # fmt: skip
+    codes = [
+        client.get("/api/v1/tasks/", HTTP_X_API_KEY=f"hive_guess{i}_x", REMOTE_ADDR="10.2.2.2").status_code
+        for i in range(3)
+    ]
     locked = client.get("/api/v1/tasks/", HTTP_X_API_KEY=valid, REMOTE_ADDR="10.2.2.2")
     elsewhere = client.get("/api/v1/tasks/", HTTP_X_API_KEY=valid, REMOTE_ADDR="10.3.3.3")
     webhook = client.post("/webhooks/custom/", {}, format="json", HTTP_X_API_KEY=valid, REMOTE_ADDR="10.2.2.2")
@@ -124,9 +127,12 @@ def test_throttling_fails_open_when_redis_is_away(olivia, throttling, settings):
     """Without Redis nothing is counted: wrong passwords stay 401 and the right one works."""
     throttling(max_login_attempts=2)
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
-                    "OPTIONS": {"socket_connect_timeout": 0.5}}
-    }  # fmt: skip
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        }
+    }
     client = APIClient()
     assert [token(client, "olivia", "guess").status_code for _ in range(4)] == [401] * 4
     assert token(client, "olivia", PASSWORD).status_code == 200

@@ -55,10 +55,20 @@ class ChunkedClient:
     def request(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> ChunkedClient:
         from hive_project.asgi import application
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"testserver"), (b"transfer-encoding", b"chunked"), *headers],
-                 "client": ("127.0.0.1", 40000), "server": ("testserver", 80)}  # fmt: skip
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver"), (b"transfer-encoding", b"chunked"), *headers],
+            "client": ("127.0.0.1", 40000),
+            "server": ("testserver", 80),
+        }
         asyncio.run(asyncio.wait_for(application(scope, self.receive, self.send), timeout=60))
         return self
 
@@ -75,8 +85,10 @@ def webhook_limit() -> int:
 def test_a_chunked_100mb_body_to_the_webhook_route_is_refused_after_the_limit_and_one_chunk(live_pools):
     client = ChunkedClient(HUNDRED_MB).request("POST", "/webhooks/custom/", [(b"content-type", b"application/json")])
     assert client.status == 413
-    assert client.json() == {"code": "payload_too_large",
-                             "detail": f"the request body is larger than {webhook_limit()} bytes"}  # fmt: skip
+    assert client.json() == {
+        "code": "payload_too_large",
+        "detail": f"the request body is larger than {webhook_limit()} bytes",
+    }
     assert client.read <= webhook_limit() + CHUNK
 
 
@@ -162,8 +174,9 @@ def test_a_real_server_answers_a_chunked_flood_early_and_takes_a_chunked_task(hi
     server = hive.spawn("web", [sys.executable, "-m", "hive_project.cli", "serve", "--port", str(port)])
     wait_until_serving(f"http://127.0.0.1:{port}", server)
 
-    (status, body), sent = chunked_upload(port, "/webhooks/custom/", {"Content-Type": "application/json"}, None,
-                                          total=HUNDRED_MB)  # fmt: skip
+    (status, body), sent = chunked_upload(
+        port, "/webhooks/custom/", {"Content-Type": "application/json"}, None, total=HUNDRED_MB
+    )
     assert status.startswith("HTTP/1.1 413 ") and body["code"] == "payload_too_large"
     assert sent < HUNDRED_MB / 4  # answered long before the flood ended (socket buffers hold a few MB)
 

@@ -26,8 +26,15 @@ def test_redact_replaces_secret_query_values_only():
 
 
 def test_the_filter_rewrites_a_records_arguments_before_formatting():
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                               ("1.2.3.4:5", "GET", "/api/v1/tasks/?token=secret", "1.1", 200), None)  # fmt: skip
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "GET", "/api/v1/tasks/?token=secret", "1.1", 200),
+        None,
+    )
     assert SecretQueryFilter().filter(record)
     assert record.getMessage() == '1.2.3.4:5 - "GET /api/v1/tasks/?token=[redacted] HTTP/1.1" 200'
 
