@@ -19,8 +19,11 @@ from tests.streaming.test_dashboard_browser import free_port
 
 pytestmark = pytest.mark.integration
 
-PRODUCTION = {"LEANVIBE_ENV": "production", "LEANVIBE_SECURITY_SECRET_KEY": "s" * 50,
-              "LEANVIBE_SECURITY_JWT_SIGNING_KEY": "j" * 50}  # fmt: skip
+PRODUCTION = {
+    "LEANVIBE_ENV": "production",
+    "LEANVIBE_SECURITY_SECRET_KEY": "s" * 50,
+    "LEANVIBE_SECURITY_JWT_SIGNING_KEY": "j" * 50,
+}
 
 
 def status_of(url: str, user: str | None = None, password: str | None = None) -> int:
@@ -41,8 +44,14 @@ class Flower:
         self.log = tmp_path / f"flower-{self.port}.log"
         argv = [sys.executable, "-m", "hive_project.cli", "flower", f"--port={self.port}", "--address=127.0.0.1"]
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=child_env(LEANVIBE_VAR_DIR=str(tmp_path), **env),
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=child_env(LEANVIBE_VAR_DIR=str(tmp_path), **env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait(self, timeout: float = 60) -> Flower:
         deadline = time.monotonic() + timeout
@@ -102,9 +111,14 @@ def test_flower_takes_the_configured_password_and_flowers_own_variable(tmp_path,
 
 
 def test_flower_in_production_without_a_password_does_not_start(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "hive_project.cli", "flower", "--port=1"], cwd=ROOT,
-                          env=child_env(LEANVIBE_VAR_DIR=str(tmp_path), **PRODUCTION), capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", "flower", "--port=1"],
+        cwd=ROOT,
+        env=child_env(LEANVIBE_VAR_DIR=str(tmp_path), **PRODUCTION),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "hive: configuration error: monitoring.flower.password is empty: production runs Flower only behind a "
@@ -112,3 +126,22 @@ def test_flower_in_production_without_a_password_does_not_start(tmp_path):
         "FLOWER_BASIC_AUTH=user:password)"
     ]
     assert not (tmp_path / "flower-password").exists()
+
+
+def test_hive_up_runs_flower_through_hive_flower_and_says_where_the_password_is(
+    tmp_path, settings, monkeypatch, capsys
+):
+    from hive_project.cli.up import _flower_login, plan_children
+
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    children = plan_children(host="127.0.0.1", port=8000, flower=True, flower_port=5999, env={}, logs=tmp_path)
+    (flower,) = [child for child in children if child.name == "flower"]
+    assert flower.argv == [sys.executable, "-m", "hive_project.cli", "flower", "--port=5999", "--address=127.0.0.1"]
+
+    settings.VAR_DIR = tmp_path
+    assert _flower_login() == f"user 'operator', password in {tmp_path / 'flower-password'}"
+    settings.PRODUCTION = True
+    with pytest.raises(SystemExit) as stopped:
+        _flower_login()
+    assert stopped.value.code == 2
+    assert "monitoring.flower.password is empty" in capsys.readouterr().err
