@@ -6,9 +6,11 @@ import pytest
 
 from agents.models import Agent
 from coordination import selectors
+from coordination.dispatch import redis_client
 from coordination.models import Event, Task, Team
 from coordination.services import task_submit
 from external_api.access import Caller
+from tests.conftest import purge_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -67,8 +69,12 @@ def test_pool_summaries_count_tasks_and_live_agents(teams, pools):
     Agent.objects.create(name="backend@b", pool=pools["backend"], status=Agent.Status.OFFLINE)
     backend = selectors.pools_with_counts().get(name="backend")
     assert (backend.queued, backend.running, backend.agents_online) == (1, 0, 1)
-    depths = selectors.pool_queue_depths([backend])  # nothing sent: the test's transaction never commits
-    assert depths == {"hive.backend": 0}
+    purge_broker()
+    redis_client().rpush("hive.backend:3", "a message at the high priority step")
+    try:
+        assert selectors.pool_queue_depths([backend]) == {"hive.backend": 1}
+    finally:
+        purge_broker()
 
 
 def test_pool_queue_depths_are_empty_when_redis_does_not_answer(pools, monkeypatch):
