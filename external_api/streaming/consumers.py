@@ -4,10 +4,11 @@ Protocol (every frame the server sends is JSON text, except compressed batches):
 
 - connect: `/ws/events/` with a credential (the `X-API-Key` or `Authorization: Bearer` header,
   the subprotocols `["hive.v1", "bearer.<token>"]` or `["hive.v1", "apikey.<key>"]` answered
-  with `hive.v1`, the session, or `?api_key=` / `?token=`; see auth.py) plus optional filters (`event_types`, `pools`, `agents`, `tasks`, `priorities`, lists
-  comma-separated), `last_event_id`, `compress` (`gzip`, `zlib`, `deflate` or `1` for the
-  configured algorithm; honoured when `compression_enabled`), `batch_size` and
-  `flush_interval` (at most the configured ones).
+  with `hive.v1`, the session, or `?api_key=` / `?token=`; see auth.py) plus optional filters
+  (`event_types`, `pools`, `agents`, `tasks`, `priorities`, lists comma-separated),
+  `last_event_id`, `compress` (`gzip`, `zlib`, `deflate` or `1` for the configured algorithm;
+  honoured when `compression_enabled`), `batch_size` and `flush_interval` (at most the
+  configured ones).
 - `{"type": "welcome", "connection", "viewer", "filters", "head", ...}` once accepted; `head` is
   the newest event id visible to the viewer when the stream started.
 - `{"type": "batch", "events": [...]}`: up to `batch_size` events, sent when full or
