@@ -1,4 +1,8 @@
-"""Who is calling: a team member (JWT or session), staff, or an API key with scopes.
+"""Who is calling: the one principal type of the API and the event stream.
+
+A `Caller` is a team member (JWT or session), staff, an API key with scopes, or an anonymous
+client. The REST gateway builds one per request (`caller_of`), the stream per connection
+(`external_api.streaming.auth`); both ask `coordination.selectors` what it may see.
 
 A task with its own `command` runs a program of the caller's choosing on a worker, so submitting
 one from outside needs the `commands` scope (or staff), besides the pool's allow_commands. Local
@@ -7,11 +11,14 @@ submissions (CLI, Python on the hive's machine) are trusted and do not come thro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from rest_framework.request import Request
 
 from coordination.errors import HiveError
+from coordination.selectors import event_message_visible_to
 from external_api.models import ApiKey
 
 READ, WRITE, ADMIN, COMMANDS = ApiKey.Scope.READ, ApiKey.Scope.WRITE, ApiKey.Scope.ADMIN, ApiKey.Scope.COMMANDS
@@ -24,6 +31,8 @@ COMMANDS_REQUIRED = (
 class ScopeRequired(HiveError):
     code = "scope_required"
     http_status = 403  # an error of the HTTP layer itself (see external_api.errors.http_status)
+
+CallerKind = Literal["api_key", "jwt", "session", "anonymous"]
 
 
 class ApiKeyUser:
@@ -47,13 +56,41 @@ class ApiKeyUser:
 
 @dataclass(frozen=True)
 class Caller:
+    """A principal: its team (None: none), whether it is staff, its scopes, a stable `ident` for
+    rate limits and logs (`key:<prefix>`, `user:<pk>`, `ip:<address>`, `anonymous`) and how it
+    authenticated."""
+
     team_id: int | None
     staff: bool
     scopes: frozenset[str]
     ident: str
+    kind: CallerKind = "anonymous"
 
     def allows(self, scope: str) -> bool:
         return self.staff or scope in self.scopes or ADMIN in self.scopes
+
+    def sees(self, event: Mapping[str, Any]) -> bool:
+        """Whether a published event (`Event.as_message()`) is this caller's to see."""
+        return event_message_visible_to(event, team_id=self.team_id, staff=self.staff)
+
+
+def caller_of_key(key: ApiKey) -> Caller:
+    return Caller(
+        team_id=key.team_id, staff=False, scopes=frozenset(key.scopes), ident=f"key:{key.prefix}", kind="api_key"
+    )
+
+
+def caller_of_user(user: Any, *, kind: CallerKind) -> Caller:
+    """A signed-in user: read and write on their team's tasks, admin too when staff."""
+    membership = getattr(user, "membership", None)
+    scopes = {READ, WRITE} | ({ADMIN} if user.is_staff else set())
+    return Caller(
+        team_id=membership.team_id if membership else None,
+        staff=bool(user.is_staff),
+        scopes=frozenset(scopes),
+        ident=f"user:{user.pk}",
+        kind=kind,
+    )
 
 
 def caller_of(request: Request) -> Caller:
@@ -62,18 +99,15 @@ def caller_of(request: Request) -> Caller:
         return cached
     user = request.user
     if isinstance(user, ApiKeyUser):
-        key = user.key
-        caller = Caller(team_id=key.team_id, staff=False, scopes=frozenset(key.scopes), ident=f"key:{key.prefix}")
+        caller = caller_of_key(user.key)
     elif user is not None and user.is_authenticated:
-        membership = getattr(user, "membership", None)
-        scopes = {READ, WRITE} | ({ADMIN} if user.is_staff else set())
-        caller = Caller(team_id=membership.team_id if membership else None, staff=user.is_staff,
-                        scopes=frozenset(scopes), ident=f"user:{user.pk}")  # fmt: skip
+        # JWTAuthentication leaves the validated token in request.auth; a session has none
+        caller = caller_of_user(user, kind="session" if request.auth is None else "jwt")
     else:
         caller = Caller(team_id=None, staff=False, scopes=frozenset(), ident=f"ip:{client_ip(request)}")
-    request._hive_caller = caller
+    request._hive_caller = caller  # type: ignore[attr-defined]
     return caller
 
 
-def client_ip(request) -> str:
+def client_ip(request: Any) -> str:
     return request.META.get("REMOTE_ADDR", "unknown")

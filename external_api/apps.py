@@ -6,7 +6,10 @@ class ExternalApiConfig(AppConfig):
 
     def ready(self) -> None:
         from coordination.events import register_announcer
-        from external_api import schema  # noqa: F401  (registers the API key scheme with drf-spectacular)
+        from external_api import (  # noqa: F401
+            auth_throttle,  # connects the failed-login counters to Django's auth signals
+            schema,  # registers the API key scheme with drf-spectacular
+        )
         from external_api.streaming.broadcast import announce
 
         register_announcer(announce)

@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP through Django (static files included), WebSockets through Channels."""
+"""ASGI entry point: HTTP through Django (static files included), WebSockets through Channels.
+
+HTTP request bodies pass the size cap as they arrive (external_api.body_limit); request lines
+written by the server have their secret query parameters redacted (hive_project.logredact).
+"""
 
 import os
 
@@ -15,7 +19,12 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (after Django is 
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-routes = {"http": ASGIStaticFilesHandler(django_http)}
+from external_api.body_limit import BodyLimitMiddleware  # noqa: E402
+from hive_project import logredact  # noqa: E402
+
+logredact.install()  # the server configured its loggers before it imported this module
+
+routes = {"http": BodyLimitMiddleware(ASGIStaticFilesHandler(django_http))}
 if settings.SERVE_ROLE in ("all", "streaming"):
     from external_api.streaming.routing import websocket_application
 

@@ -16,46 +16,41 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Iterator
 
 from django.conf import settings
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from agents.models import Agent, AgentPool
-from coordination.dispatch import queue_depths
-from coordination.models import Task
+from coordination.selectors import (
+    agent_counts_by_status_and_pool,
+    pool_instances,
+    pool_queue_depths,
+    task_counts_by_status_and_pool,
+)
 
 
 class HiveStateCollector:
-    def collect(self):
-        pools = list(AgentPool.objects.filter(enabled=True).values_list("name", flat=True))
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily("hive_queue_depth", "Messages waiting in the pool's queue", labels=["pool"])
-        try:
-            for queue, n in queue_depths([f"hive.{p}" for p in pools]).items():
-                depth.add_metric([queue.removeprefix("hive.")], n)
-        except Exception:  # Redis away: report what the database knows
-            pass
+        for queue, n in pool_queue_depths().items():  # empty when Redis is away: the database's gauges remain
+            depth.add_metric([queue.removeprefix("hive.")], n)
         yield depth
         agents = GaugeMetricFamily("hive_agents", "Agents by status", labels=["status", "pool"])
-        for status, pool, n in Agent.objects.values_list("status", "pool__name").annotate(n=Count("id")):
+        for status, pool, n in agent_counts_by_status_and_pool():
             agents.add_metric([status, pool], n)
         yield agents
         desired = GaugeMetricFamily("hive_pool_desired_instances", "Instances the scaler wants", labels=["pool"])
         actual = GaugeMetricFamily("hive_pool_instances", "Instances online and consuming", labels=["pool"])
-        online = dict(
-            Agent.objects.filter(status=Agent.Status.ONLINE).values("pool__name").annotate(n=Count("id"))
-            .values_list("pool__name", "n")
-        )  # fmt: skip
-        for name, want in AgentPool.objects.filter(enabled=True).values_list("name", "desired_instances"):
+        for name, want, online in pool_instances():
             desired.add_metric([name], want)
-            actual.add_metric([name], online.get(name, 0))
+            actual.add_metric([name], online)
         yield desired
         yield actual
         tasks = GaugeMetricFamily("hive_tasks", "Tasks by current status", labels=["status", "pool"])
-        for status, pool, n in Task.objects.values_list("status", "pool__name").annotate(n=Count("id")):
-            tasks.add_metric([status, pool or ""], n)
+        for status, pool, n in task_counts_by_status_and_pool():
+            tasks.add_metric([status, pool], n)
         yield tasks
 
 

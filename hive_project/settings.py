@@ -85,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "external_api.middleware.JsonErrorsMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "external_api.auth_throttle.AuthThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

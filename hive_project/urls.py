@@ -20,6 +20,10 @@ urlpatterns = [
 ]
 if settings.SERVE_ROLE in ("all", "gateway"):
     urlpatterns += [path("api/", include("external_api.api.urls")), path("admin/", admin.site.urls)]
-    urlpatterns += [path("", dashboard.dashboard, name="dashboard")]
+    urlpatterns += [
+        path("login/", dashboard.login, name="login"),
+        path("logout/", dashboard.logout, name="logout"),
+        path("", dashboard.dashboard, name="dashboard"),
+    ]
 if settings.SERVE_ROLE in ("all", "webhooks"):
     urlpatterns += [path("webhooks/", include("external_api.webhooks.urls"))]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from django.db import connection
-from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -24,13 +22,20 @@ from rest_framework.views import APIView
 
 from agents.models import Agent, AgentPool
 from coordination import services
-from coordination.dispatch import queue_depths, redis_client
 from coordination.errors import HiveError
 from coordination.events import publish
 from coordination.fleet import agent_drain
-from coordination.models import Event, Task, Team
+from coordination.models import Task, Team
+from coordination.selectors import (
+    events_visible_to,
+    pool_queue_depths,
+    pools_with_counts,
+    task_counts_by_status,
+    tasks_visible_to,
+)
 from external_api.access import ADMIN, COMMANDS, COMMANDS_REQUIRED, ScopeRequired, caller_of
 from external_api.api import serializers as s
+from hive_project.health import readiness
 
 ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
 ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 413, 422, 429)}
@@ -87,7 +92,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def get_queryset(self):
         caller = caller_of(self.request)
-        qs = Task.objects.visible_to(team_id=caller.team_id, staff=caller.staff).select_related("pool", "agent", "team")
+        qs = tasks_visible_to(team_id=caller.team_id, staff=caller.staff).select_related("pool", "agent", "team")
         if self.action != "list":
             return qs
         p = self.request.query_params
@@ -216,18 +221,11 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
         return super().get_permissions()
 
     def get_queryset(self):
-        return AgentPool.objects.filter(enabled=True).annotate(
-            queued=Count("tasks", filter=Q(tasks__status=Task.Status.QUEUED), distinct=True),
-            running=Count("tasks", filter=Q(tasks__status=Task.Status.RUNNING), distinct=True),
-            agents_online=Count("agents", filter=~Q(agents__status=Agent.Status.OFFLINE), distinct=True),
-        )
+        return pools_with_counts()
 
     def get_serializer_context(self) -> dict:
         context = super().get_serializer_context()
-        try:
-            context["depths"] = queue_depths([p.queue for p in AgentPool.objects.filter(enabled=True)])
-        except Exception:
-            context["depths"] = {}
+        context["depths"] = pool_queue_depths()
         return context
 
     def perform_update(self, serializer) -> None:
@@ -247,14 +245,8 @@ class EventsView(APIView):
     )
     def get(self, request):
         caller = caller_of(request)
-        qs = Event.objects.select_related("agent", "pool").order_by("id")
-        if not caller.staff:
-            qs = (
-                qs.filter(Q(team_id=caller.team_id) | Q(team__isnull=True))
-                if caller.team_id
-                else qs.filter(team__isnull=True)
-            )
-        qs = qs.filter(id__gt=int_param(request, "after", 0))
+        qs = events_visible_to(team_id=caller.team_id, staff=caller.staff).select_related("agent", "pool")
+        qs = qs.order_by("id").filter(id__gt=int_param(request, "after", 0))
         if request.query_params.get("type"):
             qs = qs.filter(type=request.query_params["type"])
         limit = int_param(request, "limit", 100, low=1, high=1000)
@@ -267,7 +259,7 @@ class EventsView(APIView):
         caller = caller_of(request)
         task = None
         if data.validated_data["task"]:
-            visible = Task.objects.visible_to(team_id=caller.team_id, staff=caller.staff)
+            visible = tasks_visible_to(team_id=caller.team_id, staff=caller.staff)
             task = get_object_or_404(visible, id=data.validated_data["task"])
         event = publish(
             data.validated_data["type"], task=task, team_id=caller.team_id, **data.validated_data["payload"]
@@ -285,19 +277,25 @@ class StatusView(APIView):
     def get(self, request):
         from hive_project import __version__
 
-        body = {"status": "ok", "version": __version__, "database": "ok", "redis": "ok", "pools": 0,
-                "agents_online": 0, "tasks_queued": 0, "tasks_running": 0}  # fmt: skip
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            counts = dict(Task.objects.active().values_list("status").annotate(n=Count("id")))
-            body.update(pools=AgentPool.objects.filter(enabled=True).count(),
-                        agents_online=Agent.objects.live().count(),
-                        tasks_queued=counts.get(Task.Status.QUEUED, 0), tasks_running=counts.get(Task.Status.RUNNING, 0))  # fmt: skip
-        except Exception:
-            body.update(status="degraded", database="unreachable")
-        try:
-            redis_client().ping()
-        except Exception:
-            body.update(status="degraded", redis="unreachable")
+        checks = readiness()
+        body = {
+            "status": "ok" if checks.ok else "degraded",
+            "version": __version__,
+            **{name: "ok" if check.ok else "unreachable" for name, check in checks.items()},
+            "pools": 0,
+            "agents_online": 0,
+            "tasks_queued": 0,
+            "tasks_running": 0,
+        }
+        if checks["database"].ok:
+            try:
+                counts = task_counts_by_status(active_only=True)
+                body.update(
+                    pools=AgentPool.objects.filter(enabled=True).count(),
+                    agents_online=Agent.objects.live().count(),
+                    tasks_queued=counts[Task.Status.QUEUED],
+                    tasks_running=counts[Task.Status.RUNNING],
+                )
+            except Exception:  # the database went away between the check and the counts
+                body.update(status="degraded", database="unreachable")
         return Response(body, status=200 if body["status"] == "ok" else 503)

@@ -2,11 +2,13 @@
 
 Protocol (every frame the server sends is JSON text, except compressed batches):
 
-- connect: `/ws/events/?api_key=…` (or `?token=…`, headers, subprotocols, or the session; see
-  auth.py) plus optional filters (`event_types`, `pools`, `agents`, `tasks`, `priorities`, lists
-  comma-separated), `last_event_id`, `compress` (`gzip`, `zlib`, `deflate` or `1` for the
-  configured algorithm; honoured when `compression_enabled`), `batch_size` and
-  `flush_interval` (at most the configured ones).
+- connect: `/ws/events/` with a credential (the `X-API-Key` or `Authorization: Bearer` header,
+  the subprotocols `["hive.v1", "bearer.<token>"]` or `["hive.v1", "apikey.<key>"]` answered
+  with `hive.v1`, the session, or `?api_key=` / `?token=`; see auth.py) plus optional filters
+  (`event_types`, `pools`, `agents`, `tasks`, `priorities`, lists comma-separated),
+  `last_event_id`, `compress` (`gzip`, `zlib`, `deflate` or `1` for the configured algorithm;
+  honoured when `compression_enabled`), `batch_size` and `flush_interval` (at most the
+  configured ones).
 - `{"type": "welcome", "connection", "viewer", "filters", "head", ...}` once accepted; `head` is
   the newest event id visible to the viewer when the stream started.
 - `{"type": "batch", "events": [...]}`: up to `batch_size` events, sent when full or
@@ -20,10 +22,12 @@ Protocol (every frame the server sends is JSON text, except compressed batches):
   `{"type": "subscribed", "filters"}`; `{"action": "ping"}` → `{"type": "pong"}`. A bad message
   gets `{"type": "error", "code", "detail"}` and changes nothing.
 
-Close codes: 4400 bad connect parameters, 4401 not authenticated, 4403 not allowed (API key
-without the read scope), 4429 too many connections (`max_connections`, counted in Redis across
-processes), 1013 streaming disabled or Redis unavailable. A page from a foreign origin has its
-handshake refused (origins.py).
+Close codes: 4400 bad connect parameters, 4401 not authenticated — also when the credential of
+an open stream stops being valid (checked at least every heartbeat and when a JWT expires) —,
+4403 not allowed (a browser page from an origin that may not use the session, see origins.py;
+an API key without the read scope), 4429 too many connections (`max_connections`, counted in
+Redis across processes) or too many failed authentications from the address, 1013 streaming
+disabled or Redis unavailable.
 
 Replay and live events meet without gap or duplicate: the consumer joins the group before it
 reads the Event table, the channel layer holds live events while the replay runs (a consumer
@@ -37,6 +41,7 @@ import asyncio
 import gzip
 import json
 import logging
+import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -45,27 +50,37 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import QuerySet
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from coordination.models import Event, Task
+from coordination.selectors import events_visible_to
+from external_api.access import Caller
 from external_api.streaming import connections
-from external_api.streaming.auth import KEY_SUBPROTOCOL, TOKEN_SUBPROTOCOL, StreamAuthError, Viewer, authenticate
+from external_api.streaming.auth import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHENTICATED,
+    CREDENTIAL_SUBPROTOCOLS,
+    StreamAuthError,
+    authenticate,
+    credentials,
+    reauthenticate,
+)
 from external_api.streaming.auth import query_of as _query_of
 from external_api.streaming.broadcast import EVENTS_GROUP
 from external_api.streaming.filters import FilterError, Filters
 from external_api.streaming.metrics import BATCH_SIZE, CONNECTIONS_ACTIVE, CONNECTIONS_REFUSED, EVENTS_CONSUMED
+from external_api.streaming.origins import host_of, origin_allowed, origin_of
 
 log = logging.getLogger(__name__)
 
 CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY = 4429
 CLOSE_TRY_AGAIN = 1013
 
-SUBPROTOCOL = "hive.events"
+SUBPROTOCOLS = ("hive.v1", "hive.events")  # answered when offered, in this order of preference
+RECHECK_MAX = 30.0  # an open stream's credential is checked again at least this often (seconds)
 REPLAY_CHUNK = 500
 REPLAY_LIMIT = 10_000  # beyond this a client pages through GET /api/v1/events/?after=
 MIN_FLUSH_INTERVAL = 0.05
@@ -148,30 +163,26 @@ def _number(raw: str, name: str, kind, low, high, default):
 
 
 def choose_subprotocol(offered: list[str]) -> str | None:
-    """A browser fails the handshake unless one offered subprotocol is echoed."""
-    if not offered:
-        return None
-    if SUBPROTOCOL in offered:
-        return SUBPROTOCOL
-    plain = [p for p in offered if not p.startswith((KEY_SUBPROTOCOL, TOKEN_SUBPROTOCOL))]
-    return plain[0] if plain else offered[0]
+    """A browser fails the handshake unless one offered subprotocol is echoed; a credential
+    carried as a subprotocol is never echoed (response headers get logged by proxies)."""
+    for protocol in SUBPROTOCOLS:
+        if protocol in offered:
+            return protocol
+    plain = [p for p in offered if not p.startswith(CREDENTIAL_SUBPROTOCOLS)]
+    return plain[0] if plain else None
 
 
-def scope_q(viewer: Viewer) -> Q:
-    if viewer.staff:
-        return Q()
-    if viewer.team_id is not None:
-        return Q(team_id=viewer.team_id) | Q(team__isnull=True)
-    return Q(team__isnull=True)
+def visible_events(caller: Caller) -> QuerySet[Event]:
+    return events_visible_to(team_id=caller.team_id, staff=caller.staff)
 
 
-def _events_after(q: Q, after: int, limit: int) -> list[dict]:
-    rows = Event.objects.filter(q, id__gt=after).select_related("agent", "pool").order_by("id")[:limit]
+def _events_after(events: QuerySet[Event], after: int, limit: int) -> list[dict]:
+    rows = events.filter(id__gt=after).select_related("agent", "pool").order_by("id")[:limit]
     return [event.as_message() for event in rows]
 
 
-def _head(q: Q) -> int:
-    return Event.objects.filter(q).order_by("-id").values_list("id", flat=True).first() or 0
+def _head(events: QuerySet[Event]) -> int:
+    return events.order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def _task_priority(task_id: str) -> str | None:
@@ -183,8 +194,10 @@ def _type_label(event_type: str) -> str:
 
 
 class EventStreamConsumer(AsyncWebsocketConsumer):
-    viewer: Viewer | None = None
+    viewer: Caller | None = None
     lease: str | None = None
+    expires_at: float | None = None  # when the stream's JWT runs out
+    ended = False  # the server closed the stream: nothing more is sent
 
     # --- connect and disconnect -----------------------------------------------------------------
     async def connect(self) -> None:
@@ -206,11 +219,18 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
         if not (self.conf.enabled and settings.HIVE_CONFIG.external_api.enabled):
             return await self.refuse(CLOSE_TRY_AGAIN, "event streaming is disabled", "disabled", subprotocol)
+        origin = origin_of(self.scope)
+        own_credential = credentials(self.scope) is not None
+        if origin is not None and not origin_allowed(origin, host=host_of(self.scope), own_credential=own_credential):
+            detail = f"a page from {origin[:80]} may not open this stream"
+            return await self.refuse(CLOSE_FORBIDDEN, detail, "origin", subprotocol)
         try:
-            viewer = await database_sync_to_async(authenticate)(self.scope)
+            credential = await database_sync_to_async(authenticate)(self.scope)
         except StreamAuthError as err:
-            reason = "unauthenticated" if err.code == CLOSE_UNAUTHENTICATED else "forbidden"
+            reason = {CLOSE_UNAUTHENTICATED: "unauthenticated", CLOSE_FORBIDDEN: "forbidden"}.get(err.code, "throttled")
             return await self.refuse(err.code, str(err), reason, subprotocol)
+        viewer = credential.caller
+        self.expires_at = credential.expires_at
         try:
             options = parse_options(_query_of(self.scope), self.conf)
         except FilterError as err:
@@ -238,8 +258,8 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             log.warning("event stream: cannot join the events group (%s)", err)
             return await self.refuse(CLOSE_TRY_AGAIN, UNAVAILABLE, "redis", None, accepted=True)
         self.groups.append(EVENTS_GROUP)  # the base class leaves the group on disconnect
-        self.cursor = await database_sync_to_async(_head)(scope_q(viewer))
-        self.released = await database_sync_to_async(_head)(Q())  # live events are ordered after this id
+        self.cursor = await database_sync_to_async(_head)(visible_events(viewer))
+        self.released = await database_sync_to_async(_head)(Event.objects.all())  # live events come after this id
         await self.send_message({
             "type": "welcome", "connection": lease, "head": self.cursor, "filters": self.filters.as_dict(),
             "viewer": {"ident": viewer.ident, "kind": viewer.kind, "team": viewer.team_id, "staff": viewer.staff},
@@ -248,6 +268,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         })  # fmt: skip
         self.spawn(self.heartbeat_loop())
         self.spawn(self.lease_loop())
+        self.spawn(self.credential_loop())
         if options.last_event_id is not None:
             await self.replay(options.last_event_id)
 
@@ -316,14 +337,14 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         await self.flush()
         self.floor = self.cursor = after
         self.replayed = set()
-        q = scope_q(self.viewer) & self.filters.q()
+        events = visible_events(self.viewer).filter(self.filters.q())
         count, last, truncated = 0, after, False
         while True:
             limit = min(REPLAY_CHUNK, REPLAY_LIMIT - count)
             if limit <= 0:
-                truncated = bool(await database_sync_to_async(_events_after)(q, last, 1))
+                truncated = bool(await database_sync_to_async(_events_after)(events, last, 1))
                 break
-            rows = await database_sync_to_async(_events_after)(q, last, limit)
+            rows = await database_sync_to_async(_events_after)(events, last, limit)
             for start in range(0, len(rows), self.batch_size):
                 await self.send_batch(rows[start : start + self.batch_size], replay=True)
             self.replayed.update(row["id"] for row in rows)
@@ -343,7 +364,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         counts them). Publishers announce concurrently and can overtake each other by a few
         milliseconds: an event that comes before its predecessor waits (at most GAP_WAIT, the
         predecessor may have been rolled back) and is released in id order."""
-        if self.lease is None:
+        if self.lease is None or self.ended:
             return
         event = message["event"]
         async with self.order_lock:
@@ -424,6 +445,8 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             await self._send_batch(events, replay=replay)
 
     async def _send_batch(self, events: list[dict], *, replay: bool) -> None:
+        if self.ended:
+            return
         body: dict[str, Any] = {"type": "batch", "events": events}
         if replay:
             body["replay"] = True
@@ -439,7 +462,8 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
     async def send_message(self, body: dict) -> None:
         async with self.send_lock:
-            await self.send(text_data=json.dumps(body, default=str))
+            if not self.ended:
+                await self.send(text_data=json.dumps(body, default=str))
 
     # --- background -------------------------------------------------------------------------------
     def spawn(self, coroutine) -> None:
@@ -461,6 +485,38 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             await self.send_message(
                 {"type": "heartbeat", "last_event_id": self.cursor, "at": timezone.now().isoformat()}
             )
+
+    async def credential_loop(self) -> None:
+        """Check the credential again at least every heartbeat (and when a JWT expires); close
+        with its code (4401) once it no longer holds. A database that does not answer leaves the
+        stream as it is until the next check."""
+        while self.lease is not None and not self.ended:
+            await asyncio.sleep(self.recheck_delay())
+            try:
+                fresh = await database_sync_to_async(reauthenticate)(self.scope, self.viewer)
+            except StreamAuthError as err:
+                log.info("event stream %s (%s): closed, %s", self.lease, self.viewer.ident, err)
+                CONNECTIONS_REFUSED.labels(reason="credential_ended").inc()
+                return await self.end(err.code, str(err))
+            except Exception as err:  # the database is away: keep serving, check again later
+                log.warning("event stream %s: cannot check its credential (%s)", self.lease, err)
+                continue
+            self.expires_at = fresh.expires_at
+
+    def recheck_delay(self) -> float:
+        delay = min(self.conf.heartbeat_interval, RECHECK_MAX)
+        if self.expires_at is not None:  # a moment after expiry, so the token is surely refused
+            delay = min(delay, max(0.05, self.expires_at - time.time() + 0.05))
+        return delay
+
+    async def end(self, code: int, detail: str) -> None:
+        """Close from the server's side; nothing is sent after this."""
+        async with self.send_lock:
+            self.ended = True
+            for timer in (self.timer, self.gap_timer):
+                if timer is not None:
+                    timer.cancel()
+            await self.close(code=code, reason=detail.encode()[:120].decode(errors="ignore"))
 
     async def lease_loop(self) -> None:
         while self.lease is not None:

@@ -11,15 +11,16 @@ repeated delivery return the first task. A source with a secret also needs `X-Hu
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 
-from external_api.access import COMMANDS, COMMANDS_REQUIRED
-from external_api.authentication import api_key_lookup, key_from_headers
+from external_api.access import COMMANDS, COMMANDS_REQUIRED, client_ip
+from external_api.authentication import api_key_check, key_from_headers
 from external_api.errors import json_error
 from external_api.models import ApiKey, WebhookSource
 from external_api.services import Invalid, WebhookIntent, webhook_delivery_receive, webhook_source_for_team
@@ -41,7 +42,11 @@ def custom_webhook(request: HttpRequest, slug: str | None = None) -> HttpRespons
     if not raw_key:
         return json_error("not_authenticated", "send the team's API key in X-API-Key", 401)
     try:
-        key = api_key_lookup(raw_key)
+        key = api_key_check(raw_key, address=client_ip(request))
+    except Throttled as exc:  # too many unknown keys from this address
+        response = json_error("throttled", str(exc.detail), 429)
+        response["Retry-After"] = str(math.ceil(exc.wait or 1))
+        return response
     except AuthenticationFailed as exc:
         return json_error("authentication_failed", str(exc.detail), 401)
     if not key.allows(ApiKey.Scope.WRITE):

@@ -101,10 +101,11 @@ def tasks(status_filter, pool, limit, watch) -> None:
     setup_django()
     from django.db import close_old_connections
 
-    from coordination.models import Task
+    from coordination.selectors import tasks_visible_to
 
     def render() -> str:
-        qs = Task.objects.select_related("pool", "agent").order_by("-created_at")
+        # the CLI runs on the hive's own machine with its database: an operator, who sees every team's
+        qs = tasks_visible_to(team_id=None, staff=True).select_related("pool", "agent").order_by("-created_at")
         if status_filter:
             qs = qs.filter(status=status_filter)
         if pool:
@@ -196,25 +197,12 @@ def agents() -> None:
 def pools() -> None:
     """List pools: capabilities, agents, queue depth and whether their agent program is installed."""
     setup_django()
-    from django.db.models import Count, Q
+    from coordination.selectors import pool_queue_depths, pools_with_counts
 
-    from agents.models import Agent, AgentPool
-    from coordination.dispatch import queue_depths
-    from coordination.models import Task
-
-    pools = list(
-        AgentPool.objects.filter(enabled=True).annotate(
-            online=Count("agents", filter=~Q(agents__status=Agent.Status.OFFLINE), distinct=True),
-            queued=Count("tasks", filter=Q(tasks__status=Task.Status.QUEUED), distinct=True),
-            running=Count("tasks", filter=Q(tasks__status=Task.Status.RUNNING), distinct=True),
-        )
-    )
-    try:
-        depths = queue_depths([p.queue for p in pools])
-    except Exception:
-        depths = {}
+    pools = list(pools_with_counts())
+    depths = pool_queue_depths(pools)
     rows = [
-        (p.name, ", ".join(p.capabilities), p.online, p.queued, depths.get(p.queue, "?"), p.running,
+        (p.name, ", ".join(p.capabilities), p.agents_online, p.queued, depths.get(p.queue, "?"), p.running,
          p.concurrency, f"{p.min_instances}/{p.max_instances}", p.program_missing() or f"{p.program() or 'python'} ok")
         for p in pools
     ]  # fmt: skip
@@ -226,21 +214,15 @@ def pools() -> None:
 def status_cmd() -> None:
     """A summary of the hive: tasks by status, agents, database and Redis."""
     setup_django()
-    from django.db.models import Count
+    from coordination.selectors import agent_counts_by_status, task_counts_by_status
+    from hive_project.health import readiness
 
-    from agents.models import Agent
-    from coordination.dispatch import redis_client
-    from coordination.models import Task
-
-    by_status = dict(Task.objects.values_list("status").annotate(n=Count("id")))
-    click.echo("tasks:  " + "  ".join(f"{s} {by_status.get(s, 0)}" for s in Task.Status.values))
-    agents = dict(Agent.objects.values_list("status").annotate(n=Count("id")))
-    click.echo("agents: " + "  ".join(f"{s} {agents.get(s, 0)}" for s in Agent.Status.values))
-    try:
-        redis_client().ping()
-        click.echo("redis:  ok")
-    except Exception as exc:
-        click.echo(f"redis:  unreachable ({exc})")
+    by_status = task_counts_by_status()
+    click.echo("tasks:  " + "  ".join(f"{s} {n}" for s, n in by_status.items()))
+    agents = agent_counts_by_status()
+    click.echo("agents: " + "  ".join(f"{s} {n}" for s, n in agents.items()))
+    redis = readiness()["redis"]
+    click.echo("redis:  ok" if redis.ok else f"redis:  unreachable ({redis.error})")
 
 
 def _act(task_id: str, action: str) -> None:
@@ -340,7 +322,9 @@ SERVE_PORTS = {"webhooks": "webhook_server", "gateway": "api_gateway", "streamin
 )
 @click.option("--role", default="all", show_default=True, type=click.Choice(["all", "gateway", "webhooks", "streaming"]),
               help="Serve one front door (production runs each as its own process) or all of them.")  # fmt: skip
-def serve(host, port, role) -> None:
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log every request line (secret query parameters such as api_key= are redacted).")  # fmt: skip
+def serve(host, port, role, access_log) -> None:
     """Serve the web process with uvicorn: gateway (API, admin, dashboard), webhooks, streaming, or all.
 
     Every role also answers /health, /ready and /metrics. Database connections come from a pool
@@ -365,7 +349,7 @@ def serve(host, port, role) -> None:
     # lines are JSON when the rest are.
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     uvicorn.run("hive_project.asgi:application", host=host, port=port, ws="websockets", lifespan="off",
-                log_config=None, log_level=level, access_log=False)  # fmt: skip
+                log_config=None, log_level=level, access_log=access_log)  # fmt: skip
 
 
 @main.command()

@@ -73,9 +73,9 @@ def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: 
     children.append(Child("control", control, logs / "control.log", env))
     children.append(Child("beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(settings.VAR_DIR / "celerybeat-schedule")),
                           logs / "beat.log", env))  # fmt: skip
-    if flower:
-        children.append(Child("flower", celery_argv("flower", f"--port={flower_port}", "--address=127.0.0.1"),
-                              logs / "flower.log", env))  # fmt: skip
+    if flower:  # `hive flower` puts Flower behind basic auth (hive_project/cli/flower.py)
+        argv = [sys.executable, "-m", "hive_project.cli", "flower", f"--port={flower_port}", "--address=127.0.0.1"]
+        children.append(Child("flower", argv, logs / "flower.log", env))
     return children
 
 
@@ -118,8 +118,9 @@ def up(host, port, flower, flower_port) -> None:
     pid_file.write_text(f"{os.getpid()}\n")
     try:
         _prepare()
+        flower_login = _flower_login() if flower else ""
         children = plan_children(host=host, port=port, flower=flower, flower_port=flower_port, env=env, logs=logs)
-        _supervise(children, host=host, port=port, flower=flower, flower_port=flower_port, logs=logs)
+        _supervise(children, host=host, port=port, flower=flower_login, flower_port=flower_port, logs=logs)
     finally:
         pid_file.unlink(missing_ok=True)
         if redis_proc is not None:
@@ -209,7 +210,20 @@ def _check_containment() -> None:
         fail(refusals[-1])
 
 
-def _supervise(children: list[Child], *, host: str, port: int, flower: bool, flower_port: int, logs: Path) -> None:
+def _flower_login() -> str:
+    """How to sign in to Flower, for the banner; stops `hive up` when production has no password."""
+    from hive_project.cli.flower import FlowerAuthError, flower_auth_for_this_hive
+
+    try:
+        auth = flower_auth_for_this_hive()
+    except FlowerAuthError as exc:
+        fail(f"configuration error: {exc} (or start with --no-flower)")
+    if auth.password_file is not None:
+        return f"user '{auth.users[0]}', password in {auth.password_file}"
+    return f"user {', '.join(repr(user) for user in auth.users)}, password from {auth.source}"
+
+
+def _supervise(children: list[Child], *, host: str, port: int, flower: str, flower_port: int, logs: Path) -> None:
     from django.conf import settings
 
     stopping = False
@@ -228,7 +242,7 @@ def _supervise(children: list[Child], *, host: str, port: int, flower: bool, flo
         f"web       http://{host}:{port}/   admin http://{host}:{port}/admin/   health http://{host}:{port}/health"
     )
     if flower:
-        click.echo(f"flower    http://127.0.0.1:{flower_port}/")
+        click.echo(f"flower    http://127.0.0.1:{flower_port}/   {flower}")
     password_file = settings.VAR_DIR / "admin-password"
     if password_file.exists():
         click.echo(f"admin     user 'admin', password in {password_file} (change it: hive createadmin)")

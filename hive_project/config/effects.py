@@ -281,7 +281,18 @@ _NOT_LOGGED = "webhook deliveries are recorded as rows (hive webhook deliveries)
 _OAUTH = "OAuth2 sign-in is not implemented; the gateway takes API keys and JWTs"
 _ENCRYPTION = "events are not encrypted by the hive; serve the stream over TLS (wss://) at the proxy"
 
+_THROTTLE = "external_api.auth_throttle"
 SECURITY: tuple[Effect, ...] = (
+    acts("security.event_streaming.allowed_origins", f"{STREAM}.origins: browser origins besides the server's own"),
+    acts("security.authentication_throttling.enabled", f"{_THROTTLE}: count failed sign-ins and bad keys"),
+    acts("security.authentication_throttling.max_login_attempts", f"{_THROTTLE}: failures before an account locks"),
+    acts(
+        "security.authentication_throttling.max_failures_per_address", f"{_THROTTLE}: failures before an address locks"
+    ),
+    acts("security.authentication_throttling.failure_window", f"{_THROTTLE}: seconds failures are counted over"),
+    acts("security.authentication_throttling.lockout_duration", f"{_THROTTLE}: seconds a lockout lasts"),
+    acts("monitoring.flower.username", "hive flower: basic auth user"),
+    acts("monitoring.flower.password", "hive flower: basic auth password (generated in development)"),
     acts("security.secret_key", f"{SETTINGS}: SECRET_KEY (required in production)"),
     acts("security.api_key", "hive_project.metrics: the token a Prometheus scraper sends"),
     acts("security.jwt_signing_key", f"{SETTINGS}: SIMPLE_JWT SIGNING_KEY (required in production)"),

@@ -19,6 +19,7 @@ from hive_project.config.types import (
     Secret,
     Size,
     Strategy,
+    StreamOrigins,
     UpdateFrequency,
     _http_url,
     _redis_url,
@@ -307,6 +308,18 @@ class StreamingSecurityConfig(_Section):
     authentication: StreamingAuthenticationConfig = StreamingAuthenticationConfig()
     encryption: StreamingEncryptionConfig = StreamingEncryptionConfig()
     access_control: StreamingAccessControlConfig = StreamingAccessControlConfig()
+    # Browser pages from these origins may open the stream, besides the server's own (never '*').
+    allowed_origins: StreamOrigins = []
+
+
+class AuthenticationThrottlingConfig(_Section):
+    """Failed sign-ins and bad API keys, counted in Redis; too many lock the account or address out."""
+
+    enabled: bool = True
+    max_login_attempts: Int = Field(5, gt=0)  # failed password logins per account within failure_window
+    max_failures_per_address: Int = Field(20, gt=0)  # failed logins and bad API keys from one address
+    failure_window: Int = Field(900, gt=0)  # seconds over which failures are counted
+    lockout_duration: Int = Field(900, gt=0)  # seconds an account or address stays locked out
 
 
 class SecurityConfig(_Section):
@@ -316,6 +329,7 @@ class SecurityConfig(_Section):
     webhook_server: WebhookSecurityConfig = WebhookSecurityConfig()
     api_gateway: GatewaySecurityConfig = GatewaySecurityConfig()
     event_streaming: StreamingSecurityConfig = StreamingSecurityConfig()
+    authentication_throttling: AuthenticationThrottlingConfig = AuthenticationThrottlingConfig()
 
     @property
     def effective_jwt_signing_key(self) -> str | None:

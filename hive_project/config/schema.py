@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from hive_project.config.external import ExternalApiConfig, SecurityConfig
 from hive_project.config.sections import (
@@ -26,6 +34,7 @@ from hive_project.config.types import (
     NonEmpty,
     PoolName,
     Port,
+    Secret,
     Size,
     _blank_to_none,
     _database_url,
@@ -92,12 +101,27 @@ class AlertsConfig(_Section):
     webhook_url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_http_url)] = None
 
 
+class FlowerConfig(_Section):
+    """Basic auth of Flower's UI; production refuses to start Flower without a password."""
+
+    username: Annotated[str, StringConstraints(pattern=r"^[^:,\s]+$")] = "operator"
+    password: Secret = None  # None: generated into var/flower-password in development
+
+    @field_validator("password")
+    @classmethod
+    def _no_comma(cls, value: str | None) -> str | None:
+        if value is not None and "," in value:
+            raise ValueError("a password without ',' (Flower reads user:password pairs separated by commas)")
+        return value
+
+
 class MonitoringConfig(_Section):
     enabled: bool = True
     metrics_port: Port = 8081
     health_check_port: Port = 8080
     prometheus: PrometheusConfig = PrometheusConfig()
     alerts: AlertsConfig = AlertsConfig()
+    flower: FlowerConfig = FlowerConfig()
 
 
 class DevelopmentConfig(_Section):

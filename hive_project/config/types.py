@@ -101,6 +101,15 @@ def _origin(value: str) -> str:
     return value
 
 
+def _stream_origin(value: str) -> str:
+    if value == "*":
+        raise ValueError(
+            "origins listed one by one, such as https://app.example.com ('*' is refused: any site a signed-in "
+            "user visits could read the stream with that user's session cookie)"
+        )
+    return _origin(value)
+
+
 def _http_path(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError("a path starting with '/'")
@@ -147,6 +156,7 @@ Secret = Annotated[str | None, BeforeValidator(_blank_to_none)]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Capabilities = Annotated[list[str], AfterValidator(_capabilities)]
 Origins = list[Annotated[str, AfterValidator(_origin)]]
+StreamOrigins = list[Annotated[str, AfterValidator(_stream_origin)]]
 HttpPath = Annotated[str, AfterValidator(_http_path)]
 PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)]
 UserName = Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_user_name)]

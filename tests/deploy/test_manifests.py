@@ -532,7 +532,7 @@ def test_flower_and_migrate_job_run_the_contract_commands() -> None:
     commands = [
         argv(c) for d in applied_objects() if d["kind"] in {"Deployment", "Job"} for c in pod_spec(d)["containers"]
     ]
-    assert ["celery", "-A", "hive_project", "flower", "--port=5555"] in commands
+    assert ["hive", "flower", "--port=5555"] in commands
     (job,) = objects_of("Job")
     assert argv(pod_spec(job)["containers"][0]) == ["python", "manage.py", "migrate", "--noinput"]
 
@@ -725,7 +725,7 @@ def expected_compose_commands() -> dict[str, list[str]]:
             "2",
         ],
         "beat": ["celery", "-A", "hive_project", "beat"],
-        "flower": ["celery", "-A", "hive_project", "flower", "--port=5555"],
+        "flower": ["hive", "flower", "--port=5555"],
     }
     for pool in pools():
         expected[f"worker-{pool}"] = [
@@ -1000,3 +1000,30 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
     conf.write_text(text)
     result = run(nginx, "-t", "-q", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf))
     assert result.returncode == 0, result.stderr
+
+
+def test_flower_is_started_with_basic_auth_credentials_in_production(tmp_path: Path) -> None:
+    """`hive flower` refuses to start in production without a password: the production compose
+    files and the Kubernetes Deployment give it one (a secret file, or the secret's
+    FLOWER_BASIC_AUTH), never as a literal."""
+    from hive_project.cli.flower import flower_auth
+    from hive_project.config import load_config
+
+    for filename in PRODUCTION_COMPOSE_FILES:
+        service = compose_services(filename)["flower"]
+        env = compose_environment_resolved(service, tmp_path)
+        assert "flower_password" in service["secrets"], filename
+        auth = flower_auth(config=load_config(environ=env), production=True, var_dir=tmp_path, environ=env)
+        assert auth.source == "monitoring.flower.password" and auth.users == ("operator",), filename
+    config_file = tmp_path / "hive.yaml"
+    config_file.write_text(
+        next(c["data"]["config.yaml"] for c in objects_of("ConfigMap") if c["metadata"]["name"] == "agent-hive-config")
+    )
+    (flower,) = [d for d in objects_of("Deployment") if d["metadata"]["name"] == "agent-hive-flower"]
+    (container,) = pod_spec(flower)["containers"]
+    assert argv(container)[:2] == ["hive", "flower"]
+    env = k8s_environment(container, config_file)
+    env["FLOWER_BASIC_AUTH"] = "operator:stand-in"  # the secret's value
+    auth = flower_auth(config=load_config(environ=env), production=True, var_dir=tmp_path, environ=env)
+    assert auth.source == "FLOWER_BASIC_AUTH"
+    assert not (tmp_path / "flower-password").exists()

@@ -1,9 +1,12 @@
 """The dashboard end to end: a real ASGI server (`hive serve`), a real backend worker, headless
-Chromium (Debian's package) driven by Playwright. Sign in through the admin login, open `/`,
-submit a task through the API and watch it appear, run and succeed, with its output."""
+Chromium (Debian's package) driven by Playwright. Sign in at `/login/`, open `/`, submit a task
+through the API and watch it appear, run and succeed, with its output. A user who is not staff
+(made like `hive user create` makes them) signs in too and sees every pool, but only the tasks and
+events of their own team."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -59,16 +62,30 @@ def console_error(message, problems: list[str]) -> None:
         problems.append(f"console: {message.text} ({where})")
 
 
-def test_dashboard_shows_a_task_run_live(hive, settings):
-    from playwright.sync_api import sync_playwright
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/")
+    assert "/login/" in page.url and "next=/" in page.url, "anonymous users are sent to sign in"
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("#sign-in")
+    page.wait_for_url(f"{base}/")
 
+
+def serve(hive, settings) -> tuple[str, object]:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]  # the server's default
-    User.objects.create_user("sam", password=PASSWORD, is_staff=True)
-    hive.worker("backend")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = hive.spawn("web", [sys.executable, "-m", "hive_project.cli", "serve", "--port", str(port)])
     wait_until_serving(base, server)
+    return base, server
+
+
+def test_dashboard_shows_a_task_run_live(hive, settings):
+    from playwright.sync_api import sync_playwright
+
+    base, _ = serve(hive, settings)
+    User.objects.create_user("sam", password=PASSWORD, is_staff=True)
+    hive.worker("backend")
     token = http("POST", f"{base}/api/v1/auth/token/", {"username": "sam", "password": PASSWORD})["access"]
     problems: list[str] = []
 
@@ -81,12 +98,7 @@ def test_dashboard_shows_a_task_run_live(hive, settings):
             page.on("console", lambda msg: console_error(msg, problems))
             page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
 
-            page.goto(f"{base}/")
-            assert "/admin/login/" in page.url and "next=/" in page.url, "anonymous users are sent to sign in"
-            page.fill("#id_username", "sam")
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            page.wait_for_url(f"{base}/")
+            sign_in(page, base, "sam")
             page.wait_for_selector("#connection.live", timeout=15_000)
             page.wait_for_selector('#pools tr[data-pool="backend"]', timeout=10_000)
             page.wait_for_selector('#agents tr[data-agent="backend@test"]', timeout=10_000)
@@ -108,3 +120,63 @@ def test_dashboard_shows_a_task_run_live(hive, settings):
         finally:
             browser.close()
     assert not problems, problems
+
+
+def test_dashboard_shows_a_non_staff_user_their_teams_tasks_only(hive, settings):
+    from external_api.services import apikey_create, team_create, user_create
+
+    base, _ = serve(hive, settings)
+    acme, globex = team_create(name="acme"), team_create(name="globex")
+    user_create(username="olivia", team=acme, password=PASSWORD)  # what `hive user create` does
+    _, acme_key = apikey_create(name="ci", scopes=["write", "commands"], team=acme)
+    _, globex_key = apikey_create(name="ci", scopes=["write", "commands"], team=globex)
+    before = submit(base, acme_key, "acme before")
+    hidden = submit(base, globex_key, "globex secret")
+    problems: list[str] = []
+
+    with sync_playwright_context() as browser:
+        page = browser.new_page()
+        page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+        page.on("console", lambda msg: console_error(msg, problems))
+        page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+
+        sign_in(page, base, "olivia")
+        page.wait_for_selector("#connection.live", timeout=15_000)
+        page.wait_for_selector('#pools tr[data-pool="backend"]', timeout=10_000)  # shared: every user sees pools
+        page.wait_for_selector(f'#tasks [data-task-id="{before["id"]}"]', timeout=10_000)
+        assert "olivia" in page.inner_text("header .who") and "admin" not in page.inner_text("header nav")
+
+        # live: the other team's new task never shows, the own team's does
+        other = submit(base, globex_key, "globex later")
+        mine = submit(base, acme_key, "acme later")
+        page.wait_for_selector(f'#tasks [data-task-id="{mine["id"]}"]', timeout=15_000)
+        shown = page.inner_text("#tasks")
+        events = page.inner_text("#events")
+    assert "acme before" in shown and "acme later" in shown
+    assert "globex" not in shown
+    for task in (hidden, other):
+        assert task["id"][:8] not in shown and task["id"][:8] not in events
+    assert not problems, problems
+
+
+def submit(base: str, key: str, label: str) -> dict:
+    """A command task `echo <label>` submitted with a team's API key (the card shows its command)."""
+    body = {"command": ["echo", label], "capabilities": ["python"]}
+    request = urllib.request.Request(f"{base}/api/v1/tasks/", method="POST", data=json.dumps(body).encode())
+    request.add_header("Content-Type", "application/json")
+    request.add_header("X-API-Key", key)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def sync_playwright_context():
+    """Headless Chromium; no ORM inside (Playwright's sync API runs an event loop in this thread)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

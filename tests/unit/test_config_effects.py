@@ -26,6 +26,15 @@ INTEGRATION = "integration/test_config_effects.py"
 
 # For each key of the guide's files that acts: a test (file::function) that shows its effect.
 SHOWN_BY = {
+    # teams apart (issue 7)
+    "security.event_streaming.allowed_origins": "streaming/test_stream_security.py::test_stream_origin_same_origin_and_configured_origins_may_use_the_session",
+    "security.authentication_throttling.enabled": "api/test_auth_throttle.py::test_token_endpoint_locks_the_account_after_max_login_attempts_then_lets_it_in_again",
+    "security.authentication_throttling.max_login_attempts": "api/test_auth_throttle.py::test_token_endpoint_locks_the_account_after_max_login_attempts_then_lets_it_in_again",
+    "security.authentication_throttling.max_failures_per_address": "api/test_auth_throttle.py::test_token_endpoint_locks_an_address_that_tries_many_accounts",
+    "security.authentication_throttling.failure_window": "api/test_auth_throttle.py::test_token_endpoint_locks_the_account_after_max_login_attempts_then_lets_it_in_again",
+    "security.authentication_throttling.lockout_duration": "api/test_auth_throttle.py::test_token_endpoint_locks_the_account_after_max_login_attempts_then_lets_it_in_again",
+    "monitoring.flower.username": "integration/test_flower.py::test_flower_takes_the_configured_password_and_flowers_own_variable",
+    "monitoring.flower.password": "integration/test_flower.py::test_flower_takes_the_configured_password_and_flowers_own_variable",
     # containment (issue 7)
     "agents.<pool>.runner.run_as": "containment/test_isolation.py::test_command_task_of_team_b_gets_nothing_of_team_a_or_of_the_hive",
     "agents.<pool>.runner.sandbox": "containment/test_isolation.py::test_prompt_task_runs_the_agent_program_as_the_pool_user_in_the_sandbox",

@@ -57,7 +57,7 @@
   async function api(path) {
     const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (response.status === 401 || response.status === 403) {
-      window.location.assign(`/admin/login/?next=${encodeURIComponent(window.location.pathname)}`);
+      window.location.assign(`/login/?next=${encodeURIComponent(window.location.pathname)}`);
       throw new Error("signed out");
     }
     if (!response.ok) throw new Error(`${path} answered ${response.status}`);
@@ -181,7 +181,7 @@
     if (compress) params.set("compress", compress);
     if (state.ready) params.set("last_event_id", String(state.lastEventId));
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${window.location.host}/ws/events/?${params}`, ["hive.events"]);
+    const socket = new WebSocket(`${scheme}://${window.location.host}/ws/events/?${params}`, ["hive.v1"]);
     socket.binaryType = "arraybuffer";
     let queue = Promise.resolve(); // frames are handled one after another, in order
 
@@ -191,7 +191,7 @@
     socket.addEventListener("close", (closed) => {
       if (closed.code === 4401 || closed.code === 4403) {
         setConnection("closed", "signed out");
-        window.location.assign(`/admin/login/?next=${encodeURIComponent(window.location.pathname)}`);
+        window.location.assign(`/login/?next=${encodeURIComponent(window.location.pathname)}`);
         return;
       }
       const delay = Math.min(30000, 500 * 2 ** state.retry++) * (0.5 + Math.random() / 2);
