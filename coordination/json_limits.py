@@ -22,7 +22,7 @@ _OPENERS = frozenset(b"[{")
 
 
 class UnsafeJson(ValueError):
-    """A document the hive refuses: too deep, NaN/Infinity, or not JSON at all. `str()` says why."""
+    """JSON the hive refuses although it parses: too deep, or NaN/Infinity. `str()` says why."""
 
 
 def raw_depth_exceeds(raw: bytes | str, *, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -52,17 +52,14 @@ def _no_constants(name: str) -> Any:
 
 
 def loads(raw: bytes | str, *, limit: int = MAX_JSON_DEPTH) -> Any:
-    """Parse JSON text, refusing nesting deeper than `limit` and NaN/Infinity (UnsafeJson)."""
+    """Parse JSON text. UnsafeJson for nesting deeper than `limit` or NaN/Infinity; the ValueError
+    json raises (JSONDecodeError, UnicodeDecodeError) for text that is not JSON at all."""
     if raw_depth_exceeds(raw, limit=limit):
         raise UnsafeJson(f"JSON nested deeper than {limit} levels")
     try:
         return json.loads(raw, parse_constant=_no_constants)
-    except UnsafeJson:
-        raise
     except RecursionError:  # not reachable within the depth limit; a last fence all the same
         raise UnsafeJson(f"JSON nested deeper than {limit} levels") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UnsafeJson(f"not JSON: {exc}") from None
 
 
 def problem(value: Any, *, limit: int = MAX_JSON_DEPTH) -> str | None:

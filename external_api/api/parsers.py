@@ -23,5 +23,5 @@ class BoundedJSONParser(JSONParser):
             raise ParseError(f"JSON nested deeper than {json_limits.MAX_JSON_DEPTH} levels", code="json_too_deep")
         try:
             return json_limits.loads(raw.decode(encoding))
-        except (UnicodeDecodeError, LookupError, json_limits.UnsafeJson) as exc:
+        except (ValueError, LookupError) as exc:  # JSONDecodeError, UnicodeDecodeError, UnsafeJson
             raise ParseError(f"JSON parse error - {exc}") from None

@@ -9,7 +9,6 @@ repeated delivery return the first task. A source with a secret also needs `X-Hu
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -17,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
+from coordination import json_limits
 from external_api.authentication import api_key_lookup, key_from_headers
 from external_api.errors import json_error
 from external_api.models import ApiKey, WebhookSource
@@ -58,8 +58,8 @@ def custom_webhook(request: HttpRequest, slug: str | None = None) -> HttpRespons
         except SignatureError as exc:
             return intake.signature_refused(source, exc)
     data = _json(body)
-    given_id = (request.headers.get("X-Delivery-Id") or (data or {}).get("delivery_id")
-                or request.headers.get("Idempotency-Key"))  # fmt: skip
+    given_id = request.headers.get("X-Delivery-Id") or (data.get("delivery_id") if isinstance(data, dict) else None)
+    given_id = given_id or request.headers.get("Idempotency-Key")
     if given_id is not None and (not isinstance(given_id, str) or not 0 < len(given_id.strip()) <= 200):
         return json_error("bad_request", "a delivery id is a string of 1 to 200 characters", 400)
     delivery_id = given_id.strip() if given_id else f"auto:{uuid.uuid4()}"
@@ -75,18 +75,23 @@ def custom_webhook(request: HttpRequest, slug: str | None = None) -> HttpRespons
     return intake.delivery_response(webhook_delivery_receive(source=source, intent=intent))
 
 
-def _json(body: bytes) -> dict[str, Any] | None:
+def _json(body: bytes) -> dict[str, Any] | Invalid:
+    """The body's JSON object, or why it is not one (NaN and Infinity are refused, as the API does)."""
     try:
-        data = json.loads(body)
+        data = json_limits.loads(body)
+    except json_limits.UnsafeJson as exc:
+        return Invalid(f"the body must be a JSON object describing the task ({exc})")
     except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+        data = None
+    if not isinstance(data, dict):
+        return Invalid("the body must be a JSON object describing the task")
+    return data
 
 
-def custom_intent(*, delivery_id: str, idempotent: bool, data: dict | None, rules: CustomRules) -> WebhookIntent:
+def custom_intent(*, delivery_id: str, idempotent: bool, data: dict | Invalid, rules: CustomRules) -> WebhookIntent:
     intent = {"delivery_id": delivery_id, "event": "task"}
-    if data is None:
-        return WebhookIntent(**intent, error=Invalid("the body must be a JSON object describing the task"))
+    if isinstance(data, Invalid):
+        return WebhookIntent(**intent, error=data)
     unknown = sorted(set(data) - TASK_FIELDS - {"delivery_id"})
     if unknown:
         return WebhookIntent(**intent, error=Invalid(f"unknown field(s): {', '.join(unknown)}; a task has "
@@ -95,9 +100,7 @@ def custom_intent(*, delivery_id: str, idempotent: bool, data: dict | None, rule
     task.setdefault("capabilities", list(rules.capabilities or []))
     task.setdefault("priority", rules.priority)
     task.setdefault("task_type", rules.task_type)
-    if "external_ref" in task and not isinstance(task["external_ref"], str):
-        return WebhookIntent(**intent, error=Invalid("external_ref must be a string"))
-    task["external_ref"] = str(task.get("external_ref", ""))[:300]
+    # Types and bounds (external_ref a string of at most 300 characters, …) are task_submit's checks.
     return WebhookIntent(
         **intent, task={**task, "source": "webhook", "idempotency_key": delivery_id if idempotent else None}
     )
