@@ -21,6 +21,7 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -52,12 +53,12 @@ class TaskCursor(CursorPagination):
     max_page_size = queries.TASK_PAGE_MAX
     invalid_cursor_message = "the cursor is not one this API gave out; start again without it"
 
-    def decode_cursor(self, request) -> Cursor | None:
+    def decode_cursor(self, request: Request) -> Cursor | None:
         """The cursor of a `next`/`previous` link, or 400 `invalid_cursor` for anything else: not
         base64 of `o`/`r`/`p`, an offset beyond the cutoff (DRF would clamp it), a position that is
         not a date-time the database can compare (DRF would pass it to the query: a 500)."""
         encoded = request.query_params.get(self.cursor_query_param)
-        if encoded is None:
+        if not encoded:  # absent, or empty: the first page (as for every other parameter)
             return None
         try:
             tokens = parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"), strict_parsing=True)
