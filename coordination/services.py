@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentPool
 from coordination import dispatch as broker
-from coordination.errors import IdempotencyConflict, InvalidTask, InvalidTransition, TaskNotFound
+from coordination import submission
+from coordination.errors import InvalidTransition, TaskNotFound
 from coordination.events import publish
 from coordination.metrics import COST_USD, TASK_DURATION, TASKS_TOTAL
 from coordination.models import DEFAULT_TEAM, Priority, Source, Task, TaskAttempt, Team
@@ -29,7 +30,7 @@ from coordination.routing import route
 
 log = logging.getLogger(__name__)
 
-MAX_TIMEOUT = 24 * 3600.0
+MAX_TIMEOUT = submission.MAX_TIMEOUT
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 _jitter = secrets.SystemRandom()
@@ -54,21 +55,32 @@ def task_submit(
 ) -> Task:
     """Validate, route and store a task, then send it to its pool's queue after commit.
 
-    Raises InvalidTask or NoEligiblePool and stores nothing when the task cannot run. With an
-    idempotency key, a repeat of the same submission returns the first task; the same key with
-    different content is an IdempotencyConflict.
+    Raises InvalidTask (coordination.submission: types, bounds, JSON safety, and the payload
+    fields the chosen pool's agent argv names) or NoEligiblePool, and stores nothing, when the task
+    cannot run. With an idempotency key, a repeat of the same submission (every field alike)
+    returns the first task; the same key with different content is an IdempotencyConflict.
     """
-    spec = _validated(
-        capabilities=capabilities, prompt=prompt, command=command, payload=payload, task_type=task_type,
-        priority=priority, complexity=complexity, timeout=timeout, max_attempts=max_attempts,
-        idempotency_key=idempotency_key, source=source, external_ref=external_ref,
-    )  # fmt: skip
+    spec = submission.validated(
+        capabilities=capabilities,
+        prompt=prompt,
+        command=command,
+        payload=payload,
+        task_type=task_type,
+        priority=priority,
+        complexity=complexity,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+        source=source,
+        external_ref=external_ref,
+    )
     team = team or team_default()
     if idempotency_key:
-        existing = Task.objects.filter(team=team, idempotency_key=idempotency_key).first()
+        existing = Task.objects.select_related("pool").filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
-            return _same_submission(existing, spec)
+            return submission.same_submission(existing, spec)
     pool = route(spec["capabilities"], task_type=spec["task_type"], needs_commands=bool(spec["command"]))
+    submission.payload_fields_check(pool=pool, command=spec["command"], payload=spec["payload"])
     now = timezone.now()
     budget = spec.pop("max_attempts") or pool.max_attempts
     timeout = spec.pop("timeout") or pool.timeout
@@ -94,7 +106,8 @@ def task_submit(
         if not idempotency_key:
             raise
         # Two submits with one key raced; the other one stored first.
-        return _same_submission(Task.objects.get(team=team, idempotency_key=idempotency_key), spec)
+        first = Task.objects.select_related("pool").get(team=team, idempotency_key=idempotency_key)
+        return submission.same_submission(first, spec)
     TASKS_TOTAL.labels(status=Task.Status.QUEUED, pool=pool.name).inc()
     return task
 
@@ -103,80 +116,6 @@ def team_default() -> Team:
     """The team of tasks submitted from this machine (CLI, Python, demo) without one."""
     team, _ = Team.objects.get_or_create(name=DEFAULT_TEAM)
     return team
-
-
-def contains_nul(value: Any) -> bool:
-    """PostgreSQL stores no NUL character in text or JSON; refuse it at the door, not with a 500."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(contains_nul(v) for v in value)
-    return False
-
-
-def _validated(**spec: Any) -> dict[str, Any]:
-    for field in ("prompt", "command", "payload", "capabilities", "task_type", "idempotency_key", "external_ref"):
-        if contains_nul(spec[field]):
-            raise InvalidTask(f"{field} must not contain NUL characters")
-    caps = spec["capabilities"]
-    if isinstance(caps, str) or not isinstance(caps, Sequence) or not caps:
-        raise InvalidTask("capabilities must be a non-empty list of strings")
-    if not all(isinstance(c, str) and c.strip() for c in caps):
-        raise InvalidTask("capabilities must be a non-empty list of strings")
-    spec["capabilities"] = sorted({c.strip().lower() for c in caps})
-    command = spec["command"]
-    if command is not None:
-        if isinstance(command, str) or not isinstance(command, Sequence) or not command:
-            raise InvalidTask("command must be a non-empty list of strings (an argv)")
-        if not all(isinstance(a, str) for a in command) or not command[0].strip():
-            raise InvalidTask("command must be a non-empty list of strings (an argv)")
-        spec["command"] = list(command)
-    prompt = spec["prompt"]
-    if not isinstance(prompt, str):
-        raise InvalidTask("prompt must be a string")
-    if not prompt.strip() and not command:
-        raise InvalidTask("a task needs a prompt or a command")
-    payload = spec["payload"] if spec["payload"] is not None else {}
-    if not isinstance(payload, dict):
-        raise InvalidTask("payload must be a JSON object")
-    spec["payload"] = payload
-    if spec["priority"] not in Priority.values:
-        raise InvalidTask(f"priority must be one of {', '.join(Priority.values)}, not {spec['priority']!r}")
-    task_type = spec["task_type"]
-    if not isinstance(task_type, str) or not task_type or len(task_type) > 64:
-        raise InvalidTask("task_type must be a string of 1 to 64 characters")
-    complexity = spec["complexity"]
-    if complexity is not None and (
-        isinstance(complexity, bool) or not isinstance(complexity, int) or not 1 <= complexity <= 10
-    ):
-        raise InvalidTask("complexity must be an integer from 1 to 10")
-    timeout = spec["timeout"]
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
-            raise InvalidTask(f"timeout must be a number of seconds above 0 and at most {int(MAX_TIMEOUT)}")
-        spec["timeout"] = float(timeout)
-    attempts = spec["max_attempts"]
-    if attempts is not None and (
-        isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20
-    ):
-        raise InvalidTask("max_attempts must be an integer from 1 to 20")
-    key = spec["idempotency_key"]
-    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
-        raise InvalidTask("idempotency key must be 1 to 200 characters")
-    if spec["source"] not in Source.values:
-        raise InvalidTask(f"source must be one of {', '.join(Source.values)}")
-    return spec
-
-
-def _same_submission(existing: Task, spec: dict[str, Any]) -> Task:
-    fields = ("prompt", "command", "payload", "task_type", "capabilities", "priority")
-    if any(getattr(existing, f) != spec[f] for f in fields):
-        raise IdempotencyConflict(
-            f"idempotency key {existing.idempotency_key!r} was used for task {existing.id} with other content"
-        )
-    return existing
 
 
 def task_send(task: Task, *, countdown: float = 0.0) -> bool:

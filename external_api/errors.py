@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -32,6 +33,17 @@ def http_status(error: HiveError) -> int:
         if isinstance(error, kind):
             return code
     return 400
+
+# The body of every error, as the OpenAPI schema describes it.
+ERROR_SCHEMA = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
+
+
+class BadRequest(exceptions.APIException):
+    """A 400 with its own stable code (`invalid_cursor`, …) for refusals no serializer makes."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "bad request"
+    default_code = "bad_request"
 
 
 def error_response(code: str, detail, http_status: int, **headers: str) -> Response:

@@ -319,7 +319,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["external_api.api.parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "external_api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -351,6 +351,10 @@ SPECTACULAR_SETTINGS = {
         "AgentStatusEnum": "agents.models.Agent.Status",
         "AttemptOutcomeEnum": "coordination.models.TaskAttempt.Outcome",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "external_api.schema.strict_request_bodies",
+    ],
 }
 CORS_ALLOWED_ORIGINS = [o for o in GATEWAY.cors_origins if o != "*"] if GATEWAY.cors_enabled else []
 CORS_ALLOW_ALL_ORIGINS = GATEWAY.cors_enabled and "*" in GATEWAY.cors_origins

@@ -1,30 +1,68 @@
-"""Explicit fields; everything the server decides (status, attempts, agent, team, times) is read-only."""
+"""Explicit fields; everything the server decides (status, attempts, agent, team, times) is read-only.
+
+Request bodies are strict (external_api.api.strict): no coercion, no unknown fields. The bounds of
+a task repeat coordination.submission's, which task_submit enforces for every caller; here they
+name the field in a 400 and appear in the OpenAPI schema.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent, AgentPool
+from coordination import submission as bounds
 from coordination.models import Event, Priority, Task, TaskAttempt
-from coordination.services import contains_nul
+from external_api.api.strict import (
+    JsonObjectField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictModelSerializer,
+    StrictRegexField,
+    StrictSerializer,
+    StrictUUIDField,
+)
 
 
-class TaskCreateSerializer(serializers.Serializer):
-    prompt = serializers.CharField(required=False, allow_blank=True, default="", max_length=100_000)
-    command = serializers.ListField(child=serializers.CharField(max_length=10_000, allow_blank=True), required=False,
-                                    allow_null=True, default=None, max_length=1000)  # fmt: skip
-    capabilities = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=50)
-    payload = serializers.DictField(required=False, default=dict)
-    task_type = serializers.CharField(required=False, default="general", max_length=64)
-    priority = serializers.ChoiceField(choices=Priority.choices, required=False, default=Priority.NORMAL)
-    complexity = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=10)
-    timeout = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0.001, max_value=86400)
-    max_attempts = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=20)
-    external_ref = serializers.CharField(required=False, default="", allow_blank=True, max_length=300)
+class TaskCreateSerializer(StrictSerializer):
+    """A task to run: a prompt for the pool's agent, or a command (an argv), and the capabilities
+    the pool must offer. Fields not listed here are refused."""
+
+    prompt = StrictCharField(required=False, allow_blank=True, default="", max_length=bounds.MAX_PROMPT_CHARS)
+    command = serializers.ListField(
+        child=StrictCharField(max_length=bounds.MAX_COMMAND_ARG_CHARS, allow_blank=True, trim_whitespace=False),
+        required=False,
+        allow_null=True,
+        default=None,
+        min_length=1,
+        max_length=bounds.MAX_COMMAND_ARGS,
+    )
+    capabilities = serializers.ListField(
+        child=StrictCharField(max_length=bounds.MAX_CAPABILITY_CHARS),
+        min_length=1,
+        max_length=bounds.MAX_CAPABILITIES,
+    )
+    payload = JsonObjectField(required=False, default=dict)
+    task_type = StrictCharField(required=False, default="general", max_length=bounds.MAX_TASK_TYPE_CHARS)
+    priority = StrictChoiceField(choices=Priority.choices, required=False, default=Priority.NORMAL)
+    complexity = StrictIntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=bounds.MAX_COMPLEXITY
+    )
+    timeout = StrictFloatField(
+        required=False, allow_null=True, default=None, min_value=bounds.MIN_TIMEOUT, max_value=bounds.MAX_TIMEOUT
+    )
+    max_attempts = StrictIntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=bounds.MAX_ATTEMPTS
+    )
+    external_ref = StrictCharField(
+        required=False, default="", allow_blank=True, max_length=bounds.MAX_EXTERNAL_REF_CHARS
+    )
 
 
 class AttemptSerializer(serializers.ModelSerializer):
@@ -90,7 +128,21 @@ class AgentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PoolSerializer(serializers.ModelSerializer):
+# The schema's maximum; validate() applies the pool's own configured maximum, which may be lower.
+# (32767: the column is a small integer.)
+_INSTANCES_BOUND = {
+    "max_value": min(settings.HIVE_CONFIG.multi_agent.max_agents, 32767),
+    "error_messages": {"max_value": "must be at most {max_value} (multi_agent.max_agents)"},
+}
+
+
+class PoolSerializer(StrictModelSerializer):
+    """A pool as the API shows it. PATCH may change its instance bounds only, within the
+    configuration: `max_instances` up to the pool's configured maximum and multi_agent.max_agents."""
+
+    min_instances = StrictIntegerField(required=False, min_value=0, **_INSTANCES_BOUND)
+    max_instances = StrictIntegerField(required=False, min_value=1, **_INSTANCES_BOUND)
+    desired_instances = StrictIntegerField(required=False, min_value=0, **_INSTANCES_BOUND)
     queued = serializers.IntegerField(read_only=True)
     running = serializers.IntegerField(read_only=True)
     agents_online = serializers.IntegerField(read_only=True)
@@ -113,6 +165,9 @@ class PoolSerializer(serializers.ModelSerializer):
     def validate(self, attrs: dict) -> dict:
         low = attrs.get("min_instances", self.instance.min_instances if self.instance else 0)
         high = attrs.get("max_instances", self.instance.max_instances if self.instance else 1)
+        ceiling, source = instance_ceiling(self.instance.name if self.instance else "")
+        if "max_instances" in attrs and high > ceiling:
+            raise serializers.ValidationError({"max_instances": [f"must be at most {ceiling} ({source})"]})
         if high < 1 or low > high:
             raise serializers.ValidationError(
                 "min_instances must be at most max_instances, and max_instances at least 1"
@@ -122,15 +177,24 @@ class PoolSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class EventCreateSerializer(serializers.Serializer):
-    type = serializers.RegexField(r"^custom\.[a-z0-9_.-]{1,56}$", help_text="custom events are named custom.<name>")
-    task = serializers.UUIDField(required=False, allow_null=True, default=None)
-    payload = serializers.DictField(required=False, default=dict)
+def instance_ceiling(pool_name: str) -> tuple[int, str]:
+    """The most instances a pool may be given at run time, and the configuration key(s) that say so."""
+    config = settings.HIVE_CONFIG
+    ceiling, source = config.multi_agent.max_agents, "multi_agent.max_agents"
+    pool = config.agents.get(pool_name)
+    if pool is not None and pool.max_instances < ceiling:
+        ceiling, source = pool.max_instances, f"agents.{pool_name}.max_instances in the configuration"
+    return ceiling, source
 
-    def validate_payload(self, payload: dict) -> dict:
-        if contains_nul(payload):
-            raise serializers.ValidationError("must not contain NUL characters")
-        return payload
+
+class EventCreateSerializer(StrictSerializer):
+    """A custom event for the stream, optionally about one of the caller's tasks."""
+
+    type = StrictRegexField(
+        r"^custom\.[a-z0-9_.-]{1,56}$", max_length=63, help_text="custom events are named custom.<name>"
+    )
+    task = StrictUUIDField(required=False, allow_null=True, default=None)
+    payload = JsonObjectField(required=False, default=dict)
 
 
 class StatusSerializer(serializers.Serializer):

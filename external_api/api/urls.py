@@ -1,9 +1,9 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from external_api.api import views
+from external_api.api.auth import StrictTokenObtainView, StrictTokenRefreshView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -12,8 +12,8 @@ router.register("agents", views.AgentViewSet, basename="agent")
 router.register("pools", views.PoolViewSet, basename="pool")
 
 urlpatterns = [
-    path("v1/auth/token/", TokenObtainPairView.as_view(), name="token_obtain"),
-    path("v1/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("v1/auth/token/", StrictTokenObtainView.as_view(), name="token_obtain"),
+    path("v1/auth/token/refresh/", StrictTokenRefreshView.as_view(), name="token_refresh"),
     path("v1/events/", views.EventsView.as_view(), name="events"),
     path("v1/status/", views.StatusView.as_view(), name="status"),
     path("v1/", include(router.urls)),

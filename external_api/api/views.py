@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from base64 import b64decode
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
-    inline_serializer,
 )
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -34,11 +37,17 @@ from coordination.selectors import (
     tasks_visible_to,
 )
 from external_api.access import ADMIN, COMMANDS, COMMANDS_REQUIRED, ScopeRequired, caller_of
+from external_api.api import queries, strict
 from external_api.api import serializers as s
+from external_api.errors import ERROR_SCHEMA, BadRequest
 from hive_project.health import readiness
 
-ERROR = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
+ERROR = ERROR_SCHEMA
 ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+# Query parameter -> the lookup it filters by (the values are validated by queries.TaskQuery).
+TASK_FILTERS = {"status": "status", "pool": "pool__name", "agent": "agent__name", "priority": "priority",
+                "type": "task_type", "created_after": "created_at__gte", "created_before": "created_at__lt",
+                "search": "prompt__icontains"}  # fmt: skip
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
@@ -46,42 +55,48 @@ class TaskCursor(CursorPagination):
     ordering = "-created_at"
     page_size = 50
     page_size_query_param = "limit"
-    max_page_size = 500
+    max_page_size = queries.TASK_PAGE_MAX
+    invalid_cursor_message = "the cursor is not one this API gave out; start again without it"
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """The cursor of a `next`/`previous` link, or 400 `invalid_cursor` for anything else: not
+        base64 of `o`/`r`/`p`, an offset beyond the cutoff (DRF would clamp it), a position that is
+        not a date-time the database can compare (DRF would pass it to the query: a 500)."""
+        encoded = request.query_params.get(self.cursor_query_param)
+        if not encoded:  # absent, or empty: the first page (as for every other parameter)
+            return None
+        try:
+            tokens = parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"), strict_parsing=True)
+        except ValueError:  # binascii.Error and UnicodeError are ValueErrors
+            tokens = {"": []}
+        offset, reverse, position = tokens.pop("o", ["0"]), tokens.pop("r", ["0"]), tokens.pop("p", [None])
+        valid = (
+            not tokens
+            and len(offset) == len(reverse) == len(position) == 1
+            and offset[0].isdigit()
+            and len(offset[0]) <= 6
+            and int(offset[0]) <= self.offset_cutoff
+            and reverse[0] in ("0", "1")
+            and (position[0] is None or cursor_position(position[0]) is not None)
+        )
+        if not valid:
+            raise BadRequest(self.invalid_cursor_message, code="invalid_cursor")
+        return Cursor(offset=int(offset[0]), reverse=reverse[0] == "1", position=position[0])
 
 
-TASK_FILTERS = [
-    OpenApiParameter("status", OpenApiTypes.STR, enum=Task.Status.values),
-    OpenApiParameter("pool", OpenApiTypes.STR),
-    OpenApiParameter("agent", OpenApiTypes.STR),
-    OpenApiParameter("priority", OpenApiTypes.STR, enum=["low", "normal", "high", "critical"]),
-    OpenApiParameter("type", OpenApiTypes.STR, description="task type"),
-    OpenApiParameter("created_after", OpenApiTypes.DATETIME),
-    OpenApiParameter("created_before", OpenApiTypes.DATETIME),
-    OpenApiParameter("search", OpenApiTypes.STR, description="text in the prompt"),
-]
-
-
-def parse_time(value: str | None, name: str):
-    from django.utils.dateparse import parse_datetime
-
-    if not value:
+def cursor_position(text: str) -> datetime | None:
+    """The position a cursor holds (a task's created_at), if it is one the database can compare."""
+    if "\x00" in text or len(text) > 64:
         return None
     try:
-        parsed = parse_datetime(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise HiveError(f"{name} must be an ISO 8601 date-time", code="invalid")
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, UTC)
-    try:  # PostgreSQL takes offsets up to ±15:59 only: compare in UTC
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise HiveError(f"{name} is out of range", code="invalid") from None
+        parsed = parse_datetime(text)
+        return parsed.astimezone(UTC) if parsed is not None and not timezone.is_naive(parsed) else None
+    except (ValueError, OverflowError):
+        return None
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=TASK_FILTERS, responses={200: s.TaskSerializer(many=True), **ERRORS}),
+    list=extend_schema(parameters=[queries.TaskQuery], responses={200: s.TaskSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(responses={200: s.TaskDetailSerializer, **ERRORS}),
 )
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -95,24 +110,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         qs = tasks_visible_to(team_id=caller.team_id, staff=caller.staff).select_related("pool", "agent", "team")
         if self.action != "list":
             return qs
-        p = self.request.query_params
-        if p.get("status"):
-            qs = qs.filter(status=p["status"])
-        if p.get("pool"):
-            qs = qs.filter(pool__name=p["pool"])
-        if p.get("agent"):
-            qs = qs.filter(agent__name=p["agent"])
-        if p.get("priority"):
-            qs = qs.filter(priority=p["priority"])
-        if p.get("type"):
-            qs = qs.filter(task_type=p["type"])
-        if after := parse_time(p.get("created_after"), "created_after"):
-            qs = qs.filter(created_at__gte=after)
-        if before := parse_time(p.get("created_before"), "created_before"):
-            qs = qs.filter(created_at__lt=before)
-        if p.get("search"):
-            qs = qs.filter(prompt__icontains=p["search"])
-        return qs
+        p = strict.query(self.request, queries.TaskQuery)
+        return qs.filter(**{lookup: p[name] for name, lookup in TASK_FILTERS.items() if name in p})
 
     def get_serializer_class(self):
         return s.TaskDetailSerializer if self.action == "retrieve" else s.TaskSerializer
@@ -159,29 +158,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def redrive(self, request, id=None):
         return self._act("redrive")
 
-    @extend_schema(
-        parameters=[OpenApiParameter("after", OpenApiTypes.INT)],
-        responses={200: s.EventSerializer(many=True), **ERRORS},
-    )
+    @extend_schema(parameters=[queries.TaskEventsQuery], responses={200: s.EventSerializer(many=True), **ERRORS})
     @action(detail=True, methods=["get"], pagination_class=None)
     def events(self, request, id=None):
+        after = strict.query(request, queries.TaskEventsQuery).get("after", 0)
         task = self.get_object()
-        after = int_param(request, "after", 0)
         events = task.events.select_related("agent", "pool").filter(id__gt=after).order_by("id")[:500]
         return Response(s.EventSerializer(events, many=True).data)
-
-
-def int_param(request, name: str, default: int, *, low: int = 0, high: int = 2**62) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HiveError(f"{name} must be an integer", code="invalid") from None
-    if not low <= value <= high:
-        raise HiveError(f"{name} must be between {low} and {high}", code="invalid")
-    return value
 
 
 @extend_schema_view(
@@ -197,6 +180,10 @@ class AgentViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action == "drain":
             self.required_scope = ADMIN
         return super().get_permissions()
+
+    def list(self, request, *args, **kwargs):
+        strict.query(request, queries.NoQuery)
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=None, responses={200: s.AgentSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
@@ -220,6 +207,10 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
             self.required_scope = ADMIN
         return super().get_permissions()
 
+    def list(self, request, *args, **kwargs):
+        strict.query(request, queries.NoQuery)
+        return super().list(request, *args, **kwargs)
+
     def get_queryset(self):
         return pools_with_counts()
 
@@ -235,22 +226,15 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
 
 
 class EventsView(APIView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("after", OpenApiTypes.INT, description="only events with a larger id"),
-            OpenApiParameter("limit", OpenApiTypes.INT),
-            OpenApiParameter("type", OpenApiTypes.STR),
-        ],
-        responses={200: s.EventSerializer(many=True), **ERRORS},
-    )
+    @extend_schema(parameters=[queries.EventQuery], responses={200: s.EventSerializer(many=True), **ERRORS})
     def get(self, request):
+        p = strict.query(request, queries.EventQuery)
         caller = caller_of(request)
         qs = events_visible_to(team_id=caller.team_id, staff=caller.staff).select_related("agent", "pool")
-        qs = qs.order_by("id").filter(id__gt=int_param(request, "after", 0))
-        if request.query_params.get("type"):
-            qs = qs.filter(type=request.query_params["type"])
-        limit = int_param(request, "limit", 100, low=1, high=1000)
-        return Response(s.EventSerializer(qs[:limit], many=True).data)
+        qs = qs.order_by("id").filter(id__gt=p.get("after", 0))
+        if "type" in p:
+            qs = qs.filter(type=p["type"])
+        return Response(s.EventSerializer(qs[: p.get("limit", 100)], many=True).data)
 
     @extend_schema(request=s.EventCreateSerializer, responses={201: s.EventSerializer, **ERRORS})
     def post(self, request):

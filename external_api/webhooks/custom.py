@@ -10,7 +10,6 @@ repeated delivery return the first task. A source with a secret also needs `X-Hu
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from typing import Any
@@ -19,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
+from coordination import json_limits
 from external_api.access import COMMANDS, COMMANDS_REQUIRED, client_ip
 from external_api.authentication import api_key_check, key_from_headers
 from external_api.errors import json_error
@@ -65,10 +65,10 @@ def custom_webhook(request: HttpRequest, slug: str | None = None) -> HttpRespons
         except SignatureError as exc:
             return intake.signature_refused(source, exc)
     data = _json(body)
-    if data is not None and data.get("command") and not key.allows(COMMANDS):
+    if isinstance(data, dict) and data.get("command") and not key.allows(COMMANDS):
         return json_error("scope_required", COMMANDS_REQUIRED, 403)  # refused before any delivery is recorded
-    given_id = (request.headers.get("X-Delivery-Id") or (data or {}).get("delivery_id")
-                or request.headers.get("Idempotency-Key"))  # fmt: skip
+    given_id = request.headers.get("X-Delivery-Id") or (data.get("delivery_id") if isinstance(data, dict) else None)
+    given_id = given_id or request.headers.get("Idempotency-Key")
     if given_id is not None and (not isinstance(given_id, str) or not 0 < len(given_id.strip()) <= 200):
         return json_error("bad_request", "a delivery id is a string of 1 to 200 characters", 400)
     delivery_id = given_id.strip() if given_id else f"auto:{uuid.uuid4()}"
@@ -84,18 +84,23 @@ def custom_webhook(request: HttpRequest, slug: str | None = None) -> HttpRespons
     return intake.delivery_response(webhook_delivery_receive(source=source, intent=intent))
 
 
-def _json(body: bytes) -> dict[str, Any] | None:
+def _json(body: bytes) -> dict[str, Any] | Invalid:
+    """The body's JSON object, or why it is not one (NaN and Infinity are refused, as the API does)."""
     try:
-        data = json.loads(body)
+        data = json_limits.loads(body)
+    except json_limits.UnsafeJson as exc:
+        return Invalid(f"the body must be a JSON object describing the task ({exc})")
     except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+        data = None
+    if not isinstance(data, dict):
+        return Invalid("the body must be a JSON object describing the task")
+    return data
 
 
-def custom_intent(*, delivery_id: str, idempotent: bool, data: dict | None, rules: CustomRules) -> WebhookIntent:
+def custom_intent(*, delivery_id: str, idempotent: bool, data: dict | Invalid, rules: CustomRules) -> WebhookIntent:
     intent = {"delivery_id": delivery_id, "event": "task"}
-    if data is None:
-        return WebhookIntent(**intent, error=Invalid("the body must be a JSON object describing the task"))
+    if isinstance(data, Invalid):
+        return WebhookIntent(**intent, error=data)
     unknown = sorted(set(data) - TASK_FIELDS - {"delivery_id"})
     if unknown:
         return WebhookIntent(**intent, error=Invalid(f"unknown field(s): {', '.join(unknown)}; a task has "
@@ -104,9 +109,7 @@ def custom_intent(*, delivery_id: str, idempotent: bool, data: dict | None, rule
     task.setdefault("capabilities", list(rules.capabilities or []))
     task.setdefault("priority", rules.priority)
     task.setdefault("task_type", rules.task_type)
-    if "external_ref" in task and not isinstance(task["external_ref"], str):
-        return WebhookIntent(**intent, error=Invalid("external_ref must be a string"))
-    task["external_ref"] = str(task.get("external_ref", ""))[:300]
+    # Types and bounds (external_ref a string of at most 300 characters, …) are task_submit's checks.
     return WebhookIntent(
         **intent, task={**task, "source": "webhook", "idempotency_key": delivery_id if idempotent else None}
     )

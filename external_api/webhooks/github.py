@@ -8,13 +8,13 @@ other event is recorded and ignored.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from coordination import json_limits
 from coordination.errors import HiveError
 from external_api.errors import json_error
 from external_api.models import WebhookSource
@@ -27,7 +27,7 @@ KIND = WebhookSource.Kind.GITHUB
 
 
 @csrf_exempt
-def github_webhook(request: HttpRequest, slug: str = KIND) -> HttpResponse:
+def github_webhook(request: HttpRequest, slug: str = KIND.value) -> HttpResponse:
     opened = intake.open_signed(
         request, kind=KIND, slug=slug,
         verify=lambda body, source: github_verify(
@@ -83,7 +83,9 @@ def _payload(body: bytes, content_type: str | None) -> dict[str, Any]:
     try:
         if (content_type or "").lower() == "application/x-www-form-urlencoded":
             body = parse_qs(body.decode(), strict_parsing=True)["payload"][0].encode()
-        payload = json.loads(body)
+        payload = json_limits.loads(body)
+    except json_limits.UnsafeJson as exc:
+        raise Invalid(f"the body is not a GitHub payload ({exc})") from None
     except (ValueError, KeyError, IndexError):
         raise Invalid("the body is not a GitHub payload (JSON, or a form with a payload field)") from None
     if not isinstance(payload, dict):
@@ -105,7 +107,7 @@ def _issue(intent: dict, payload: dict, action: str, rules: GithubRules) -> Webh
         association = issue.get("author_association") or "NONE"
         if association not in rules.author_associations:
             return WebhookIntent(
-                **intent, detail=f"issue opened by {association}, not one of {rules.author_associations}"
+                **intent, detail=f"issue opened by {association}, not one of {', '.join(rules.author_associations)}"
             )
     else:
         return WebhookIntent(**intent, detail=f"issues.{action} does not become a task")
@@ -126,7 +128,8 @@ def _comment(intent: dict, payload: dict, action: str, rules: GithubRules) -> We
         return WebhookIntent(**intent, detail=f"the comment does not start with {prefix}")
     association = comment.get("author_association") or "NONE"
     if association not in rules.author_associations:
-        return WebhookIntent(**intent, detail=f"comment by {association}, not one of {rules.author_associations}")
+        trusted = ", ".join(rules.author_associations)
+        return WebhookIntent(**intent, detail=f"comment by {association}, not one of {trusted}")
     prompt = text[len(prefix) :].strip()
     if not prompt:
         return WebhookIntent(**intent, detail=f"nothing to do after {prefix}")

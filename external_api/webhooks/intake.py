@@ -1,6 +1,7 @@
 """The steps every webhook request goes through before its sender's own rules: the webhook server
-is on, the method and content type are allowed, the body fits, the source exists; and, once the
-delivery is verified, the source's rate limit. Each refusal is JSON `{code, detail}`."""
+is on, the method and content type are allowed, the body fits and is not nested too deep, the
+source exists; and, once the delivery is verified, the source's rate limit. Each refusal is JSON
+`{code, detail}`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from coordination import json_limits
 from coordination.errors import HiveError
 from external_api.errors import http_status, json_error
 from external_api.models import WebhookSource
@@ -49,6 +51,10 @@ def accept(request: HttpRequest, *, kind: str, methods: tuple[str, ...] = ("POST
     body = request.read(limit + 1)
     if len(body) > limit:
         return json_error("payload_too_large", f"the request body is larger than {limit} bytes", 413)
+    # Before a source is looked up or a row written: nothing may walk a hostile document. (A form
+    # post's JSON field is checked where it is decoded, by json_limits.loads.)
+    if media_type.endswith("json") and json_limits.raw_depth_exceeds(body):
+        return json_error("json_too_deep", f"JSON nested deeper than {json_limits.MAX_JSON_DEPTH} levels", 400)
     return body
 
 
@@ -75,11 +81,13 @@ def _sync_if_config_changed() -> None:
 
 
 def unknown_source(kind: str, slug: str) -> JsonResponse:
+    """404 naming the kind and slug in words (a TextChoices member's repr is WebhookSource.Kind.…)."""
+    kind, slug = str(kind), str(slug)
     hint = ""
     if slug == kind and kind != WebhookSource.Kind.CUSTOM:
         key = "github.secret" if kind == WebhookSource.Kind.GITHUB else "slack.signing_secret"
         hint = f" (set external_api.webhook_server.{key}, or add one with `hive webhook add {kind} --slug {slug}`)"
-    return json_error("not_found", f"no {kind} webhook source {slug!r}{hint}", 404)
+    return json_error("not_found", f"no {kind} webhook source with the slug {slug}{hint}", 404)
 
 
 def signature_refused(source: WebhookSource, exc: SignatureError) -> JsonResponse:

@@ -11,7 +11,6 @@ the same trigger_id or event_id, so they are duplicates.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,6 +18,7 @@ from urllib.parse import parse_qs
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from coordination import json_limits
 from external_api.models import WebhookSource
 from external_api.services import DeliveryResult, Invalid, Outcome, WebhookIntent, webhook_delivery_receive
 from external_api.webhooks import intake
@@ -30,7 +30,7 @@ SLASH_COMMAND = "slash_command"
 
 
 @csrf_exempt
-def slack_webhook(request: HttpRequest, slug: str = KIND) -> HttpResponse:
+def slack_webhook(request: HttpRequest, slug: str = KIND.value) -> HttpResponse:
     opened = intake.open_signed(
         request, kind=KIND, slug=slug,
         verify=lambda body, source: slack_verify(
@@ -60,8 +60,8 @@ def _fields(body: bytes, content_type: str | None) -> dict[str, Any] | None:
     try:
         if (content_type or "").lower() == "application/x-www-form-urlencoded":
             return {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
-        data = json.loads(body)
-    except ValueError:
+        data = json_limits.loads(body)
+    except ValueError:  # json_limits.UnsafeJson too: deep, NaN, not JSON
         return None
     return data if isinstance(data, dict) else None
 

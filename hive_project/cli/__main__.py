@@ -1,3 +1,3 @@
 from hive_project.cli import main
 
-main()
+main(prog_name="hive")

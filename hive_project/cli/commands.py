@@ -10,9 +10,9 @@ import time
 
 import click
 
-from hive_project.cli import fail, main, setup_django
+from hive_project.cli import fail, main, require_redis, setup_django
 from hive_project.cli.follow import follow
-from hive_project.cli.output import ago, seconds, status, table
+from hive_project.cli.output import ago, clean, seconds, status, table
 
 
 def _hive_error(exc) -> None:
@@ -35,6 +35,7 @@ def submit(prompt, command_line, capabilities, priority, task_type, timeout, max
            wait, as_json) -> None:  # fmt: skip
     """Submit a task: a PROMPT for the pool's agent, or --command to run."""
     setup_django()
+    from coordination import json_limits
     from coordination.errors import HiveError
     from coordination.services import task_submit
 
@@ -43,9 +44,12 @@ def submit(prompt, command_line, capabilities, priority, task_type, timeout, max
     except ValueError as exc:
         fail(f"invalid_task: --command cannot be parsed: {exc}")
     try:
-        data = json.loads(payload) if payload else None
+        data = json_limits.loads(payload) if payload else None
+    except json_limits.UnsafeJson as exc:
+        fail(f"invalid_task: --payload is refused: {exc}")
     except ValueError as exc:
         fail(f"invalid_task: --payload is not JSON: {exc}")
+    require_redis()
     try:
         task = task_submit(
             prompt=prompt, command=command, capabilities=list(capabilities), priority=priority, task_type=task_type,
@@ -72,11 +76,11 @@ def _print_result(task) -> None:
     attempt = task.attempt_set.order_by("-number").first()
     if attempt and attempt.output_tail:
         click.echo("--- output (last lines) ---")
-        click.echo("\n".join(attempt.output_tail.splitlines()[-40:]))
+        click.echo("\n".join(clean(line) for line in attempt.output_tail.splitlines()[-40:]))
         click.echo("---")
     if attempt and attempt.log_path:
-        click.echo(f"log: {attempt.log_path}")
-    click.echo(f"task {task.id} {status(task.status)}" + (f": {task.error}" if task.error else ""))
+        click.echo(f"log: {clean(attempt.log_path)}")
+    click.echo(f"task {task.id} {status(task.status)}" + (f": {clean(task.error)}" if task.error else ""))
 
 
 def _task_dict(task) -> dict:
@@ -94,7 +98,7 @@ def _task_dict(task) -> dict:
 @click.option("--status", "status_filter", type=click.Choice(["pending", "queued", "running", "succeeded", "failed",
                                                               "cancelled", "dead"]))  # fmt: skip
 @click.option("--pool")
-@click.option("--limit", "-n", default=20, show_default=True)
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 def tasks(status_filter, pool, limit, watch) -> None:
     """List recent tasks."""
@@ -112,7 +116,7 @@ def tasks(status_filter, pool, limit, watch) -> None:
             qs = qs.filter(pool__name=pool)
         rows = [
             (t.short_id, status(t.status), t.pool.name if t.pool else "-", t.agent.name if t.agent else "-",
-             f"{t.attempts}/{t.max_attempts}", t.priority, ago(t.created_at), t.title()[:60])
+             f"{t.attempts}/{t.max_attempts}", t.priority, ago(t.created_at), clean(t.title())[:60])
             for t in qs[:limit]
         ]  # fmt: skip
         return table(["ID", "STATUS", "POOL", "AGENT", "TRIES", "PRIORITY", "CREATED", "TASK"], rows)
@@ -143,11 +147,13 @@ def show(task_id) -> None:
     except HiveError as exc:
         _hive_error(exc)
     click.echo(f"task {task.id}  {status(task.status)}")
-    click.echo(f"  pool {task.pool.name if task.pool else '-'}  priority {task.priority}  type {task.task_type}  "
-               f"capabilities {', '.join(task.capabilities)}")  # fmt: skip
-    click.echo(f"  {'command ' + ' '.join(task.command) if task.command else 'prompt ' + task.prompt[:300]}")
+    pool = task.pool.name if task.pool else "-"
+    click.echo(clean(f"  pool {pool}  priority {task.priority}  type {task.task_type}  "
+                     f"capabilities {', '.join(task.capabilities)}"))  # fmt: skip
+    what = "command " + " ".join(task.command) if task.command else "prompt " + task.prompt
+    click.echo(f"  {clean(what)[:300]}")
     if task.error:
-        click.echo(f"  error: {task.error[:500]}")
+        click.echo(f"  error: {clean(task.error)[:500]}")
     attempts = list(task.attempt_set.select_related("agent"))
     if attempts:
         rows = [
@@ -159,12 +165,12 @@ def show(task_id) -> None:
         click.echo(table(["#", "OUTCOME", "AGENT", "EXIT", "TIME", "SESSION", "COST", "TURNS", "LOG"], rows))
         for a in attempts:  # what each attempt came to, so a user can resume its session or see why it failed
             if a.error:
-                click.echo(f"  #{a.number} error: {a.error[:500]}")
+                click.echo(f"  #{a.number} error: {clean(a.error)[:500]}")
             elif a.outcome == "succeeded" and (said := _result_text(task.result)):
-                click.echo(f"  #{a.number} result: {said[:500]}")
+                click.echo(f"  #{a.number} result: {clean(said)[:500]}")
     for event in task.events.order_by("-id")[:15][::-1]:
         if event.type != "task.progress":
-            click.echo(f"  #{event.id} {event.created_at:%H:%M:%S} {event.type}")
+            click.echo(f"  #{event.id} {event.created_at:%H:%M:%S} {clean(event.type)}")
 
 
 def _result_text(result: object) -> str:
@@ -215,6 +221,7 @@ def status_cmd() -> None:
     """A summary of the hive: tasks by status, agents, database and Redis."""
     setup_django()
     from coordination.selectors import agent_counts_by_status, task_counts_by_status
+    from hive_project.cli.failures import redis_unreachable_line
     from hive_project.health import readiness
 
     by_status = task_counts_by_status()
@@ -222,11 +229,16 @@ def status_cmd() -> None:
     agents = agent_counts_by_status()
     click.echo("agents: " + "  ".join(f"{s} {n}" for s, n in agents.items()))
     redis = readiness()["redis"]
-    click.echo("redis:  ok" if redis.ok else f"redis:  unreachable ({redis.error})")
+    if not redis.ok:
+        click.echo("redis:  unreachable")
+        fail(redis_unreachable_line(reason=str(redis.error).splitlines()[0] if str(redis.error) else ""), code=1)
+    click.echo("redis:  ok")
 
 
 def _act(task_id: str, action: str) -> None:
     setup_django()
+    if action in ("retry", "redrive"):  # these send the task to its queue again
+        require_redis()
     from coordination import services
     from coordination.errors import HiveError
 
@@ -317,7 +329,7 @@ SERVE_PORTS = {"webhooks": "webhook_server", "gateway": "api_gateway", "streamin
 @click.option(
     "--port",
     default=None,
-    type=int,
+    type=click.IntRange(1, 65535),
     help="Default: the role's external_api.<webhook_server|api_gateway|event_streaming>.port, 8000 for all.",
 )
 @click.option("--role", default="all", show_default=True, type=click.Choice(["all", "gateway", "webhooks", "streaming"]),

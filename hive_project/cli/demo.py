@@ -7,7 +7,7 @@ import time
 
 import click
 
-from hive_project.cli import main, setup_django
+from hive_project.cli import main, require_redis, setup_django
 from hive_project.cli.output import seconds, status, table
 
 PY = sys.executable
@@ -34,6 +34,7 @@ def samples(capability: str) -> list[dict]:
 def demo(wait_timeout) -> None:
     """Submit sample tasks to every pool and show live progress until all are done."""
     setup_django()
+    require_redis()
     from django.db import close_old_connections
 
     from agents.models import AgentPool

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from hive_project.cli.output import status
+from hive_project.cli.output import clean, status
 
 
 def follow(task_id: str, *, show_output: bool = True, wait_timeout: float | None = None) -> str:
@@ -37,7 +37,7 @@ def _print_event(event, *, show_output: bool) -> None:
     if kind == "progress":
         if show_output:
             for line in p.get("lines", []):
-                click.echo(f"  | {line}")
+                click.echo(f"  | {clean(line)}")
         return
     detail = ""
     if kind == "queued":
@@ -50,4 +50,4 @@ def _print_event(event, *, show_output: bool) -> None:
         detail = (p.get("error") or p.get("reason") or "")[:300]
     elif kind == "succeeded":
         detail = f"exit {p.get('exit_code')} in {p.get('duration', 0) or 0:.2f}s"
-    click.echo(f"{event.created_at:%H:%M:%S} {status(kind)} {detail}".rstrip())
+    click.echo(f"{event.created_at:%H:%M:%S} {status(kind)} {clean(detail)}".rstrip())

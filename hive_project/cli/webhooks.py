@@ -33,11 +33,14 @@ def webhook() -> None:
 def webhook_add(kind, slug, team_name, secret, capabilities, labels, rate_limit, rules_json) -> None:
     """Add a webhook source of KIND."""
     setup_django()
+    from coordination import json_limits
     from coordination.errors import HiveError
     from external_api.services import team_get, webhook_source_create
 
     try:
-        rules = json.loads(rules_json) if rules_json else {}
+        rules = json_limits.loads(rules_json) if rules_json else {}
+    except json_limits.UnsafeJson as exc:
+        fail(f"invalid: --rules is refused: {exc}")
     except ValueError as exc:
         fail(f"invalid: --rules is not JSON: {exc}")
     if not isinstance(rules, dict):

@@ -45,6 +45,18 @@ def key_client(raw: str) -> APIClient:
     return client
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Each test starts with no rate-limit counters: they live in Redis for a minute, and the
+    persona logins of many tests in a row would otherwise throttle the next test's."""
+    from coordination.dispatch import redis_client
+
+    client = redis_client()
+    keys = list(client.scan_iter("*:rl:*"))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture
 def teams(pools):
     return Team.objects.create(name="acme"), Team.objects.create(name="globex")

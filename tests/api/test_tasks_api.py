@@ -15,15 +15,24 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/tasks/"
 
 
-def test_create_sets_server_fields_and_ignores_attempts_to_set_them(personas, teams):
-    body = {"prompt": "add tests", "capabilities": ["python"], "priority": "high", "status": "succeeded",
-            "attempts": 7, "team": "globex", "agent": "x"}  # fmt: skip
+def test_create_sets_server_fields(personas, teams):
+    body = {"prompt": "add tests", "capabilities": ["python"], "priority": "high"}
     response = personas["owner"].client.post(URL, body, format="json")
     assert response.status_code == 201
     data = response.json()
     assert (data["status"], data["attempts"], data["team"], data["agent"]) == ("queued", 0, "acme", None)
     assert data["pool"] == "backend" and data["priority"] == "high" and data["source"] == "api"
     assert Task.objects.get().team == teams[0]
+
+
+def test_create_with_server_or_unknown_fields_is_400_naming_each_and_stores_nothing(personas):
+    body = {"prompt": "add tests", "capabilities": ["python"], "status": "succeeded", "attempts": 7, "team": "globex",
+            "agent": "x"}  # fmt: skip
+    response = personas["owner"].client.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert sorted(response.json()["fields"]) == ["agent", "attempts", "status", "team"]
+    assert "status: unknown field; the fields are capabilities, command" in response.json()["detail"]
+    assert Task.objects.count() == 0 and Event.objects.count() == 0
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,7 @@ def test_hive_up_as_root_runs_programs_as_its_own_user_and_refuses_run_as_root_i
     config = one_pool_config(tmp_path, ", run_as: root")
     env = {k: v for k, v in child_env(**PRODUCTION).items() if k not in ("LEANVIBE_DATABASE_URL", "LEANVIBE_REDIS_URL")}
     env.update(LEANVIBE_CONFIG=str(config), LEANVIBE_VAR_DIR=str(tmp_path / "var"))
-    argv = [sys.executable, "-m", "hive_project.cli", "up", "--port", "0", "--no-flower"]
+    argv = [sys.executable, "-m", "hive_project.cli", "up", "--port", "1", "--no-flower"]  # refused before it listens
 
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 

@@ -101,3 +101,67 @@ def test_hive_up_runs_the_whole_hive_and_ctrl_c_stops_every_child(fresh_env):
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
+
+
+def redis_servers(up: subprocess.Popen) -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(up.pid).children(recursive=True):
+        try:
+            if "redis-server" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def task_statuses(var: Path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(var / "hive.sqlite3", timeout=30) as db:
+        return [row[0] for row in db.execute("SELECT status FROM coordination_task ORDER BY created_at")]
+
+
+def test_hive_up_restarts_a_killed_embedded_redis_and_the_queued_tasks_finish(fresh_env):
+    env, var = fresh_env
+    port = free_port()
+    up = subprocess.Popen([sys.executable, "-m", "hive_project.cli", "up", "--port", str(port), "--no-flower"],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while get(f"http://127.0.0.1:{port}/ready")[0] != 200:
+            assert up.poll() is None, up.stdout.read()
+            assert time.monotonic() < deadline, "the web process never became ready"
+            time.sleep(0.3)
+        (first,) = redis_servers(up)
+        # The backend pool runs one task at a time: while the first sleeps, the others wait in Redis.
+        argv = [sys.executable, "-m", "hive_project.cli", "submit", "--command",
+                "python3 -c 'import time; time.sleep(4)'", "--capability", "python"]  # fmt: skip
+        submits = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True) for _ in range(4)]  # fmt: skip
+        for submitted in submits:
+            assert submitted.wait(timeout=60) == 0, submitted.stdout.read()
+        assert "queued" in task_statuses(var)
+
+        os.kill(first.pid, signal.SIGKILL)  # its queues, kept in memory only, die with it
+
+        deadline = time.monotonic() + 60
+        while not (
+            [r for r in redis_servers(up) if r.pid != first.pid] and get(f"http://127.0.0.1:{port}/ready")[0] == 200
+        ):
+            assert up.poll() is None, up.stdout.read()
+            assert time.monotonic() < deadline, "the embedded Redis did not come back"
+            time.sleep(0.3)
+        deadline = time.monotonic() + 120
+        while task_statuses(var) != ["succeeded"] * 4:
+            assert time.monotonic() < deadline, f"the queued tasks did not finish: {task_statuses(var)}"
+            time.sleep(0.5)
+
+        os.kill(up.pid, signal.SIGINT)
+        out, _ = up.communicate(timeout=60)
+        assert f"crashed   redis (exit -{signal.SIGKILL})" in out, out
+        assert "restarted redis (pid " in out, out
+        assert "hive up: restarted redis" in (var / "logs" / "redis.log").read_text()
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
