@@ -3,8 +3,8 @@
 Counters (tasks reaching a status, events, attempt durations) are counted where they happen — in
 web and worker processes. On one machine `hive up` gives every child the same
 PROMETHEUS_MULTIPROC_DIR, and this view adds them up. Gauges that describe the hive's state
-(queue depth, agents, tasks by status) are read from Redis and the database at scrape time, so
-every web process reports the same truth.
+(queue depth, agents, tasks by status, the guide's agent_hive_* gauges) are read from Redis and
+the database at scrape time, so every web process reports the same truth.
 
 Access: with `security.api_key` set, a scraper sends it (`Authorization: Bearer …` or
 `X-API-Key`); without it the endpoint is open in development and refused in production.
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections import defaultdict
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.db.models import Count
@@ -44,6 +46,34 @@ class HiveStateCollector:
         for status, pool, n in Task.objects.values_list("status", "pool__name").annotate(n=Count("id")):
             tasks.add_metric([status, pool or ""], n)
         yield tasks
+        yield from guide_gauges(pools)
+
+
+def guide_gauges(pools: list[str]) -> Iterator[GaugeMetricFamily]:
+    """The deployment guide's state gauges, labelled by agent_type (the pool).
+
+    agent_hive_active_agents_total: agents online or draining (0 for a pool with none).
+    agent_hive_resource_utilization_percent: the mean, over those agents, of every `<resource>_percent`
+    value their last heartbeat reported (cpu, memory, and whatever else the workers sample).
+    """
+    live = list(Agent.objects.live().filter(pool__name__in=pools).values_list("pool__name", "resources"))
+    active = GaugeMetricFamily("agent_hive_active_agents_total", "Agents online or draining", labels=["agent_type"])
+    samples: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for pool in pools:
+        active.add_metric([pool], sum(1 for name, _ in live if name == pool))
+    for pool, resources in live:
+        for key, value in (resources or {}).items():
+            if key.endswith("_percent") and isinstance(value, int | float) and not isinstance(value, bool):
+                samples[(pool, key.removesuffix("_percent"))].append(float(value))
+    yield active
+    utilization = GaugeMetricFamily(
+        "agent_hive_resource_utilization_percent",
+        "Mean resource use reported by a pool's agents, in percent",
+        labels=["agent_type", "resource"],
+    )
+    for (pool, resource), values in sorted(samples.items()):
+        utilization.add_metric([pool, resource], sum(values) / len(values))
+    yield utilization
 
 
 def _authorized(request: HttpRequest) -> bool | None:
