@@ -28,7 +28,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hive_project.cli import accounts, bench, commands, demo, ops, up, webhooks  # noqa: F401  (commands attach to `main`)
+    from hive_project.cli import accounts, bench, commands, demo, drain, ops, up, webhooks  # noqa: F401  (commands attach to `main`)
 
 
 _register()
