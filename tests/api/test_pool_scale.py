@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from rest_framework.test import APIClient
 
 from agents.models import Agent, AgentPool
 from tests.api.conftest import api_key, key_client
@@ -81,3 +82,25 @@ def test_pool_scale_is_read_only_and_changes_nothing(personas, backend, method):
     response = getattr(personas["admin_key"].client, method)(SCALE, {"desired": 1}, format="json")
     assert response.status_code == 405
     assert AgentPool.objects.get(id=backend.id).desired_instances == 4
+
+
+def test_each_scaled_object_of_k8s_reads_the_pools_desired_count_as_keda_would(teams, pools):
+    """KEDA's request, taken from k8s/keda.yaml: the URL's path, the key in the configured header."""
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    acme, _ = teams
+    raw = api_key(acme, ["read"])
+    docs = [d for d in yaml.safe_load_all((ROOT / "k8s" / "keda.yaml").read_text()) if d["kind"] == "ScaledObject"]
+    assert len(docs) == 4
+    for number, doc in enumerate(docs, start=1):
+        pool = doc["metadata"]["labels"]["pool"]
+        AgentPool.objects.filter(name=pool).update(desired_instances=number)
+        meta = doc["spec"]["triggers"][0]["metadata"]
+        header = "HTTP_" + meta["keyParamName"].upper().replace("-", "_")
+        response = APIClient().get(urlsplit(meta["url"]).path, **{header: raw})
+        assert response.status_code == 200, (pool, response.content)
+        assert response.json()[meta["valueLocation"]] == number
