@@ -44,22 +44,37 @@ def running(task: Task) -> bool:
     return TaskAttempt.objects.filter(task=task, outcome="running").exists()
 
 
+def held(marker, release) -> list[str]:
+    """Runs until the test creates `release` (60 s at most), then writes the marker: its visible effect."""
+    code = (f"import os, time; t = time.time()\nwhile not os.path.exists({str(release)!r}) and time.time() - t < 60: "
+            f"time.sleep(0.05)\nopen({str(marker)!r}, 'w').write('done')")  # fmt: skip
+    return [sys.executable, "-c", code]
+
+
 def test_drain_self_wait_returns_after_the_running_task_ends_and_the_worker_takes_no_more(hive, marker_dir):
     node = f"backend@{HOST}"
     start_worker(hive, node)
-    marker = marker_dir / "first"
-    first = task_submit(capabilities=["python"], command=sleeper(marker, 3))
+    marker, release = marker_dir / "first", marker_dir / "release"
+    first = task_submit(capabilities=["python"], command=held(marker, release))
     wait_for(lambda: running(first), timeout=30, what="the task to start")
 
-    done = hive_cli("drain", "--self", "--wait", "--timeout", "60")
-
-    assert done.returncode == 0, done.stdout + done.stderr
+    drain = subprocess.Popen([sys.executable, "-m", "hive_project.cli", "drain", "--self", "--wait", "--timeout", "60"],
+                             cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: Agent.objects.get(name=node).status == Agent.Status.DRAINING, timeout=60, what="draining")
+        time.sleep(1.5)
+        assert drain.poll() is None, "drain returned while the task was still running"
+        release.touch()
+        stdout, stderr = drain.communicate(timeout=60)
+    finally:
+        drain.kill()
+    assert drain.returncode == 0, stdout + stderr
     first.refresh_from_db()
-    assert first.status == Task.Status.SUCCEEDED, "drain returned before the running task ended"
+    assert first.status == Task.Status.SUCCEEDED
     assert marker.read_text() == "done"
-    assert f"agent {node} draining" in done.stdout
-    assert f"waiting for 1 running attempt(s) of {node}" in done.stdout
-    assert done.stdout.strip().endswith(f"drained: {node} run nothing")
+    assert f"agent {node} draining" in stdout
+    assert f"waiting for 1 running attempt(s) of {node}" in stdout
+    assert stdout.strip().endswith(f"drained: {node} run nothing")
     assert Agent.objects.get(name=node).status == Agent.Status.DRAINING
 
     second = task_submit(capabilities=["python"], command=[sys.executable, "-c", "pass"])
