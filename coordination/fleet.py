@@ -94,3 +94,9 @@ def agent_drain(*, agent: Agent) -> Agent:
         publish("agent.draining", agent=agent, pool=agent.pool)
     dispatch.stop_consuming(queue=agent.pool.queue, node=agent.name)
     return agent
+
+
+def agent_attempts_running(*, agent_ids: list[int]) -> int:
+    """Attempts these agents still run. A draining agent is drained when this is 0: it takes no new
+    task, and everything it had taken has ended (succeeded, failed, re-queued or lost)."""
+    return TaskAttempt.objects.filter(agent_id__in=agent_ids, outcome=TaskAttempt.Outcome.RUNNING).count()

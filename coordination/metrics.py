@@ -1,4 +1,10 @@
-"""Prometheus metrics of the hive (names as the deployment guide's dashboards and rules use)."""
+"""Prometheus metrics of the hive (names as the deployment guide's dashboards and rules use).
+
+Counters and histograms are counted where things happen (web and worker processes; `/metrics`
+adds up every process of a machine). Gauges of the hive's state — queue depth, agents, the
+guide's `agent_hive_active_agents_total` and `agent_hive_resource_utilization_percent` — are read
+from the database at scrape time by `hive_project.metrics`, so every web process tells the same.
+"""
 
 from __future__ import annotations
 
@@ -17,3 +23,20 @@ FLOW_DEFERRED = Counter(
     "hive_flow_deferred_total", "Task starts held back by flow control (no attempt spent)", ["pool", "reason"]
 )
 RATE_LIMITED = Counter("hive_pool_rate_limited_total", "Provider rate limits reported by agent programs", ["pool"])
+
+# The deployment guide's own names. agent_type is the pool's name.
+TASKS_COMPLETED = Counter(
+    "agent_hive_tasks_completed_total",
+    "Tasks reaching a terminal status (succeeded, failed, dead, cancelled)",
+    ["agent_type", "status"],
+)
+AGENT_FAILURES = Counter(
+    "agent_hive_agent_failures_total",
+    "Attempts that failed, timed out or were lost, and agents that went offline without a heartbeat",
+    ["agent_type"],
+)
+COORDINATION_LATENCY = Histogram(
+    "agent_hive_coordination_latency_seconds",
+    "From a task becoming ready (queued, its available_at reached) to a worker claiming it",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

@@ -16,7 +16,7 @@ from agents.models import Agent
 from coordination import dispatch as broker
 from coordination.events import publish
 from coordination.models import Task, TaskAttempt
-from coordination.services import attempt_lost, task_send
+from coordination.services import attempt_lost, count_agent_failure, task_send
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def agents_mark_offline(*, older_than: timedelta) -> int:
                 continue
             publish("agent.offline", agent=agent, pool=agent.pool, reason="no heartbeat",
                     last_heartbeat=agent.last_heartbeat.isoformat())  # fmt: skip
+            count_agent_failure(pool=agent.pool.name)  # a clean shutdown (scale-in) is no failure
         count += 1
         for attempt in TaskAttempt.objects.filter(agent=agent, outcome=TaskAttempt.Outcome.RUNNING):
             attempt_lost(attempt_id=attempt.id, reason=f"agent {agent.name} went offline")

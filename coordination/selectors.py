@@ -104,3 +104,9 @@ def pool_instances() -> list[tuple[str, int, int]]:
         (name, desired, online.get(name, 0))
         for name, desired in AgentPool.objects.filter(enabled=True).order_by("name").values_list("name", "desired_instances")
     ]
+
+
+def live_agent_resources(pools: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(pool, resources of its last heartbeat) for every agent online or draining in these pools."""
+    rows = Agent.objects.live().filter(pool__name__in=list(pools)).values_list("pool__name", "resources")
+    return [(pool, resources or {}) for pool, resources in rows]

@@ -23,7 +23,14 @@ from coordination import dispatch as broker
 from coordination import submission
 from coordination.errors import InvalidTransition, TaskNotFound
 from coordination.events import publish
-from coordination.metrics import COST_USD, TASK_DURATION, TASKS_TOTAL
+from coordination.metrics import (
+    AGENT_FAILURES,
+    COORDINATION_LATENCY,
+    COST_USD,
+    TASK_DURATION,
+    TASKS_COMPLETED,
+    TASKS_TOTAL,
+)
 from coordination.models import DEFAULT_TEAM, Priority, Source, Task, TaskAttempt, Team
 from coordination.results import AttemptResult
 from coordination.routing import route
@@ -151,7 +158,28 @@ def task_claim(*, task_id: str, agent: Agent, pid: int, host: str) -> TaskAttemp
         )
         publish("task.running", task=task, agent=agent, pool=task.pool, attempt=attempt.number)
     TASKS_TOTAL.labels(status=Task.Status.RUNNING, pool=task.pool.name).inc()
+    COORDINATION_LATENCY.observe(ready_to_claim_seconds(task, claimed_at=now))
     return attempt
+
+
+def ready_to_claim_seconds(task: Task, *, claimed_at) -> float:
+    """Seconds from the task becoming ready (queued and its available_at reached) to its claim.
+
+    A retry's backoff is not waiting: the clock starts when available_at passes, not when the
+    task was queued. Never negative (a message may be delivered a moment before available_at).
+    """
+    ready = task.available_at or task.queued_at or claimed_at
+    return max(0.0, (claimed_at - ready).total_seconds())
+
+
+def count_terminal(*, status: str, pool: str) -> None:
+    """Count a task reaching a terminal status for the guide's metric, once the change commits."""
+    transaction.on_commit(lambda: TASKS_COMPLETED.labels(agent_type=pool, status=status).inc())
+
+
+def count_agent_failure(*, pool: str) -> None:
+    """Count a failed, timed-out, crashed or lost attempt, or an agent gone silent, after commit."""
+    transaction.on_commit(lambda: AGENT_FAILURES.labels(agent_type=pool).inc())
 
 
 def _recover_if_orphaned(*, task_id: str, host: str) -> None:
@@ -219,9 +247,11 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                 publish("task.succeeded", task=task, agent=attempt.agent, attempt=attempt.number,
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.pool.name).inc()
+                count_terminal(status=Task.Status.SUCCEEDED, pool=task.pool.name)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED and result.requeue_after is not None:
             _attempt_requeued(task, attempt, reason=result.error or "rate limited", delay=result.requeue_after)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED:
+            count_agent_failure(pool=task.pool.name)
             _attempt_failed(task, attempt, reason=result.error or result.outcome, permanent=result.permanent)
     task.refresh_from_db()
     return task
@@ -243,6 +273,7 @@ def attempt_lost(*, attempt_id: int, reason: str) -> None:
         attempt.finished_at = timezone.now()
         attempt.error = reason
         attempt.save(update_fields=["outcome", "finished_at", "error"])
+        count_agent_failure(pool=attempt.task.pool.name)
         _attempt_failed(attempt.task, attempt, reason=reason, permanent=False)
 
 
@@ -276,6 +307,7 @@ def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent:
         task.refresh_from_db()
         publish(f"task.{status}", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000])
         TASKS_TOTAL.labels(status=status, pool=pool.name).inc()
+        count_terminal(status=status, pool=pool.name)
 
 
 def _attempt_requeued(task: Task, attempt: TaskAttempt, *, reason: str, delay: float) -> None:
@@ -315,6 +347,7 @@ def task_cancel(*, task: Task, reason: str = "cancelled") -> Task:
             )
         task.refresh_from_db()
         publish("task.cancelled", task=task, reason=reason)
+        count_terminal(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "")
     TASKS_TOTAL.labels(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "").inc()
     return task
 

@@ -3,9 +3,9 @@
 Counters (tasks reaching a status, events, attempt durations) are counted where they happen — in
 web and worker processes. On one machine `hive up` gives every child the same
 PROMETHEUS_MULTIPROC_DIR, and this view adds them up. Gauges that describe the hive's state
-(queue depth, agents, tasks by status, pools' desired and online instances) are read from Redis
-and the database at scrape time, so every web process reports the same truth, and KEDA or
-Prometheus see the scaler's decision however many processes the hive runs.
+(queue depth, agents, tasks by status, pools' desired and online instances, the guide's agent_hive_*
+gauges) are read from Redis and the database at scrape time, so every web process reports the same
+truth, and KEDA or Prometheus see the scaler's decision however many processes the hive runs.
 
 Served at `monitoring.prometheus.path` when `monitoring.enabled` and `monitoring.prometheus.enabled`.
 Access: with `security.api_key` set, a scraper sends it (`Authorization: Bearer …` or
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections import defaultdict
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from coordination.selectors import (
     agent_counts_by_status_and_pool,
+    live_agent_resources,
     pool_instances,
     pool_queue_depths,
     task_counts_by_status_and_pool,
@@ -43,7 +45,8 @@ class HiveStateCollector:
         yield agents
         desired = GaugeMetricFamily("hive_pool_desired_instances", "Instances the scaler wants", labels=["pool"])
         actual = GaugeMetricFamily("hive_pool_instances", "Instances online and consuming", labels=["pool"])
-        for name, want, online in pool_instances():
+        instances = pool_instances()
+        for name, want, online in instances:
             desired.add_metric([name], want)
             actual.add_metric([name], online)
         yield desired
@@ -52,6 +55,34 @@ class HiveStateCollector:
         for status, pool, n in task_counts_by_status_and_pool():
             tasks.add_metric([status, pool], n)
         yield tasks
+        yield from guide_gauges([name for name, _, _ in instances])
+
+
+def guide_gauges(pools: list[str]) -> Iterator[GaugeMetricFamily]:
+    """The deployment guide's state gauges, labelled by agent_type (the pool).
+
+    agent_hive_active_agents_total: agents online or draining (0 for a pool with none).
+    agent_hive_resource_utilization_percent: the mean, over those agents, of every `<resource>_percent`
+    value their last heartbeat reported (cpu, memory, and whatever else the workers sample).
+    """
+    live = live_agent_resources(pools)
+    active = GaugeMetricFamily("agent_hive_active_agents_total", "Agents online or draining", labels=["agent_type"])
+    samples: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for pool in pools:
+        active.add_metric([pool], sum(1 for name, _ in live if name == pool))
+    for pool, resources in live:
+        for key, value in (resources or {}).items():
+            if key.endswith("_percent") and isinstance(value, int | float) and not isinstance(value, bool):
+                samples[(pool, key.removesuffix("_percent"))].append(float(value))
+    yield active
+    utilization = GaugeMetricFamily(
+        "agent_hive_resource_utilization_percent",
+        "Mean resource use reported by a pool's agents, in percent",
+        labels=["agent_type", "resource"],
+    )
+    for (pool, resource), values in sorted(samples.items()):
+        utilization.add_metric([pool, resource], sum(values) / len(values))
+    yield utilization
 
 
 def _authorized(request: HttpRequest) -> bool | None:

@@ -206,3 +206,13 @@ class StatusSerializer(serializers.Serializer):
     tasks_running = serializers.IntegerField()
     database = serializers.CharField()
     redis = serializers.CharField()
+
+
+class PoolScaleSerializer(serializers.Serializer):
+    """What KEDA's metrics-api scaler reads (`valueLocation: desired`): the pool's decided size."""
+
+    pool = serializers.CharField(help_text="the pool's name")
+    desired = serializers.IntegerField(help_text="instances the scaling policy wants (AgentPool.desired_instances)")
+    instances = serializers.IntegerField(help_text="agents of the pool online or draining now")
+    min = serializers.IntegerField(help_text="the pool's min_instances")
+    max = serializers.IntegerField(help_text="the pool's max_instances")

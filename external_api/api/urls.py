@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -16,6 +16,8 @@ urlpatterns = [
     path("v1/auth/token/refresh/", StrictTokenRefreshView.as_view(), name="token_refresh"),
     path("v1/events/", views.EventsView.as_view(), name="events"),
     path("v1/status/", views.StatusView.as_view(), name="status"),
+    # KEDA's metrics-api scaler calls the URL as configured: answer with and without the slash, no redirect.
+    re_path(r"^v1/pools/(?P<name>[-a-zA-Z0-9_]+)/scale/?$", views.PoolScaleView.as_view(), name="pool-scale"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -283,3 +283,18 @@ class StatusView(APIView):
             except Exception:  # the database went away between the check and the counts
                 body.update(status="degraded", database="unreachable")
         return Response(body, status=200 if body["status"] == "ok" else 503)
+
+
+class PoolScaleView(APIView):
+    """GET /api/v1/pools/<name>/scale: the pool's desired size for an external actuator (KEDA).
+
+    Read scope. KEDA's metrics-api trigger reads `desired` with targetValue 1 and metricType
+    AverageValue, so the Deployment's replica count equals the hive's decision.
+    """
+
+    @extend_schema(responses={200: s.PoolScaleSerializer, **ERRORS})
+    def get(self, request, name: str):
+        pool = get_object_or_404(AgentPool, name=name, enabled=True)
+        body = {"pool": pool.name, "desired": pool.desired_instances, "instances": pool.agents.live().count(),
+                "min": pool.min_instances, "max": pool.max_instances}  # fmt: skip
+        return Response(s.PoolScaleSerializer(body).data)

@@ -271,21 +271,6 @@ def redrive(task_id) -> None:
     _act(task_id, "redrive")
 
 
-@main.command()
-@click.argument("agent_name")
-def drain(agent_name) -> None:
-    """Stop an agent taking new tasks; what it runs finishes."""
-    setup_django()
-    from agents.models import Agent
-    from coordination.fleet import agent_drain
-
-    agent = Agent.objects.select_related("pool").filter(name=agent_name).first()
-    if agent is None:
-        fail(f"not_found: no agent {agent_name!r}")
-    agent = agent_drain(agent=agent)
-    click.echo(f"agent {agent.name} {status(agent.status)}")
-
-
 @main.command("check-config")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.option("--explain", is_flag=True, help="Every key: its value, where it came from, and what reads it.")

@@ -14,6 +14,7 @@ import functools
 import importlib
 import importlib.resources
 import json
+import os
 import re
 import shlex
 import shutil
@@ -53,8 +54,21 @@ METRICS: dict[str, set[str]] = {
     "hive_events_total": {"type"},
     "hive_webhook_deliveries_total": {"source", "outcome"},
     "hive_api_requests_total": {"method", "route", "status"},
+    "hive_tasks": {"status", "pool"},
+    # the scaling policy's gauges (issue 10: beat's decisions and the pools' actual size)
+    "hive_pool_desired_instances": {"pool"},
+    "hive_pool_instances": {"pool"},
+    # the deployment guide's own names; agent_type is the pool
+    "agent_hive_active_agents_total": {"agent_type"},
+    "agent_hive_tasks_completed_total": {"agent_type", "status"},
+    "agent_hive_resource_utilization_percent": {"agent_type", "resource"},
+    "agent_hive_agent_failures_total": {"agent_type"},
+    "agent_hive_coordination_latency_seconds": set(),
 }
-HISTOGRAMS = {"hive_task_duration_seconds"}
+HISTOGRAMS = {"hive_task_duration_seconds", "agent_hive_coordination_latency_seconds"}
+# Charted, not alerted on: tasks by current status (the dashboard's "running"), and the guide's
+# throughput and agent count (its own panels; HiveNoAgentsOnline and the task rules cover them).
+CHARTED_NOT_ALERTED = {"hive_tasks", "agent_hive_tasks_completed_total", "agent_hive_active_agents_total"}
 
 # The deployment guide's k8s/configmap.yaml config.yaml: our ConfigMap keeps every key unchanged.
 GUIDE_CONFIG: dict[str, Any] = {
@@ -191,9 +205,13 @@ def tool(name: str) -> str | None:
 
 
 def require_tool(name: str, package: str) -> str:
+    """The tool's path; skipped where it is not installed, but a failure in CI, which installs it."""
     path = tool(name)
     if path is None:
-        pytest.skip(f"{name} not installed ({package})")
+        message = f"{name} not installed ({package})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}: .ci/run must install it")
+        pytest.skip(message)
     return path
 
 
@@ -218,8 +236,8 @@ def compose_argv(service: dict[str, Any]) -> list[str]:
 
 
 def promql_metrics(expr: str) -> Iterator[tuple[str, set[str]]]:
-    """(metric base name, label names matched in its selector) for every hive_* metric in expr."""
-    for match in re.finditer(r"\b(hive_[a-z_]+)\b(\{[^}]*\})?", expr):
+    """(metric name, label names matched in its selector) for every hive_* and agent_hive_* metric in expr."""
+    for match in re.finditer(r"\b((?:agent_)?hive_[a-z_]+)\b(\{[^}]*\})?", expr):
         name, selector = match.group(1), match.group(2) or ""
         labels = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector))
         yield name, labels
@@ -274,8 +292,15 @@ def kubernetes_validate() -> Iterator[Any]:
         yield module
 
 
+KEDA_API_GROUP = "keda.sh/"  # custom resources: validated against KEDA's own schemas in test_keda.py
+
+
+def builtin_objects() -> list[tuple[str, dict[str, Any]]]:
+    return [item for item in k8s_objects() if not item[1]["apiVersion"].startswith(KEDA_API_GROUP)]
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("item", k8s_objects(), ids=object_id)
+@pytest.mark.parametrize("item", builtin_objects(), ids=object_id)
 def test_k8s_object_matches_kubernetes_openapi_schema(
     item: tuple[str, dict[str, Any]], version: str, kubernetes_validate: Any
 ) -> None:
@@ -491,26 +516,14 @@ def hpas_by_target() -> dict[str, dict[str, Any]]:
     return {h["spec"]["scaleTargetRef"]["name"]: h for h in objects_of("HorizontalPodAutoscaler")}
 
 
-def test_every_hpa_targets_an_existing_deployment_other_than_beat() -> None:
+def test_every_hpa_targets_an_existing_deployment_other_than_beat_and_the_workers() -> None:
+    """Pool workers are KEDA's (test_keda.py): a second HPA on them would fight KEDA's."""
     deployments = {d["metadata"]["name"]: d for d in objects_of("Deployment")}
     for target in hpas_by_target():
         assert target in deployments
         assert not is_beat(deployments[target])
+        assert not is_celery_worker(argv(pod_spec(deployments[target])["containers"][0])), target
     assert "agent-hive-orchestrator" in hpas_by_target()
-
-
-@pytest.mark.parametrize("pool", ["backend", "frontend", "ios", "infrastructure"])
-def test_worker_hpa_never_runs_more_agents_than_the_pool_allows(pool: str) -> None:
-    deployment = worker_deployments()[f"hive.{pool}"]
-    hpa = hpas_by_target()[deployment["metadata"]["name"]]
-    concurrency = int(option(argv(pod_spec(deployment)["containers"][0]), "--concurrency"))
-    spec = hive_config()["agents"][pool]
-    assert hpa["spec"]["maxReplicas"] * concurrency <= spec["max_instances"]
-    assert hpa["spec"]["minReplicas"] * concurrency >= spec.get("min_instances", 0)
-    external = [m["external"] for m in hpa["spec"]["metrics"] if m["type"] == "External"]
-    assert [(m["metric"]["name"], m["metric"]["selector"]["matchLabels"]) for m in external] == [
-        ("hive_queue_depth", {"pool": pool})
-    ]
 
 
 def is_beat(deployment: dict[str, Any]) -> bool:
@@ -691,13 +704,13 @@ def test_no_k8s_manifest_sets_a_secret_as_a_literal_value() -> None:
                 assert not SECRET_NAME_PATTERN.search(key), f"secret-like {key} in ConfigMap"
 
 
-def test_network_policies_admit_only_the_ingress_controller_and_prometheus() -> None:
+def test_network_policies_admit_only_the_ingress_controller_prometheus_and_keda() -> None:
     sources = set()
     for policy in objects_of("NetworkPolicy"):
         for rule in policy["spec"].get("ingress", []):
             for peer in rule["from"]:
                 sources.add(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
-    assert sources == {"ingress-nginx", "monitoring"}
+    assert sources == {"ingress-nginx", "monitoring", "keda"}
     deny = [
         p for p in objects_of("NetworkPolicy") if p["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in p["spec"]
     ]
@@ -933,7 +946,27 @@ def test_alert_rules_use_only_exported_metrics_and_say_what_and_how_bad() -> Non
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
     used = {name for rule in alert_rules() for name, _ in promql_metrics(rule["expr"])}
-    assert {re.sub(r"_bucket$", "", name) for name in used} == set(METRICS)
+    assert {re.sub(r"_bucket$", "", name) for name in used} == set(METRICS) - CHARTED_NOT_ALERTED
+
+
+GUIDE_ALERTS = {"HighCoordinationLatency", "LowResourceUtilization", "AgentFailure", "SystemOverload"}
+
+
+def test_rules_ship_the_guides_four_alerts_on_metrics_that_exist() -> None:
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert GUIDE_ALERTS <= set(rules)
+    for name in GUIDE_ALERTS:
+        assert "_ms" not in rules[name]["expr"], "the guide's agent_hive_coordination_latency_ms does not exist"
+    latency = " ".join(rules["HighCoordinationLatency"]["expr"].split())
+    expected = "histogram_quantile(0.95, sum by (le) (rate(agent_hive_coordination_latency_seconds_bucket[5m]))) > 0.5"
+    assert latency == expected
+
+
+def test_every_alert_rule_has_a_promtool_case_where_it_fires() -> None:
+    """promtool compares the firing alerts exactly, so each case also proves the others stay quiet."""
+    cases = load_documents(HERE / "alert_rules_test.yml")[0]["tests"]
+    fired = {check["alertname"] for case in cases for check in case["alert_rule_test"] if check["exp_alerts"]}
+    assert {rule["alert"] for rule in alert_rules()} - fired == set(), "alerts no promtool case shows firing"
 
 
 def test_prometheus_loads_the_rules_and_scrapes_the_web_process() -> None:
@@ -945,6 +978,7 @@ def test_prometheus_loads_the_rules_and_scrapes_the_web_process() -> None:
 
 
 def test_promtool_accepts_config_and_rules_and_the_alerts_fire_as_specified() -> None:
+    """Every rule's unit tests (alert_rules_test.yml); a failure, not a skip, in CI without promtool."""
     promtool = require_tool("promtool", "Debian prometheus")
     for command in (
         ("check", "config", str(DOCKER / "prometheus.yml")),
@@ -954,19 +988,57 @@ def test_promtool_accepts_config_and_rules_and_the_alerts_fire_as_specified() ->
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def dashboard() -> dict[str, Any]:
+    return json.loads((DOCKER / "grafana-dashboard.json").read_text())
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every annotation query of the dashboard."""
+    found = [(panel["title"], target["expr"]) for panel in dashboard()["panels"] for target in panel.get("targets", [])]
+    found += [(f"annotation {a['name']}", a["expr"]) for a in dashboard()["annotations"]["list"] if "expr" in a]
+    return found
+
+
+def test_grafana_dashboard_shows_scaling_queue_running_and_coordination_latency() -> None:
+    by_title = {panel["title"]: [t["expr"] for t in panel.get("targets", [])] for panel in dashboard()["panels"]}
+    instances = " ".join(by_title["Instances: desired vs actual by pool"])
+    assert "hive_pool_desired_instances" in instances and "hive_pool_instances" in instances
+    load = " ".join(by_title["Queue depth and running tasks by pool"])
+    assert "hive_queue_depth" in load and 'status="running"' in load
+    latency = by_title["Coordination latency p50 / p95 / p99"]
+    assert [re.match(r"histogram_quantile\((0\.\d+),", expr).group(1) for expr in latency] == ["0.5", "0.95", "0.99"]
+    assert all("agent_hive_coordination_latency_seconds_bucket" in expr for expr in latency)
+    (marks,) = [a for a in dashboard()["annotations"]["list"] if a["name"] == "Scaling decisions"]
+    assert "hive_pool_desired_instances" in marks["expr"]
+
+
+def test_promtool_parses_every_dashboard_query_as_promql(tmp_path: Path) -> None:
+    """Grafana's variables resolved as Grafana would, each query becomes a recording rule promtool parses."""
+    promtool = require_tool("promtool", "Debian prometheus")
+    rules = [
+        {"record": f"dashboard:query_{index}", "expr": expr.replace("$__rate_interval", "1m").replace("$pool", ".*")}
+        for index, (_, expr) in enumerate(dashboard_queries())
+    ]
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = run(promtool, "check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
 def test_grafana_dashboard_charts_every_metric_with_valid_queries() -> None:
-    dashboard = json.loads((DOCKER / "grafana-dashboard.json").read_text())
-    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
-    ids = [panel["id"] for panel in dashboard["panels"]]
+    board = dashboard()
+    panels = [panel for panel in board["panels"] if panel["type"] != "row"]
+    ids = [panel["id"] for panel in board["panels"]]
     assert len(ids) == len(set(ids))
-    used = set()
     for panel in panels:
         assert panel["targets"], panel["title"]
-        for target in panel["targets"]:
-            assert not check_metric_use(target["expr"]), (panel["title"], check_metric_use(target["expr"]))
-            used |= {re.sub(r"_bucket$", "", name) for name, _ in promql_metrics(target["expr"])}
+    used = set()
+    for where, expr in dashboard_queries():
+        assert not check_metric_use(expr), (where, check_metric_use(expr))
+        used |= {re.sub(r"_bucket$", "", name) for name, _ in promql_metrics(expr)}
     assert used == set(METRICS)
-    assert "pool" in {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert "pool" in {variable["name"] for variable in board["templating"]["list"]}
 
 
 def nginx_conf() -> str:
