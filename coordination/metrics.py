@@ -12,3 +12,11 @@ TASK_DURATION = Histogram(
     ["pool"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
+# The guide's coordination latency. stage="dependency": a dependency's end to its dependents queued
+# (coordination.sessions); the guide alerts at 500 ms, the hive aims under 100 ms at p99.
+COORDINATION_LATENCY = Histogram(
+    "agent_hive_coordination_latency_seconds",
+    "Time the hive spends coordinating agents, by stage",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

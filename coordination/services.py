@@ -23,7 +23,7 @@ from coordination import dispatch as broker
 from coordination.errors import IdempotencyConflict, InvalidTask, InvalidTransition, TaskNotFound
 from coordination.events import publish
 from coordination.metrics import TASK_DURATION, TASKS_TOTAL
-from coordination.models import DEFAULT_TEAM, Priority, Source, Task, TaskAttempt, Team
+from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, Team
 from coordination.results import AttemptResult
 from coordination.routing import route
 
@@ -51,12 +51,14 @@ def task_submit(
     source: str = Source.PYTHON,
     external_ref: str = "",
     team: Team | None = None,
+    pool: str | None = None,
 ) -> Task:
     """Validate, route and store a task, then send it to its pool's queue after commit.
 
     Raises InvalidTask or NoEligiblePool and stores nothing when the task cannot run. With an
     idempotency key, a repeat of the same submission returns the first task; the same key with
-    different content is an IdempotencyConflict.
+    different content is an IdempotencyConflict. `pool` names the pool to use instead of letting
+    the allocation strategy choose (a session's fan-out target); it must be eligible.
     """
     spec = _validated(
         capabilities=capabilities, prompt=prompt, command=command, payload=payload, task_type=task_type,
@@ -68,7 +70,7 @@ def task_submit(
         existing = Task.objects.filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_submission(existing, spec)
-    pool = route(spec["capabilities"], task_type=spec["task_type"], needs_commands=bool(spec["command"]))
+    pool = route(spec["capabilities"], task_type=spec["task_type"], needs_commands=bool(spec["command"]), only=pool)
     now = timezone.now()
     budget = spec.pop("max_attempts") or pool.max_attempts
     timeout = spec.pop("timeout") or pool.timeout
@@ -114,6 +116,32 @@ def contains_nul(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(contains_nul(v) for v in value)
     return False
+
+
+def task_spec_check(
+    *,
+    capabilities: Sequence[str],
+    prompt: str = "",
+    command: Sequence[str] | None = None,
+    payload: dict[str, Any] | None = None,
+    task_type: str = "general",
+    priority: str = Priority.NORMAL,
+    complexity: int | None = None,
+    timeout: float | None = None,
+    max_attempts: int | None = None,
+) -> dict[str, Any]:
+    """The checks of task_submit without storing anything: the normalised spec, or InvalidTask.
+
+    Sessions check every step with it before they store a row.
+    """
+    spec = _validated(
+        capabilities=capabilities, prompt=prompt, command=command, payload=payload, task_type=task_type,
+        priority=priority, complexity=complexity, timeout=timeout, max_attempts=max_attempts, idempotency_key=None,
+        source=Source.SESSION, external_ref="",
+    )  # fmt: skip
+    for submission_only in ("idempotency_key", "source", "external_ref"):
+        del spec[submission_only]
+    return spec
 
 
 def _validated(**spec: Any) -> dict[str, Any]:
@@ -211,6 +239,10 @@ def task_claim(*, task_id: str, agent: Agent, pid: int, host: str) -> TaskAttemp
             task=task, number=task.attempts, agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now
         )
         publish("task.running", task=task, agent=agent, pool=task.pool, attempt=attempt.number)
+        if task.source == Source.SESSION:
+            SessionStep.objects.filter(task_id=task.id, status=SessionStep.Status.QUEUED).update(
+                status=SessionStep.Status.RUNNING
+            )
     TASKS_TOTAL.labels(status=Task.Status.RUNNING, pool=task.pool.name).inc()
     return attempt
 
@@ -275,6 +307,7 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                 publish("task.succeeded", task=task, agent=attempt.agent, attempt=attempt.number,
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.pool.name).inc()
+                _task_ended(task)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED:
             _attempt_failed(task, attempt, reason=result.error or result.outcome, permanent=result.permanent)
     task.refresh_from_db()
@@ -330,6 +363,21 @@ def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent:
         task.refresh_from_db()
         publish(f"task.{status}", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000])
         TASKS_TOTAL.labels(status=status, pool=pool.name).inc()
+        _task_ended(task)
+
+
+def _task_ended(task: Task) -> None:
+    """A session step's task has ended: move its session on once this transaction commits.
+
+    Free for other tasks (no query). After commit, because the session reads its steps' tasks
+    afresh: when two dependencies end at once, whichever commits last sees both. `robust`: the
+    task's own end is recorded whatever happens to the session; beat's reconciler catches up.
+    """
+    if task.source != Source.SESSION:
+        return
+    from coordination.sessions import session_step_advance  # sessions build on this module
+
+    transaction.on_commit(lambda: session_step_advance(task=task), robust=True)
 
 
 def backoff_delay(attempt_number: int) -> float:
@@ -354,6 +402,7 @@ def task_cancel(*, task: Task, reason: str = "cancelled") -> Task:
             )
         task.refresh_from_db()
         publish("task.cancelled", task=task, reason=reason)
+        _task_ended(task)
     TASKS_TOTAL.labels(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "").inc()
     return task
 

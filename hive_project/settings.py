@@ -228,6 +228,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": RECONCILE_INTERVAL,
         "options": {"queue": "hive.control", "expires": RECONCILE_INTERVAL * 2},
     },
+    # Coordination sessions move on when a step's task ends; this catches what that missed
+    # (a worker killed between commit and hook) and times sessions out.
+    "session-reconcile": {
+        "task": "hive.session_reconcile",
+        "schedule": RECONCILE_INTERVAL,
+        "options": {"queue": "hive.control", "expires": RECONCILE_INTERVAL * 2},
+    },
     "event-retention": {
         "task": "hive.event_retention",
         "schedule": 3600.0,

@@ -13,6 +13,7 @@ from coordination.models import Event
 from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
 from coordination.services import task_claim
+from coordination.sessions import session_reconcile
 from workers.agent import current_agent
 from workers.attempt import attempt_run
 
@@ -31,6 +32,12 @@ def execute_task(self, task_id: str) -> None:
 def reconcile_hive() -> dict:
     report = reconcile()
     return report.__dict__
+
+
+@shared_task(name="hive.session_reconcile", ignore_result=True)
+def reconcile_sessions() -> dict:
+    """Advance every active coordination session (ready steps, ended tasks, passed deadlines)."""
+    return session_reconcile()
 
 
 @shared_task(name="hive.event_retention", ignore_result=True)
