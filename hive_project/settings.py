@@ -324,6 +324,9 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "coordination.models.Task.Status",
         "AgentStatusEnum": "agents.models.Agent.Status",
         "AttemptOutcomeEnum": "coordination.models.TaskAttempt.Outcome",
+        "SessionStatusEnum": "coordination.models.CoordinationSession.Status",
+        "SessionModeEnum": "coordination.models.CoordinationSession.Mode",
+        "SessionStepStatusEnum": "coordination.models.SessionStep.Status",
     },
 }
 CORS_ALLOWED_ORIGINS = [o for o in GATEWAY.cors_origins if o != "*"] if GATEWAY.cors_enabled else []

@@ -3,13 +3,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from external_api.api import views
+from external_api.api import sessions, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("tasks", views.TaskViewSet, basename="task")
 router.register("agents", views.AgentViewSet, basename="agent")
 router.register("pools", views.PoolViewSet, basename="pool")
+router.register("sessions", sessions.SessionViewSet, basename="session")
 
 urlpatterns = [
     path("v1/auth/token/", TokenObtainPairView.as_view(), name="token_obtain"),
