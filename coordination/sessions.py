@@ -279,7 +279,10 @@ def _finish(session: CoordinationSession, steps: Sequence[SessionStep]) -> None:
 
 
 def _stop(session: CoordinationSession, steps: Sequence[SessionStep], *, status: str, reason: str) -> bool:
-    """End an active session early (timed out, cancelled): cancel what runs and what waits."""
+    """End an active session early (timed out, cancelled), cancelling what runs and what waits.
+
+    One transaction: whoever sees the session ended sees its unfinished steps cancelled too.
+    """
     with transaction.atomic():
         won = CoordinationSession.objects.filter(id=session.id, status__in=CoordinationSession.ACTIVE_STATUSES).update(
             status=status, reason=reason, finished_at=timezone.now()
@@ -287,20 +290,17 @@ def _stop(session: CoordinationSession, steps: Sequence[SessionStep], *, status:
         if won:
             publish(f"session.{status}", team_id=session.team_id, session=str(session.id), status=status,
                     reason=reason)  # fmt: skip
+            for step in steps:
+                if step.status == StepStatus.WAITING:
+                    _cancel_waiting(session, step, reason=reason)
+                elif step.status in SessionStep.ACTIVE_STATUSES and step.task is not None:
+                    try:
+                        task_cancel(task=step.task, reason=reason)
+                    except InvalidTransition:  # it ended meanwhile; recorded below as it ended
+                        step.task.refresh_from_db()
+                    _record_end(session, step)
     session.refresh_from_db()
-    if not won:
-        return False
-    for step in steps:
-        if step.status == StepStatus.WAITING:
-            _cancel_waiting(session, step, reason=reason)
-        elif step.status in SessionStep.ACTIVE_STATUSES and step.task is not None:
-            try:
-                task_cancel(task=step.task, reason=reason)
-            except InvalidTransition:  # it ended meanwhile; recorded below as it ended
-                step.task.refresh_from_db()
-            if step.task.is_terminal:
-                _record_end(session, step)
-    return True
+    return bool(won)
 
 
 def session_cancel(*, session: CoordinationSession, reason: str = "cancelled") -> CoordinationSession:

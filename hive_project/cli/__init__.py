@@ -28,7 +28,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hive_project.cli import accounts, bench, commands, demo, up, webhooks  # noqa: F401  (commands attach to `main`)
+    from hive_project.cli import accounts, bench, commands, demo, sessions, up, webhooks  # noqa: F401  (commands attach to `main`)
 
 
 _register()

@@ -11,6 +11,7 @@ from django.utils import timezone
 STATUS_COLOURS = {
     "succeeded": "green", "failed": "red", "dead": "red", "cancelled": "yellow", "running": "cyan",
     "queued": "blue", "online": "green", "offline": "red", "draining": "yellow",
+    "waiting": "blue", "timed_out": "red", "no_consensus": "yellow",
 }  # fmt: skip
 
 

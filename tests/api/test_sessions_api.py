@@ -203,3 +203,39 @@ def test_session_list_filters_by_status_and_mode_and_pages_with_a_cursor(persona
     assert [s["id"] for s in first["results"]] == [fan_id] and first["next"]
     second = owner.get(first["next"]).json()
     assert [s["id"] for s in second["results"]] == [acme_session["id"]] and second["next"] is None
+
+
+# --- the admin -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(client, pools):
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("root", password="admin password 1")
+    client.login(username="root", password="admin password 1")
+    return client
+
+
+def test_session_admin_lists_filters_shows_steps_and_cancels(admin_client, acme_session):
+    from coordination.sessions import session_create
+
+    other = session_create(plan={"name": "vote on it", "mode": "consensus", "steps": [
+        {"name": "v", "command": ["true"], "capabilities": ["python"], "count": 2}]})  # fmt: skip
+
+    page = admin_client.get("/admin/coordination/coordinationsession/?mode__exact=consensus").content.decode()
+    assert "vote on it" in page and "build and test" not in page
+    detail = admin_client.get(f"/admin/coordination/coordinationsession/{acme_session['id']}/change/").content.decode()
+    assert "Session steps" in detail and "build" in detail and "waiting" in detail
+    response = admin_client.post(
+        "/admin/coordination/coordinationsession/",
+        {"action": "cancel", "_selected_action": [acme_session["id"], str(other.id)]},
+        follow=True,
+    )
+    assert "Cancelled 2 session(s)" in response.content.decode()
+    assert set(CoordinationSession.objects.values_list("status", flat=True)) == {"cancelled"}
+    response = admin_client.post(
+        "/admin/coordination/coordinationsession/", {"action": "cancel", "_selected_action": [str(other.id)]},
+        follow=True,
+    )  # fmt: skip
+    assert "only pending or running sessions can be cancelled" in response.content.decode()
