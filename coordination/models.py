@@ -345,7 +345,7 @@ class SessionStep(models.Model):
     )
 
     class Meta:
-        ordering = ["session", "position"]
+        ordering = ["session_id", "position"]  # the id, not the session's own ordering (no join)
         constraints = [models.UniqueConstraint(fields=["session", "name"], name="session_step_name_unique")]
         indexes = [models.Index(fields=["session", "status"])]
 

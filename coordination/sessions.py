@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from coordination.consensus import answer_text, decide, vote_of
@@ -77,17 +79,14 @@ def session_create(*, plan: Any, team: Team | None = None, source: str = Source.
             status=Status.RUNNING, started_at=now
         )
         session.refresh_from_db()
-        steps = list(session.steps.order_by("position"))
-        _queue_ready(session, steps, strict=True)
+        _queue_ready(session, _dag(session), strict=True)
     return session
 
 
 # --- advance ----------------------------------------------------------------------------------------
 def session_step_advance(*, task: Task) -> None:
     """The hook for a task that ended: advance its session, if it is a session's step."""
-    session_id = SessionStep.objects.filter(task_id=task.id).values_list("session_id", flat=True).first()
-    if session_id is not None:
-        session_advance(session_id=session_id)
+    _advance(Q(steps__task_id=task.id))
 
 
 def session_advance(*, session_id: UUID | str) -> CoordinationSession | None:
@@ -96,28 +95,63 @@ def session_advance(*, session_id: UUID | str) -> CoordinationSession | None:
     Records steps whose task ended; times the session out past its deadline (cancelling what
     still runs); cancels the dependents of a failed step or queues steps whose dependencies are
     done; ends the session when every step has ended.
+
+    One transaction holding the session's row lock (PostgreSQL; SQLite serialises writers
+    anyway): two advances of one session — two dependencies ending at once, the hook beside beat
+    — run one after the other, and the second sees all the first did. Readiness comes from the
+    steps' tasks, committed before their hook runs, so whichever advance runs last sees every
+    dependency that has ended. It reads a few columns of every step and whole rows only of the
+    steps it moves, so a hand-off costs about the same in a 200-step session as in a 3-step one.
     """
-    session = CoordinationSession.objects.select_related("team").filter(id=session_id).first()
-    if session is None:
-        return None
-    steps = list(session.steps.select_related("task").order_by("position"))
-    _record_ended(session, steps)
-    if not session.is_active:
-        return session
-    if timezone.now() >= session.deadline:
-        _stop(session, steps, status=Status.TIMED_OUT,
-              reason=f"the session ran past its timeout of {session.timeout:g}s")  # fmt: skip
-        return session
-    _queue_ready(session, steps)
-    if all(s.is_terminal for s in steps):
-        _finish(session, steps)
+    return _advance(Q(id=session_id))
+
+
+def _advance(which: Q) -> CoordinationSession | None:
+    with transaction.atomic():
+        # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the join (team)
+        session = (
+            CoordinationSession.objects.select_for_update(of=("self",))
+            .select_related("team")
+            .defer("plan")  # every step's spec: the steps' rows hold what is needed
+            .filter(which)
+            .first()
+        )
+        if session is None:
+            return None
+        ended = session.steps.filter(status__in=SessionStep.ACTIVE_STATUSES, task__status__in=Task.TERMINAL_STATUSES)
+        for step in ended.select_related("task__pool"):
+            _record_end(session, step)
+        if not session.is_active:
+            return session
+        if timezone.now() >= session.deadline:
+            _stop(session, status=Status.TIMED_OUT, reason=f"the session ran past its timeout of {session.timeout:g}s")
+            return session
+        steps = _dag(session)
+        _queue_ready(session, steps)
+        if all(s.is_terminal for s in steps):
+            _finish(session)
     return session
 
 
-def _record_ended(session: CoordinationSession, steps: Sequence[SessionStep]) -> None:
-    for step in steps:
-        if step.status in SessionStep.ACTIVE_STATUSES and step.task is not None and step.task.is_terminal:
-            _record_end(session, step)
+@dataclass
+class DagNode:
+    """What the advance reads of every step: enough to decide what moves, no JSON beyond the edges.
+    The rest (spec, result, output) is read only for the steps it moves."""
+
+    id: int
+    name: str
+    status: str
+    depends_on: list[str]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in SessionStep.TERMINAL_STATUSES
+
+
+def _dag(session: CoordinationSession) -> list[DagNode]:
+    return [
+        DagNode(*row) for row in session.steps.order_by("position").values_list("id", "name", "status", "depends_on")
+    ]
 
 
 def _record_end(session: CoordinationSession, step: SessionStep) -> None:
@@ -128,26 +162,29 @@ def _record_end(session: CoordinationSession, step: SessionStep) -> None:
     tail = task.attempt_set.order_by("-number").values_list("output_tail", flat=True).first() or ""
     reason = "" if status == StepStatus.SUCCEEDED else (task.error or f"its task is {task.status}")[:2000]
     finished = task.finished_at or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # nothing in here is caught and carried on from
         won = SessionStep.objects.filter(id=step.id, status__in=SessionStep.ACTIVE_STATUSES).update(
             status=status, result=task.result, output_tail=tail[-OUTPUT_MAX:], reason=reason, finished_at=finished
         )
         if won:
             publish("session.step_finished", task=task, session=str(session.id), step=step.name, status=status,
                     reason=reason[:500])  # fmt: skip
-    step.refresh_from_db(fields=["status", "result", "output_tail", "reason", "finished_at"])
 
 
-def _queue_ready(session: CoordinationSession, steps: Sequence[SessionStep], *, strict: bool = False) -> None:
+def _queue_ready(session: CoordinationSession, steps: Sequence[DagNode], *, strict: bool = False) -> None:
     """Queue every waiting step whose dependencies have ended well; cancel those whose did not.
 
-    Repeats until nothing changes, since a cancelled step cancels its own dependents in turn.
+    Repeats until nothing changes: a cancelled step cancels its own dependents in turn, and a step
+    refused at queue time fails its own. The steps that become ready together are queued in one
+    transaction from one read of their rows, so the tenth dependent of a step does not wait for
+    nine commits and nine broker messages before its own.
     """
     by_name = {s.name: s for s in steps}
     tried: set[str] = set()
     progress = True
     while progress:
         progress = False
+        ready: list[DagNode] = []
         for step in steps:
             if step.status != StepStatus.WAITING or step.name in tried:
                 continue
@@ -161,7 +198,13 @@ def _queue_ready(session: CoordinationSession, steps: Sequence[SessionStep], *, 
                 verb = "failed" if broken.status == StepStatus.FAILED else "was cancelled"
                 _cancel_waiting(session, step, reason=f"dependency {broken.name} {verb}")
             else:
-                _queue(session, step, deps, strict=strict)
+                ready.append(step)
+        if ready:
+            names = {s.name for s in ready} | {d for s in ready for d in s.depends_on}
+            rows = {r.name: r for r in SessionStep.objects.filter(session_id=session.id, name__in=names)}
+            with transaction.atomic(savepoint=False):  # _queue lets no refusal escape (but strict's)
+                for step in ready:
+                    step.status = _queue(session, rows[step.name], [rows[d] for d in step.depends_on], strict=strict)
 
 
 def step_inputs(deps: Sequence[SessionStep]) -> dict[str, dict[str, Any]]:
@@ -190,11 +233,11 @@ def fill_prompt(prompt: str, inputs: dict[str, dict[str, Any]]) -> str:
     return STEP_PLACEHOLDER.sub(value, prompt)
 
 
-class _Lost(Exception):
-    """Another advance queued this step first."""
+def _queue(session: CoordinationSession, step: SessionStep, deps: Sequence[SessionStep], *, strict: bool) -> str:
+    """Submit the step's task, its dependencies' answers in its payload and prompt; its new status.
 
-
-def _queue(session: CoordinationSession, step: SessionStep, deps: Sequence[SessionStep], *, strict: bool) -> None:
+    Runs inside the caller's transaction. No savepoint: task_submit refuses before it writes.
+    """
     spec = dict(step.spec)
     pool = spec.pop("pool", None)
     if deps:
@@ -202,45 +245,50 @@ def _queue(session: CoordinationSession, step: SessionStep, deps: Sequence[Sessi
         spec["payload"] = {**spec.get("payload", {}), "steps": inputs}
         spec["prompt"] = fill_prompt(spec.get("prompt", ""), inputs)
     ended = max((d.finished_at for d in deps if d.finished_at), default=None)
+    if not SessionStep.objects.filter(id=step.id, status=StepStatus.WAITING).update(status=StepStatus.QUEUED):
+        return SessionStep.objects.values_list("status", flat=True).get(id=step.id)  # another advance was first
     try:
-        with transaction.atomic():
-            if not SessionStep.objects.filter(id=step.id, status=StepStatus.WAITING).update(status=StepStatus.QUEUED):
-                raise _Lost
-            task = task_submit(**spec, pool=pool, team=session.team, source=Source.SESSION)
-            latency = max(0.0, (task.queued_at - ended).total_seconds()) if ended else None
-            SessionStep.objects.filter(id=step.id).update(task=task, queued_at=task.queued_at, latency=latency)
-            publish("session.step_queued", task=task, session=str(session.id), step=step.name, latency=latency)
-            if latency is not None:
-                transaction.on_commit(lambda: COORDINATION_LATENCY.labels(stage="dependency").observe(latency))
-    except _Lost:
-        pass
+        task = task_submit(**spec, pool=pool, team=session.team, source=Source.SESSION)
     except HiveError as exc:
         if strict:  # at creation: refuse the whole plan, store nothing
             raise InvalidSession(f"step {step.name}: {exc.detail}") from None
         # Checked at creation, refused now: a pool disabled since, or an answer task_submit refuses.
-        _end_unqueued(session, step, status=StepStatus.FAILED, reason=f"could not be queued: {exc.detail}")
-        return
-    step.refresh_from_db()
+        reason = f"could not be queued: {exc.detail}"
+        SessionStep.objects.filter(id=step.id).update(
+            status=StepStatus.FAILED, reason=reason, finished_at=timezone.now()
+        )
+        publish("session.step_finished", team_id=session.team_id, session=str(session.id), step=step.name,
+                status=StepStatus.FAILED, reason=reason)  # fmt: skip
+        return StepStatus.FAILED
+    latency = max(0.0, (task.queued_at - ended).total_seconds()) if ended else None
+    SessionStep.objects.filter(id=step.id).update(task=task, queued_at=task.queued_at, latency=latency)
+    publish("session.step_queued", task=task, session=str(session.id), step=step.name, latency=latency)
+    if latency is not None:
+        transaction.on_commit(lambda: COORDINATION_LATENCY.labels(stage="dependency").observe(latency))
+    return StepStatus.QUEUED
 
 
-def _cancel_waiting(session: CoordinationSession, step: SessionStep, *, reason: str) -> None:
-    _end_unqueued(session, step, status=StepStatus.CANCELLED, reason=reason)
+def _cancel_waiting(session: CoordinationSession, step: SessionStep | DagNode, *, reason: str) -> None:
+    step.status = _end_unqueued(session, step, status=StepStatus.CANCELLED, reason=reason)
 
 
-def _end_unqueued(session: CoordinationSession, step: SessionStep, *, status: str, reason: str) -> None:
-    with transaction.atomic():
+def _end_unqueued(session: CoordinationSession, step: SessionStep | DagNode, *, status: str, reason: str) -> str:
+    """End a step that never got a task; its status afterwards (another advance may have moved it)."""
+    with transaction.atomic(savepoint=False):
         won = SessionStep.objects.filter(id=step.id, status=StepStatus.WAITING).update(
             status=status, reason=reason, finished_at=timezone.now()
         )
         if won:
             publish("session.step_finished", team_id=session.team_id, session=str(session.id), step=step.name,
                     status=status, reason=reason)  # fmt: skip
-    step.refresh_from_db(fields=["status", "reason", "finished_at"])
+            return status
+    return SessionStep.objects.values_list("status", flat=True).get(id=step.id)
 
 
 # --- end ----------------------------------------------------------------------------------------------
-def _finish(session: CoordinationSession, steps: Sequence[SessionStep]) -> None:
+def _finish(session: CoordinationSession) -> None:
     """Every step has ended: the session's outcome, and for consensus and fan-out its decision."""
+    steps = list(session.steps.order_by("position"))
     bad = [s for s in steps if s.status != StepStatus.SUCCEEDED]
     reason = f"step {bad[0].name} {bad[0].status}: {bad[0].reason}" if bad else ""
     decision: dict[str, Any] | None = None
@@ -266,7 +314,7 @@ def _finish(session: CoordinationSession, steps: Sequence[SessionStep]) -> None:
                     f"no answer reached {decision['threshold']:g} of {len(steps)} participants "
                     f"(best share {decision['share']:.2f}; tally {decision['tally']})"
                 )
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         won = CoordinationSession.objects.filter(id=session.id, status__in=CoordinationSession.ACTIVE_STATUSES).update(
             status=status, decision=decision, reason=reason[:5000], finished_at=timezone.now()
         )
@@ -278,22 +326,23 @@ def _finish(session: CoordinationSession, steps: Sequence[SessionStep]) -> None:
     session.refresh_from_db()
 
 
-def _stop(session: CoordinationSession, steps: Sequence[SessionStep], *, status: str, reason: str) -> bool:
+def _stop(session: CoordinationSession, *, status: str, reason: str) -> bool:
     """End an active session early (timed out, cancelled), cancelling what runs and what waits.
 
     One transaction: whoever sees the session ended sees its unfinished steps cancelled too.
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         won = CoordinationSession.objects.filter(id=session.id, status__in=CoordinationSession.ACTIVE_STATUSES).update(
             status=status, reason=reason, finished_at=timezone.now()
         )
         if won:
             publish(f"session.{status}", team_id=session.team_id, session=str(session.id), status=status,
                     reason=reason)  # fmt: skip
-            for step in steps:
+            unfinished = session.steps.exclude(status__in=SessionStep.TERMINAL_STATUSES).select_related("task")
+            for step in unfinished.order_by("position"):
                 if step.status == StepStatus.WAITING:
                     _cancel_waiting(session, step, reason=reason)
-                elif step.status in SessionStep.ACTIVE_STATUSES and step.task is not None:
+                elif step.task is not None:
                     try:
                         task_cancel(task=step.task, reason=reason)
                     except InvalidTransition:  # it ended meanwhile; recorded below as it ended
@@ -306,8 +355,7 @@ def _stop(session: CoordinationSession, steps: Sequence[SessionStep], *, status:
 def session_cancel(*, session: CoordinationSession, reason: str = "cancelled") -> CoordinationSession:
     """Cancel an active session: its running tasks are cancelled (their process trees killed), its
     waiting steps never run. InvalidTransition for a session that has already ended."""
-    steps = list(session.steps.select_related("task").order_by("position"))
-    if not _stop(session, steps, status=Status.CANCELLED, reason=reason):
+    if not _stop(session, status=Status.CANCELLED, reason=reason):
         raise InvalidTransition(
             f"session {session.id} is {session.status}: only pending or running sessions can be cancelled"
         )
