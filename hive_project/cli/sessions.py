@@ -58,7 +58,9 @@ def follow_session(session_id: str, *, poll: float = 0.2) -> str:
 
     from coordination.models import CoordinationSession, Event
 
-    last_id = 0
+    # Start at the session's first event (the (type, id) index finds it), not at the log's start.
+    created = Event.objects.filter(type="session.created", payload__session=session_id).values_list("id", flat=True)
+    last_id = (created.first() or 1) - 1
     while True:
         close_old_connections()
         events = list(
