@@ -30,8 +30,6 @@ pytestmark = [
 ]
 
 
-
-
 def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
     request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
     request.add_header("Content-Type", "application/json")
