@@ -235,6 +235,21 @@ def test_session_advance_dag_hands_results_to_the_dependent_in_its_payload_and_p
     assert step.latency is not None and 0 <= step.latency < 5
 
 
+def test_session_hand_off_is_observed_by_the_coordination_latency_histogram(pools, run):
+    from prometheus_client import REGISTRY
+
+    def observed() -> float:
+        labels = {"stage": "dependency"}
+        return REGISTRY.get_sample_value("agent_hive_coordination_latency_seconds_count", labels) or 0.0
+
+    session = session_create(plan=plan(cmd("a"), cmd("b", "a"), cmd("c", "a")))
+    before = observed()
+
+    run(session, "a")
+
+    assert observed() == before + 2  # b and c, each queued once
+
+
 def test_session_advance_dag_all_steps_succeeded_ends_the_session_succeeded(pools, run):
     session = session_create(plan=plan(cmd("a"), cmd("b", "a")))
 
