@@ -1,12 +1,14 @@
-"""The admin console: pools and agents (with drain), tasks with their attempts and events (with cancel, retry, redrive)."""
+"""The admin console: pools and agents (with drain), tasks with their attempts and events (with cancel, retry,
+redrive), coordination sessions with their steps (with cancel)."""
 
 from django.contrib import admin, messages
 
 from agents.models import Agent, AgentPool
 from coordination.errors import HiveError
 from coordination.fleet import agent_drain
-from coordination.models import Event, ScalingDecision, Task, TaskAttempt
+from coordination.models import CoordinationSession, Event, ScalingDecision, SessionStep, Task, TaskAttempt
 from coordination.services import task_cancel, task_redrive, task_retry
+from coordination.sessions import session_cancel
 
 
 class TaskAttemptInline(admin.TabularInline):
@@ -84,6 +86,45 @@ class EventAdmin(admin.ModelAdmin):
     list_filter = ("type",)
     search_fields = ("task__id", "type")
     readonly_fields = ("id", "type", "task", "agent", "pool", "payload", "created_at")
+
+
+class SessionStepInline(admin.TabularInline):
+    model = SessionStep
+    extra = 0
+    can_delete = False
+    fields = ("name", "status", "depends_on", "task", "queued_at", "finished_at", "latency", "reason")
+    readonly_fields = fields
+    ordering = ("position",)
+    max_num = 0
+
+
+@admin.register(CoordinationSession)
+class CoordinationSessionAdmin(admin.ModelAdmin):
+    list_display = ("short_id", "name", "mode", "status", "team", "source", "created_at", "finished_at")
+    list_filter = ("status", "mode", "team", "source")
+    search_fields = ("id", "name")
+    date_hierarchy = "created_at"
+    list_select_related = ("team",)
+    readonly_fields = [f.name for f in CoordinationSession._meta.fields]
+    inlines = [SessionStepInline]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # sessions start from a checked plan (API, CLI, Python), never a bare row
+
+    @admin.action(description="Cancel selected sessions")
+    def cancel(self, request, queryset) -> None:
+        done, refused = 0, []
+        for session in queryset:
+            try:
+                session_cancel(session=session, reason=f"cancelled in the admin by {request.user}")
+                done += 1
+            except HiveError as exc:
+                refused.append(exc.detail)
+        if done:
+            self.message_user(request, f"cancelled {done} session(s)", messages.SUCCESS)
+        for detail in refused[:10]:
+            self.message_user(request, detail, messages.WARNING)
 
 
 @admin.register(AgentPool)

@@ -47,3 +47,14 @@ class InvalidTransition(HiveError):
 
 class IdempotencyConflict(HiveError):
     code = "idempotency_conflict"
+
+
+class InvalidSession(HiveError):
+    """A session plan that cannot run as given (a cycle, an unknown dependency, too many steps, a step
+    no pool can run, a bad step spec). The detail names the step and the reason."""
+
+    code = "invalid_session"
+
+
+class SessionNotFound(NotFound):
+    pass

@@ -1,4 +1,4 @@
-"""Tasks, their attempts, and the ordered event log."""
+"""Tasks, their attempts, the ordered event log, and coordination sessions (several tasks, one goal)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ class Source(models.TextChoices):
     GITHUB = "github"
     SLACK = "slack"
     DEMO = "demo"
+    SESSION = "session"  # a step of a coordination session (the session keeps where it came from)
 
 
 class TaskQuerySet(models.QuerySet):
@@ -281,3 +282,120 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at.isoformat()}"
+
+
+class SessionQuerySet(models.QuerySet):
+    def active(self) -> SessionQuerySet:
+        return self.filter(status__in=CoordinationSession.ACTIVE_STATUSES)
+
+    def visible_to(self, *, team_id: int | None, staff: bool) -> SessionQuerySet:
+        """As for tasks: staff see every session; everyone else only their own team's."""
+        if staff:
+            return self
+        return self.filter(team_id=team_id) if team_id else self.none()
+
+
+class CoordinationSession(models.Model):
+    """One goal carried out by several tasks (its steps) across pools: a DAG, a fan-out or a consensus.
+
+    The database drives it: `coordination.sessions.session_advance` moves it on when a step's task
+    ends and from beat, with conditional UPDATEs, so a lost message or a restart changes nothing.
+    """
+
+    class Mode(models.TextChoices):
+        DAG = "dag"
+        FAN_OUT = "fan_out"
+        CONSENSUS = "consensus"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        TIMED_OUT = "timed_out"
+        NO_CONSENSUS = "no_consensus"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, help_text="the session's goal")
+    mode = models.CharField(max_length=10, choices=Mode.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="sessions")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.PYTHON)
+    plan = models.JSONField(help_text="the plan as validated")
+    decision = models.JSONField(null=True, blank=True, help_text="consensus: answer, share, tally; fan-out: results")
+    reason = models.TextField(blank=True, help_text="why the session ended as it did")
+    continue_on_failure = models.BooleanField(default=False)
+    consensus_threshold = models.FloatField(null=True, blank=True)
+    timeout = models.FloatField(help_text="seconds the session may run")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "deadline"]),
+            models.Index(fields=["team", "-created_at"]),
+            models.Index(fields=["-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.short_id} {self.mode} {self.status}"
+
+    @property
+    def short_id(self) -> str:
+        return str(self.id)[:8]
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class SessionStep(models.Model):
+    """One named step of a session: a task spec, the steps it waits for, and the task once queued."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    TERMINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    session = models.ForeignKey(CoordinationSession, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=64)
+    position = models.PositiveSmallIntegerField(help_text="order in the plan")
+    spec = models.JSONField(help_text="the task to submit: prompt or command, capabilities, priority, timeout, pool")
+    depends_on = models.JSONField(default=list, blank=True)
+    task = models.OneToOneField(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="session_step")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
+    result = models.JSONField(null=True, blank=True)
+    output_tail = models.TextField(blank=True)
+    reason = models.TextField(blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    latency = models.FloatField(
+        null=True, blank=True, help_text="coordination latency: seconds from its last dependency's end to its queueing"
+    )
+
+    class Meta:
+        ordering = ["session_id", "position"]  # the id, not the session's own ordering (no join)
+        constraints = [models.UniqueConstraint(fields=["session", "name"], name="session_step_name_unique")]
+        indexes = [models.Index(fields=["session", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.session.short_id}/{self.name} {self.status}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL_STATUSES

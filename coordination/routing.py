@@ -124,8 +124,19 @@ def current_strategy() -> AllocationStrategy:
     return STRATEGIES[settings.HIVE_CONFIG.multi_agent.load_balancing_strategy]
 
 
-def route(capabilities: Sequence[str], *, task_type: str, needs_commands: bool) -> AgentPool:
+def route(capabilities: Sequence[str], *, task_type: str, needs_commands: bool, only: str | None = None) -> AgentPool:
+    """The pool for a task; with `only`, that pool, provided it is eligible (a session's fan-out target)."""
     pools = eligible_pools(capabilities, needs_commands=needs_commands)
+    if only is not None:
+        return pool_among(pools, only)
     if len(pools) == 1:
         return pools[0]
     return current_strategy().choose(pools, task_type=task_type)
+
+
+def pool_among(pools: Sequence[AgentPool], name: str) -> AgentPool:
+    """The pool called `name` among the eligible ones, or NoEligiblePool saying which could run the task."""
+    for pool in pools:
+        if pool.name == name:
+            return pool
+    raise NoEligiblePool(f"pool {name} cannot run it (eligible: {', '.join(sorted(p.name for p in pools))})")

@@ -31,7 +31,7 @@ from coordination.metrics import (
     TASKS_COMPLETED,
     TASKS_TOTAL,
 )
-from coordination.models import DEFAULT_TEAM, Priority, Source, Task, TaskAttempt, Team
+from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, Team
 from coordination.results import AttemptResult
 from coordination.routing import route
 
@@ -59,13 +59,16 @@ def task_submit(
     source: str = Source.PYTHON,
     external_ref: str = "",
     team: Team | None = None,
+    pool: str | None = None,
 ) -> Task:
     """Validate, route and store a task, then send it to its pool's queue after commit.
 
     Raises InvalidTask (coordination.submission: types, bounds, JSON safety, and the payload
     fields the chosen pool's agent argv names) or NoEligiblePool, and stores nothing, when the task
     cannot run. With an idempotency key, a repeat of the same submission (every field alike)
-    returns the first task; the same key with different content is an IdempotencyConflict.
+    returns the first task; the same key with different content is an IdempotencyConflict. `pool`
+    names the pool to use instead of letting the allocation strategy choose (a session's fan-out
+    target); it must be eligible.
     """
     spec = submission.validated(
         capabilities=capabilities,
@@ -86,7 +89,7 @@ def task_submit(
         existing = Task.objects.select_related("pool").filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
             return submission.same_submission(existing, spec)
-    pool = route(spec["capabilities"], task_type=spec["task_type"], needs_commands=bool(spec["command"]))
+    pool = route(spec["capabilities"], task_type=spec["task_type"], needs_commands=bool(spec["command"]), only=pool)
     submission.payload_fields_check(pool=pool, command=spec["command"], payload=spec["payload"])
     now = timezone.now()
     budget = spec.pop("max_attempts") or pool.max_attempts
@@ -125,6 +128,32 @@ def team_default() -> Team:
     return team
 
 
+def task_spec_check(
+    *,
+    capabilities: Sequence[str],
+    prompt: str = "",
+    command: Sequence[str] | None = None,
+    payload: dict[str, Any] | None = None,
+    task_type: str = "general",
+    priority: str = Priority.NORMAL,
+    complexity: int | None = None,
+    timeout: float | None = None,
+    max_attempts: int | None = None,
+) -> dict[str, Any]:
+    """The checks of task_submit without storing anything: the normalised spec, or InvalidTask.
+
+    Sessions check every step with it before they store a row.
+    """
+    spec = submission.validated(
+        capabilities=capabilities, prompt=prompt, command=command, payload=payload, task_type=task_type,
+        priority=priority, complexity=complexity, timeout=timeout, max_attempts=max_attempts, idempotency_key=None,
+        source=Source.SESSION, external_ref="",
+    )  # fmt: skip
+    for submission_only in ("idempotency_key", "source", "external_ref"):
+        del spec[submission_only]
+    return spec
+
+
 def task_send(task: Task, *, countdown: float = 0.0) -> bool:
     """Send the task's message to its pool's queue (after commit; False if the broker refused)."""
     return broker.dispatch(
@@ -157,8 +186,12 @@ def task_claim(*, task_id: str, agent: Agent, pid: int, host: str) -> TaskAttemp
             task=task, number=task.attempts, agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now
         )
         publish("task.running", task=task, agent=agent, pool=task.pool, attempt=attempt.number)
+        if task.source == Source.SESSION:
+            SessionStep.objects.filter(task_id=task.id, status=SessionStep.Status.QUEUED).update(
+                status=SessionStep.Status.RUNNING
+            )
     TASKS_TOTAL.labels(status=Task.Status.RUNNING, pool=task.pool.name).inc()
-    COORDINATION_LATENCY.observe(ready_to_claim_seconds(task, claimed_at=now))
+    COORDINATION_LATENCY.labels(stage="claim").observe(ready_to_claim_seconds(task, claimed_at=now))
     return attempt
 
 
@@ -248,6 +281,7 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.pool.name).inc()
                 count_terminal(status=Task.Status.SUCCEEDED, pool=task.pool.name)
+                _task_ended(task)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED and result.requeue_after is not None:
             _attempt_requeued(task, attempt, reason=result.error or "rate limited", delay=result.requeue_after)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED:
@@ -308,6 +342,7 @@ def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent:
         publish(f"task.{status}", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000])
         TASKS_TOTAL.labels(status=status, pool=pool.name).inc()
         count_terminal(status=status, pool=pool.name)
+        _task_ended(task)
 
 
 def _attempt_requeued(task: Task, attempt: TaskAttempt, *, reason: str, delay: float) -> None:
@@ -323,6 +358,20 @@ def _attempt_requeued(task: Task, attempt: TaskAttempt, *, reason: str, delay: f
         publish("task.requeued", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000],
                 delay=round(delay, 3), attempt_spent=False)  # fmt: skip
         transaction.on_commit(lambda: task_send(task, countdown=delay))
+
+
+def _task_ended(task: Task) -> None:
+    """A session step's task has ended: move its session on once this transaction commits.
+
+    Free for other tasks (no query). After commit, because the session reads its steps' tasks
+    afresh: when two dependencies end at once, whichever commits last sees both. `robust`: the
+    task's own end is recorded whatever happens to the session; beat's reconciler catches up.
+    """
+    if task.source != Source.SESSION:
+        return
+    from coordination.sessions import session_step_advance  # sessions build on this module
+
+    transaction.on_commit(lambda: session_step_advance(task=task), robust=True)
 
 
 def backoff_delay(attempt_number: int) -> float:
@@ -348,6 +397,7 @@ def task_cancel(*, task: Task, reason: str = "cancelled") -> Task:
         task.refresh_from_db()
         publish("task.cancelled", task=task, reason=reason)
         count_terminal(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "")
+        _task_ended(task)
     TASKS_TOTAL.labels(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "").inc()
     return task
 

@@ -1,4 +1,5 @@
-"""The live dashboard at `/`: pools, agents and tasks, kept current by the event stream.
+"""The live dashboard at `/`: pools, agents, tasks and coordination sessions (each drawn as its DAG),
+kept current by the event stream.
 
 The page is static HTML plus one vanilla JS file (external_api/static/hive/dashboard.js): it
 loads the current state from the API with the session and follows `/ws/events/`. Any user may

@@ -260,6 +260,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SCALE_INTERVAL,
         "options": {"queue": "hive.control", "expires": SCALE_INTERVAL},
     },
+    # Coordination sessions move on when a step's task ends; this catches what that missed
+    # (a worker killed between commit and hook) and times sessions out.
+    "session-reconcile": {
+        "task": "hive.session_reconcile",
+        "schedule": RECONCILE_INTERVAL,
+        "options": {"queue": "hive.control", "expires": RECONCILE_INTERVAL * 2},
+    },
     "event-retention": {
         "task": "hive.event_retention",
         "schedule": 3600.0,
@@ -350,6 +357,9 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "coordination.models.Task.Status",
         "AgentStatusEnum": "agents.models.Agent.Status",
         "AttemptOutcomeEnum": "coordination.models.TaskAttempt.Outcome",
+        "SessionStatusEnum": "coordination.models.CoordinationSession.Status",
+        "SessionModeEnum": "coordination.models.CoordinationSession.Mode",
+        "SessionStepStatusEnum": "coordination.models.SessionStep.Status",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

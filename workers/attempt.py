@@ -34,7 +34,11 @@ from hive_project.paths import BASE_DIR, private_paths, task_log_dir
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER = re.compile(r"\{(prompt|task_id|workspace|attempt|payload\.[A-Za-z0-9_]+)\}")
+# {steps.<name>.result|output}: a session step's dependency, from payload.steps (coordination.sessions)
+PLACEHOLDER = re.compile(
+    r"\{(prompt|task_id|workspace|attempt|payload\.[A-Za-z0-9_]+|steps\.[A-Za-z][A-Za-z0-9_-]{0,63}\.(?:result|output))\}"
+)
+STEP_FILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 PROGRESS_MAX_LINES = 50
 PROGRESS_READ_MAX_LINES = 2000  # of one batch of output, for progress text
 FINISH_RETRY_FOR = 120.0  # seconds to keep trying to record an attempt's end while the database is away
@@ -64,6 +68,7 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
         contained = containment.plan(pool.runner, pool=pool.name, default_user=settings.HIVE_CONFIG.system.runner_user,
                                      hidden=[*private_paths(settings.DATABASES), workspace.root(pool.workspace)])  # fmt: skip
         (path / "task.json").write_text(json.dumps(task_document(task, attempt.number, path)))
+        write_step_inputs(path, task.payload)
         argv = [expand(arg, task, attempt.number, path) for arg in argv]
         log_path = task_log_dir() / str(task.id) / f"{attempt.number}.log"
         monitor = Monitor(attempt, lease=lease)
@@ -178,9 +183,32 @@ def expand(arg: str, task: Task, attempt: int, path: Path) -> str:
             if field not in task.payload:
                 raise Refusal(f"the runner's argv needs payload field {field!r}, which the task does not have")
             return str(task.payload[field])
+        if name.startswith("steps."):
+            return step_input(task, *name.removeprefix("steps.").rsplit(".", 1))
         return {"prompt": task.prompt, "task_id": str(task.id), "workspace": str(path), "attempt": str(attempt)}[name]
 
     return PLACEHOLDER.sub(value, arg)
+
+
+def step_input(task: Task, step: str, field: str) -> str:
+    """A dependency's result or output, as the session put it in the task's payload."""
+    inputs = task.payload.get("steps")
+    entry = inputs.get(step) if isinstance(inputs, dict) else None
+    if not isinstance(entry, dict) or field not in entry:
+        raise Refusal(f"the argv needs {{steps.{step}.{field}}}, and the task carries no result of step {step!r}")
+    return "" if entry[field] is None else str(entry[field])
+
+
+def write_step_inputs(path: Path, payload: dict) -> None:
+    """A session step's dependencies as `steps/<name>.json` in its workspace (status, result, output, task)."""
+    inputs = payload.get("steps") if isinstance(payload, dict) else None
+    if not isinstance(inputs, dict) or not inputs:
+        return
+    folder = path / "steps"
+    folder.mkdir(exist_ok=True)
+    for name, entry in inputs.items():
+        if isinstance(name, str) and STEP_FILE_NAME.match(name):  # a file name, never a path
+            (folder / f"{name}.json").write_text(json.dumps(entry))
 
 
 def environment(runner: dict, task: Task, attempt: int, path: Path) -> dict[str, str]:

@@ -15,6 +15,7 @@ from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
 from coordination.scaling.services import scaling_evaluate
 from coordination.services import task_claim
+from coordination.sessions import session_reconcile
 from workers.agent import OVER_RESOURCE_LIMITS, claims_stopped, current_agent
 from workers.attempt import attempt_run
 
@@ -58,6 +59,12 @@ def scale_pools() -> list[dict]:
         {"pool": d.pool.name, "previous": d.previous, "desired": d.desired, "applied": d.applied}
         for d in scaling_evaluate()
     ]
+
+
+@shared_task(name="hive.session_reconcile", ignore_result=True)
+def reconcile_sessions() -> dict:
+    """Advance every active coordination session (ready steps, ended tasks, passed deadlines)."""
+    return session_reconcile()
 
 
 @shared_task(name="hive.event_retention", ignore_result=True)

@@ -2,7 +2,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from external_api.api import views
+from external_api.api import sessions, views
 from external_api.api.auth import StrictTokenObtainView, StrictTokenRefreshView
 
 router = DefaultRouter(trailing_slash=True)
@@ -10,6 +10,7 @@ router.include_root_view = False
 router.register("tasks", views.TaskViewSet, basename="task")
 router.register("agents", views.AgentViewSet, basename="agent")
 router.register("pools", views.PoolViewSet, basename="pool")
+router.register("sessions", sessions.SessionViewSet, basename="session")
 
 urlpatterns = [
     path("v1/auth/token/", StrictTokenObtainView.as_view(), name="token_obtain"),

@@ -47,6 +47,7 @@ def clean(text: object, *, multiline: bool = False) -> str:
 STATUS_COLOURS = {
     "succeeded": "green", "failed": "red", "dead": "red", "cancelled": "yellow", "running": "cyan",
     "queued": "blue", "online": "green", "offline": "red", "draining": "yellow",
+    "waiting": "blue", "timed_out": "red", "no_consensus": "yellow",
 }  # fmt: skip
 
 

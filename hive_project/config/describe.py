@@ -76,6 +76,16 @@ def describe(config: HiveConfig) -> str:
             else "off"
         ),
     ]
+    coord = api.agent_coordination
+    lines.append(
+        "coordination sessions: "
+        + (
+            f"on; at most {coord.max_participants} steps, timeout {_seconds(coord.session_timeout)}, "
+            f"consensus at {coord.consensus_threshold:g}"
+            if coord.enabled
+            else "off (new sessions are refused)"
+        )
+    )
     secrets = {
         "secret_key": config.security.secret_key,
         "api_key": config.security.api_key,

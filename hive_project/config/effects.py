@@ -281,6 +281,22 @@ _NOT_LOGGED = "webhook deliveries are recorded as rows (hive webhook deliveries)
 _OAUTH = "OAuth2 sign-in is not implemented; the gateway takes API keys and JWTs"
 _ENCRYPTION = "events are not encrypted by the hive; serve the stream over TLS (wss://) at the proxy"
 
+_SESSIONS_READ = "coordination.sessions"
+SESSIONS: tuple[Effect, ...] = (
+    inert(
+        "multi_agent.coordination_timeout",
+        "sessions are driven from the database: a step is queued as its dependencies end (or by beat's "
+        "reconciler seconds later), so nothing waits on a coordination round; "
+        "external_api.agent_coordination.session_timeout bounds a whole session",
+    ),
+    acts("external_api.agent_coordination.enabled", f"{_SESSIONS_READ}: off refuses new sessions (sessions_disabled)"),
+    acts(
+        "external_api.agent_coordination.session_timeout", f"{_SESSIONS_READ}: default and ceiling of a plan's timeout"
+    ),
+    acts("external_api.agent_coordination.max_participants", f"{_SESSIONS_READ}.plans: most steps or participants"),
+    acts("external_api.agent_coordination.consensus_threshold", f"{_SESSIONS_READ}: share a consensus answer needs"),
+)
+
 _THROTTLE = "external_api.auth_throttle"
 SECURITY: tuple[Effect, ...] = (
     acts("security.event_streaming.allowed_origins", f"{STREAM}.origins: browser origins besides the server's own"),
@@ -401,15 +417,6 @@ LATER: tuple[Effect, ...] = (
         "monitoring.alerts.webhook_url",
     ),
     *_group(
-        _SESSIONS,
-        "coordination sessions",
-        "multi_agent.coordination_timeout",
-        "external_api.agent_coordination.enabled",
-        "external_api.agent_coordination.session_timeout",
-        "external_api.agent_coordination.max_participants",
-        "external_api.agent_coordination.consensus_threshold",
-    ),
-    *_group(
         "ml.decisions",
         "confidence-scored routing decisions",
         f"{_IF}.enabled",
@@ -449,5 +456,5 @@ LATER: tuple[Effect, ...] = (
     ),
 )
 
-REGISTRY: tuple[Effect, ...] = (*CORE, *SCALING, *SECURITY, *LATER)
+REGISTRY: tuple[Effect, ...] = (*CORE, *SCALING, *SESSIONS, *SECURITY, *LATER)
 BY_KEY: dict[str, Effect] = {effect.key: effect for effect in REGISTRY}

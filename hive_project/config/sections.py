@@ -193,7 +193,8 @@ class RateLimitConfig(_Section):
 class RunnerConfig(_Section):
     """How a pool runs a task: a program from an argv template, or a Python callable.
 
-    argv placeholders: {prompt}, {task_id}, {workspace}, {attempt}, {payload.<field>}.
+    argv placeholders: {prompt}, {task_id}, {workspace}, {attempt}, {payload.<field>}, and for the steps
+    of a coordination session {steps.<name>.result} and {steps.<name>.output} (a dependency's answer).
     """
 
     kind: Literal["command", "python"] = "command"
@@ -217,7 +218,7 @@ class RunnerConfig(_Section):
                 if not _ALLOWED_PLACEHOLDER.match(name):
                     raise ValueError(
                         f"placeholders among {{prompt}}, {{task_id}}, {{workspace}}, {{attempt}}, "
-                        f"{{payload.<field>}} (not {{{name}}})"
+                        f"{{payload.<field>}}, {{steps.<name>.result|output}} (not {{{name}}})"
                     )
         return argv
 

@@ -15,7 +15,9 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 POOL_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 _CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9_.+#-]*$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")  # what looks like one; JSON braces do not
-_ALLOWED_PLACEHOLDER = re.compile(r"^(prompt|task_id|workspace|attempt|payload\.[A-Za-z0-9_]+)$")
+_ALLOWED_PLACEHOLDER = re.compile(
+    r"^(prompt|task_id|workspace|attempt|payload\.[A-Za-z0-9_]+|steps\.[A-Za-z][A-Za-z0-9_-]{0,63}\.(result|output))$"
+)
 _CALLABLE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*|\.[A-Za-z_]\w*)$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}

@@ -109,20 +109,20 @@ def test_coordination_latency_observes_every_claim(client, agent):
     assert task_claim(task_id=str(task.id), agent=agent, pid=os.getpid(), host=HOSTNAME) is not None
     after = scrape(client)
     count = "agent_hive_coordination_latency_seconds_count"
-    assert value(after, count) - value(before, count) == 1
+    assert value(after, count, stage="claim") - value(before, count, stage="claim") == 1
     total = "agent_hive_coordination_latency_seconds_sum"
-    assert 3 <= value(after, total) - value(before, total) < 10
+    assert 3 <= value(after, total, stage="claim") - value(before, total, stage="claim") < 10
     bucket = "agent_hive_coordination_latency_seconds_bucket"
-    assert value(after, bucket, le="2.5") - value(before, bucket, le="2.5") == 0
-    assert value(after, bucket, le="5.0") - value(before, bucket, le="5.0") == 1
+    assert value(after, bucket, le="2.5", stage="claim") - value(before, bucket, le="2.5", stage="claim") == 0
+    assert value(after, bucket, le="5.0", stage="claim") - value(before, bucket, le="5.0", stage="claim") == 1
 
 
 def test_a_claim_that_loses_the_race_observes_no_latency(client, agent):
     task = task_submit(capabilities=["python"], command=["true"])
     assert task_claim(task_id=str(task.id), agent=agent, pid=os.getpid(), host=HOSTNAME) is not None
-    before = value(scrape(client), "agent_hive_coordination_latency_seconds_count")
+    before = value(scrape(client), "agent_hive_coordination_latency_seconds_count", stage="claim")
     assert task_claim(task_id=str(task.id), agent=agent, pid=os.getpid(), host=HOSTNAME) is None
-    assert value(scrape(client), "agent_hive_coordination_latency_seconds_count") == before
+    assert value(scrape(client), "agent_hive_coordination_latency_seconds_count", stage="claim") == before
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """The dashboard end to end: a real ASGI server (`hive serve`), a real backend worker, headless
 Chromium (Debian's package) driven by Playwright. Sign in at `/login/`, open `/`, submit a task
-through the API and watch it appear, run and succeed, with its output. A user who is not staff
-(made like `hive user create` makes them) signs in too and sees every pool, but only the tasks and
-events of their own team."""
+through the API and watch it appear, run and succeed, with its output; start a coordination session
+and watch its DAG's steps turn succeeded. A user who is not staff (made like `hive user create`
+makes them) signs in too and sees every pool, but only the tasks and events of their own team."""
 
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium: apt-get update && apt-get install -y chromium"),
 ]
-
-
 
 
 def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
@@ -117,6 +115,19 @@ def test_dashboard_shows_a_task_run_live(hive, settings):
             assert "backend" in page.inner_text(card)
             seen = page.inner_text("#events")
             assert "task.queued" in seen and "task.running" in seen and "task.succeeded" in seen
+
+            # A coordination session: its DAG appears live and its steps turn succeeded.
+            step = {"command": [sys.executable, "-c", "print('step done')"], "capabilities": ["python"]}
+            plan = {"name": "dashboard dag", "steps": [{"name": "a", **step}, {"name": "b", **step},
+                                                        {"name": "c", "depends_on": ["a", "b"], **step}]}  # fmt: skip
+            session = http("POST", f"{base}/api/v1/sessions/", plan, token)
+            drawn = f'#sessions [data-session-id="{session["id"]}"]'
+            page.wait_for_selector(f"{drawn} svg", timeout=15_000)
+            assert page.locator(f"{drawn} svg path.edge").count() == 2
+            for name in ("a", "b", "c"):
+                page.wait_for_selector(f'{drawn} g[data-step="{name}"][data-status="succeeded"]', timeout=60_000)
+            page.wait_for_selector(f'{drawn}[data-status="succeeded"]', timeout=15_000)
+            assert "dashboard dag" in page.inner_text(drawn)
         finally:
             browser.close()
     assert not problems, problems

@@ -35,6 +35,11 @@ SHOWN_BY = {
     "security.authentication_throttling.lockout_duration": "api/test_auth_throttle.py::test_token_endpoint_locks_the_account_after_max_login_attempts_then_lets_it_in_again",
     "monitoring.flower.username": "integration/test_flower.py::test_flower_takes_the_configured_password_and_flowers_own_variable",
     "monitoring.flower.password": "integration/test_flower.py::test_flower_takes_the_configured_password_and_flowers_own_variable",
+    # sessions (issue 11)
+    "external_api.agent_coordination.enabled": "unit/test_sessions.py::test_session_create_when_coordination_is_switched_off_is_refused",
+    "external_api.agent_coordination.session_timeout": "unit/test_sessions.py::test_session_reconcile_past_the_deadline_times_the_session_out",
+    "external_api.agent_coordination.max_participants": "unit/test_sessions.py::test_session_create_max_participants_comes_from_the_configuration",
+    "external_api.agent_coordination.consensus_threshold": "unit/test_sessions.py::test_session_consensus_default_threshold_is_the_configured_one",
     # containment (issue 7)
     "agents.<pool>.runner.run_as": "containment/test_isolation.py::test_command_task_of_team_b_gets_nothing_of_team_a_or_of_the_hive",
     "agents.<pool>.runner.sandbox": "containment/test_isolation.py::test_prompt_task_runs_the_agent_program_as_the_pool_user_in_the_sandbox",

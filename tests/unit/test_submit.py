@@ -54,7 +54,9 @@ BAD_INPUTS = [
     pytest.param({"idempotency_key": "k" * 201}, KEY, id="idempotency-key-too-long"),
     pytest.param({"idempotency_key": ""}, KEY, id="idempotency-key-empty"),
     pytest.param(
-        {"source": "email"}, "source must be one of api, cli, python, webhook, github, slack, demo", id="source"
+        {"source": "email"},
+        "source must be one of api, cli, python, webhook, github, slack, demo, session",
+        id="source",
     ),
 ]
 

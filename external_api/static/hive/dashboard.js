@@ -12,11 +12,17 @@
   const MAX_EVENTS = 100;
   const TERMINAL = new Set(["succeeded", "failed", "cancelled", "dead"]);
   const STATUSES = new Set(["pending", "queued", "running", ...TERMINAL]);
+  const MAX_SESSIONS = 6;
+  const STEP_TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+  const SESSION_END = new Set(["succeeded", "failed", "cancelled", "timed_out", "no_consensus"]);
+  const SVG = "http://www.w3.org/2000/svg";
 
   const state = {
     pools: new Map(),
     agents: new Map(),
     tasks: new Map(), // id -> task (API fields plus `output` lines)
+    sessions: new Map(), // id -> session detail from the API, kept current by session.* and task.* events
+    stepOfTask: new Map(), // task id -> [session id, step name]
     lastEventId: 0,
     ready: false, // the API snapshot is loaded
     early: [], // events that arrived before it
@@ -114,7 +120,8 @@
     if (event.id > state.lastEventId) state.lastEventId = event.id;
     logEvent(event);
     const payload = event.payload || {};
-    if (event.task) {
+    if (event.type.startsWith("session.") || (event.task && state.stepOfTask.has(event.task))) applyToSession(event);
+    if (event.task && event.type.startsWith("task.")) {
       const task = taskOf(event);
       const verb = event.type.slice("task.".length);
       if (event.pool) task.pool = event.pool;
@@ -225,7 +232,7 @@
 
   async function loadSnapshot(head) {
     try {
-      await Promise.all([loadPools(), loadAgents(), loadTasks()]);
+      await Promise.all([loadPools(), loadAgents(), loadTasks(), loadSessions()]);
       problem("");
     } catch (err) {
       problem(`could not load the current state: ${err.message}`);
@@ -235,6 +242,167 @@
     const early = state.early.splice(0);
     for (const event of early) apply(event); // the API's state may include them: applying is idempotent
     trimTasks();
+  }
+
+  // --- sessions: a DAG per session, drawn from the API's nodes and edges, moved on by events ----------
+  async function loadSessions() {
+    const page = await api(`/api/v1/sessions/?limit=${MAX_SESSIONS}`);
+    await Promise.all(page.results.map((session) => loadSession(session.id)));
+    renderSessions();
+  }
+
+  const loading = new Map(); // session id -> the pending request, so a burst of events fetches once
+  function loadSession(id) {
+    if (!loading.has(id)) {
+      loading.set(id, api(`/api/v1/sessions/${encodeURIComponent(id)}/`).then((detail) => {
+        const known = state.sessions.get(id);
+        // Events newer than the snapshot may already have moved a step on: keep the later state.
+        if (known) {
+          for (const node of detail.graph.nodes) {
+            const seen = known.graph.nodes.find((n) => n.id === node.id);
+            if (seen && STEP_TERMINAL.has(seen.status) && !STEP_TERMINAL.has(node.status)) node.status = seen.status;
+          }
+          if (SESSION_END.has(known.status) && !SESSION_END.has(detail.status)) detail.status = known.status;
+        }
+        state.sessions.set(id, detail);
+        for (const node of detail.graph.nodes) if (node.task) state.stepOfTask.set(node.task, [id, node.id]);
+        return detail;
+      }).finally(() => loading.delete(id)));
+    }
+    return loading.get(id);
+  }
+
+  function applyToSession(event) {
+    const payload = event.payload || {};
+    let id = payload.session;
+    let stepName = payload.step;
+    if (!id && event.task && state.stepOfTask.has(event.task)) [id, stepName] = state.stepOfTask.get(event.task);
+    if (!id) return;
+    const session = state.sessions.get(id);
+    if (!session) { // a session this page has not seen yet: fetch it, with its DAG
+      loadSession(id).then(() => { trimSessions(); renderSessions(); }).catch((err) => problem(err.message));
+      return;
+    }
+    const node = stepName ? session.graph.nodes.find((n) => n.id === stepName) : null;
+    if (event.type === "session.step_queued" && node) {
+      if (!STEP_TERMINAL.has(node.status) && node.status !== "running") node.status = "queued";
+      node.task = event.task;
+      state.stepOfTask.set(event.task, [id, node.id]);
+    } else if (event.type === "session.step_finished" && node) {
+      node.status = payload.status;
+    } else if (event.type === "task.running" && node && !STEP_TERMINAL.has(node.status)) {
+      node.status = "running";
+    } else if (event.type === "session.decided") {
+      session.decision = { answer: payload.answer, share: payload.share, tally: payload.tally };
+    } else if (event.type === `session.${payload.status}` && SESSION_END.has(payload.status)) {
+      session.status = payload.status;
+      session.reason = payload.reason || "";
+    }
+    renderSession(session);
+  }
+
+  function trimSessions() {
+    const byAge = [...state.sessions.values()].sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
+    while (byAge.length > MAX_SESSIONS) {
+      const old = byAge.shift();
+      state.sessions.delete(old.id);
+      for (const node of old.graph.nodes) if (node.task) state.stepOfTask.delete(node.task);
+    }
+  }
+
+  function svg(tag, attrs = {}, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs)) if (value !== null && value !== undefined) node.setAttribute(key, value);
+    for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    return node;
+  }
+
+  // Columns by longest path from a step without dependencies; rows in plan order within a column.
+  function layout(graph) {
+    const deps = new Map(graph.nodes.map((n) => [n.id, []]));
+    for (const edge of graph.edges) if (deps.has(edge.target)) deps.get(edge.target).push(edge.source);
+    const depth = new Map();
+    const depthOf = (id, seen = new Set()) => {
+      if (depth.has(id)) return depth.get(id);
+      if (seen.has(id)) return 0; // a cycle never reaches here (refused at creation); stay finite anyway
+      seen.add(id);
+      const d = Math.max(-1, ...deps.get(id).map((dep) => depthOf(dep, seen))) + 1;
+      depth.set(id, d);
+      return d;
+    };
+    const rows = new Map();
+    const place = new Map();
+    for (const node of graph.nodes) {
+      const column = depthOf(node.id);
+      const row = rows.get(column) || 0;
+      rows.set(column, row + 1);
+      place.set(node.id, { x: 10 + column * 170, y: 10 + row * 56 });
+    }
+    const width = 20 + Math.max(1, ...[...rows.keys()].map((c) => c + 1)) * 170 - 30;
+    const height = 20 + Math.max(1, ...rows.values()) * 56 - 12;
+    return { place, width, height };
+  }
+
+  function dagNode(session) {
+    const { place, width, height } = layout(session.graph);
+    const marker = `arrow-${session.id}`;
+    const drawing = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
+                                 "aria-label": `steps of session ${session.name}` },
+      svg("defs", {}, svg("marker", { id: marker, viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7",
+                                      markerHeight: "7", orient: "auto" }, svg("path", { d: "M0,0 L10,5 L0,10 z", fill: "#9aa3ae" }))));
+    for (const edge of session.graph.edges) {
+      const a = place.get(edge.source);
+      const b = place.get(edge.target);
+      if (!a || !b) continue;
+      const [x1, y1, x2, y2] = [a.x + 140, a.y + 22, b.x, b.y + 22];
+      drawing.append(svg("path", { class: "edge", "marker-end": `url(#${marker})`,
+                                   d: `M${x1},${y1} C${x1 + 15},${y1} ${x2 - 15},${y2} ${x2},${y2}`,
+                                   "data-source": edge.source, "data-target": edge.target }));
+    }
+    for (const node of session.graph.nodes) {
+      const at = place.get(node.id);
+      drawing.append(svg("g", { class: `node step-${node.status}`, "data-step": node.id, "data-status": node.status,
+                                transform: `translate(${at.x},${at.y})` },
+        svg("title", {}, `${node.id}: ${node.status}${node.task ? ` (task ${node.task.slice(0, 8)})` : ""}`),
+        svg("rect", { width: "140", height: "44", rx: "6" }),
+        svg("text", { x: "10", y: "18" }, node.id.length > 20 ? `${node.id.slice(0, 19)}…` : node.id),
+        svg("text", { x: "10", y: "34", class: "state" }, node.status)));
+    }
+    return drawing;
+  }
+
+  function decisionText(session) {
+    const d = session.decision;
+    if (!d || !d.tally) return null;
+    const tally = Object.entries(d.tally).map(([answer, n]) => `${answer} ${n}`).join(", ") || "no answers";
+    return el("p", { class: "decision" }, `decision: ${d.answer === null ? "none" : `“${d.answer}”`} — share ${d.share}, tally ${tally}`);
+  }
+
+  function sessionNode(session) {
+    return el("article", { class: `session status-${session.status}`, dataset: { sessionId: session.id, status: session.status } },
+      el("header", {},
+        el("span", { class: "status" }, session.status),
+        el("code", { class: "id", title: session.id }, session.id.slice(0, 8)),
+        el("span", { class: "title" }, session.name),
+        el("span", { class: "mode" }, session.mode)),
+      session.reason ? el("p", { class: "reason" }, session.reason) : null,
+      decisionText(session),
+      dagNode(session));
+  }
+
+  function renderSession(session) {
+    if (!state.ready) return;
+    const node = sessionNode(session);
+    const old = $(`#sessions [data-session-id="${CSS.escape(session.id)}"]`);
+    if (old) old.replaceWith(node);
+    else $("#sessions").prepend(node);
+    $("#session-count").textContent = `${state.sessions.size} shown`;
+  }
+
+  function renderSessions() {
+    const sessions = [...state.sessions.values()].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    $("#sessions").replaceChildren(...sessions.map(sessionNode));
+    $("#session-count").textContent = `${state.sessions.size} shown`;
   }
 
   // --- rendering ---------------------------------------------------------------------------------
