@@ -102,7 +102,9 @@ def pool_instances() -> list[tuple[str, int, int]]:
     )
     return [
         (name, desired, online.get(name, 0))
-        for name, desired in AgentPool.objects.filter(enabled=True).order_by("name").values_list("name", "desired_instances")
+        for name, desired in AgentPool.objects.filter(enabled=True)
+        .order_by("name")
+        .values_list("name", "desired_instances")
     ]
 
 

@@ -32,6 +32,7 @@ class ScopeRequired(HiveError):
     code = "scope_required"
     http_status = 403  # an error of the HTTP layer itself (see external_api.errors.http_status)
 
+
 CallerKind = Literal["api_key", "jwt", "session", "anonymous"]
 
 

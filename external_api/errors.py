@@ -34,6 +34,7 @@ def http_status(error: HiveError) -> int:
             return code
     return 400
 
+
 # The body of every error, as the OpenAPI schema describes it.
 ERROR_SCHEMA = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
 

@@ -105,7 +105,9 @@ class Processes:
 
     def control(self) -> tuple[subprocess.Popen, subprocess.Popen]:
         """The control worker and beat: reconciliation runs every second or so."""
-        worker = self.spawn("control", worker_argv(queue="hive.control", node="control@test", concurrency=1, fair=False))
+        worker = self.spawn(
+            "control", worker_argv(queue="hive.control", node="control@test", concurrency=1, fair=False)
+        )
         beat = self.spawn("beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(self.logs / "beat-schedule")))
         return worker, beat
 

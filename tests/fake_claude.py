@@ -34,7 +34,9 @@ if prompt.startswith("rate limited "):
         starts = sum(1 for _ in f)
     if starts <= int(times):
         event = fixtures.rate_limit_event("rejected", resets_at=int(time.time()) + 1, kind="five_hour")
-        emit([json.dumps(m) for m in (fixtures.init(), event, fixtures.api_error(429, "API Error: Rate limit reached"))])
+        emit(
+            [json.dumps(m) for m in (fixtures.init(), event, fixtures.api_error(429, "API Error: Rate limit reached"))]
+        )
         sys.exit(1)
 if "overloaded once" in prompt and attempt == 1:
     emit(fixtures.OVERLOADED_529)

