@@ -14,18 +14,21 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
+from agents.profiles import profile_record
 from coordination import dispatch as broker
+from coordination.decisions import decision_close, decision_record
 from coordination.errors import IdempotencyConflict, InvalidTask, InvalidTransition, TaskNotFound
 from coordination.events import publish
-from coordination.metrics import TASK_DURATION, TASKS_TOTAL
+from coordination.metrics import DECISIONS_TOTAL, TASK_DURATION, TASKS_TOTAL
 from coordination.models import DEFAULT_TEAM, Priority, Source, Task, TaskAttempt, Team
 from coordination.results import AttemptResult
-from coordination.routing import route
+from coordination.routing import TaskSpec, route
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ def task_submit(
 
     Raises InvalidTask or NoEligiblePool and stores nothing when the task cannot run. With an
     idempotency key, a repeat of the same submission returns the first task; the same key with
-    different content is an IdempotencyConflict.
+    different content is an IdempotencyConflict. The routing decision is stored with the task.
     """
     spec = _validated(
         capabilities=capabilities, prompt=prompt, command=command, payload=payload, task_type=task_type,
@@ -68,7 +71,12 @@ def task_submit(
         existing = Task.objects.filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_submission(existing, spec)
-    pool = route(spec["capabilities"], task_type=spec["task_type"], needs_commands=bool(spec["command"]))
+    choice = route(
+        TaskSpec(task_type=spec["task_type"], capabilities=tuple(spec["capabilities"]), priority=spec["priority"],
+                 complexity=spec["complexity"], prompt_length=len(spec["prompt"]), source=spec["source"]),
+        needs_commands=bool(spec["command"]),
+    )  # fmt: skip
+    pool = choice.pool
     now = timezone.now()
     budget = spec.pop("max_attempts") or pool.max_attempts
     timeout = spec.pop("timeout") or pool.timeout
@@ -87,6 +95,7 @@ def task_submit(
     try:
         with transaction.atomic():
             task.save(force_insert=True)
+            decision_record(task=task, choice=choice)
             publish("task.queued", task=task, pool=pool, priority=task.priority, source=task.source,
                     title=task.title(), capabilities=task.capabilities)  # fmt: skip
             transaction.on_commit(lambda: task_send(task))
@@ -96,6 +105,7 @@ def task_submit(
         # Two submits with one key raced; the other one stored first.
         return _same_submission(Task.objects.get(team=team, idempotency_key=idempotency_key), spec)
     TASKS_TOTAL.labels(status=Task.Status.QUEUED, pool=pool.name).inc()
+    DECISIONS_TOTAL.labels(strategy=choice.strategy, fallback=choice.fallback or "none").inc()
     return task
 
 
@@ -266,6 +276,8 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
         attempt.output_tail = result.output_tail[-20_000:]
         attempt.save()
         TASK_DURATION.labels(pool=task.pool.name).observe((now - attempt.started_at).total_seconds())
+        if result.outcome != TaskAttempt.Outcome.CANCELLED:
+            _profile(task, attempt, seconds=attempt.duration)
         if result.outcome == TaskAttempt.Outcome.SUCCEEDED:
             done = _running(task, attempt.number).update(
                 status=Task.Status.SUCCEEDED, finished_at=now, result=result.result, error="", updated_at=now
@@ -275,6 +287,7 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                 publish("task.succeeded", task=task, agent=attempt.agent, attempt=attempt.number,
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.pool.name).inc()
+                decision_close(task=task, attempt=attempt)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED:
             _attempt_failed(task, attempt, reason=result.error or result.outcome, permanent=result.permanent)
     task.refresh_from_db()
@@ -297,7 +310,22 @@ def attempt_lost(*, attempt_id: int, reason: str) -> None:
         attempt.finished_at = timezone.now()
         attempt.error = reason
         attempt.save(update_fields=["outcome", "finished_at", "error"])
+        # The duration of a lost attempt measures the crash, not the work: it counts for success only.
+        _profile(attempt.task, attempt, seconds=None)
         _attempt_failed(attempt.task, attempt, reason=reason, permanent=False)
+
+
+def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None:
+    """Fold a finished attempt into its agent's performance profile (what allocation reads)."""
+    api = settings.HIVE_CONFIG.external_api
+    if attempt.agent_id is None or not api.intelligent_task_allocation.performance_tracking_enabled:
+        return
+    profile_record(
+        pool_id=task.pool_id, agent_id=attempt.agent_id, task_type=task.task_type,
+        succeeded=attempt.outcome == TaskAttempt.Outcome.SUCCEEDED, seconds=seconds,
+        cost_usd=float(attempt.cost_usd) if attempt.cost_usd is not None else None,
+        learning_rate=api.intelligence_framework.learning_rate,
+    )  # fmt: skip
 
 
 def _running(task: Task, number: int):
@@ -330,6 +358,7 @@ def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent:
         task.refresh_from_db()
         publish(f"task.{status}", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000])
         TASKS_TOTAL.labels(status=status, pool=pool.name).inc()
+        decision_close(task=task, attempt=attempt)
 
 
 def backoff_delay(attempt_number: int) -> float:
@@ -354,6 +383,7 @@ def task_cancel(*, task: Task, reason: str = "cancelled") -> Task:
             )
         task.refresh_from_db()
         publish("task.cancelled", task=task, reason=reason)
+        decision_close(task=task, attempt=None)
     TASKS_TOTAL.labels(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "").inc()
     return task
 

@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from agents.models import Agent, AgentPool
 from coordination.dispatch import queue_depths
 from coordination.models import Task
+from ml.metrics import model_metrics
 
 
 class HiveStateCollector:
@@ -44,6 +45,7 @@ class HiveStateCollector:
         for status, pool, n in Task.objects.values_list("status", "pool__name").annotate(n=Count("id")):
             tasks.add_metric([status, pool or ""], n)
         yield tasks
+        yield from model_metrics()
 
 
 def _authorized(request: HttpRequest) -> bool | None:

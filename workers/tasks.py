@@ -14,6 +14,7 @@ from coordination.models import Event
 from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
 from coordination.services import task_claim
+from ml.services import ml_retrain_if_due
 from workers.agent import current_agent
 
 
@@ -39,3 +40,9 @@ def event_retention() -> int:
     hours = settings.HIVE_CONFIG.external_api.event_streaming.event_retention_hours
     deleted, _ = Event.objects.filter(created_at__lt=timezone.now() - timedelta(hours=hours)).delete()
     return deleted
+
+
+@shared_task(name="hive.ml_retrain", ignore_result=True)
+def ml_retrain() -> dict:
+    """Train the models that are due (hourly/daily, or early on drift); one training at a time."""
+    return ml_retrain_if_due().as_dict()
