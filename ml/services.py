@@ -39,8 +39,10 @@ FREQUENCY = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly":
 DRIFT_ROWS = 500
 MIN_DRIFT_ROWS = 20
 DRIFT_MIN_GAP = timedelta(minutes=2)  # a drifting model is retrained early, but not at every beat
-FORECAST_RETRY = timedelta(hours=1)  # after "not enough history" for a forecast
-FORECAST_SKIPPED = "ml:forecast-skipped"
+# After a training that found nothing to learn (all attempts succeeded, too few hours of
+# arrivals), beat does not try that kind again for a while.
+SKIP_RETRY = {"duration": timedelta(minutes=10), "success": timedelta(minutes=10), "forecast": timedelta(hours=1)}
+SKIPPED_KEY = "ml:skipped:{kind}"
 MAX_RATIO = 1e6  # JSON has no infinity
 
 
@@ -122,8 +124,7 @@ def _train_one(kind: str, *, h: Any, now: datetime, seed: int) -> KindReport:
     else:
         trained, compare = forecast.train_forecast(now=now), forecast.compare
     if isinstance(trained, str):
-        if kind == "forecast":
-            cache.set(FORECAST_SKIPPED, now.isoformat(), timeout=int(FORECAST_RETRY.total_seconds()))
+        cache.set(SKIPPED_KEY.format(kind=kind), trained, timeout=int(SKIP_RETRY[kind].total_seconds()))
         log.info("%s: %s", kind, trained)
         return KindReport(kind=kind, status="skipped", reason=trained)
     done = register(trained, threshold=threshold, compare=compare, primary=training.PRIMARY[kind])
@@ -174,10 +175,12 @@ def ml_retrain_if_due(*, now: datetime | None = None) -> TrainReport:
     if ml.adaptive_learning.enabled:
         every = FREQUENCY[ml.adaptive_learning.model_update_frequency]
         for kind in ("duration", "success"):
+            if cache.get(SKIPPED_KEY.format(kind=kind)):
+                continue
             why = _due(kind, now=now, every=every, threshold=ml.adaptive_learning.adaptation_threshold)
             if why:
                 due[kind] = why
-    if ml.predictive_analytics.enabled and not cache.get(FORECAST_SKIPPED):
+    if ml.predictive_analytics.enabled and not cache.get(SKIPPED_KEY.format(kind="forecast")):
         last = ModelVersion.objects.filter(kind="forecast").order_by("-trained_at").first()
         every = FREQUENCY[ml.predictive_analytics.model_update_frequency]
         if last is None or now - last.trained_at >= every:

@@ -176,7 +176,7 @@ def _boosting_settings(n: int, seed: int) -> dict[str, Any]:
         "learning_rate": 0.1 if early else 0.05,
         "max_leaf_nodes": 31 if early else 15,
         "max_depth": 8,
-        "min_samples_leaf": 20,
+        "min_samples_leaf": min(20, max(3, n // 16)),  # a few dozen rows still need room to split
         "l2_regularization": 1.0,
         "early_stopping": early,
         "random_state": seed,

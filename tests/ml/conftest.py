@@ -16,7 +16,8 @@ def clean_registry():
     def reset() -> None:
         registry.forget()
         patterns._weights_read = -float("inf")
-        cache.delete_many([patterns.WEIGHTS_KEY, services.LOCK_KEY, services.FORECAST_SKIPPED])
+        skipped = [services.SKIPPED_KEY.format(kind=kind) for kind in services.KINDS]
+        cache.delete_many([patterns.WEIGHTS_KEY, services.LOCK_KEY, *skipped])
 
     reset()
     yield

@@ -14,15 +14,18 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db.models import F, Max
-from django.utils import timezone
 
 from agents.models import Agent, AgentPool, PerformanceProfile
 from agents.profiles import quantile
 from coordination.models import Task, TaskAttempt
 
 CAPABILITY = "mlcap"
+# Histories end at a fixed time unless told otherwise: hour and weekday are features, so a history
+# that moved with the clock would train a different model at every run.
+END = datetime(2026, 3, 20, 12, 0, tzinfo=dt_timezone.utc)
 GENERIC_ERRORS = [
     (1, "ConnectionResetError: [Errno 104] Connection reset by peer while fetching https://pypi.org/simple/x"),
     (2, "error: could not lock /var/tmp/build-{n}/index.lock: File exists"),
@@ -55,6 +58,14 @@ class World:
     def duration(self, rng: random.Random, *, pool: str, task_type: str, complexity: int) -> float:
         seconds = self.types[task_type] * self.speed[pool] * (1 + 0.15 * complexity)
         return seconds * math.exp(rng.gauss(0, self.noise))
+
+    def success_probability(self, *, pool: str, task_type: str, complexity: int) -> float:
+        """The truth the outcomes are drawn from."""
+        p = self.reliability * (1 - self.complexity_risk * complexity / 10)
+        for cause in self.causes:
+            if cause.pool == pool and cause.task_type == task_type:
+                p *= 1 - cause.rate
+        return p
 
     def outcome(
         self, rng: random.Random, *, pool: str, task_type: str, complexity: int
@@ -89,7 +100,7 @@ def build_history(
     spacing: float = 30.0,
     batch: int = 5000,
 ) -> list[Task]:
-    """`n` finished tasks, one attempt each, about `spacing` seconds apart: ending at `end` (now),
+    """`n` finished tasks, one attempt each, about `spacing` seconds apart: ending at `end` (END),
     or, when attempts exist and no `end` is given, starting after the newest of them."""
     rng = random.Random(seed)
     pools = pools or {p.name: p for p in AgentPool.objects.filter(name__in=list(world.speed))}
@@ -100,7 +111,7 @@ def build_history(
     if end is None and last is not None:
         at = last  # a later batch follows the history already there: a change of the world is a change in time
     else:
-        at = (end or timezone.now()) - timedelta(seconds=spacing * n)
+        at = (end or END) - timedelta(seconds=spacing * n)
     tasks, attempts = [], []
     while len(tasks) < n:
         at += timedelta(seconds=rng.expovariate(1 / spacing))

@@ -57,11 +57,11 @@ def test_ml_retrain_if_due_trains_first_models_once_there_is_enough_history(ml_p
     build_history(world, n=40, pools=ml_pools, seed=1)
     assert ml_retrain_if_due().kinds == []
 
-    build_history(world, n=400, pools=ml_pools, seed=2)
+    build_history(world, n=760, pools=ml_pools, seed=2)
     report = ml_retrain_if_due()
 
     assert set(report.due) == {"duration", "success"}
-    assert report.due["duration"] == "no duration model yet and 440 finished attempts"
+    assert report.due["duration"] == "no duration model yet and 800 finished attempts"
     assert report.of("duration").status == "activated"
     assert ml_retrain_if_due().kinds == []  # trained within the hour, no drift: nothing due
 
