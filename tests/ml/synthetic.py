@@ -13,8 +13,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import F, Max
 
@@ -25,7 +24,7 @@ from coordination.models import Task, TaskAttempt
 CAPABILITY = "mlcap"
 # Histories end at a fixed time unless told otherwise: hour and weekday are features, so a history
 # that moved with the clock would train a different model at every run.
-END = datetime(2026, 3, 20, 12, 0, tzinfo=dt_timezone.utc)
+END = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 GENERIC_ERRORS = [
     (1, "ConnectionResetError: [Errno 104] Connection reset by peer while fetching https://pypi.org/simple/x"),
     (2, "error: could not lock /var/tmp/build-{n}/index.lock: File exists"),

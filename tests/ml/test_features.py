@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
-from datetime import timezone as tz
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from tests.ml.synthetic import CAPABILITY
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime(2026, 3, 18, 14, 0, tzinfo=tz.utc)  # a Wednesday, 14:00
+T0 = datetime(2026, 3, 18, 14, 0, tzinfo=UTC)  # a Wednesday, 14:00
 
 
 def attempt(pool, *, start: float, seconds: float | None, outcome: str = "succeeded", **task_fields) -> TaskAttempt:

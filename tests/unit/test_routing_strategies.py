@@ -9,9 +9,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
+from agents.profiles import profile_record
 from coordination.errors import NoEligiblePool
 from coordination.models import Task, TaskAttempt
-from agents.profiles import profile_record
 from coordination.routing import LeastLoaded, PerformanceWeighted, RoundRobin, TaskSpec, eligible_pools
 from coordination.services import task_submit
 
@@ -179,6 +179,8 @@ def test_route_with_performance_weighted_follows_history_not_load(pools, setting
 def test_performance_weighted_new_pool_without_history_is_tried(pools):
     add_history(pools["frontend"], [TaskAttempt.Outcome.SUCCEEDED] * 4, seconds=5)
 
-    picks = {PerformanceWeighted().choose(ui_pools(pools), spec=TaskSpec(task_type="build")).pool.name for _ in range(10)}
+    picks = {
+        PerformanceWeighted().choose(ui_pools(pools), spec=TaskSpec(task_type="build")).pool.name for _ in range(10)
+    }
 
     assert "ios" in picks
