@@ -14,25 +14,31 @@ category known at fit, and the missing-value way when negative or unknown.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
 
-# A categorical split's table entry per category code: go right, go left, or go the missing way.
+# Which child a row takes at a node: column of the node's `children` row.
 RIGHT, LEFT, MISSING = 0, 1, 2
+OUT_OF_RANGE = 256  # a category code column that always means "missing" (negative, too big, NaN)
 
 
 def compile_hgb(estimator: Any) -> dict[str, Any]:
-    """Arrays of a fitted HistGradientBoosting{Regressor,Classifier} with one tree per iteration."""
+    """Arrays of a fitted HistGradientBoosting{Regressor,Classifier} with one tree per iteration.
+
+    `children[node]` holds the (right, left, missing-way) child; a leaf is its own child, so a
+    walk of `depth` levels leaves every row on its leaf. A categorical node points at a row of
+    `tables`, which gives the way to go for each category code (row 0 serves numeric nodes).
+    """
     import numpy as np
 
     if estimator.n_trees_per_iteration_ != 1:
         raise ValueError("only single-output boosting (regression, binary classification) can be compiled")
     known_bitsets, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
-    feature, threshold, left, right, missing_left, value, cat_row, roots = [], [], [], [], [], [], [], []
-    tables = [np.full(256, MISSING, dtype=np.int8)]  # row 0: placeholder for numeric nodes
+    feature, threshold, children, value, cat_row, roots = [], [], [], [], [], []
+    tables = [np.full(OUT_OF_RANGE + 1, MISSING, dtype=np.int64)]
     depth = 0
     offset = 0
     for (predictor,) in estimator._predictors:
@@ -41,18 +47,17 @@ def compile_hgb(estimator: Any) -> dict[str, Any]:
         depth = max(depth, int(nodes["depth"].max()))
         leaf = nodes["is_leaf"].astype(bool)
         idx = np.arange(len(nodes))
-        # a leaf points at itself, so walking a fixed number of levels leaves it where it is
-        left.append(np.where(leaf, idx, nodes["left"].astype(np.int64)) + offset)
-        right.append(np.where(leaf, idx, nodes["right"].astype(np.int64)) + offset)
+        left = np.where(leaf, idx, nodes["left"].astype(np.int64)) + offset
+        right = np.where(leaf, idx, nodes["right"].astype(np.int64)) + offset
+        missing = np.where(nodes["missing_go_to_left"].astype(bool), left, right)
+        children.append(np.column_stack([right, left, missing]))
         feature.append(np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64))
         threshold.append(nodes["num_threshold"].astype(np.float64))
-        missing_left.append(nodes["missing_go_to_left"].astype(bool))
         value.append(nodes["value"].astype(np.float64))
         rows = np.zeros(len(nodes), dtype=np.int64)
         for i in np.flatnonzero(nodes["is_categorical"].astype(bool) & ~leaf):
-            table = np.full(256, MISSING, dtype=np.int8)
-            known = _bits(known_bitsets[f_idx_map[nodes["feature_idx"][i]]])
-            table[known] = RIGHT
+            table = np.full(OUT_OF_RANGE + 1, MISSING, dtype=np.int64)
+            table[_bits(known_bitsets[f_idx_map[nodes["feature_idx"][i]]])] = RIGHT
             table[_bits(predictor.raw_left_cat_bitsets[nodes["bitset_idx"][i]])] = LEFT
             rows[i] = len(tables)
             tables.append(table)
@@ -62,9 +67,7 @@ def compile_hgb(estimator: Any) -> dict[str, Any]:
         "kind": "hgb",
         "feature": np.concatenate(feature),
         "threshold": np.concatenate(threshold),
-        "left": np.concatenate(left),
-        "right": np.concatenate(right),
-        "missing_left": np.concatenate(missing_left),
+        "children": np.concatenate(children),
         "value": np.concatenate(value),
         "cat_row": np.concatenate(cat_row),
         "tables": np.stack(tables),
@@ -81,33 +84,65 @@ def _bits(bitset: np.ndarray) -> np.ndarray:
     return np.flatnonzero([(int(words[v >> 5]) >> (v & 31)) & 1 for v in range(256)])
 
 
+def joint(models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several compiled forests over the same columns as one, evaluated in a single walk."""
+    import numpy as np
+
+    nodes = np.cumsum([0] + [len(m["feature"]) for m in models])
+    tables = np.cumsum([0] + [len(m["tables"]) - 1 for m in models])
+    cat_rows = []
+    for m, t in zip(models, tables[:-1], strict=True):
+        rows = m["cat_row"]
+        cat_rows.append(np.where(rows > 0, rows + t, 0))
+    return {
+        "kind": "joint",
+        "feature": np.concatenate([m["feature"] for m in models]),
+        "threshold": np.concatenate([m["threshold"] for m in models]),
+        "children": np.concatenate([m["children"] + n for m, n in zip(models, nodes[:-1], strict=True)]),
+        "value": np.concatenate([m["value"] for m in models]),
+        "cat_row": np.concatenate(cat_rows),
+        "tables": np.concatenate([models[0]["tables"][:1], *(m["tables"][1:] for m in models)]),
+        "roots": np.concatenate([m["roots"] + n for m, n in zip(models, nodes[:-1], strict=True)]),
+        "depth": max(m["depth"] for m in models),
+        "baselines": [m["baseline"] for m in models],
+        "sizes": [len(m["roots"]) for m in models],
+    }
+
+
 def raw_hgb(model: Mapping[str, Any], X: np.ndarray) -> np.ndarray:
     """Raw score per row: baseline plus the leaf value of every tree (scikit-learn's `_raw_predict`)."""
+    return raw_joint({**model, "baselines": [model["baseline"]], "sizes": [len(model["roots"])]}, X)[0]
+
+
+def raw_joint(model: Mapping[str, Any], X: np.ndarray) -> list[np.ndarray]:
+    """Raw scores of each forest of a `joint` model (or of one compiled forest, as a list of one)."""
     import numpy as np
 
     n = X.shape[0]
     roots = model["roots"]
     if n == 0 or len(roots) == 0:
-        return np.full(n, model["baseline"])
+        return [np.full(n, b) for b in model["baselines"]]
     cols = np.arange(n)[None, :]
     node = np.repeat(roots[:, None], n, axis=1)
-    feature, threshold, missing_left = model["feature"], model["threshold"], model["missing_left"]
-    left, right, cat_row, tables = model["left"], model["right"], model["cat_row"], model["tables"]
+    feature, threshold, children = model["feature"], model["threshold"], model["children"]
+    cat_row, tables = model["cat_row"], model["tables"]
     has_categories = len(tables) > 1
     for _ in range(model["depth"]):
         x = X[cols, feature[node]]
-        missing = np.isnan(x)
-        go_left = x <= threshold[node]
+        way = np.where(x <= threshold[node], LEFT, RIGHT)
+        way[np.isnan(x)] = MISSING
         if has_categories:
             rows = cat_row[node]
-            categorical = rows > 0
-            in_range = ~missing & (x >= 0) & (x < 256)
-            way = tables[rows, np.where(in_range, x, 0).astype(np.int64)]
-            go_left = np.where(categorical, way == LEFT, go_left)
-            missing = missing | (categorical & (~in_range | (way == MISSING)))
-        go_left = np.where(missing, missing_left[node], go_left)
-        node = np.where(go_left, left[node], right[node])
-    return model["baseline"] + model["value"][node].sum(axis=0)
+            # codes outside 0..255 (and NaN, whose comparisons are false) take the always-missing column
+            code = np.where((x >= 0) & (x < OUT_OF_RANGE), x, OUT_OF_RANGE).astype(np.int64)
+            way = np.where(rows > 0, tables[rows, code], way)
+        node = children[node, way]
+    leaves = model["value"][node]
+    out, start = [], 0
+    for baseline, size in zip(model["baselines"], model["sizes"], strict=True):
+        out.append(baseline + leaves[start : start + size].sum(axis=0))
+        start += size
+    return out
 
 
 def compile_sigmoid(calibrator: Any) -> dict[str, Any]:
@@ -185,13 +220,16 @@ def predict_success(model: Mapping[str, Any], X: np.ndarray, *, categorical: lis
     return expit(-(calibration["a"] * raw + calibration["b"]))
 
 
-def apply_duration(artifact: Mapping[str, Any], rows: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def apply_duration(artifact: dict[str, Any], rows: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(p50, p90) seconds of one attempt for each row, from a duration artifact."""
     import numpy as np
 
     X = _spec(artifact).encode(rows)
-    p50 = np.maximum(np.expm1(raw_hgb(artifact["p50"], X)), 0.0)
-    p90 = np.maximum(np.expm1(raw_hgb(artifact["p90"], X)), p50)  # quantiles fitted apart may cross
+    if "_joint" not in artifact:  # both quantiles in one walk; built once per loaded artifact
+        artifact["_joint"] = joint([artifact["p50"], artifact["p90"]])
+    raw50, raw90 = raw_joint(artifact["_joint"], X)
+    p50 = np.maximum(np.expm1(raw50), 0.0)
+    p90 = np.maximum(np.expm1(raw90), p50)  # quantiles fitted apart may cross
     return p50, p90
 
 

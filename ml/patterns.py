@@ -200,10 +200,11 @@ def recommend(patterns: Sequence[Pattern], risks: Sequence[tuple[str, float, int
     return out
 
 
-def insights(*, window: int | None = None) -> Insights:
-    """Patterns and recommendations over the last `window` attempts (pattern_optimizer settings)."""
+def insights(*, window: int | None = None, rows: History | None = None) -> Insights:
+    """Patterns and recommendations over the last `window` attempts (pattern_optimizer settings),
+    or over `rows` when the caller has read them already."""
     config = settings.HIVE_CONFIG.external_api.ml_enhancements.pattern_optimizer
-    h = history(limit=window or config.learning_window_size)
+    h = rows if rows is not None else history(limit=window or config.learning_window_size)
     patterns = find_patterns(h, sensitivity=config.pattern_detection_sensitivity)
     risks = timeout_risks(h, sensitivity=config.pattern_detection_sensitivity)
     return Insights(patterns=patterns, recommendations=recommend(patterns, risks,

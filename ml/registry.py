@@ -55,7 +55,8 @@ def _write_artifact(artifact: Mapping[str, Any], *, kind: str, version: int) -> 
     import joblib
 
     buffer = io.BytesIO()
-    joblib.dump(dict(artifact), buffer, compress=3)
+    # keys starting with "_" are what a process builds from a loaded artifact, never stored
+    joblib.dump({k: v for k, v in artifact.items() if not k.startswith("_")}, buffer, compress=3)
     data = buffer.getvalue()
     path = artifact_dir() / f"{kind}-v{version}-{uuid.uuid4().hex[:8]}.joblib"
     partial = path.with_suffix(".partial")

@@ -108,7 +108,7 @@ def ml_train(
             h = history(limit=window or ml.pattern_optimizer.learning_window_size)
         for kind in kinds:
             report.kinds.append(_train_one(kind, h=h, now=report.started_at, seed=seed))
-        _refresh_patterns(report, window=window)
+        _refresh_patterns(report, window=window, rows=h)
     return report
 
 
@@ -155,11 +155,14 @@ def _compare_rows(trained: Any, active_artifact: dict[str, Any], active: ModelVe
     )
 
 
-def _refresh_patterns(report: TrainReport, *, window: int | None) -> None:
+def _refresh_patterns(report: TrainReport, *, window: int | None, rows: Any) -> None:
     from ml.patterns import Insights, insights, publish_weights
 
     config = settings.HIVE_CONFIG.external_api.ml_enhancements.pattern_optimizer
-    found = insights(window=window) if config.enabled else Insights(patterns=[], recommendations=[], attempts=0)
+    if not config.enabled:
+        found = Insights(patterns=[], recommendations=[], attempts=0)
+    else:
+        found = insights(window=window, rows=rows)
     report.patterns = len(found.patterns)
     report.weights = publish_weights(found)
 

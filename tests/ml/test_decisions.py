@@ -146,3 +146,22 @@ def test_pool_records_weigh_agents_by_their_counts(ml_pools):
 
     assert record.count == 4 and record.success_rate == pytest.approx(0.75)
     assert record.p50_seconds == pytest.approx((3 * 10 + 30) / 4)
+
+
+def test_configured_strategy_missing_from_this_process_falls_back_and_says_so(ml_pools, settings, monkeypatch):
+    from coordination import routing
+
+    with_config(settings, multi_agent={"load_balancing_strategy": "predictive"})
+    monkeypatch.delitem(routing.STRATEGIES, "predictive")
+
+    task = task_submit(capabilities=[CAPABILITY], prompt="p", task_type="build")
+
+    assert task.decision.strategy == "predictive" and task.decision.fallback == "unavailable"
+    assert task.decision.reason.startswith("strategy predictive is not registered in this process; ")
+
+
+def test_the_ml_app_registers_the_predictive_strategy():
+    from coordination.routing import STRATEGIES
+    from ml.strategy import Predictive
+
+    assert isinstance(STRATEGIES["predictive"], Predictive)

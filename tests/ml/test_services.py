@@ -12,12 +12,13 @@ from prometheus_client import REGISTRY
 
 from coordination.decisions import decision_close
 from coordination.models import RoutingDecision, Task
+from coordination.services import task_submit
 from ml.metrics import model_metrics
 from ml.models import ModelVersion
 from ml.services import LOCK_KEY, ml_retrain_if_due, ml_train
 from tests.conftest import ROOT, child_env
 from tests.ml.conftest import with_config
-from tests.ml.synthetic import World, build_history
+from tests.ml.synthetic import CAPABILITY, World, build_history
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +112,19 @@ def test_model_error_gauge_shows_the_active_duration_models_error(ml_pools, worl
 
     assert family.name == "hive_model_error_seconds"
     assert [(s.labels, s.value) for s in family.samples] == [({"kind": "duration"}, row.metrics["mae_p50"])]
+
+
+def test_metrics_endpoint_exposes_model_error_decisions_and_prediction_error(ml_pools, world, client):
+    build_history(world, n=800, pools=ml_pools, seed=2)
+    ml_train(kinds=["duration"])
+    task_submit(capabilities=[CAPABILITY], prompt="p")
+
+    text = client.get("/metrics").content.decode()
+
+    mae = ModelVersion.objects.get(kind="duration", active=True).metrics["mae_p50"]
+    assert f'hive_model_error_seconds{{kind="duration"}} {mae}' in text
+    assert 'hive_decisions_total{fallback="none",strategy="least_loaded"}' in text
+    assert "# TYPE hive_prediction_error_seconds histogram" in text
 
 
 def test_closing_a_decision_observes_the_prediction_error(ml_pools):
