@@ -143,7 +143,7 @@ class RoundRobin:
         except Exception as exc:  # Redis away: the task is still accepted, placed by load instead
             log.warning("round robin counter unavailable (%s); using least_loaded", exc)
             return fallback(pools, spec=spec, strategy=self.name, code="counter_unavailable",
-                            reason=f"round robin counter unavailable ({exc})", chain=(LeastLoaded(),))  # fmt: skip
+                            reason=f"round robin counter unavailable ({exc})", using=LeastLoaded())  # fmt: skip
         chosen = turn % len(ordered)
         candidates = [{"pool": p.name, "score": (i - chosen) % len(ordered)} for i, p in enumerate(ordered)]
         return Choice(pool=ordered[chosen], strategy=self.name, candidates=candidates)
@@ -163,7 +163,7 @@ class PerformanceWeighted:
         if not stats:
             return fallback(pools, spec=spec, strategy=self.name, code="no_history",
                             reason=f"no finished attempts of type {spec.task_type} on these pools",
-                            chain=(LeastLoaded(),))  # fmt: skip
+                            using=LeastLoaded())  # fmt: skip
 
         def score(pool: AgentPool) -> tuple[float, str]:
             if pool.id not in stats:  # untried: explore it before exploiting the measured ones
@@ -193,17 +193,17 @@ def fallback(
     strategy: str,
     code: str,
     reason: str,
-    chain: Sequence[AllocationStrategy] | None = None,
+    using: AllocationStrategy | None = None,
     candidates: list[dict[str, Any]] | None = None,
     model_version: str = "",
     confidence: float | None = None,
 ) -> Choice:
-    """Let the first strategy of `chain` (default performance_weighted, which itself falls back to
-    least_loaded without history) choose, and record it as `strategy` falling back for `reason`.
+    """Let `using` (default performance_weighted, which itself falls back to least_loaded without
+    history) choose, and record it as `strategy` falling back for `reason`.
 
     The candidates the failing strategy saw are kept when given, so the record shows both views.
     """
-    helper = (chain or (PerformanceWeighted(),))[0]
+    helper = using or PerformanceWeighted()
     choice = helper.choose(pools, spec=spec)
     if choice.fallback:  # the helper fell back too: say so rather than naming it as the chooser
         how = f"{choice.strategy}: {choice.reason}"
