@@ -268,7 +268,9 @@ Port = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)]
 Fraction = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
 Size = Annotated[str, BeforeValidator(_size)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], _choice(*LOG_LEVELS)]
-Strategy = Annotated[Literal["least_loaded", "round_robin", "performance_weighted", "predictive"], BeforeValidator(_strategy)]
+Strategy = Annotated[
+    Literal["least_loaded", "round_robin", "performance_weighted", "predictive"], BeforeValidator(_strategy)
+]
 HttpMethod = Annotated[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"], _choice(*HTTP_METHODS)]
 Secret = Annotated[str | None, BeforeValidator(_blank_to_none)]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
