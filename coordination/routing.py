@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,7 +27,7 @@ from django.core.cache import cache
 from django.db.models import Count
 
 from agents.models import Agent, AgentPool
-from agents.profiles import pool_records
+from agents.profiles import PoolRecord, pool_records
 from coordination.errors import NoEligiblePool
 from coordination.models import Priority, Source, Task
 
@@ -150,12 +150,22 @@ class RoundRobin:
 
 
 class PerformanceWeighted:
-    """Fewest seconds per success (p50 duration / success rate) on the task's type, from profiles."""
+    """Fewest seconds per success (p50 duration / success rate) on the task's type, from profiles.
+
+    `records` ((pool id, type) -> PoolRecord) spares the query when the caller has read them already.
+    """
 
     name = "performance_weighted"
 
+    def __init__(self, *, records: Mapping[tuple[int, str], PoolRecord] | None = None) -> None:
+        self.records = records
+
     def choose(self, pools: Sequence[AgentPool], *, spec: TaskSpec) -> Choice:
-        records = pool_records(pool_ids=[p.id for p in pools], task_type=spec.task_type)
+        if self.records is not None:
+            ids = {p.id for p in pools}
+            records = {k: r for k, r in self.records.items() if k[0] in ids and k[1] == spec.task_type}
+        else:
+            records = pool_records(pool_ids=[p.id for p in pools], task_type=spec.task_type)
         # A record without durations comes from lost attempts only: its success rate is 0 anyway.
         stats = {
             pool_id: (r.success_rate, max(r.p50_seconds or 0.0, 0.001), r.count) for (pool_id, _), r in records.items()

@@ -110,6 +110,11 @@ class PoolStates:
                     self._read_at[pool_id] = now
             return {p.id: self._states[p.id] for p in pools}
 
+    def records(self, pools: Sequence[AgentPool]) -> dict[tuple[int, str], PoolRecord]:
+        """(pool id, task type) -> record, as last read (no query): for a fallback right after `get`."""
+        with self._lock:
+            return {(p.id, t): r for p in pools if p.id in self._states for t, r in self._states[p.id].records.items()}
+
     def note(self, pool_id: int, *, seconds: float | None) -> None:
         """A task was just routed to `pool_id`: count it until the next read."""
         with self._lock:

@@ -34,7 +34,7 @@ from typing import Any
 from django.conf import settings
 
 from agents.models import AgentPool
-from coordination.routing import Choice, TaskSpec, fallback
+from coordination.routing import Choice, PerformanceWeighted, TaskSpec, fallback
 from ml.patterns import routing_weights
 from ml.predict import SUCCESS_FLOOR, NoModel, PoolPrediction, PoolStates, predict_pools
 from ml.registry import active_models
@@ -106,7 +106,8 @@ class Predictive:
         if shares[top] < threshold:
             choice = fall("low_confidence",
                           f"confidence {shares[top]:.2f} in {pools[top].name} is below confidence_threshold "
-                          f"{threshold:g}", candidates=candidates, model_version=version)  # fmt: skip
+                          f"{threshold:g}", candidates=candidates, model_version=version,
+                          using=PerformanceWeighted(records=self.states.records(pools)))  # fmt: skip
             # what the model thinks of the pool the fallback chose: still a checkable probability
             choice.confidence = shares[next(i for i, p in enumerate(pools) if p.id == choice.pool.id)]
         else:
