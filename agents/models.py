@@ -102,3 +102,38 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class PerformanceProfile(models.Model):
+    """How one agent of a pool does on one task type, updated as each of its attempts finishes.
+
+    `success_rate`, `mean_seconds` and `cost_usd` are moving averages: a plain average over the
+    first 1/learning_rate attempts, then an exponential one with the configured learning rate, so
+    a change in behaviour shows without the history being forgotten. `p50_seconds`/`p95_seconds`
+    come from the last RECENT_WINDOW durations, kept in `recent`.
+    """
+
+    RECENT_WINDOW = 50
+
+    pool = models.ForeignKey(AgentPool, on_delete=models.CASCADE, related_name="profiles")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="profiles")
+    task_type = models.CharField(max_length=64)
+    count = models.PositiveIntegerField(default=0, help_text="finished attempts counted")
+    successes = models.PositiveIntegerField(default=0)
+    success_rate = models.FloatField(default=0.0, help_text="moving average of success (0..1)")
+    mean_seconds = models.FloatField(null=True, blank=True, help_text="moving average of attempt duration")
+    p50_seconds = models.FloatField(null=True, blank=True)
+    p95_seconds = models.FloatField(null=True, blank=True)
+    cost_usd = models.FloatField(null=True, blank=True, help_text="moving average of an attempt's cost")
+    recent = models.JSONField(default=list, blank=True, help_text="the last durations, newest last")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pool__name", "task_type", "agent__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "agent", "task_type"], name="profile_pool_agent_type_unique")
+        ]
+        indexes = [models.Index(fields=["pool", "task_type"])]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}@{self.pool_id} {self.task_type}: {self.success_rate:.2f} of {self.count}"

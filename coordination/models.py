@@ -399,3 +399,41 @@ class SessionStep(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
+
+
+class RoutingDecision(models.Model):
+    """Why a task went where it went, and, once it finished, how that turned out.
+
+    Written with the task at submit; closed when the task reaches a terminal status. `predicted_*`
+    describe one attempt on the chosen pool as the strategy saw it (empty when it predicted
+    nothing); `duration` is the last attempt's actual duration, to compare with them.
+    """
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="decision")
+    strategy = models.CharField(max_length=40)
+    chosen_pool = models.ForeignKey(AgentPool, null=True, on_delete=models.SET_NULL, related_name="decisions")
+    candidates = models.JSONField(default=list, blank=True)
+    confidence = models.FloatField(null=True, blank=True, help_text="probability that the chosen pool is the best")
+    model_version = models.CharField(max_length=100, blank=True)
+    fallback = models.CharField(max_length=40, blank=True, help_text="why the strategy did not decide itself")
+    reason = models.TextField(blank=True)
+    predicted_seconds = models.FloatField(null=True, blank=True, help_text="p50 duration of one attempt")
+    predicted_p90 = models.FloatField(null=True, blank=True)
+    predicted_success = models.FloatField(null=True, blank=True)
+    decided_at = models.DateTimeField()
+    decision_ms = models.FloatField(default=0.0)
+    duration = models.FloatField(null=True, blank=True, help_text="seconds of the last attempt")
+    success = models.BooleanField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-decided_at"]
+        indexes = [
+            models.Index(fields=["-decided_at"]),
+            models.Index(fields=["strategy", "-decided_at"]),
+            models.Index(fields=["chosen_pool", "closed_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} -> {self.chosen_pool_id} by {self.strategy}"

@@ -14,26 +14,30 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
+from agents.profiles import profile_record
 from coordination import dispatch as broker
 from coordination import submission
+from coordination.decisions import decision_close, decision_record
 from coordination.errors import InvalidTransition, TaskNotFound
 from coordination.events import publish
 from coordination.metrics import (
     AGENT_FAILURES,
     COORDINATION_LATENCY,
     COST_USD,
+    DECISIONS_TOTAL,
     TASK_DURATION,
     TASKS_COMPLETED,
     TASKS_TOTAL,
 )
 from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, Team
 from coordination.results import AttemptResult
-from coordination.routing import route
+from coordination.routing import TaskSpec, route
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ def task_submit(
     cannot run. With an idempotency key, a repeat of the same submission (every field alike)
     returns the first task; the same key with different content is an IdempotencyConflict. `pool`
     names the pool to use instead of letting the allocation strategy choose (a session's fan-out
-    target); it must be eligible.
+    target); it must be eligible. The routing decision is stored with the task.
     """
     spec = submission.validated(
         capabilities=capabilities,
@@ -89,7 +93,13 @@ def task_submit(
         existing = Task.objects.select_related("pool").filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
             return submission.same_submission(existing, spec)
-    pool = route(spec["capabilities"], task_type=spec["task_type"], needs_commands=bool(spec["command"]), only=pool)
+    choice = route(
+        TaskSpec(task_type=spec["task_type"], capabilities=tuple(spec["capabilities"]), priority=spec["priority"],
+                 complexity=spec["complexity"], prompt_length=len(spec["prompt"]), source=spec["source"]),
+        needs_commands=bool(spec["command"]),
+        only=pool,
+    )  # fmt: skip
+    pool = choice.pool
     submission.payload_fields_check(pool=pool, command=spec["command"], payload=spec["payload"])
     now = timezone.now()
     budget = spec.pop("max_attempts") or pool.max_attempts
@@ -109,6 +119,7 @@ def task_submit(
     try:
         with transaction.atomic():
             task.save(force_insert=True)
+            decision_record(task=task, choice=choice)
             publish("task.queued", task=task, pool=pool, priority=task.priority, source=task.source,
                     title=task.title(), capabilities=task.capabilities)  # fmt: skip
             transaction.on_commit(lambda: task_send(task))
@@ -119,6 +130,7 @@ def task_submit(
         first = Task.objects.select_related("pool").get(team=team, idempotency_key=idempotency_key)
         return submission.same_submission(first, spec)
     TASKS_TOTAL.labels(status=Task.Status.QUEUED, pool=pool.name).inc()
+    DECISIONS_TOTAL.labels(strategy=choice.strategy, fallback=choice.fallback or "none").inc()
     return task
 
 
@@ -271,6 +283,8 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
         if result.cost_usd:
             team = task.team.name if task.team_id and task.team else ""
             transaction.on_commit(lambda: COST_USD.labels(pool=task.pool.name, team=team).inc(float(result.cost_usd)))
+        if result.outcome != TaskAttempt.Outcome.CANCELLED:
+            _profile(task, attempt, seconds=attempt.duration)
         if result.outcome == TaskAttempt.Outcome.SUCCEEDED:
             done = _running(task, attempt.number).update(
                 status=Task.Status.SUCCEEDED, finished_at=now, result=result.result, error="", updated_at=now
@@ -281,6 +295,7 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.pool.name).inc()
                 count_terminal(status=Task.Status.SUCCEEDED, pool=task.pool.name)
+                decision_close(task=task, attempt=attempt)
                 _task_ended(task)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED and result.requeue_after is not None:
             _attempt_requeued(task, attempt, reason=result.error or "rate limited", delay=result.requeue_after)
@@ -308,7 +323,22 @@ def attempt_lost(*, attempt_id: int, reason: str) -> None:
         attempt.error = reason
         attempt.save(update_fields=["outcome", "finished_at", "error"])
         count_agent_failure(pool=attempt.task.pool.name)
+        # The duration of a lost attempt measures the crash, not the work: it counts for success only.
+        _profile(attempt.task, attempt, seconds=None)
         _attempt_failed(attempt.task, attempt, reason=reason, permanent=False)
+
+
+def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None:
+    """Fold a finished attempt into its agent's performance profile (what allocation reads)."""
+    api = settings.HIVE_CONFIG.external_api
+    if attempt.agent_id is None or not api.intelligent_task_allocation.performance_tracking_enabled:
+        return
+    profile_record(
+        pool_id=task.pool_id, agent_id=attempt.agent_id, task_type=task.task_type,
+        succeeded=attempt.outcome == TaskAttempt.Outcome.SUCCEEDED, seconds=seconds,
+        cost_usd=float(attempt.cost_usd) if attempt.cost_usd is not None else None,
+        learning_rate=api.intelligence_framework.learning_rate,
+    )  # fmt: skip
 
 
 def _running(task: Task, number: int):
@@ -342,6 +372,7 @@ def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent:
         publish(f"task.{status}", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000])
         TASKS_TOTAL.labels(status=status, pool=pool.name).inc()
         count_terminal(status=status, pool=pool.name)
+        decision_close(task=task, attempt=attempt)
         _task_ended(task)
 
 
@@ -397,6 +428,7 @@ def task_cancel(*, task: Task, reason: str = "cancelled") -> Task:
         task.refresh_from_db()
         publish("task.cancelled", task=task, reason=reason)
         count_terminal(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "")
+        decision_close(task=task, attempt=None)
         _task_ended(task)
     TASKS_TOTAL.labels(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "").inc()
     return task

@@ -31,6 +31,7 @@ from coordination.selectors import (
     pool_queue_depths,
     task_counts_by_status_and_pool,
 )
+from ml.metrics import model_metrics
 
 
 class HiveStateCollector:
@@ -56,6 +57,7 @@ class HiveStateCollector:
             tasks.add_metric([status, pool], n)
         yield tasks
         yield from guide_gauges([name for name, _, _ in instances])
+        yield from model_metrics()
 
 
 def guide_gauges(pools: list[str]) -> Iterator[GaugeMetricFamily]:

@@ -249,6 +249,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 RECONCILE_INTERVAL = max(1.0, min(5.0, HIVE_CONFIG.multi_agent.health_check_interval / 2))
 # scaling.interval_seconds; a message older than one interval is dropped, the next one decides
 SCALE_INTERVAL = HIVE_CONFIG.scaling.interval_seconds
+# How often beat asks whether a model is due (cheap when none is): 6 health intervals, at most a minute.
+ML_RETRAIN_INTERVAL = max(5.0, min(60.0, HIVE_CONFIG.multi_agent.health_check_interval * 6))
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {
         "task": "hive.reconcile",
@@ -271,6 +273,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "hive.event_retention",
         "schedule": 3600.0,
         "options": {"queue": "hive.control", "expires": 1800},
+    },
+    # Asks whether a model is due (update frequency passed, or drift); trains only then.
+    "ml-retrain": {
+        "task": "hive.ml_retrain",
+        "schedule": ML_RETRAIN_INTERVAL,
+        "options": {"queue": "hive.control", "expires": ML_RETRAIN_INTERVAL * 0.9},
     },
 }
 

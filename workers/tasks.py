@@ -16,6 +16,7 @@ from coordination.recovery import reconcile
 from coordination.scaling.services import scaling_evaluate
 from coordination.services import task_claim
 from coordination.sessions import session_reconcile
+from ml.services import ml_retrain_if_due
 from workers.agent import OVER_RESOURCE_LIMITS, claims_stopped, current_agent
 from workers.attempt import attempt_run
 
@@ -73,3 +74,9 @@ def event_retention() -> int:
     hours = settings.HIVE_CONFIG.external_api.event_streaming.event_retention_hours
     deleted, _ = Event.objects.filter(created_at__lt=timezone.now() - timedelta(hours=hours)).delete()
     return deleted
+
+
+@shared_task(name="hive.ml_retrain", ignore_result=True)
+def ml_retrain() -> dict:
+    """Train the models that are due (hourly/daily, or early on drift); one training at a time."""
+    return ml_retrain_if_due().as_dict()

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-STRATEGIES = ("least_loaded", "round_robin", "performance_weighted")
+STRATEGIES = ("least_loaded", "round_robin", "performance_weighted", "predictive")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 POOL_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
@@ -68,8 +68,6 @@ def _strategy(value: Any) -> Any:
     choices = f"one of {', '.join(STRATEGIES)}"
     if isinstance(value, str):
         value = value.strip().lower()
-        if value == "predictive":
-            raise ValueError(f"{choices} ('predictive' arrives with the ML models)")
         if value in STRATEGIES:
             return value
     raise ValueError(choices)
@@ -152,7 +150,9 @@ Port = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)]
 Fraction = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
 Size = Annotated[str, BeforeValidator(_size)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], _choice(*LOG_LEVELS)]
-Strategy = Annotated[Literal["least_loaded", "round_robin", "performance_weighted"], BeforeValidator(_strategy)]
+Strategy = Annotated[
+    Literal["least_loaded", "round_robin", "performance_weighted", "predictive"], BeforeValidator(_strategy)
+]
 HttpMethod = Annotated[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"], _choice(*HTTP_METHODS)]
 Secret = Annotated[str | None, BeforeValidator(_blank_to_none)]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]

@@ -68,13 +68,22 @@ def test_guide_configmap_loads_with_its_values_and_the_default_pools():
     assert config.source_path == GUIDE_CONFIGMAP
 
 
-def test_guide_production_template_with_predictive_is_refused_naming_the_key():
+def test_guide_production_template_loads_unchanged_with_predictive():
+    config = load_config(GUIDE_PRODUCTION, environ={})
+
+    assert config.multi_agent.load_balancing_strategy == "predictive"
+    assert config.external_api.ml_enhancements.adaptive_learning.adaptation_threshold == 0.15
+
+
+def test_unknown_strategy_is_refused_naming_the_key(tmp_path):
+    path = write(tmp_path, "multi_agent:\n  load_balancing_strategy: clairvoyant\n")
+
     with pytest.raises(ConfigError) as caught:
-        load_config(GUIDE_PRODUCTION, environ={})
+        load_config(path, environ={})
 
     assert str(caught.value) == (
-        "multi_agent.load_balancing_strategy = 'predictive': expected one of least_loaded, round_robin, "
-        f"performance_weighted ('predictive' arrives with the ML models) (in {GUIDE_PRODUCTION})"
+        "multi_agent.load_balancing_strategy = 'clairvoyant': expected one of least_loaded, round_robin, "
+        f"performance_weighted, predictive (in {path})"
     )
     assert caught.value.key == "multi_agent.load_balancing_strategy"
 
@@ -160,12 +169,11 @@ def test_every_guide_environment_variable_maps_to_a_key(tmp_path):
     assert config.external_api.ml_enhancements.predictive_analytics.prediction_accuracy_threshold == 0.9
 
 
-def test_guide_environment_with_predictive_is_refused_naming_the_variable():
-    with pytest.raises(ConfigError) as caught:
-        load_config(GUIDE_CONFIGMAP, environ=guide_environment())
+def test_guide_environment_with_predictive_loads():
+    config = load_config(GUIDE_CONFIGMAP, environ=guide_environment())
 
-    assert str(caught.value).startswith("multi_agent.load_balancing_strategy = 'predictive': expected one of")
-    assert str(caught.value).endswith("(from LEANVIBE_MULTI_AGENT_LOAD_BALANCING_STRATEGY)")
+    assert config.multi_agent.load_balancing_strategy == "predictive"
+    assert config.env_overrides["multi_agent.load_balancing_strategy"] == "LEANVIBE_MULTI_AGENT_LOAD_BALANCING_STRATEGY"
 
 
 def test_guide_compose_and_manifest_variable_names_work():

@@ -9,9 +9,10 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
+from agents.profiles import profile_record
 from coordination.errors import NoEligiblePool
 from coordination.models import Task, TaskAttempt
-from coordination.routing import LeastLoaded, PerformanceWeighted, RoundRobin, eligible_pools
+from coordination.routing import LeastLoaded, PerformanceWeighted, RoundRobin, TaskSpec, eligible_pools
 from coordination.services import task_submit
 
 Status = Task.Status
@@ -40,13 +41,17 @@ def add_agents(pool: AgentPool, n: int, *, status: str = Agent.Status.ONLINE) ->
 
 
 def add_history(pool: AgentPool, outcomes: list[str], *, seconds: float, task_type: str = "build") -> None:
+    """Finished attempts, and the performance profile the workers keep as they finish."""
     finished = timezone.now()
+    agent, _ = Agent.objects.get_or_create(name=f"{pool.name}-history@test", defaults={"pool": pool})
     for task in add_tasks(pool, len(outcomes), status=Status.SUCCEEDED, task_type=task_type):
         outcome = outcomes.pop()
         TaskAttempt.objects.create(
-            task=task, number=1, outcome=outcome, started_at=finished - timedelta(seconds=seconds),
+            task=task, number=1, agent=agent, outcome=outcome, started_at=finished - timedelta(seconds=seconds),
             heartbeat_at=finished, finished_at=finished,
         )  # fmt: skip
+        profile_record(pool_id=pool.id, agent_id=agent.id, task_type=task_type, succeeded=outcome == "succeeded",
+                       seconds=seconds, cost_usd=None, learning_rate=0.005)  # fmt: skip
 
 
 # --- eligible pools ---------------------------------------------------------------------------------
@@ -80,11 +85,11 @@ def test_eligible_pools_excludes_disabled_and_command_refusing_pools(pools):
 
 def test_least_loaded_busier_pool_is_avoided(pools):
     add_tasks(pools["frontend"], 1)
-    assert LeastLoaded().choose(ui_pools(pools), task_type="general").name == "ios"
+    assert LeastLoaded().choose(ui_pools(pools), spec=TaskSpec(task_type="general")).pool.name == "ios"
 
     add_tasks(pools["ios"], 1, status=Status.RUNNING)
     add_tasks(pools["ios"], 1)
-    assert LeastLoaded().choose(ui_pools(pools), task_type="general").name == "frontend"
+    assert LeastLoaded().choose(ui_pools(pools), spec=TaskSpec(task_type="general")).pool.name == "frontend"
 
 
 def test_least_loaded_finished_tasks_do_not_count_as_load(pools):
@@ -92,17 +97,17 @@ def test_least_loaded_finished_tasks_do_not_count_as_load(pools):
         add_tasks(pools["frontend"], 2, status=status)
     add_tasks(pools["ios"], 1)
 
-    assert LeastLoaded().choose(ui_pools(pools), task_type="general").name == "frontend"
+    assert LeastLoaded().choose(ui_pools(pools), spec=TaskSpec(task_type="general")).pool.name == "frontend"
 
 
 def test_least_loaded_load_is_per_unit_of_live_capacity(pools):
     add_tasks(pools["frontend"], 2)
     add_tasks(pools["ios"], 1)
     add_agents(pools["frontend"], 3)  # 2 tasks over 3 agents beats 1 task over 1
-    assert LeastLoaded().choose(ui_pools(pools), task_type="general").name == "frontend"
+    assert LeastLoaded().choose(ui_pools(pools), spec=TaskSpec(task_type="general")).pool.name == "frontend"
 
     Agent.objects.filter(pool=pools["frontend"]).update(status=Agent.Status.OFFLINE)
-    assert LeastLoaded().choose(ui_pools(pools), task_type="general").name == "ios"
+    assert LeastLoaded().choose(ui_pools(pools), spec=TaskSpec(task_type="general")).pool.name == "ios"
 
 
 def test_route_with_least_loaded_sends_ui_task_to_the_idle_pool(pools, settings):
@@ -121,7 +126,7 @@ def test_round_robin_alternates_between_eligible_pools(pools):
     cache.delete("rr:frontend,ios")
     strategy = RoundRobin()
 
-    picks = [strategy.choose(ui_pools(pools), task_type="general").name for _ in range(4)]
+    picks = [strategy.choose(ui_pools(pools), spec=TaskSpec(task_type="general")).pool.name for _ in range(4)]
 
     assert picks in (["ios", "frontend"] * 2, ["frontend", "ios"] * 2)
 
@@ -143,21 +148,21 @@ def test_performance_weighted_prefers_more_successes_per_second(pools):
     add_history(pools["frontend"], [TaskAttempt.Outcome.SUCCEEDED] * 4, seconds=100)
     add_history(pools["ios"], [TaskAttempt.Outcome.SUCCEEDED] * 4, seconds=10)
 
-    assert PerformanceWeighted().choose(ui_pools(pools), task_type="build").name == "ios"
+    assert PerformanceWeighted().choose(ui_pools(pools), spec=TaskSpec(task_type="build")).pool.name == "ios"
 
 
 def test_performance_weighted_fast_failures_lose_to_slow_successes(pools):
     add_history(pools["frontend"], [TaskAttempt.Outcome.SUCCEEDED] * 3 + [TaskAttempt.Outcome.FAILED], seconds=60)
     add_history(pools["ios"], [TaskAttempt.Outcome.FAILED, TaskAttempt.Outcome.TIMEOUT] * 2, seconds=1)
 
-    assert PerformanceWeighted().choose(ui_pools(pools), task_type="build").name == "frontend"
+    assert PerformanceWeighted().choose(ui_pools(pools), spec=TaskSpec(task_type="build")).pool.name == "frontend"
 
 
 def test_performance_weighted_without_history_falls_back_to_least_loaded(pools):
     add_history(pools["ios"], [TaskAttempt.Outcome.SUCCEEDED] * 4, seconds=1, task_type="other-type")
     add_tasks(pools["frontend"], 2)
 
-    assert PerformanceWeighted().choose(ui_pools(pools), task_type="build").name == "ios"
+    assert PerformanceWeighted().choose(ui_pools(pools), spec=TaskSpec(task_type="build")).pool.name == "ios"
 
 
 def test_route_with_performance_weighted_follows_history_not_load(pools, settings):
@@ -174,6 +179,8 @@ def test_route_with_performance_weighted_follows_history_not_load(pools, setting
 def test_performance_weighted_new_pool_without_history_is_tried(pools):
     add_history(pools["frontend"], [TaskAttempt.Outcome.SUCCEEDED] * 4, seconds=5)
 
-    picks = {PerformanceWeighted().choose(ui_pools(pools), task_type="build").name for _ in range(10)}
+    picks = {
+        PerformanceWeighted().choose(ui_pools(pools), spec=TaskSpec(task_type="build")).pool.name for _ in range(10)
+    }
 
     assert "ios" in picks

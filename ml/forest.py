@@ -1,0 +1,246 @@
+"""Fitted models as plain arrays, evaluated with numpy alone.
+
+scikit-learn's `predict` costs about a millisecond per call for a boosted model of a hundred trees
+(one Python-level call per tree), which would spend the whole routing budget on three models.
+So the fitted estimators are compiled once, at training, into arrays: every tree of every model
+side by side, walked level by level for all rows at once. The same arrays are what the artifact
+stores, so loading a model needs numpy but not scikit-learn. `tests/ml/test_training.py` checks
+that these evaluators give scikit-learn's own predictions.
+
+Semantics follow scikit-learn's `_predict_one_from_raw_data`: NaN goes the node's missing-value
+way; a categorical value goes left when in the split's left set, right when it is another
+category known at fit, and the missing-value way when negative or unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Which child a row takes at a node: column of the node's `children` row.
+RIGHT, LEFT, MISSING = 0, 1, 2
+OUT_OF_RANGE = 256  # a category code column that always means "missing" (negative, too big, NaN)
+
+
+def compile_hgb(estimator: Any) -> dict[str, Any]:
+    """Arrays of a fitted HistGradientBoosting{Regressor,Classifier} with one tree per iteration.
+
+    `children[node]` holds the (right, left, missing-way) child; a leaf is its own child, so a
+    walk of `depth` levels leaves every row on its leaf. A categorical node points at a row of
+    `tables`, which gives the way to go for each category code (row 0 serves numeric nodes).
+    """
+    import numpy as np
+
+    if estimator.n_trees_per_iteration_ != 1:
+        raise ValueError("only single-output boosting (regression, binary classification) can be compiled")
+    known_bitsets, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
+    feature, threshold, children, value, cat_row, roots = [], [], [], [], [], []
+    tables = [np.full(OUT_OF_RANGE + 1, MISSING, dtype=np.int64)]
+    depth = 0
+    offset = 0
+    for (predictor,) in estimator._predictors:
+        nodes = predictor.nodes
+        roots.append(offset)
+        depth = max(depth, int(nodes["depth"].max()))
+        leaf = nodes["is_leaf"].astype(bool)
+        idx = np.arange(len(nodes))
+        left = np.where(leaf, idx, nodes["left"].astype(np.int64)) + offset
+        right = np.where(leaf, idx, nodes["right"].astype(np.int64)) + offset
+        missing = np.where(nodes["missing_go_to_left"].astype(bool), left, right)
+        children.append(np.column_stack([right, left, missing]))
+        feature.append(np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64))
+        threshold.append(nodes["num_threshold"].astype(np.float64))
+        value.append(nodes["value"].astype(np.float64))
+        rows = np.zeros(len(nodes), dtype=np.int64)
+        for i in np.flatnonzero(nodes["is_categorical"].astype(bool) & ~leaf):
+            table = np.full(OUT_OF_RANGE + 1, MISSING, dtype=np.int64)
+            table[_bits(known_bitsets[f_idx_map[nodes["feature_idx"][i]]])] = RIGHT
+            table[_bits(predictor.raw_left_cat_bitsets[nodes["bitset_idx"][i]])] = LEFT
+            rows[i] = len(tables)
+            tables.append(table)
+        cat_row.append(rows)
+        offset += len(nodes)
+    return {
+        "kind": "hgb",
+        "feature": np.concatenate(feature),
+        "threshold": np.concatenate(threshold),
+        "children": np.concatenate(children),
+        "value": np.concatenate(value),
+        "cat_row": np.concatenate(cat_row),
+        "tables": np.stack(tables),
+        "roots": np.asarray(roots, dtype=np.int64),
+        "depth": depth,
+        "baseline": float(np.ravel(estimator._baseline_prediction)[0]),
+    }
+
+
+def _bits(bitset: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    words = np.asarray(bitset, dtype=np.uint32)
+    return np.flatnonzero([(int(words[v >> 5]) >> (v & 31)) & 1 for v in range(256)])
+
+
+def joint(models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several compiled forests over the same columns as one, evaluated in a single walk."""
+    import numpy as np
+
+    nodes = np.cumsum([0] + [len(m["feature"]) for m in models])
+    tables = np.cumsum([0] + [len(m["tables"]) - 1 for m in models])
+    cat_rows = []
+    for m, t in zip(models, tables[:-1], strict=True):
+        rows = m["cat_row"]
+        cat_rows.append(np.where(rows > 0, rows + t, 0))
+    return {
+        "kind": "joint",
+        "feature": np.concatenate([m["feature"] for m in models]),
+        "threshold": np.concatenate([m["threshold"] for m in models]),
+        "children": np.concatenate([m["children"] + n for m, n in zip(models, nodes[:-1], strict=True)]),
+        "value": np.concatenate([m["value"] for m in models]),
+        "cat_row": np.concatenate(cat_rows),
+        "tables": np.concatenate([models[0]["tables"][:1], *(m["tables"][1:] for m in models)]),
+        "roots": np.concatenate([m["roots"] + n for m, n in zip(models, nodes[:-1], strict=True)]),
+        "depth": max(m["depth"] for m in models),
+        "baselines": [m["baseline"] for m in models],
+        "sizes": [len(m["roots"]) for m in models],
+    }
+
+
+def raw_hgb(model: Mapping[str, Any], X: np.ndarray) -> np.ndarray:
+    """Raw score per row: baseline plus the leaf value of every tree (scikit-learn's `_raw_predict`)."""
+    return raw_joint({**model, "baselines": [model["baseline"]], "sizes": [len(model["roots"])]}, X)[0]
+
+
+def raw_joint(model: Mapping[str, Any], X: np.ndarray) -> list[np.ndarray]:
+    """Raw scores of each forest of a `joint` model (or of one compiled forest, as a list of one)."""
+    import numpy as np
+
+    n = X.shape[0]
+    roots = model["roots"]
+    if n == 0 or len(roots) == 0:
+        return [np.full(n, b) for b in model["baselines"]]
+    cols = np.arange(n)[None, :]
+    node = np.repeat(roots[:, None], n, axis=1)
+    feature, threshold, children = model["feature"], model["threshold"], model["children"]
+    cat_row, tables = model["cat_row"], model["tables"]
+    has_categories = len(tables) > 1
+    for _ in range(model["depth"]):
+        x = X[cols, feature[node]]
+        way = np.where(x <= threshold[node], LEFT, RIGHT)
+        way[np.isnan(x)] = MISSING
+        if has_categories:
+            rows = cat_row[node]
+            # codes outside 0..255 (and NaN, whose comparisons are false) take the always-missing column
+            code = np.where((x >= 0) & (x < OUT_OF_RANGE), x, OUT_OF_RANGE).astype(np.int64)
+            way = np.where(rows > 0, tables[rows, code], way)
+        node = children[node, way]
+    leaves = model["value"][node]
+    out, start = [], 0
+    for baseline, size in zip(model["baselines"], model["sizes"], strict=True):
+        out.append(baseline + leaves[start : start + size].sum(axis=0))
+        start += size
+    return out
+
+
+def compile_sigmoid(calibrator: Any) -> dict[str, Any]:
+    """Platt scaling as scikit-learn fits it: p = 1 / (1 + exp(a·f + b))."""
+    return {"kind": "sigmoid", "a": float(calibrator.a_), "b": float(calibrator.b_)}
+
+
+def compile_logistic(estimator: Any, *, layout: Mapping[str, Any]) -> dict[str, Any]:
+    """A fitted LogisticRegression over `linear_design(…, layout=layout)` columns."""
+    import numpy as np
+
+    return {
+        "kind": "logistic",
+        "coef": np.asarray(estimator.coef_, dtype=np.float64).ravel(),
+        "intercept": float(np.ravel(estimator.intercept_)[0]),
+        "layout": dict(layout),
+    }
+
+
+def expit(z: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+
+
+def linear_design(X: np.ndarray, *, categorical: list[bool], layout: Mapping[str, Any]) -> np.ndarray:
+    """One-hot categorical codes plus standardised numbers (NaN -> the mean, with a missing flag).
+
+    `layout` (from `fit_linear_layout`) fixes the columns, so training and prediction agree.
+    """
+    import numpy as np
+
+    n = X.shape[0]
+    parts = []
+    for j, size in layout["onehot"]:
+        codes = X[:, j]
+        block = np.zeros((n, size))
+        ok = ~np.isnan(codes) & (codes < size)
+        block[np.flatnonzero(ok), codes[ok].astype(np.int64)] = 1.0
+        parts.append(block)
+    numeric = [j for j, c in enumerate(categorical) if not c]
+    values = X[:, numeric]
+    missing = np.isnan(values)
+    mean, scale = layout["mean"], layout["scale"]
+    parts.append(np.where(missing, 0.0, (values - mean) / scale))
+    parts.append(missing[:, layout["flags"]].astype(np.float64))
+    return np.hstack(parts)
+
+
+def fit_linear_layout(X: np.ndarray, *, categorical: list[bool]) -> dict[str, Any]:
+    import numpy as np
+
+    onehot = [
+        (j, int(np.nanmax(X[:, j])) + 1 if np.any(~np.isnan(X[:, j])) else 0) for j, c in enumerate(categorical) if c
+    ]
+    numeric = [j for j, c in enumerate(categorical) if not c]
+    values = X[:, numeric]
+    with np.errstate(all="ignore"):
+        mean = np.nan_to_num(np.nanmean(values, axis=0)) if len(values) else np.zeros(len(numeric))
+        scale = np.nan_to_num(np.nanstd(values, axis=0)) if len(values) else np.ones(len(numeric))
+    scale = np.where(scale > 0, scale, 1.0)
+    flags = [i for i in range(len(numeric)) if np.isnan(values[:, i]).any()]
+    return {"onehot": onehot, "mean": mean, "scale": scale, "flags": flags}
+
+
+def predict_success(model: Mapping[str, Any], X: np.ndarray, *, categorical: list[bool]) -> np.ndarray:
+    """Probability of success per row from a compiled success model (boosting + Platt, or logistic)."""
+    if model["kind"] == "logistic":
+        design = linear_design(X, categorical=categorical, layout=model["layout"])
+        return expit(design @ model["coef"] + model["intercept"])
+    raw = raw_hgb(model["trees"], X)
+    calibration = model.get("calibration")
+    if calibration is None:
+        return expit(raw)
+    return expit(-(calibration["a"] * raw + calibration["b"]))
+
+
+def apply_duration(artifact: dict[str, Any], rows: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(p50, p90) seconds of one attempt for each row, from a duration artifact."""
+    import numpy as np
+
+    X = _spec(artifact).encode(rows)
+    if "_joint" not in artifact:  # both quantiles in one walk; built once per loaded artifact
+        artifact["_joint"] = joint([artifact["p50"], artifact["p90"]])
+    raw50, raw90 = raw_joint(artifact["_joint"], X)
+    p50 = np.maximum(np.expm1(raw50), 0.0)
+    p90 = np.maximum(np.expm1(raw90), p50)  # quantiles fitted apart may cross
+    return p50, p90
+
+
+def apply_success(artifact: Mapping[str, Any], rows: Mapping[str, Any]) -> np.ndarray:
+    """Probability that one attempt succeeds, for each row, from a success artifact."""
+    spec = _spec(artifact)
+    return predict_success(artifact["model"], spec.encode(rows), categorical=spec.categorical)
+
+
+def _spec(artifact: Mapping[str, Any]) -> Any:
+    """The artifact's FeatureSpec (the registry keeps a built one under `_spec` once loaded)."""
+    from ml.features import FeatureSpec
+
+    return artifact.get("_spec") or FeatureSpec.from_dict(artifact["spec"])

@@ -1,0 +1,353 @@
+"""Predictions from the active models: per pool for a task about to be routed, and ETAs of tasks.
+
+For a task spec and its eligible pools, `predict_pools` gives, per pool: the p50 and p90 duration
+of one attempt, the probability that an attempt succeeds, the expected number of attempts
+(1 / p, capped), the expected wait before it starts, and the expected completion time
+(wait + p50 × attempts). The wait is the work ahead in the pool (predicted durations of its
+queued tasks plus half those of its running ones) divided by its capacity (concurrency × live
+agents); none while the pool has a free slot.
+
+The model's durations are then scaled per pool by how the last decisions made with the same
+model version turned out there (median of actual / predicted over up to CORRECTION_ROWS closed
+decisions, once there are CORRECTION_MIN_ROWS): when a pool slows down, routing sees it within a
+handful of tasks instead of at the next retraining. The ratio is taken against the model's own
+prediction (`p50_model` in the decision's candidates), never against a corrected one.
+
+Per-pool aggregates (capacity, work ahead, history counts, corrections) are read in a few queries
+and kept for AGGREGATE_SECONDS per process; a decision made meanwhile adds its task to the picture
+(`PoolStates.note`), so a burst of submissions does not all see the same empty pool.
+
+numpy is imported inside functions: pool workers import this module (through the app registry)
+but never predict.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from agents.models import AgentPool
+from agents.profiles import PoolRecord, pool_records
+from coordination.models import BROKER_PRIORITY, Priority, RoutingDecision, Task
+from coordination.routing import TaskSpec, pool_capacity
+from ml.features import task_rows
+from ml.registry import Active, active_models
+
+AGGREGATE_SECONDS = 1.0
+CORRECTION_ROWS = 20
+CORRECTION_MIN_ROWS = 5
+CORRECTION_BOUNDS = (0.1, 10.0)
+SUCCESS_FLOOR = 0.02  # expected attempts are capped at 1 / SUCCESS_FLOOR = 50
+RUNNING_REMAINING = 0.5  # a running task has, on average, half its predicted duration left
+
+
+class NoModel(Exception):
+    """No usable duration model: predictions cannot be made (the reason is the message)."""
+
+
+@dataclass(frozen=True)
+class PoolPrediction:
+    pool: str
+    pool_id: int
+    p50: float
+    p90: float
+    success: float
+    attempts: float
+    p50_model: float  # before the pool's correction
+    correction: float
+    wait: float
+    expected: float
+    history: int
+    success_source: str
+    model_version: str
+
+
+@dataclass
+class PoolState:
+    capacity: int
+    running: int = 0
+    queued: int = 0
+    work: float = 0.0  # seconds of predicted work ahead (running counted at RUNNING_REMAINING)
+    unknown: int = 0  # active tasks without a predicted duration
+    records: dict[str, PoolRecord] = field(default_factory=dict)  # task type -> record
+    correction: float = 1.0  # actual / predicted duration lately, for the model it was read for
+
+    def wait(self, *, fill: float) -> float:
+        """Seconds before a new task would start; `fill` stands in for tasks never predicted."""
+        if self.running + self.queued < self.capacity:
+            return 0.0
+        return (self.work + self.unknown * fill) / max(1, self.capacity)
+
+
+class PoolStates:
+    """Per-pool aggregates cached for `max_age` seconds in this process."""
+
+    def __init__(self, *, max_age: float = AGGREGATE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self.clock = clock
+        self._states: dict[int, PoolState] = {}
+        self._read_at: dict[int, float] = {}
+        self._model = ""
+        self._lock = threading.Lock()
+
+    def get(self, pools: Sequence[AgentPool], *, model: str = "") -> dict[int, PoolState]:
+        """States of `pools`; `model` is the duration model's label (corrections belong to it)."""
+        now = self.clock()
+        with self._lock:
+            if model != self._model:  # a new version: its predictions have no track record yet
+                self._read_at.clear()
+                self._model = model
+            stale = [p for p in pools if now - self._read_at.get(p.id, -float("inf")) >= self.max_age]
+            if stale:
+                for pool_id, state in read_pool_states(stale, model=model).items():
+                    self._states[pool_id] = state
+                    self._read_at[pool_id] = now
+            return {p.id: self._states[p.id] for p in pools}
+
+    def records(self, pools: Sequence[AgentPool]) -> dict[tuple[int, str], PoolRecord]:
+        """(pool id, task type) -> record, as last read (no query): for a fallback right after `get`."""
+        with self._lock:
+            return {(p.id, t): r for p in pools if p.id in self._states for t, r in self._states[p.id].records.items()}
+
+    def note(self, pool_id: int, *, seconds: float | None) -> None:
+        """A task was just routed to `pool_id`: count it until the next read."""
+        with self._lock:
+            state = self._states.get(pool_id)
+            if state is None:
+                return
+            state.queued += 1
+            if seconds is None:
+                state.unknown += 1
+            else:
+                state.work += seconds
+
+
+def read_pool_states(pools: Sequence[AgentPool], *, model: str = "") -> dict[int, PoolState]:
+    """Capacity, active tasks and their predicted work, history per task type and the duration
+    correction under `model`, for `pools`."""
+    ids = [p.id for p in pools]
+    capacity = pool_capacity(pools)
+    states = {pool_id: PoolState(capacity=capacity[pool_id]) for pool_id in ids}
+    active = (
+        Task.objects.filter(pool_id__in=ids, status__in=[Task.Status.QUEUED, Task.Status.RUNNING])
+        .values("pool_id", "status")
+        .annotate(n=Count("id"), known=Count("decision__predicted_seconds"), seconds=Sum("decision__predicted_seconds"))
+    )
+    for row in active:
+        state = states[row["pool_id"]]
+        share = RUNNING_REMAINING if row["status"] == Task.Status.RUNNING else 1.0
+        if row["status"] == Task.Status.RUNNING:
+            state.running += row["n"]
+        else:
+            state.queued += row["n"]
+        state.work += share * (row["seconds"] or 0.0)
+        state.unknown += row["n"] - row["known"]
+    for (pool_id, task_type), record in pool_records(pool_ids=ids).items():
+        states[pool_id].records[task_type] = record
+    if model:
+        for pool_id, factor in duration_corrections(pools, model=model).items():
+            states[pool_id].correction = factor
+    return states
+
+
+def duration_corrections(pools: Sequence[AgentPool], *, model: str) -> dict[int, float]:
+    """Pool id -> median(actual / model-predicted p50) of its last closed decisions under `model`."""
+    import statistics
+
+    out = {}
+    for pool in pools:
+        rows = (
+            RoutingDecision.objects.filter(chosen_pool_id=pool.id, closed_at__isnull=False, duration__isnull=False,
+                                           model_version__startswith=f"{model},")
+            .order_by("-closed_at")
+            .values_list("candidates", "duration")[:CORRECTION_ROWS]
+        )  # fmt: skip
+        ratios = []
+        for candidates, duration in rows:
+            mine = next((c for c in candidates or () if c.get("pool") == pool.name), None)
+            if mine and mine.get("p50_model"):
+                ratios.append(duration / mine["p50_model"])
+        if len(ratios) >= CORRECTION_MIN_ROWS:
+            low, high = CORRECTION_BOUNDS
+            out[pool.id] = min(high, max(low, statistics.median(ratios)))
+    return out
+
+
+def expected_attempts(p: float) -> float:
+    return 1.0 / max(p, SUCCESS_FLOOR)
+
+
+def predict_pools(
+    *,
+    spec: TaskSpec,
+    pools: Sequence[AgentPool],
+    models: Active | None = None,
+    states: PoolStates | None = None,
+    at: datetime | None = None,
+) -> list[PoolPrediction]:
+    """Predictions for a task on each pool, in the order of `pools`. Raises NoModel.
+
+    Without an active success model the success probability is the pool's record on the type
+    (smoothed toward 0.9 for little history), and `success_source` says so.
+    """
+    import numpy as np
+
+    from ml.forest import apply_duration, apply_success
+
+    models = models or active_models()
+    duration = models.models.get("duration")
+    if duration is None:
+        raise NoModel(models.refused.get("duration") or "no active duration model yet (train one with enough history)")
+    success = models.models.get("success")
+    pool_states = (states or PoolStates(max_age=0)).get(pools, model=duration.label)
+    rows = task_rows(
+        pools=[p.name for p in pools], task_type=spec.task_type, capabilities=spec.capabilities,
+        priority=spec.priority, complexity=spec.complexity, prompt_length=spec.prompt_length, source=spec.source,
+        loads=[pool_states[p.id].running for p in pools], at=at or timezone.now(),
+    )  # fmt: skip
+    p50_model, p90_model = apply_duration(duration.artifact, rows)
+    correction = np.array([pool_states[p.id].correction for p in pools])
+    p50, p90 = p50_model * correction, p90_model * correction
+    records = [pool_states[p.id].records.get(spec.task_type) for p in pools]
+    if success is not None:
+        p_success = apply_success(success.artifact, rows)
+        source, version = "model", f"{duration.label}, {success.label}"
+    else:
+        # the record's rate, pulled toward 0.9 by two pseudo-attempts so one failure is not "never"
+        p_success = np.array([((r.success_rate * r.count) if r else 0.0) + 1.8 for r in records]) / np.array(
+            [(r.count if r else 0) + 2 for r in records]
+        )
+        reason = models.refused.get("success")
+        source = "profile"
+        version = f"{duration.label}, success from profiles" + (" (success model refused)" if reason else "")
+    fill = float(np.median(p50)) if len(p50) else 0.0
+    out = []
+    for i, pool in enumerate(pools):
+        state = pool_states[pool.id]
+        wait = state.wait(fill=fill)
+        attempts = expected_attempts(float(p_success[i]))
+        out.append(
+            PoolPrediction(
+                pool=pool.name,
+                pool_id=pool.id,
+                p50=float(p50[i]),
+                p90=float(p90[i]),
+                success=float(p_success[i]),
+                attempts=attempts,
+                p50_model=float(p50_model[i]),
+                correction=float(correction[i]),
+                wait=wait,
+                expected=wait + float(p50[i]) * attempts,
+                history=records[i].count if records[i] else 0,
+                success_source=source,
+                model_version=version,
+            )  # fmt: skip
+        )
+    return out
+
+
+# --- ETAs ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Eta:
+    """When a queued or running task is expected to finish: `seconds` from now at p50, `p90_seconds` at p90."""
+
+    task_id: str
+    status: str
+    seconds: float
+    p90_seconds: float
+    at: datetime
+    wait: float
+    model_version: str
+
+
+def task_etas(tasks: Iterable[Task], *, now: datetime | None = None, models: Active | None = None) -> dict[str, Eta]:
+    """ETAs of the queued and running tasks among `tasks` (others are left out). Raises NoModel.
+
+    A running task's ETA is its predicted duration minus the time it has run (the p90 when it has
+    already run past its p50). A queued task waits for the work ahead of it in its pool: running
+    tasks, and queued ones of higher priority or queued earlier.
+    """
+    from ml.forest import apply_duration
+
+    models = models or active_models()
+    duration = models.models.get("duration")
+    if duration is None:
+        raise NoModel(models.refused.get("duration") or "no active duration model yet (train one with enough history)")
+    now = now or timezone.now()
+    tasks = [t for t in tasks if t.status in (Task.Status.QUEUED, Task.Status.RUNNING) and t.pool_id]
+    if not tasks:
+        return {}
+    pools = {t.pool_id: t.pool for t in tasks}
+    loads = dict(
+        Task.objects.filter(pool_id__in=list(pools), status=Task.Status.RUNNING)
+        .values_list("pool_id")
+        .annotate(n=Count("id"))
+    )
+    rows = _rows_of(tasks, loads=loads, at=now)
+    p50, p90 = apply_duration(duration.artifact, rows)
+    corrections = duration_corrections(list(pools.values()), model=duration.label)
+    factor = [corrections.get(t.pool_id, 1.0) for t in tasks]
+    p50, p90 = p50 * factor, p90 * factor
+    capacity = pool_capacity(list(pools.values()))
+    out = {}
+    for i, task in enumerate(tasks):
+        if task.status == Task.Status.RUNNING:
+            elapsed = (now - (task.started_at or now)).total_seconds()
+            left50 = max(0.0, p50[i] - elapsed) if elapsed <= p50[i] else max(0.0, p90[i] - elapsed)
+            left90 = max(left50, p90[i] - elapsed)
+            wait = 0.0
+        else:
+            wait = _wait_ahead(task, capacity=capacity[task.pool_id], fill=float(p50[i]))
+            left50, left90 = wait + p50[i], wait + p90[i]
+        out[str(task.id)] = Eta(
+            task_id=str(task.id), status=task.status, seconds=float(left50), p90_seconds=float(left90),
+            at=now + timedelta(seconds=float(left50)), wait=wait, model_version=duration.label,
+        )  # fmt: skip
+    return out
+
+
+def _rows_of(tasks: Sequence[Task], *, loads: Mapping[int, int], at: datetime) -> dict[str, list]:
+    columns: dict[str, list] = {}
+    for task in tasks:
+        one = task_rows(
+            pools=[task.pool.name], task_type=task.task_type, capabilities=task.capabilities or [],
+            priority=task.priority, complexity=task.complexity, prompt_length=len(task.prompt or ""),
+            source=task.source, loads=[loads.get(task.pool_id, 0)], at=at,
+            agent=task.agent.name if task.status == Task.Status.RUNNING and task.agent_id else "",
+        )  # fmt: skip
+        for name, values in one.items():
+            columns.setdefault(name, []).extend(values)
+    return columns
+
+
+def _wait_ahead(task: Task, *, capacity: int, fill: float) -> float:
+    """Seconds of work ahead of a queued task in its pool, over the pool's capacity."""
+    rank = BROKER_PRIORITY[Priority(task.priority)]
+    before = Q(status=Task.Status.RUNNING) | Q(
+        status=Task.Status.QUEUED,
+        priority__in=[p for p, r in BROKER_PRIORITY.items() if r < rank],
+    )
+    if task.queued_at is not None:
+        before |= Q(status=Task.Status.QUEUED, priority=task.priority, queued_at__lt=task.queued_at)
+    ahead = (
+        Task.objects.filter(before, pool_id=task.pool_id)
+        .exclude(id=task.id)
+        .values("status")
+        .annotate(n=Count("id"), known=Count("decision__predicted_seconds"), seconds=Sum("decision__predicted_seconds"))
+    )
+    count, work = 0, 0.0
+    for row in ahead:
+        share = RUNNING_REMAINING if row["status"] == Task.Status.RUNNING else 1.0
+        count += row["n"]
+        work += share * ((row["seconds"] or 0.0) + (row["n"] - row["known"]) * fill)
+    if count < capacity:
+        return 0.0
+    return work / capacity
