@@ -284,7 +284,7 @@ print(json.dumps({"options": settings.DATABASES["default"]["OPTIONS"].get("pool"
 """
 
 
-@pytest.mark.skipif(not POSTGRES, reason="Django's connection pool is PostgreSQL's (LEANVIBE_DATABASE_URL)")
+@pytest.mark.postgresql  # Django's connection pool is PostgreSQL's: CI's PostgreSQL run has it
 def test_database_pool_keys_size_the_web_process_pool_and_a_pooled_query_runs():
     env = {"LEANVIBE_DATABASE_POOL_SIZE": "2", "LEANVIBE_DATABASE_MAX_OVERFLOW": "3",
            "LEANVIBE_DATABASE_POOL_TIMEOUT": "7", "LEANVIBE_DATABASE_POOL_RECYCLE": "900"}  # fmt: skip

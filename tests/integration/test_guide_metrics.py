@@ -51,9 +51,9 @@ def test_metrics_after_real_work_report_every_guide_metric(hive, client, tmp_pat
     assert at("agent_hive_tasks_completed_total", agent_type="backend", status="succeeded") == 1
     assert at("agent_hive_tasks_completed_total", agent_type="backend", status="dead") == 1
     assert at("agent_hive_agent_failures_total", agent_type="backend") == 1
-    assert at("agent_hive_coordination_latency_seconds_count") == 2
-    assert at("agent_hive_coordination_latency_seconds_bucket", le="+Inf") == 2
-    assert 0 <= at("agent_hive_coordination_latency_seconds_sum") < 30
+    assert at("agent_hive_coordination_latency_seconds_count", stage="claim") == 2
+    assert at("agent_hive_coordination_latency_seconds_bucket", le="+Inf", stage="claim") == 2
+    assert 0 <= at("agent_hive_coordination_latency_seconds_sum", stage="claim") < 30
     assert at("agent_hive_active_agents_total", agent_type="backend") == 1
     assert at("agent_hive_active_agents_total", agent_type="ios") == 0
     for resource in ("cpu", "memory"):
