@@ -196,15 +196,18 @@ def test_kill_9_of_a_worker_holding_a_delayed_retry_the_task_still_runs(fault_hi
 
     procs = fault_hive.workers("backend-a")
     fault_hive.control()
-    flag = markers / "flag"
-    fails_once = ["sh", "-c", f'test -f {flag} || {{ touch {flag}; exit 1; }}; echo "$HIVE_ATTEMPT" >> {markers / "0"}']
-    ids = fault_hive.submit(1, markers, command=json.dumps(fails_once), max_attempts=3)
+    # Three failures, so the third retry waits 2-4 s in the worker: a window wide enough to see it
+    # reserved even when a loaded machine makes the submitting process slow to return.
+    count = markers / "tries"
+    fails_thrice = ["sh", "-c", f'echo x >> {count}; [ "$(wc -l < {count})" -ge 4 ] || exit 1; '
+                    f'echo "$HIVE_ATTEMPT" >> {markers / "0"}']  # fmt: skip
+    ids = fault_hive.submit(1, markers, command=json.dumps(fails_thrice), max_attempts=5)
     client = fault_hive.redis.client()
 
     def retry_reserved() -> bool:
         task = Task.objects.get(id=ids[0])
         reserved = b"".join(client.hvals("unacked"))
-        return task.status == "queued" and task.attempts == 1 and ids[0].encode() in reserved
+        return task.status == "queued" and task.attempts == 3 and ids[0].encode() in reserved
 
     wait_for(retry_reserved, timeout=30, interval=0.02, what="the retry's message to be reserved by backend-a")
 
