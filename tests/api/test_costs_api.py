@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from coordination import budgets
-from coordination.models import Task, TaskAttempt, Team
+from coordination.models import Event, Task, TaskAttempt, Team
 from coordination.processes import HOSTNAME
 from coordination.results import AttemptResult
 from coordination.services import attempt_finish, task_claim, task_submit
@@ -163,3 +163,24 @@ def test_task_detail_shows_why_a_queued_task_is_held(personas, acme_task):
     assert listed[0]["hold_reason"] == detail["hold_reason"]
     Task.objects.filter(id=acme_task["id"]).update(status=Task.Status.CANCELLED)
     assert personas["owner"].client.get(f"/api/v1/tasks/{acme_task['id']}/").json()["hold_reason"] == ""
+
+
+def test_admin_team_budget_change_publishes_it_and_releases_held_tasks(client, personas, acme_task):
+    from django.contrib.auth.models import User
+
+    acme = Team.objects.get(name="acme")
+    budgets.team_budget_set(team=acme, budget=Decimal("0"))
+    budgets.task_hold(task_id=acme_task["id"], hold=budgets.task_budget_admit(task_id=acme_task["id"]))
+    User.objects.create_superuser("root", password="admin password 1")
+    client.login(username="root", password="admin password 1")
+
+    listing = client.get("/admin/coordination/team/").content.decode()
+    response = client.post(f"/admin/coordination/team/{acme.id}/change/",
+                           {"name": "acme", "budget_usd_per_day": "3.5"}, follow=True)  # fmt: skip
+
+    assert "acme" in listing and "$0.0000" in listing  # spent today
+    assert response.status_code == 200
+    assert Team.objects.get(id=acme.id).budget_usd_per_day == Decimal("3.5")
+    assert Task.objects.get(id=acme_task["id"]).available_at <= timezone.now()  # sent again now
+    assert [e.payload["budget"] for e in Event.objects.filter(type="team.budget").order_by("id")] == [
+        "0.000000", "3.500000"]  # fmt: skip

@@ -97,6 +97,11 @@ def test_a_spent_team_budget_holds_prompt_tasks_until_it_is_raised(hive):
     detail = staff.get(f"/api/v1/tasks/{second.id}/").json()
     assert detail["status"] == "queued" and detail["hold_reason"].startswith("budget: team acme has spent")
 
+    refused = hive_cli("team", "budget", "acme", "ten")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "budget: 'ten' is not an amount of USD" in refused.stderr
+    assert Team.objects.get(id=acme.id).budget_usd_per_day == Decimal("0.01")
+
     raised = hive_cli("team", "budget", "acme", "0.05")
 
     assert raised.returncode == 0 and "team acme: budget $0.05 a day (spent $0.0123 today)" in raised.stdout

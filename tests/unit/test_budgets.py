@@ -276,3 +276,12 @@ def test_pool_sync_copies_the_budget_and_a_raise_releases_the_held_tasks(tmp_pat
 
     assert backend.budget_usd_per_day == Decimal("5")
     assert Task.objects.get(id=task.id).available_at <= timezone.now()
+
+
+def test_submit_wait_prints_why_a_task_is_held(capsys):
+    from hive_project.cli.follow import _print_event
+
+    hold = budgets.Hold(scope="pool", name="backend", spent=Decimal("3"), budget=Decimal("2.5"))
+    _print_event(Event(type="task.held", payload=hold.payload(), created_at=timezone.now()), show_output=True)
+
+    assert "held budget: pool backend has spent $3.0000 of its $2.50 a day (UTC)" in capsys.readouterr().out
