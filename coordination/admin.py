@@ -1,12 +1,13 @@
 """The admin console: pools and agents (with drain), tasks with their attempts and events (with cancel, retry,
-redrive), coordination sessions with their steps (with cancel)."""
+redrive), coordination sessions with their steps (with cancel), teams with their daily budgets."""
 
 from django.contrib import admin, messages
 
 from agents.models import Agent, AgentPool
+from coordination.budgets import spent_today, team_budget_set
 from coordination.errors import HiveError
 from coordination.fleet import agent_drain
-from coordination.models import CoordinationSession, Event, ScalingDecision, SessionStep, Task, TaskAttempt
+from coordination.models import CoordinationSession, Event, ScalingDecision, SessionStep, Task, TaskAttempt, Team
 from coordination.services import task_cancel, task_redrive, task_retry
 from coordination.sessions import session_cancel
 
@@ -34,7 +35,7 @@ class EventInline(admin.TabularInline):
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     list_display = ("short_id", "status", "pool", "agent", "priority", "task_type", "attempts", "source",
-                    "created_at", "title")  # fmt: skip
+                    "created_at", "title", "hold_reason")  # fmt: skip
     list_filter = ("status", "priority", "pool", "source", "task_type")
     search_fields = ("id", "prompt", "external_ref", "idempotency_key")
     date_hierarchy = "created_at"
@@ -130,10 +131,11 @@ class CoordinationSessionAdmin(admin.ModelAdmin):
 @admin.register(AgentPool)
 class AgentPoolAdmin(admin.ModelAdmin):
     list_display = ("name", "capability_list", "concurrency", "min_instances", "max_instances", "allow_commands",
-                    "enabled", "program_status")  # fmt: skip
+                    "enabled", "program_status", "budget_usd_per_day")  # fmt: skip
     list_filter = ("enabled", "allow_commands")
     search_fields = ("name",)
-    readonly_fields = ("name", "capabilities", "runner", "workspace", "created_at", "updated_at")
+    # budget_usd_per_day: agents.<pool>.budget_usd_per_day in the configuration (pool_sync would undo an edit)
+    readonly_fields = ("name", "capabilities", "runner", "workspace", "budget_usd_per_day", "created_at", "updated_at")
 
     @admin.display(description="capabilities")
     def capability_list(self, pool: AgentPool) -> str:
@@ -170,3 +172,26 @@ class ScalingDecisionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # decisions come from beat or scaling_set, with the pool's state they read
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """A team's daily budget is set here or by `hive team budget`; either way its held tasks ask again."""
+
+    list_display = ("name", "budget_usd_per_day", "spent_today", "created_at")
+    search_fields = ("name",)
+    fields = ("name", "budget_usd_per_day", "spent_today", "created_at")
+    readonly_fields = ("spent_today", "created_at")
+
+    @admin.display(description="spent today (UTC)")
+    def spent_today(self, team: Team) -> str:
+        return f"${spent_today(scope='team', ident=team.id):.4f}" if team.pk else "-"
+
+    def save_model(self, request, obj: Team, form, change: bool) -> None:
+        budget = obj.budget_usd_per_day
+        if change and "budget_usd_per_day" in form.changed_data:
+            obj.budget_usd_per_day = Team.objects.get(pk=obj.pk).budget_usd_per_day
+            super().save_model(request, obj, form, change)  # the name, if it changed too
+            team_budget_set(team=obj, budget=budget)  # publishes team.budget and releases held tasks
+            return
+        super().save_model(request, obj, form, change)

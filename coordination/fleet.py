@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
-from coordination import dispatch
+from coordination import budgets, dispatch
 from coordination.events import publish
 from coordination.models import TaskAttempt
 from coordination.services import attempt_lost
@@ -21,7 +21,7 @@ def pool_sync(*, config) -> list[AgentPool]:
     """Create or update one AgentPool row per configured pool; disable pools no longer configured.
 
     Instance counts an operator changed at run time (desired_instances) are kept within the new
-    min/max bounds.
+    min/max bounds. A raised (or removed) budget_usd_per_day releases the tasks it held.
     """
     pools = []
     with transaction.atomic():
@@ -40,8 +40,14 @@ def pool_sync(*, config) -> list[AgentPool]:
             pool.max_attempts = spec.max_attempts
             pool.max_concurrent = spec.max_concurrent
             pool.max_starts_per_minute = spec.max_starts_per_minute
+            raised = pool.budget_usd_per_day is not None and (
+                spec.budget_usd_per_day is None or spec.budget_usd_per_day > pool.budget_usd_per_day
+            )
+            pool.budget_usd_per_day = spec.budget_usd_per_day
             pool.enabled = True
             pool.save()
+            if raised:  # the tasks it held ask again now, not at their next recheck
+                budgets.held_release(pool_id=pool.id)
             pools.append(pool)
         AgentPool.objects.exclude(name__in=list(config.agents)).update(enabled=False)
     return pools

@@ -14,6 +14,10 @@ class Team(models.Model):
     """Who owns tasks, API keys and webhook sources. Users and keys see their own team's tasks."""
 
     name = models.CharField(max_length=100, unique=True)
+    budget_usd_per_day = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True,
+        help_text="USD the team's prompt tasks may spend in a UTC day; then new ones wait (empty: no limit)",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -108,6 +112,9 @@ class Task(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    hold_reason = models.TextField(
+        blank=True, help_text="why the queued task waits (a spent budget); empty: it does not"
+    )
 
     objects = TaskQuerySet.as_manager()
 
@@ -186,7 +193,8 @@ class TaskAttempt(models.Model):
     class Meta:
         ordering = ["task", "number"]
         constraints = [models.UniqueConstraint(fields=["task", "number"], name="attempt_number_unique")]
-        indexes = [models.Index(fields=["outcome", "heartbeat_at"])]
+        # started_at: today's spend, which budgets read before every start (coordination.budgets)
+        indexes = [models.Index(fields=["outcome", "heartbeat_at"]), models.Index(fields=["started_at"])]
 
     def __str__(self) -> str:
         return f"{self.task.short_id}#{self.number} {self.outcome}"

@@ -22,10 +22,11 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from agents.runners import claude, containment, workspace
+from agents.runners.cost import cost_from_output
 from agents.runners.process import ProcessOutcome, run_process
 from agents.runners.pycall import RESULT_PREFIX
 from agents.runners.ratelimit import RateLimitSignal, detect
-from coordination import flow
+from coordination import budgets, flow
 from coordination.events import publish
 from coordination.models import Task, TaskAttempt
 from coordination.results import AttemptResult
@@ -86,6 +87,7 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
             containment=contained,
         )
         result = interpret(outcome, output_format, task.timeout)
+        result = with_cost(result, outcome, output_format, task)
         result = with_rate_limit(result, outcome, output_format, task)
         if outcome.stopped and attempt_still_current(attempt=attempt):
             result = AttemptResult(outcome=TaskAttempt.Outcome.ERROR, error="runner stopped unexpectedly")
@@ -100,7 +102,30 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
         if path is not None:
             workspace.release(pool.workspace, path)
     close_old_connections()
-    return finish_durably(attempt_id=attempt.id, result=result)
+    finished = finish_durably(attempt_id=attempt.id, result=result)
+    if result.cost_usd:  # budgets sum today's spend again at their next check
+        budgets.spend_changed(pool_id=task.pool_id, team_id=task.team_id, started_at=attempt.started_at)
+    return finished
+
+
+def with_cost(result: AttemptResult, outcome: ProcessOutcome, output_format: str, task: Task) -> AttemptResult:
+    """What a program other than Claude Code spent, read from its output by the pool's
+    `runner.cost_field` (a JSON field) or `runner.cost_pattern` (a regex's one group).
+
+    Claude Code's own `total_cost_usd` is read by `interpret`. A task's own command is not the
+    pool's agent program, so the pool's rule is not applied to its output.
+    """
+    runner = task.pool.runner or {}
+    field, pattern = runner.get("cost_field"), runner.get("cost_pattern")
+    if output_format == "claude-json" or task.command or not (field or pattern) or outcome.start_error:
+        return result
+    if result.cost_usd is not None:
+        return result
+    try:
+        result.cost_usd = cost_from_output(outcome.tail, field=field or None, pattern=None if field else pattern)
+    except ValueError as exc:  # a rule stored before validation said no: the attempt still counts
+        log.warning("pool %s: cannot read the cost (%s)", task.pool.name, exc)
+    return result
 
 
 def with_rate_limit(result: AttemptResult, outcome: ProcessOutcome, output_format: str, task: Task) -> AttemptResult:

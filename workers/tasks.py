@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from coordination import flow
+from coordination import budgets, flow
 from coordination.models import Event
 from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
@@ -26,12 +26,17 @@ def execute_task(self, task_id: str) -> None:
     """Claim the task and run one attempt. A duplicate or stale delivery claims nothing and returns.
 
     Before the claim, flow control may hold the task back (this worker is over its resource limits,
-    the pool is paused after a provider rate limit, or at its max_concurrent / max_starts_per_minute):
+    the pool's or the team's daily budget is spent (prompt tasks only, coordination.budgets), the
+    pool is paused after a provider rate limit, or at its max_concurrent / max_starts_per_minute):
     then it stays queued, spends no attempt, and its message comes back after the wait.
     """
     agent = current_agent(self.request.hostname, queue=(self.request.delivery_info or {}).get("routing_key"))
     if claims_stopped(agent.name):
         flow.task_defer(task_id=task_id, admission=OVER_RESOURCE_LIMITS)
+        return
+    hold = budgets.task_budget_admit(task_id=task_id)  # before flow control: a held task takes no slot
+    if hold is not None:
+        budgets.task_hold(task_id=task_id, hold=hold)
         return
     admission = flow.admit(pool=agent.pool, task_id=task_id)
     if not admission.ok:

@@ -101,8 +101,18 @@ class TaskSerializer(serializers.ModelSerializer):
         model = Task
         fields = ["id", "status", "prompt", "command", "payload", "task_type", "capabilities", "priority",
                   "complexity", "timeout", "attempts", "max_attempts", "pool", "agent", "team", "source",
-                  "external_ref", "created_at", "queued_at", "started_at", "finished_at", "result", "error"]  # fmt: skip
+                  "external_ref", "created_at", "queued_at", "started_at", "finished_at", "result", "error",
+                  "hold_reason"]  # fmt: skip
         read_only_fields = fields
+        extra_kwargs = {
+            "hold_reason": {"help_text": "why the queued task waits (a spent daily budget); empty: it does not"}
+        }
+
+    def to_representation(self, task: Task) -> dict:
+        data = super().to_representation(task)
+        if task.status != Task.Status.QUEUED:  # a hold is about waiting; a task that left the queue is not held
+            data["hold_reason"] = ""
+        return data
 
 
 class TaskDetailSerializer(TaskSerializer):

@@ -1,4 +1,4 @@
-"""Teams, users and API keys: `hive team create`, `hive user create`, `hive apikey create|list|revoke`.
+"""Teams, users and API keys: `hive team create|list|budget`, `hive user create`, `hive apikey create|list|revoke`.
 
 Secrets (a user's generated password, an API key) are printed once, on stdout, and never stored in
 clear: copy them when they are shown.
@@ -36,6 +36,48 @@ def team_create_cmd(name) -> None:
     except HiveError as exc:
         _hive_error(exc)
     click.echo(f"team {created.name} created")
+
+
+@team.command("list")
+def team_list_cmd() -> None:
+    """List teams: members, daily budget and what their tasks spent today (UTC)."""
+    setup_django()
+    from django.db.models import Count
+
+    from coordination.budgets import spent_today
+    from coordination.models import Team
+
+    rows = [
+        (t.name, t.members, "-" if t.budget_usd_per_day is None else f"${t.budget_usd_per_day:.2f}",
+         f"${spent_today(scope='team', ident=t.id):.4f}")
+        for t in Team.objects.annotate(members=Count("memberships"))
+    ]  # fmt: skip
+    click.echo(table(["TEAM", "MEMBERS", "BUDGET/DAY", "SPENT TODAY"], rows))
+
+
+@team.command("budget")
+@click.argument("name")
+@click.argument("usd")
+def team_budget_cmd(name, usd) -> None:
+    """Set the team NAME's daily budget in USD, or `none` for no limit.
+
+    Once the team's tasks have spent it in a UTC day, its new prompt tasks wait queued (command
+    tasks are never held) until the day turns or the budget is raised; raising it releases them now.
+    """
+    setup_django()
+    from coordination.budgets import budget_parse, spent_today, team_budget_set
+    from coordination.errors import HiveError
+    from external_api.services import team_get
+
+    try:
+        changed = team_budget_set(team=team_get(name=name), budget=budget_parse(usd))
+    except HiveError as exc:
+        _hive_error(exc)
+    spent = spent_today(scope="team", ident=changed.id)
+    if changed.budget_usd_per_day is None:
+        click.echo(f"team {changed.name}: no daily budget (spent ${spent:.4f} today)")
+    else:
+        click.echo(f"team {changed.name}: budget ${changed.budget_usd_per_day:.2f} a day (spent ${spent:.4f} today)")
 
 
 @main.group()

@@ -154,6 +154,8 @@ def show(task_id) -> None:
     click.echo(f"  {clean(what)[:300]}")
     if task.error:
         click.echo(f"  error: {clean(task.error)[:500]}")
+    if task.status == "queued" and task.hold_reason:
+        click.echo(f"  held: {clean(task.hold_reason)[:500]}")
     attempts = list(task.attempt_set.select_related("agent"))
     if attempts:
         rows = [

@@ -48,6 +48,8 @@ def _print_event(event, *, show_output: bool) -> None:
         detail = f"attempt {p.get('attempt')} failed: {p.get('error', '')[:200]}; again in {p.get('delay')}s"
     elif kind in ("failed", "dead", "cancelled"):
         detail = (p.get("error") or p.get("reason") or "")[:300]
+    elif kind == "held":  # a spent daily budget (coordination.budgets): the task waits queued
+        detail = str(p.get("detail") or p.get("reason") or "")[:300]
     elif kind == "succeeded":
         detail = f"exit {p.get('exit_code')} in {p.get('duration', 0) or 0:.2f}s"
     click.echo(f"{event.created_at:%H:%M:%S} {status(kind)} {clean(detail)}".rstrip())

@@ -60,6 +60,11 @@ def describe(config: HiveConfig) -> str:
                 f"{pool.max_starts_per_minute} starts a minute" if pool.max_starts_per_minute else "",
             ]
             lines.append(f"    flow: {', '.join(filter(None, limits))} across workers")
+        if pool.budget_usd_per_day is not None:
+            lines.append(f"    budget: ${pool.budget_usd_per_day:.2f} a day (UTC) for prompt tasks")
+        if runner.cost_field or runner.cost_pattern:
+            how_cost = f"field {runner.cost_field}" if runner.cost_field else f"pattern {runner.cost_pattern}"
+            lines.append(f"    cost: read from the output's {how_cost}")
         if pool.workspace.repository:
             lines.append(f"    worktrees of {pool.workspace.repository}")
     api = config.external_api

@@ -162,6 +162,15 @@ CORE: tuple[Effect, ...] = (
     acts("system.runner_user", "agents.runners.containment.plan: the user when a pool names no run_as; hive up"),
     acts("agents.<pool>.max_concurrent", f"{POOLS}: coordination.flow.admit: starts across all the pool's workers"),
     acts("agents.<pool>.max_starts_per_minute", f"{POOLS}: coordination.flow.admit: a sliding minute of starts"),
+    acts("agents.<pool>.runner.cost_field", f"{ATTEMPT}.with_cost: the JSON field holding what the program spent"),
+    acts("agents.<pool>.runner.cost_pattern", f"{ATTEMPT}.with_cost: the output whose one group is what it spent"),
+    acts(
+        "agents.<pool>.budget_usd_per_day",
+        f"{POOLS}: coordination.budgets: prompt tasks wait once today's spend reaches it",
+    ),
+    acts(
+        "multi_agent.budget_recheck_interval", "coordination.budgets.task_hold: seconds a held task waits to ask again"
+    ),
     acts("agents.<pool>.runner.rate_limit.exit_codes", f"{ATTEMPT}.with_rate_limit: exit codes that mean a rate limit"),
     acts("agents.<pool>.runner.rate_limit.output_pattern", f"{ATTEMPT}.with_rate_limit: output that means one"),
     acts("agents.<pool>.runner.rate_limit.backoff_initial", "coordination.flow.pool_pause: the first pause"),

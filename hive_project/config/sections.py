@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -47,6 +48,7 @@ class MultiAgentConfig(_Section):
     # Hive extensions.
     heartbeat_interval: Annotated[float, BeforeValidator(_not_bool), Field(gt=0)] | None = None
     redispatch_after: Float = Field(30.0, gt=0)  # seconds a queued task may go unclaimed before it is sent again
+    budget_recheck_interval: Float = Field(60.0, gt=0)  # seconds a task held by a budget waits before it asks again
 
     @property
     def effective_heartbeat_interval(self) -> float:
@@ -150,7 +152,11 @@ class ScalingConfig(_Section):
 
 # --- agents ---------------------------------------------------------------------------------------
 
+_COST_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 DEFAULT_ARGV = ("claude", "-p", "{prompt}", "--output-format", "stream-json", "--verbose")
+
+
+Budget = Annotated[Decimal, BeforeValidator(_not_bool), Field(ge=0, max_digits=12, decimal_places=6)] | None
 
 
 class ResourceRequirementsConfig(_Section):
@@ -209,6 +215,11 @@ class RunnerConfig(_Section):
     run_as: UserName = None
     sandbox: Literal["none", "bubblewrap"] = "none"
     sandbox_network: bool = True
+    # What a program other than Claude Code (whose total_cost_usd is always read) says it spent, in
+    # USD: the last value of a JSON field (dotted for nested ones) among the JSON objects it prints,
+    # or the last match of a regular expression's one group (agents.runners.cost.cost_from_output).
+    cost_field: NonEmpty | None = None
+    cost_pattern: NonEmpty | None = None
 
     @field_validator("argv")
     @classmethod
@@ -222,8 +233,35 @@ class RunnerConfig(_Section):
                     )
         return argv
 
+    @field_validator("cost_field")
+    @classmethod
+    def _field_name(cls, field: str | None) -> str | None:
+        if field is not None and not _COST_FIELD.match(field):
+            raise ValueError("a JSON field name such as total_cost or usage.cost_usd (dotted for nested fields)")
+        return field
+
+    @field_validator("cost_pattern")
+    @classmethod
+    def _one_group(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as exc:
+            raise ValueError(f"a regular expression ({exc})") from None
+        if groups != 1:
+            raise ValueError(f"a regular expression with exactly one group, the amount (it has {groups})")
+        return pattern
+
     @model_validator(mode="after")
     def _complete(self) -> RunnerConfig:
+        if self.cost_field and self.cost_pattern:
+            raise _field_error("cost_pattern", self.cost_pattern, "not both cost_field and cost_pattern", "cost_field")
+        if self.kind == "command" and self.output_format == "claude-json":
+            for name in ("cost_field", "cost_pattern"):
+                if getattr(self, name):
+                    raise _field_error(name, getattr(self, name), "only with output_format text or kind python "
+                                       "(Claude Code's total_cost_usd is read for claude-json)", "output_format")  # fmt: skip
         if self.kind == "python":
             if not self.callable:
                 raise _field_error("callable", self.callable, "a dotted path such as pkg.mod.func when kind is python")
@@ -253,6 +291,8 @@ class PoolConfig(_Section):
     # hive: flow control across all the pool's workers (None: no limit)
     max_concurrent: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
     max_starts_per_minute: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
+    # hive: USD the pool's prompt tasks may spend in a UTC day (coordination.budgets); None: no limit
+    budget_usd_per_day: Budget = None
     resource_requirements: ResourceRequirementsConfig = ResourceRequirementsConfig()
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     workspace: WorkspaceConfig = WorkspaceConfig()

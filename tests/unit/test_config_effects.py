@@ -40,6 +40,11 @@ SHOWN_BY = {
     "external_api.agent_coordination.session_timeout": "unit/test_sessions.py::test_session_reconcile_past_the_deadline_times_the_session_out",
     "external_api.agent_coordination.max_participants": "unit/test_sessions.py::test_session_create_max_participants_comes_from_the_configuration",
     "external_api.agent_coordination.consensus_threshold": "unit/test_sessions.py::test_session_consensus_default_threshold_is_the_configured_one",
+    # cost accounting and budgets (issue 11)
+    "agents.<pool>.runner.cost_field": "integration/test_budgets.py::test_a_text_pool_reads_what_its_program_says_it_spent",
+    "agents.<pool>.runner.cost_pattern": "integration/test_budgets.py::test_a_text_pool_reads_what_its_program_says_it_spent",
+    "agents.<pool>.budget_usd_per_day": "integration/test_budgets.py::test_a_spent_pool_budget_holds_until_the_utc_day_turns",
+    "multi_agent.budget_recheck_interval": "integration/test_budgets.py::test_a_spent_pool_budget_holds_until_the_utc_day_turns",
     # containment (issue 7)
     "agents.<pool>.runner.run_as": "containment/test_isolation.py::test_command_task_of_team_b_gets_nothing_of_team_a_or_of_the_hive",
     "agents.<pool>.runner.sandbox": "containment/test_isolation.py::test_prompt_task_runs_the_agent_program_as_the_pool_user_in_the_sandbox",

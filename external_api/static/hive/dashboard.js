@@ -133,6 +133,11 @@
         task.status = "running";
         task.agent = event.agent;
         task.error = "";
+        task.hold_reason = "";
+      } else if (event.type === "task.held") {
+        task.hold_reason = payload.detail || "held";
+      } else if (event.type === "task.released") {
+        task.hold_reason = "";
       } else if (event.type === "task.progress") {
         task.output.push(...(payload.lines || []));
         if (task.output.length > MAX_LINES) task.output.splice(0, task.output.length - MAX_LINES);
@@ -455,6 +460,7 @@
         el("span", { class: "where" }, [task.pool, task.agent].filter(Boolean).join(" · ")),
         task.priority && task.priority !== "normal" ? el("span", { class: `priority priority-${task.priority}` }, task.priority) : null),
       task.error ? el("p", { class: "error" }, task.error) : null,
+      task.hold_reason && task.status === "queued" ? el("p", { class: "held" }, task.hold_reason) : null,
       output);
   }
 
