@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('coordination', '0003_sessions'),
+        ('coordination', '0004_routingdecision'),
     ]
 
     operations = [
