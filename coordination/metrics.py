@@ -45,3 +45,8 @@ COORDINATION_LATENCY = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+ALERT_NOTIFICATIONS = Counter(
+    "hive_alert_notifications_total",
+    "Alert webhook delivery attempts by outcome (sent, retryable failure, refused by the receiver)",
+    ["outcome"],
+)

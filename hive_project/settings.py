@@ -249,6 +249,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 RECONCILE_INTERVAL = max(1.0, min(5.0, HIVE_CONFIG.multi_agent.health_check_interval / 2))
 # scaling.interval_seconds; a message older than one interval is dropped, the next one decides
 SCALE_INTERVAL = HIVE_CONFIG.scaling.interval_seconds
+# external_api.performance_monitoring.monitoring_interval; as for scaling, a late message is dropped
+MONITOR_INTERVAL = HIVE_CONFIG.external_api.performance_monitoring.monitoring_interval
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {
         "task": "hive.reconcile",
@@ -266,6 +268,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "hive.session_reconcile",
         "schedule": RECONCILE_INTERVAL,
         "options": {"queue": "hive.control", "expires": RECONCILE_INTERVAL * 2},
+    },
+    # Pool samples for the dashboard's charts and the alerts (coordination.monitoring).
+    "monitor": {
+        "task": "hive.monitor",
+        "schedule": MONITOR_INTERVAL,
+        "options": {"queue": "hive.control", "expires": MONITOR_INTERVAL},
     },
     "event-retention": {
         "task": "hive.event_retention",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 
@@ -9,8 +10,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from coordination import flow
+from coordination import flow, notify
 from coordination.models import Event
+from coordination.monitoring import monitoring_tick
 from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
 from coordination.scaling.services import scaling_evaluate
@@ -18,6 +20,8 @@ from coordination.services import task_claim
 from coordination.sessions import session_reconcile
 from workers.agent import OVER_RESOURCE_LIMITS, claims_stopped, current_agent
 from workers.attempt import attempt_run
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="hive.execute_task", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -73,3 +77,32 @@ def event_retention() -> int:
     hours = settings.HIVE_CONFIG.external_api.event_streaming.event_retention_hours
     deleted, _ = Event.objects.filter(created_at__lt=timezone.now() - timedelta(hours=hours)).delete()
     return deleted
+
+
+@shared_task(name="hive.monitor", ignore_result=True)
+def monitor() -> dict:
+    """One performance-monitoring round (beat, on hive.control): pool samples and alerts. Every raise
+    and resolve is then POSTed to the alerts webhook by its own `hive.alert_notify` message, so a slow
+    or broken receiver never holds this round up."""
+    round_ = monitoring_tick()
+    if notify.alerts_webhook_url() is not None:
+        for change in round_.changes:
+            alert_notify.apply_async((change.event_id,), queue="hive.control")
+    return {"ran": round_.ran, "samples": round_.samples, "pruned": round_.pruned,
+            "changes": [[change.change, change.alert.subject] for change in round_.changes]}  # fmt: skip
+
+
+@shared_task(name="hive.alert_notify", bind=True, acks_late=True, ignore_result=True, max_retries=notify.RETRIES)
+def alert_notify(self, event_id: int) -> str:
+    """POST one alert event to `monitoring.alerts.webhook_url`; retried with backoff and jitter while
+    another attempt can help, then given up with an error in the log (the event row stays)."""
+    try:
+        return notify.alert_notify(event_id=event_id)
+    except notify.DeliveryFailed as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            delay = notify.backoff(self.request.retries)
+            log.warning("alert event %s: %s; retrying in %.1fs", event_id, exc, delay)
+            raise self.retry(countdown=delay, exc=exc) from None
+        log.error("alert event %s was not delivered to the alerts webhook: %s (after %d attempts)",
+                  event_id, exc, self.request.retries + 1)  # fmt: skip
+        return f"failed: {exc}"
