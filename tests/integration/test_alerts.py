@@ -49,7 +49,7 @@ def test_a_worker_over_its_memory_threshold_raises_an_alert_posted_to_the_webhoo
         # The first delivery is refused (503); the retry, after a backoff, arrives.
         [raised] = wait_for(lambda: receiver.events("alert.raised"), timeout=30, what="the raise to be posted")
         assert receiver.refused == 1
-        assert raised["text"].startswith(f":warning: [warning] memory at ") and f"on {HOSTNAME}" in raised["text"]
+        assert raised["text"].startswith(":warning: [warning] memory at ") and f"on {HOSTNAME}" in raised["text"]
         assert raised["alert"]["subject"] == subject and raised["alert"]["threshold"] == 0.1
         assert raised["alert"]["source"] == "resources.thresholds.warning" and raised["alert"]["alert"] == alert.id
 
