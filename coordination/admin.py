@@ -1,12 +1,12 @@
 """The admin console: pools and agents (with drain), tasks with their attempts and events (with cancel, retry,
-redrive), coordination sessions with their steps (with cancel)."""
+redrive), coordination sessions with their steps (with cancel), scaling decisions and alerts (read only)."""
 
 from django.contrib import admin, messages
 
 from agents.models import Agent, AgentPool
 from coordination.errors import HiveError
 from coordination.fleet import agent_drain
-from coordination.models import CoordinationSession, Event, ScalingDecision, SessionStep, Task, TaskAttempt
+from coordination.models import Alert, CoordinationSession, Event, ScalingDecision, SessionStep, Task, TaskAttempt
 from coordination.services import task_cancel, task_redrive, task_retry
 from coordination.sessions import session_cancel
 
@@ -170,3 +170,16 @@ class ScalingDecisionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # decisions come from beat or scaling_set, with the pool's state they read
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ("raised_at", "level", "subject", "value", "threshold", "source", "resolved_at", "message")
+    list_filter = ("level", "resource", ("resolved_at", admin.EmptyFieldListFilter), "pool")
+    search_fields = ("subject", "host", "message")
+    date_hierarchy = "raised_at"
+    list_select_related = ("pool",)
+    readonly_fields = [f.name for f in Alert._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # alerts are raised and resolved by the monitoring beat

@@ -153,3 +153,12 @@ def test_series_bad_parameter_is_400_naming_it(signed_in, query):
 
     assert response.status_code == 400
     assert query.split("=")[0] in response.json()["detail"]
+
+
+def test_admin_lists_alerts_and_filters_the_active_ones(admin_client, alerts):
+    every = admin_client.get("/admin/coordination/alert/").content.decode()
+    active = admin_client.get("/admin/coordination/alert/?resolved_at__isempty=1").content.decode()
+
+    assert "disk@h1" in every and "memory@h1" in every
+    assert "memory@h1" in active and "queue:ios" in active and "disk@h1" not in active
+    assert admin_client.get("/admin/coordination/alert/add/").status_code == 403
