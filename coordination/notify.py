@@ -6,8 +6,9 @@ from the `alert.raised`/`alert.resolved` event, so a delivery retried later stil
 happened then, not the alert's state at the retry.
 
 `alert_notify` makes one delivery attempt and raises `DeliveryFailed` saying whether another
-attempt can help (a network error, a timeout, 408, 429 or 5xx) or not (any other answer: the URL
-or the receiver's configuration is wrong). The retries, with backoff, are the caller's: the control
+attempt can help (a network error, a timeout, 408, 429 or 5xx) or not (any other answer, a
+redirect included: the URL or the receiver's configuration is wrong). The URL is never logged
+(a Slack webhook's URL is its secret). The retries, with backoff, are the caller's: the control
 worker's `hive.alert_notify` task, so a slow receiver never holds up the monitoring round.
 """
 
@@ -32,6 +33,16 @@ BACKOFF_FIRST, BACKOFF_MAX = 2.0, 60.0
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 ICONS = {"warning": ":warning:", "critical": ":rotating_light:", "resolved": ":white_check_mark:"}
 USER_AGENT = "agent-hive-alerts/1"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery: urllib would turn the POST into a GET without its body."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201  (urllib's signature)
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class DeliveryFailed(Exception):
@@ -87,7 +98,7 @@ def alert_notify(*, event_id: int, url: str | None = None) -> str:
     request.add_header("Content-Type", "application/json")
     request.add_header("User-Agent", USER_AGENT)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        with _OPENER.open(request, timeout=TIMEOUT) as response:
             response.read(1024)
     except urllib.error.HTTPError as exc:
         retryable = exc.code in RETRYABLE_STATUS

@@ -1,6 +1,6 @@
 """A local HTTP server that receives the hive's alert webhooks: the standard library's http.server on
-127.0.0.1 in a thread of the test, recording every POST. It can refuse the first N requests (503) to
-show that deliveries are retried."""
+127.0.0.1 in a thread of the test, recording every POST. It can refuse the first N requests (503 or
+the statuses given; 3xx with a Location) to show which deliveries are retried."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class WebhookReceiver:
-    def __init__(self, *, fail_first: int = 0) -> None:
+    def __init__(self, *, fail_first: int = 0, statuses: tuple[int, ...] = ()) -> None:
         self.bodies: list[dict] = []  # the JSON of every POST answered 200
         self.refused = 0
-        self.fail_first = fail_first
+        self.statuses = list(statuses) or [503] * fail_first  # answered in turn before any 200
         self.lock = threading.Lock()
         receiver = self
 
@@ -22,15 +22,17 @@ class WebhookReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 with receiver.lock:
-                    refuse = receiver.refused < receiver.fail_first
-                    if refuse:
-                        receiver.refused += 1
-                    else:
+                    status = receiver.statuses[receiver.refused] if receiver.refused < len(receiver.statuses) else 200
+                    if status == 200:
                         receiver.bodies.append(json.loads(raw))
-                self.send_response(503 if refuse else 200)
+                    else:
+                        receiver.refused += 1
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/elsewhere")
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
-                self.wfile.write(b"busy" if refuse else b"ok")
+                self.wfile.write(b"ok" if status == 200 else b"no")
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

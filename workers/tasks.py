@@ -87,7 +87,10 @@ def monitor() -> dict:
     round_ = monitoring_tick()
     if notify.alerts_webhook_url() is not None:
         for change in round_.changes:
-            alert_notify.apply_async((change.event_id,), queue="hive.control")
+            try:
+                alert_notify.apply_async((change.event_id,), queue="hive.control")
+            except Exception as exc:  # the broker away: the alert and its event are stored all the same
+                log.warning("could not queue the webhook of alert event %s: %s", change.event_id, exc)
     return {"ran": round_.ran, "samples": round_.samples, "pruned": round_.pruned,
             "changes": [[change.change, change.alert.subject] for change in round_.changes]}  # fmt: skip
 

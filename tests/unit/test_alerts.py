@@ -378,3 +378,54 @@ def heartbeat_of(pool: AgentPool):
     from workers.agent import Heartbeat
 
     return Heartbeat(agent=Agent(name="ios@unit", pool=pool), consumer=Consumer(), interval=1.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(503, True), (429, True), (500, True), (400, False), (404, False), (302, False)],
+)
+def test_alert_notify_failure_says_whether_a_retry_can_help(monitored, status, retryable):
+    from coordination.notify import DeliveryFailed
+    from tests.webhook_receiver import WebhookReceiver
+
+    queue(monitored["ios"], 9)
+    [change] = alerts_evaluate()
+    with WebhookReceiver(statuses=(status,)) as receiver:
+        with pytest.raises(DeliveryFailed, match=f"answered {status}") as failed:
+            alert_notify(event_id=change.event_id, url=receiver.url)
+        assert failed.value.retryable is retryable
+        assert alert_notify(event_id=change.event_id, url=receiver.url) == "sent"  # the next attempt
+        [body] = receiver.bodies  # a redirect is not followed: nothing arrived elsewhere
+    assert body["event"] == "alert.raised" and body["alert"]["subject"] == "queue:ios"
+    assert receiver.url not in str(failed.value)  # a webhook URL is a secret: never in a message
+
+
+def test_alert_notify_unreachable_receiver_is_retryable(monitored):
+    from coordination.notify import DeliveryFailed
+    from hive_project.launch import free_port
+
+    queue(monitored["ios"], 9)
+    [change] = alerts_evaluate()
+
+    with pytest.raises(DeliveryFailed, match="could not be reached") as failed:
+        alert_notify(event_id=change.event_id, url=f"http://127.0.0.1:{free_port()}/hook")
+    assert failed.value.retryable
+
+
+@pytest.mark.parametrize(("status", "retries"), [(503, 4), (400, 0)], ids=["retries-spent", "refused"])
+def test_alert_notify_task_gives_up_and_logs_why(settings, monitored, caplog, status, retries):
+    from tests.webhook_receiver import WebhookReceiver
+    from workers.tasks import alert_notify as notify_task
+
+    queue(monitored["ios"], 9)
+    [change] = alerts_evaluate()
+    with WebhookReceiver(statuses=(status,)) as receiver:
+        configure(settings, monitoring__alerts__enabled=True, monitoring__alerts__webhook_url=receiver.url)
+
+        outcome = notify_task.apply(args=(change.event_id,), retries=retries).get()
+
+    assert (
+        outcome == f"failed: the webhook answered {status} {'Service Unavailable' if status == 503 else 'Bad Request'}"
+    )
+    assert receiver.refused == 1 and receiver.bodies == []
+    assert f"alert event {change.event_id} was not delivered to the alerts webhook" in caplog.text

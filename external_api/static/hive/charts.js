@@ -150,8 +150,8 @@
       // started a moment ago fills its charts instead of drawing at their right edge.
       const first = Math.min(...body.pools.map((p) => (p.samples.t.length ? p.samples.t[0] : Infinity)));
       const start = Math.min(Math.max(body.since, Number.isFinite(first) ? first : body.since), body.now - 60);
-      const window = { ...body, since: start };
-      for (const pool of body.pools) drawPool(pool, window);
+      const span = { ...body, since: start };
+      for (const pool of body.pools) drawPool(pool, span);
       $("#charts-window").textContent = `last ${Math.max(1, Math.round((body.now - start) / 60))} min`;
       note("#charts-note", body.enabled ? "" : "performance monitoring is off (external_api.performance_monitoring.enabled): no samples are recorded");
     } catch (err) {
