@@ -1,5 +1,6 @@
 """The admin console: pools and agents (with drain), tasks with their attempts and events (with cancel, retry,
-redrive), coordination sessions with their steps (with cancel), teams with their daily budgets."""
+redrive), coordination sessions with their steps (with cancel), teams with their daily budgets,
+scaling decisions and alerts (read only)."""
 
 from django.contrib import admin, messages
 
@@ -7,7 +8,7 @@ from agents.models import Agent, AgentPool
 from coordination.budgets import spent_today, team_budget_set
 from coordination.errors import HiveError
 from coordination.fleet import agent_drain
-from coordination.models import CoordinationSession, Event, ScalingDecision, SessionStep, Task, TaskAttempt, Team
+from coordination.models import Alert, CoordinationSession, Event, ScalingDecision, SessionStep, Task, TaskAttempt, Team
 from coordination.services import task_cancel, task_redrive, task_retry
 from coordination.sessions import session_cancel
 
@@ -195,3 +196,16 @@ class TeamAdmin(admin.ModelAdmin):
             team_budget_set(team=obj, budget=budget)  # publishes team.budget and releases held tasks
             return
         super().save_model(request, obj, form, change)
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ("raised_at", "level", "subject", "value", "threshold", "source", "resolved_at", "message")
+    list_filter = ("level", "resource", ("resolved_at", admin.EmptyFieldListFilter), "pool")
+    search_fields = ("subject", "host", "message")
+    date_hierarchy = "raised_at"
+    list_select_related = ("pool",)
+    readonly_fields = [f.name for f in Alert._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # alerts are raised and resolved by the monitoring beat

@@ -54,3 +54,8 @@ PREDICTION_ERROR = Histogram(
     "Absolute error of the predicted p50 attempt duration, observed when a decision closes",
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
+ALERT_NOTIFICATIONS = Counter(
+    "hive_alert_notifications_total",
+    "Alert webhook delivery attempts by outcome (sent, retryable failure, refused by the receiver)",
+    ["outcome"],
+)

@@ -277,6 +277,82 @@ class ScalingDecision(models.Model):
         return f"{self.pool_id}: {self.previous} -> {self.desired} ({self.actuator})"
 
 
+class PoolSample(models.Model):
+    """A pool's size and work at one moment, written by the monitoring beat every
+    `performance_monitoring.monitoring_interval` and kept a day: the dashboard's charts."""
+
+    pool = models.ForeignKey(AgentPool, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField(default=timezone.now)
+    desired = models.PositiveIntegerField(help_text="instances the scaler wants")
+    online = models.PositiveIntegerField(help_text="instances online and consuming")
+    queued = models.PositiveIntegerField(help_text="tasks queued in the database (ready and delayed)")
+    running = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["pool_id", "at"]
+        indexes = [models.Index(fields=["pool", "at"]), models.Index(fields=["at"])]
+
+    def __str__(self) -> str:
+        return f"{self.pool_id} at {self.at.isoformat()}: {self.online}/{self.desired}, {self.queued} queued"
+
+
+class AlertQuerySet(models.QuerySet):
+    def active(self) -> AlertQuerySet:
+        return self.filter(resolved_at__isnull=True)
+
+
+class Alert(models.Model):
+    """A threshold crossed: one row per episode, from its raise until it clears (`resolved_at`).
+
+    At most one row per subject is active, which a partial unique constraint enforces: however
+    many processes evaluate, an episode is raised once. Alerts are about the shared fleet (hosts
+    and pools), so every caller who may read sees them all.
+    """
+
+    class Level(models.TextChoices):
+        WARNING = "warning"
+        CRITICAL = "critical"
+
+    subject = models.CharField(max_length=250, help_text="what crossed: memory@<host>, cpu@<host>, queue:<pool>")
+    resource = models.CharField(max_length=10, help_text="cpu, memory, disk or queue")
+    host = models.CharField(max_length=200, blank=True, help_text="the machine or container measured")
+    pool = models.ForeignKey(AgentPool, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    agents = models.JSONField(default=list, blank=True, help_text="the agents that reported it")
+    level = models.CharField(max_length=10, choices=Level.choices)
+    value = models.FloatField(help_text="the last value seen (percent, or tasks queued)")
+    peak = models.FloatField(help_text="the highest value seen in this episode")
+    threshold = models.FloatField(help_text="the threshold of the current level")
+    source = models.CharField(max_length=120, help_text="the configuration key of that threshold")
+    message = models.TextField()
+    recommendation = models.TextField(blank=True, help_text="what to do (performance_monitoring.optimization_enabled)")
+    raised_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, help_text="last evaluated")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True, help_text="why it cleared")
+
+    objects = AlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject"], condition=models.Q(resolved_at__isnull=True), name="alert_one_active_per_subject"
+            )
+        ]
+        indexes = [models.Index(fields=["-raised_at"]), models.Index(fields=["resolved_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.subject} ({'active' if self.is_active else 'resolved'})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.resolved_at is None
+
+    @property
+    def status(self) -> str:
+        return "active" if self.is_active else "resolved"
+
+
 class Lease(models.Model):
     """A named lease held by one process until it expires: one beat at a time acts on the pools.
 

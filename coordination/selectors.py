@@ -12,13 +12,14 @@ put in a team) sees no task and only the team-less events.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
 from agents.models import Agent, AgentPool
 from coordination.dispatch import queue_depths
-from coordination.models import Event, Task, TaskQuerySet
+from coordination.models import Alert, Event, PoolSample, ScalingDecision, Task, TaskQuerySet
 
 
 # --- team visibility -------------------------------------------------------------------------------
@@ -112,3 +113,58 @@ def live_agent_resources(pools: Iterable[str]) -> list[tuple[str, dict[str, Any]
     """(pool, resources of its last heartbeat) for every agent online or draining in these pools."""
     rows = Agent.objects.live().filter(pool__name__in=list(pools)).values_list("pool__name", "resources")
     return [(pool, resources or {}) for pool, resources in rows]
+
+
+# --- monitoring ------------------------------------------------------------------------------------------
+SERIES_MAX_POINTS = 1500  # per pool: a day of 30-second samples is 2880 points; a chart needs fewer
+
+
+def alerts_filtered(
+    *,
+    status: str | None = None,
+    level: str | None = None,
+    resource: str | None = None,
+    pool: str | None = None,
+    host: str | None = None,
+    since: datetime | None = None,
+) -> QuerySet[Alert]:
+    """Alerts, newest raise first. They are about the shared fleet: every principal who may read
+    sees them all. `status` is active or resolved; `since` keeps those raised at or after it."""
+    alerts = Alert.objects.select_related("pool").order_by("-raised_at", "-id")
+    if status == "active":
+        alerts = alerts.filter(resolved_at__isnull=True)
+    elif status == "resolved":
+        alerts = alerts.filter(resolved_at__isnull=False)
+    filters = {"level": level, "resource": resource, "pool__name": pool, "host": host, "raised_at__gte": since}
+    return alerts.filter(**{lookup: value for lookup, value in filters.items() if value is not None})
+
+
+def pool_series(*, since: datetime) -> list[dict[str, Any]]:
+    """Every enabled pool's samples since `since` as columns (epoch seconds `t`, `desired`, `online`,
+    `queued`, `running`; at most SERIES_MAX_POINTS, evenly thinned, the newest always kept) and
+    its scaling decisions in that time (`t`, `previous`, `desired`, `reason`, `actuator`, `applied`)."""
+    pools = list(AgentPool.objects.filter(enabled=True).order_by("name").values_list("id", "name"))
+    columns = ("desired", "online", "queued", "running")
+    rows: dict[int, list[tuple]] = {pool_id: [] for pool_id, _ in pools}
+    samples = PoolSample.objects.filter(pool_id__in=rows, at__gte=since).order_by("pool_id", "at", "id")
+    for pool_id, at, *values in samples.values_list("pool_id", "at", *columns):
+        rows[pool_id].append((round(at.timestamp(), 3), *values))
+    decisions: dict[int, list[dict[str, Any]]] = {pool_id: [] for pool_id in rows}
+    for d in ScalingDecision.objects.filter(pool_id__in=rows, created_at__gte=since).order_by("created_at", "id"):
+        decisions[d.pool_id].append({"t": round(d.created_at.timestamp(), 3), "previous": d.previous,
+                                     "desired": d.desired, "reason": d.reason, "actuator": d.actuator,
+                                     "applied": d.applied})  # fmt: skip
+    series = []
+    for pool_id, name in pools:
+        points = _thin(rows[pool_id], SERIES_MAX_POINTS)
+        samples_by_column = {key: [point[i] for point in points] for i, key in enumerate(("t", *columns))}
+        series.append({"pool": name, "samples": samples_by_column, "decisions": decisions[pool_id]})
+    return series
+
+
+def _thin(points: list[tuple], most: int) -> list[tuple]:
+    if len(points) <= most:
+        return points
+    step = len(points) / most
+    kept = [points[int(i * step)] for i in range(most - 1)]
+    return [*kept, points[-1]]

@@ -251,6 +251,8 @@ RECONCILE_INTERVAL = max(1.0, min(5.0, HIVE_CONFIG.multi_agent.health_check_inte
 SCALE_INTERVAL = HIVE_CONFIG.scaling.interval_seconds
 # How often beat asks whether a model is due (cheap when none is): 6 health intervals, at most a minute.
 ML_RETRAIN_INTERVAL = max(5.0, min(60.0, HIVE_CONFIG.multi_agent.health_check_interval * 6))
+# external_api.performance_monitoring.monitoring_interval; as for scaling, a late message is dropped
+MONITOR_INTERVAL = HIVE_CONFIG.external_api.performance_monitoring.monitoring_interval
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {
         "task": "hive.reconcile",
@@ -268,6 +270,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "hive.session_reconcile",
         "schedule": RECONCILE_INTERVAL,
         "options": {"queue": "hive.control", "expires": RECONCILE_INTERVAL * 2},
+    },
+    # Pool samples for the dashboard's charts and the alerts (coordination.monitoring).
+    "monitor": {
+        "task": "hive.monitor",
+        "schedule": MONITOR_INTERVAL,
+        "options": {"queue": "hive.control", "expires": MONITOR_INTERVAL},
     },
     "event-retention": {
         "task": "hive.event_retention",

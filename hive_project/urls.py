@@ -23,6 +23,7 @@ if settings.SERVE_ROLE in ("all", "gateway"):
     urlpatterns += [
         path("login/", dashboard.login, name="login"),
         path("logout/", dashboard.logout, name="logout"),
+        path("dashboard/series/", dashboard.series, name="dashboard-series"),
         path("", dashboard.dashboard, name="dashboard"),
     ]
 if settings.SERVE_ROLE in ("all", "webhooks"):

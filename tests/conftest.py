@@ -114,12 +114,15 @@ class Processes:
             time.sleep(max(0.0, 0.3 - (time.monotonic() - started)))
         return proc
 
-    def control(self) -> tuple[subprocess.Popen, subprocess.Popen]:
-        """The control worker and beat: reconciliation runs every second or so."""
+    def control(self, **env: str) -> tuple[subprocess.Popen, subprocess.Popen]:
+        """The control worker and beat: reconciliation runs every second or so. `env` (LEANVIBE_*
+        variables) configures both."""
         worker = self.spawn(
-            "control", worker_argv(queue="hive.control", node="control@test", concurrency=1, fair=False)
+            "control", worker_argv(queue="hive.control", node="control@test", concurrency=1, fair=False), **env
         )
-        beat = self.spawn("beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(self.logs / "beat-schedule")))
+        beat = self.spawn(
+            "beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(self.logs / "beat-schedule")), **env
+        )
         return worker, beat
 
     def _check(self, proc: subprocess.Popen) -> bool:

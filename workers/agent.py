@@ -1,6 +1,8 @@
 """The agent a worker process acts as, and its heartbeat thread.
 
-The heartbeat also samples the machine's resources (`resources.monitoring`). Above a limit of
+The heartbeat also samples the machine's resources (`resources.monitoring`) and reports, with the
+sample, the alert levels its thresholds give (`resources.thresholds`, `performance_monitoring.
+alert_thresholds`), which beat's monitoring round raises as alerts. Above a limit of
 `resources.allocation` the worker stops claiming: it stops consuming the pool's queue, and the
 pool processes, which cannot see the main process's memory, find a flag file that makes them
 hand any message they already hold back to the queue (deferred, no attempt spent), so the task
@@ -18,7 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from agents.models import Agent, AgentPool
-from agents.resources import ClaimGate, ResourceSampler, claim_gate, gate_changed
+from agents.resources import ClaimGate, ResourceSampler, claim_gate, gate_changed, resource_alerts
 from coordination.fleet import agent_heartbeat, agent_register, agent_stopped
 from coordination.flow import Admission
 from coordination.models import Task
@@ -118,7 +120,14 @@ class Heartbeat(threading.Thread):
             if not self.drained:
                 self.consumer.add_task_queue(self.agent.pool.queue)
             log.warning("agent %s claims again: %s", self.agent.name, gate.describe())
-        return {**sample.as_dict(), "claiming": gate.ok, **({"over": list(gate.over)} if gate.over else {})}
+        usage = settings.HIVE_CONFIG.external_api.performance_monitoring.alert_thresholds
+        # The levels under this worker's thresholds; beat's hive.monitor raises and resolves them.
+        alerts = [
+            {"resource": a.subject, "level": a.level, "value": a.value, "threshold": a.threshold, "source": a.source}
+            for a in resource_alerts(sample, thresholds=conf.thresholds, alert_thresholds=usage)
+        ]
+        over = {"over": list(gate.over)} if gate.over else {}
+        return {**sample.as_dict(), "claiming": gate.ok, **over, "alerts": alerts}
 
     def stop(self) -> None:
         self.stopped.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 
@@ -9,8 +10,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from coordination import budgets, flow
+from coordination import budgets, flow, notify
 from coordination.models import Event
+from coordination.monitoring import monitoring_tick
 from coordination.processes import HOSTNAME
 from coordination.recovery import reconcile
 from coordination.scaling.services import scaling_evaluate
@@ -19,6 +21,8 @@ from coordination.sessions import session_reconcile
 from ml.services import ml_retrain_if_due
 from workers.agent import OVER_RESOURCE_LIMITS, claims_stopped, current_agent
 from workers.attempt import attempt_run
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="hive.execute_task", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -85,3 +89,35 @@ def event_retention() -> int:
 def ml_retrain() -> dict:
     """Train the models that are due (hourly/daily, or early on drift); one training at a time."""
     return ml_retrain_if_due().as_dict()
+
+
+@shared_task(name="hive.monitor", ignore_result=True)
+def monitor() -> dict:
+    """One performance-monitoring round (beat, on hive.control): pool samples and alerts. Every raise
+    and resolve is then POSTed to the alerts webhook by its own `hive.alert_notify` message, so a slow
+    or broken receiver never holds this round up."""
+    round_ = monitoring_tick()
+    if notify.alerts_webhook_url() is not None:
+        for change in round_.changes:
+            try:
+                alert_notify.apply_async((change.event_id,), queue="hive.control")
+            except Exception as exc:  # the broker away: the alert and its event are stored all the same
+                log.warning("could not queue the webhook of alert event %s: %s", change.event_id, exc)
+    return {"ran": round_.ran, "samples": round_.samples, "pruned": round_.pruned,
+            "changes": [[change.change, change.alert.subject] for change in round_.changes]}  # fmt: skip
+
+
+@shared_task(name="hive.alert_notify", bind=True, acks_late=True, ignore_result=True, max_retries=notify.RETRIES)
+def alert_notify(self, event_id: int) -> str:
+    """POST one alert event to `monitoring.alerts.webhook_url`; retried with backoff and jitter while
+    another attempt can help, then given up with an error in the log (the event row stays)."""
+    try:
+        return notify.alert_notify(event_id=event_id)
+    except notify.DeliveryFailed as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            delay = notify.backoff(self.request.retries)
+            log.warning("alert event %s: %s; retrying in %.1fs", event_id, exc, delay)
+            raise self.retry(countdown=delay, exc=exc) from None
+        log.error("alert event %s was not delivered to the alerts webhook: %s (after %d attempts)",
+                  event_id, exc, self.request.retries + 1)  # fmt: skip
+        return f"failed: {exc}"

@@ -2,7 +2,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from external_api.api import costs, sessions, views
+from external_api.api import alerts, costs, sessions, views
 from external_api.api.auth import StrictTokenObtainView, StrictTokenRefreshView
 
 router = DefaultRouter(trailing_slash=True)
@@ -16,6 +16,7 @@ urlpatterns = [
     path("v1/auth/token/", StrictTokenObtainView.as_view(), name="token_obtain"),
     path("v1/auth/token/refresh/", StrictTokenRefreshView.as_view(), name="token_refresh"),
     path("v1/events/", views.EventsView.as_view(), name="events"),
+    path("v1/alerts/", alerts.AlertsView.as_view(), name="alerts"),
     path("v1/status/", views.StatusView.as_view(), name="status"),
     path("v1/costs/", costs.CostsView.as_view(), name="costs"),
     # KEDA's metrics-api scaler calls the URL as configured: answer with and without the slash, no redirect.

@@ -100,24 +100,34 @@ def _task_dict(task) -> dict:
 @click.option("--pool")
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
-def tasks(status_filter, pool, limit, watch) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the tasks (not with --watch).")
+def tasks(status_filter, pool, limit, watch, as_json) -> None:
     """List recent tasks."""
+    if watch and as_json:
+        raise click.UsageError("--json prints the list once; leave out --watch")
     setup_django()
     from django.db import close_old_connections
 
     from coordination.selectors import tasks_visible_to
 
-    def render() -> str:
+    def listed():
         # the CLI runs on the hive's own machine with its database: an operator, who sees every team's
         qs = tasks_visible_to(team_id=None, staff=True).select_related("pool", "agent").order_by("-created_at")
         if status_filter:
             qs = qs.filter(status=status_filter)
         if pool:
             qs = qs.filter(pool__name=pool)
+        return qs[:limit]
+
+    if as_json:
+        click.echo(json.dumps([_task_dict(t) for t in listed()], indent=2))
+        return
+
+    def render() -> str:
         rows = [
             (t.short_id, status(t.status), t.pool.name if t.pool else "-", t.agent.name if t.agent else "-",
              f"{t.attempts}/{t.max_attempts}", t.priority, ago(t.created_at), clean(t.title())[:60])
-            for t in qs[:limit]
+            for t in listed()
         ]  # fmt: skip
         return table(["ID", "STATUS", "POOL", "AGENT", "TRIES", "PRIORITY", "CREATED", "TASK"], rows)
 
@@ -188,27 +198,45 @@ def _result_text(result: object) -> str:
 
 
 @main.command()
-def agents() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the agents.")
+def agents(as_json) -> None:
     """List agents (one per pool worker) with their status and load."""
     setup_django()
     from agents.models import Agent
 
+    found = list(Agent.objects.select_related("pool"))
+    if as_json:
+        click.echo(json.dumps([_agent_dict(a) for a in found], indent=2))
+        return
     rows = [
         (a.name, a.pool.name, status(a.status), f"{a.load}/{a.concurrency}", ago(a.last_heartbeat),
          a.resources.get("rss_mb", "-"), a.pid or "-")
-        for a in Agent.objects.select_related("pool")
+        for a in found
     ]  # fmt: skip
     click.echo(table(["AGENT", "POOL", "STATUS", "LOAD", "HEARTBEAT", "RSS_MB", "PID"], rows))
 
 
+def _agent_dict(agent) -> dict:
+    return {
+        "name": agent.name, "pool": agent.pool.name, "status": agent.status, "load": agent.load,
+        "concurrency": agent.concurrency, "host": agent.host, "pid": agent.pid,
+        "last_heartbeat": agent.last_heartbeat.isoformat(), "started_at": agent.started_at.isoformat(),
+        "resources": agent.resources,
+    }  # fmt: skip
+
+
 @main.command()
-def pools() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the pools.")
+def pools(as_json) -> None:
     """List pools: capabilities, agents, queue depth and whether their agent program is installed."""
     setup_django()
     from coordination.selectors import pool_queue_depths, pools_with_counts
 
     pools = list(pools_with_counts())
     depths = pool_queue_depths(pools)
+    if as_json:
+        click.echo(json.dumps([_pool_dict(p, depths.get(p.queue)) for p in pools], indent=2))
+        return
     rows = [
         (p.name, ", ".join(p.capabilities), p.agents_online, p.queued, depths.get(p.queue, "?"), p.running,
          p.concurrency, f"{p.min_instances}/{p.max_instances}", p.program_missing() or f"{p.program() or 'python'} ok")
@@ -216,6 +244,16 @@ def pools() -> None:
     ]  # fmt: skip
     click.echo(table(["POOL", "CAPABILITIES", "AGENTS", "QUEUED", "IN_BROKER", "RUNNING", "CONC", "MIN/MAX",
                       "AGENT PROGRAM"], rows))  # fmt: skip
+
+
+def _pool_dict(pool, in_broker: int | None) -> dict:
+    return {
+        "name": pool.name, "capabilities": pool.capabilities, "agents_online": pool.agents_online,
+        "queued": pool.queued, "in_broker": in_broker, "running": pool.running, "concurrency": pool.concurrency,
+        "min_instances": pool.min_instances, "max_instances": pool.max_instances,
+        "desired_instances": pool.desired_instances, "program": pool.program(),
+        "program_missing": pool.program_missing(),
+    }  # fmt: skip
 
 
 @main.command("status")

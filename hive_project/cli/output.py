@@ -48,6 +48,7 @@ STATUS_COLOURS = {
     "succeeded": "green", "failed": "red", "dead": "red", "cancelled": "yellow", "running": "cyan",
     "queued": "blue", "online": "green", "offline": "red", "draining": "yellow",
     "waiting": "blue", "timed_out": "red", "no_consensus": "yellow",
+    "active": "red", "resolved": "green", "warning": "yellow", "critical": "red",
 }  # fmt: skip
 
 

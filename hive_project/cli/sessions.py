@@ -101,7 +101,8 @@ def _describe(event) -> str:
 @click.option("--status", "status_filter", help="Only sessions with this status (running, succeeded, failed, …).")
 @click.option("--mode", type=click.Choice(["dag", "fan_out", "consensus"]))
 @click.option("--limit", "-n", default=20, show_default=True)
-def list_sessions(status_filter: str | None, mode: str | None, limit: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the sessions.")
+def list_sessions(status_filter: str | None, mode: str | None, limit: int, as_json: bool) -> None:
     """List recent sessions."""
     setup_django()
     from django.db.models import Count, Q
@@ -115,8 +116,15 @@ def list_sessions(status_filter: str | None, mode: str | None, limit: int) -> No
         qs = qs.filter(status=status_filter)
     if mode:
         qs = qs.filter(mode=mode)
+    found = list(qs[:limit])
+    if as_json:
+        listed = [{"id": str(s.id), "name": s.name, "mode": s.mode, "status": s.status, "steps": s.total,
+                   "steps_done": s.done, "reason": s.reason, "created_at": s.created_at.isoformat(),
+                   "finished_at": s.finished_at.isoformat() if s.finished_at else None} for s in found]  # fmt: skip
+        click.echo(json.dumps(listed, indent=2))
+        return
     rows = [(s.short_id, status(s.status), s.mode, f"{s.done}/{s.total}", ago(s.created_at), s.name[:60])
-            for s in qs[:limit]]  # fmt: skip
+            for s in found]  # fmt: skip
     click.echo(table(["ID", "STATUS", "MODE", "STEPS", "CREATED", "NAME"], rows))
 
 

@@ -122,6 +122,48 @@ SCALING: tuple[Effect, ...] = (
     acts("resources.allocation.disk_limit_percent", _GATE),
 )
 
+_MONITOR = "coordination.monitoring (beat's hive.monitor)"
+_LEVEL = "workers.agent heartbeat: the level it reports with each sample; beat's hive.monitor raises it"
+_NOTIFY = "coordination.notify (the control worker's hive.alert_notify)"
+
+
+def _monitoring_off(config: HiveConfig) -> str | None:
+    on = config.external_api.performance_monitoring.enabled
+    return None if on else "external_api.performance_monitoring.enabled is false: no alert is raised"
+
+
+def _no_url(config: HiveConfig) -> str | None:
+    return (
+        None if config.monitoring.alerts.webhook_url else "monitoring.alerts.webhook_url is not set: nothing is posted"
+    )
+
+
+def _alerts_off(config: HiveConfig) -> str | None:
+    return None if config.monitoring.alerts.enabled else "monitoring.alerts.enabled is false: nothing is posted"
+
+
+_PM = "external_api.performance_monitoring"
+ALERTS: tuple[Effect, ...] = (
+    acts(f"{_PM}.enabled", f"{_MONITOR}: off records no pool samples, raises no alert, resolves active ones"),
+    acts(f"{_PM}.monitoring_interval", f"{SETTINGS}: CELERY_BEAT_SCHEDULE['monitor'] interval (samples, alerts)"),
+    acts(
+        f"{_PM}.optimization_enabled",
+        "coordination.alerts.recommend: each alert carries what to change (instances, concurrency, scaling, host)",
+        _monitoring_off,
+    ),
+    acts(f"{_PM}.alert_thresholds.cpu_usage", f"{_LEVEL} (a warning at this fraction)", _monitoring_off),
+    acts(f"{_PM}.alert_thresholds.memory_usage", f"{_LEVEL} (a warning at this fraction)", _monitoring_off),
+    acts(
+        f"{_PM}.alert_thresholds.task_queue_length",
+        f"{_MONITOR}: a pool with this many tasks queued raises a warning",
+        _monitoring_off,
+    ),
+    acts("resources.thresholds.warning", _LEVEL, _monitoring_off),
+    acts("resources.thresholds.critical", _LEVEL, _monitoring_off),
+    acts("monitoring.alerts.enabled", f"{_NOTIFY}: every raise and resolve POSTed to webhook_url", _no_url),
+    acts("monitoring.alerts.webhook_url", f"{_NOTIFY}: Slack-compatible JSON, retried with backoff", _alerts_off),
+)
+
 CORE: tuple[Effect, ...] = (
     acts("environment", f"{SETTINGS}: PRODUCTION (LEANVIBE_ENV): secrets required, DEBUG off, ALLOWED_HOSTS"),
     acts(
@@ -392,7 +434,6 @@ SECURITY: tuple[Effect, ...] = (
 # Work under way in other branches reads these; they are listed apart so it is plain what waits.
 _SCALING = "coordination.scaling"
 _RESOURCES = "workers.resources"
-_FLOW = "coordination.flow"
 _SESSIONS = "coordination.sessions"
 
 
@@ -406,24 +447,10 @@ _IF = "external_api.intelligence_framework"
 LATER: tuple[Effect, ...] = (
     *_group(
         _RESOURCES,
-        "resource sampling, limits and thresholds",
-        "resources.thresholds.warning",
-        "resources.thresholds.critical",
+        "resource requirements of a pool's tasks",
         "agents.<pool>.resource_requirements.cpu_cores",
         "agents.<pool>.resource_requirements.memory_mb",
         "agents.<pool>.resource_requirements.disk_mb",
-    ),
-    *_group(
-        _FLOW,
-        "performance monitoring and alerts",
-        "external_api.performance_monitoring.enabled",
-        "external_api.performance_monitoring.monitoring_interval",
-        "external_api.performance_monitoring.optimization_enabled",
-        "external_api.performance_monitoring.alert_thresholds.cpu_usage",
-        "external_api.performance_monitoring.alert_thresholds.memory_usage",
-        "external_api.performance_monitoring.alert_thresholds.task_queue_length",
-        "monitoring.alerts.enabled",
-        "monitoring.alerts.webhook_url",
     ),
     *_group(
         "ml.decisions",
@@ -465,5 +492,5 @@ LATER: tuple[Effect, ...] = (
     ),
 )
 
-REGISTRY: tuple[Effect, ...] = (*CORE, *SCALING, *SESSIONS, *SECURITY, *LATER)
+REGISTRY: tuple[Effect, ...] = (*CORE, *SCALING, *ALERTS, *SESSIONS, *SECURITY, *LATER)
 BY_KEY: dict[str, Effect] = {effect.key: effect for effect in REGISTRY}

@@ -328,8 +328,11 @@ def test_check_config_explain_lists_every_key_with_value_source_and_reader(tmp_p
     assert any(line.startswith("monitoring.metrics_port = 8081 [default] -> no effect: ") for line in lines)
     assert "scaling.enabled = True [default] -> read by coordination.scaling.policy (beat's hive.scale): " \
            "off keeps every pool at its current size" in lines  # fmt: skip
-    assert any(line.startswith("monitoring.alerts.enabled = False [default] -> not read yet: ") for line in lines)
-    assert sum(1 for line in lines if line.startswith("agents.backend.")) == 27
+    assert any(line.startswith("external_api.intelligence_framework.enabled = True [default] -> not read yet: ")
+               for line in lines)  # fmt: skip
+    assert "monitoring.alerts.webhook_url = not set [default] -> no effect: monitoring.alerts.enabled is false: " \
+           "nothing is posted" in lines  # fmt: skip
+    assert sum(1 for line in lines if line.startswith("agents.backend.")) == 30
     assert lines[-1] == "configuration ok"
 
 

@@ -191,3 +191,101 @@ def sync_playwright_context():
             yield browser
         finally:
             browser.close()
+
+
+def in_thread(function, **kwargs) -> object:
+    """Call an ORM function while Playwright's event loop owns this thread (Django refuses sync ORM
+    calls under a running loop): in a thread of its own, with its own connection."""
+    import threading
+
+    from django.db import connection
+
+    result: list[object] = []
+
+    def run() -> None:
+        try:
+            result.append(function(**kwargs))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    assert result, f"{function.__name__} did not return"
+    return result[0]
+
+
+# Pixels of a canvas drawn in a colour (r, g, b): the chart's series, not only its axes.
+COUNT_COLOUR = """([sel, r, g, b]) => {
+  const canvas = document.querySelector(sel);
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - r) < 12 && Math.abs(data[i + 1] - g) < 12 && Math.abs(data[i + 2] - b) < 12 && data[i + 3] > 200) n++;
+  }
+  return n;
+}"""
+
+
+def test_dashboard_charts_each_pool_over_the_hour_and_shows_an_alert_live(hive, settings, tmp_path):
+    from coordination.models import PoolSample
+    from coordination.scaling.services import scaling_set
+    from tests.conftest import wait_for
+
+    base, _ = serve(hive, settings)
+    User.objects.create_user("sam", password=PASSWORD, is_staff=True)
+    hive.worker("backend", LEANVIBE_RESOURCES_MONITORING_CPU="false")  # a busy machine's 100% raises no alert
+    # monitoring every half second; three tasks queued on a pool make an alert
+    hive.control(LEANVIBE_PERFORMANCE_MONITORING_INTERVAL="0.5",
+                 LEANVIBE_PERFORMANCE_MONITORING_ALERT_THRESHOLDS_TASK_QUEUE_LENGTH="3")  # fmt: skip
+    wait_for(lambda: PoolSample.objects.filter(pool__name="backend", online=1).count() >= 3, timeout=60,
+             what="the monitoring beat to sample the pools")  # fmt: skip
+    token = http("POST", f"{base}/api/v1/auth/token/", {"username": "sam", "password": PASSWORD})["access"]
+    problems: list[str] = []
+
+    with sync_playwright_context() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+        page.on("console", lambda msg: console_error(msg, problems))
+        page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+
+        sign_in(page, base, "sam")
+        page.wait_for_selector("#connection.live", timeout=15_000)
+        chart = '#charts figure[data-pool="backend"]'
+        page.wait_for_selector(f"{chart} canvas", timeout=15_000)
+        for pool in ("frontend", "infrastructure", "ios"):
+            assert page.locator(f'#charts figure[data-pool="{pool}"] canvas').count() == 1
+        legend = page.inner_text(f"{chart} .u-legend")
+        assert all(name in legend for name in ("desired", "online", "queued", "running")), legend
+        assert int(page.get_attribute(chart, "data-points")) >= 3
+        assert "1 online of" in page.inner_text(f"{chart} figcaption")
+        online_pixels = page.evaluate(COUNT_COLOUR, [f"{chart} canvas", 11, 92, 173])  # the "online" line
+        assert online_pixels > 50, online_pixels
+        assert page.locator('#alerts li[data-status="active"]').count() == 0
+
+        # Work queued on a pool without a worker: its chart shows it and an alert appears, live.
+        for n in range(3):
+            http("POST", f"{base}/api/v1/tasks/", {"command": ["echo", str(n)], "capabilities": ["swift"]}, token)
+        alert = '#alerts li[data-subject="queue:ios"][data-status="active"]'
+        page.wait_for_selector(alert, timeout=20_000)
+        text = page.inner_text(alert)
+        assert "warning" in text and "pool ios has 3 tasks queued (>= 3" in text
+        assert "no worker of pool ios is online" in text  # the recommendation
+        assert page.inner_text("#alert-count") == "1 active"
+        page.wait_for_function(
+            "sel => (document.querySelector(sel)?.textContent || '').includes('3 queued')",
+            arg='#charts figure[data-pool="ios"] figcaption', timeout=20_000,
+        )  # fmt: skip
+
+        # A scaling decision is marked on the pool's chart as it is made.
+        in_thread(scaling_set, pool="backend", desired=2, reason="dashboard test")
+        page.wait_for_function(
+            "sel => (document.querySelector(sel)?.title || '').includes('manual target 2: dashboard test')",
+            arg=chart, timeout=15_000,
+        )  # fmt: skip
+        assert int(page.get_attribute(chart, "data-decisions")) >= 1
+        assert "→2" in page.inner_text(f"{chart} figcaption")
+        marks = page.evaluate(COUNT_COLOUR, [f"{chart} canvas", 180, 35, 24])  # the dashed red decision mark
+        assert marks > 20, marks
+        page.screenshot(path=str(tmp_path / "dashboard-charts.png"), full_page=True)
+    assert not problems, problems

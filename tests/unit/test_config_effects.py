@@ -63,6 +63,17 @@ SHOWN_BY = {
     "scaling.interval_seconds": "unit/test_rate_limit.py::test_config_scaling_interval",
     "system.max_concurrent_tasks": "unit/test_scaling_policy.py::test_fleet_limit_over_concurrent_tasks_counts_slots",
     "multi_agent.max_agents": "unit/test_scaling_policy.py::test_fleet_limit_over_max_agents_shares_fairly",
+    # alerts (issue 10)
+    "external_api.performance_monitoring.enabled": "unit/test_alerts.py::test_monitoring_tick_disabled_samples_nothing_and_resolves_active_alerts",
+    "external_api.performance_monitoring.monitoring_interval": "integration/test_alerts.py::test_a_worker_over_its_memory_threshold_raises_an_alert_posted_to_the_webhook_and_resolved_when_it_stops",
+    "external_api.performance_monitoring.optimization_enabled": "unit/test_alerts.py::test_alerts_evaluate_without_optimization_carries_no_recommendation",
+    "external_api.performance_monitoring.alert_thresholds.cpu_usage": "unit/test_alerts.py::test_heartbeat_reports_alert_levels_under_the_workers_thresholds",
+    "external_api.performance_monitoring.alert_thresholds.memory_usage": "unit/test_alerts.py::test_heartbeat_reports_alert_levels_under_the_workers_thresholds",
+    "external_api.performance_monitoring.alert_thresholds.task_queue_length": "unit/test_alerts.py::test_alerts_evaluate_queue_over_task_queue_length_raises_a_warning_with_advice",
+    "resources.thresholds.warning": "integration/test_alerts.py::test_a_worker_over_its_memory_threshold_raises_an_alert_posted_to_the_webhook_and_resolved_when_it_stops",
+    "resources.thresholds.critical": "unit/test_alerts.py::test_heartbeat_reports_alert_levels_under_the_workers_thresholds",
+    "monitoring.alerts.enabled": "integration/test_alerts.py::test_a_worker_over_its_memory_threshold_raises_an_alert_posted_to_the_webhook_and_resolved_when_it_stops",
+    "monitoring.alerts.webhook_url": "integration/test_alerts.py::test_a_worker_over_its_memory_threshold_raises_an_alert_posted_to_the_webhook_and_resolved_when_it_stops",
     "multi_agent.min_agents": "unit/test_scaling_policy.py::test_fleet_limit_minimum_holds_back_scale_down",
     "resources.monitoring.cpu": "unit/test_resources.py::test_sampler_skips_what_monitoring_disables",
     "resources.monitoring.memory": "unit/test_resources.py::test_sampler_skips_what_monitoring_disables",
@@ -216,7 +227,8 @@ def test_check_config_names_keys_set_by_a_variable_and_groups_work_under_way(tmp
             environ={
                 "LEANVIBE_MONITORING_HEALTH_CHECK_PORT": "9000",
                 "LEANVIBE_MONITORING_ALERTS_ENABLED": "true",
-                "LEANVIBE_PERFORMANCE_MONITORING_MONITORING_INTERVAL": "10",
+                "LEANVIBE_ML_PREDICTIVE_ANALYTICS_THRESHOLD": "0.9",
+                "LEANVIBE_EXTERNAL_API_ML_ENHANCEMENTS_PREDICTIVE_ANALYTICS_FORECAST_HORIZON_DAYS": "3",
             },
         )  # fmt: skip
     )
@@ -224,8 +236,13 @@ def test_check_config_names_keys_set_by_a_variable_and_groups_work_under_way(tmp
     assert any(line.endswith("no effect: monitoring.health_check_port (every web process serves /health and "
                               "/ready on its own port)") for line in lines)  # fmt: skip
     assert (
-        "not read yet (work under way in coordination.flow): "
-        "external_api.performance_monitoring.monitoring_interval, monitoring.alerts.enabled" in lines
+        "has no effect here: monitoring.alerts.enabled (monitoring.alerts.webhook_url is not set: nothing is posted)"
+        in lines
+    ), lines
+    assert (
+        "not read yet (work under way in ml.training): "
+        "external_api.ml_enhancements.predictive_analytics.prediction_accuracy_threshold, "
+        "external_api.ml_enhancements.predictive_analytics.forecast_horizon_days" in lines
     ), lines
 
 

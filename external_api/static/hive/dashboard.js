@@ -1,4 +1,5 @@
-// Agent Hive dashboard: the state from the API, then every change from /ws/events/.
+// Agent Hive dashboard: the state from the API, then every change from /ws/events/ (each event is
+// also dispatched on `document` as a `hive:event` DOM event, for charts.js).
 //
 // Order of things, so nothing is missed: open the stream, learn its `head` (newest event id) from
 // the welcome message, load pools, agents and tasks from the API, then apply the events that
@@ -119,6 +120,8 @@
   function apply(event) {
     if (event.id > state.lastEventId) state.lastEventId = event.id;
     logEvent(event);
+    // charts.js follows the stream through these (pool.scaled and task events redraw the charts, alerts the panel)
+    document.dispatchEvent(new CustomEvent("hive:event", { detail: event }));
     const payload = event.payload || {};
     if (event.type.startsWith("session.") || (event.task && state.stepOfTask.has(event.task))) applyToSession(event);
     if (event.task && event.type.startsWith("task.")) {
