@@ -18,7 +18,7 @@ from django.db.models import Count, Q, QuerySet
 
 from agents.models import Agent, AgentPool
 from coordination.dispatch import queue_depths
-from coordination.models import Event, Task, TaskQuerySet
+from coordination.models import Event, ScalingDecision, Task, TaskQuerySet
 
 
 # --- team visibility -------------------------------------------------------------------------------
@@ -106,6 +106,12 @@ def pool_instances() -> list[tuple[str, int, int]]:
         .order_by("name")
         .values_list("name", "desired_instances")
     ]
+
+
+def scaling_decisions_recent(*, pool: str | None = None) -> QuerySet[ScalingDecision]:
+    """Scaling decisions, newest first, optionally of one pool (slice it for the last N)."""
+    decisions = ScalingDecision.objects.select_related("pool").order_by("-created_at", "-id")
+    return decisions.filter(pool__name=pool) if pool else decisions
 
 
 def live_agent_resources(pools: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:

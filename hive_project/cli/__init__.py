@@ -78,7 +78,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hive_project.cli import accounts, bench, commands, demo, drain, flower, ops, sessions, up, webhooks  # noqa: F401  (commands attach to `main`)
+    from hive_project.cli import accounts, bench, commands, demo, drain, flower, ops, scaling, sessions, up, webhooks  # noqa: F401  (commands attach to `main`)
 
 
 _register()

@@ -201,19 +201,27 @@ def agents() -> None:
 
 @main.command()
 def pools() -> None:
-    """List pools: capabilities, agents, queue depth and whether their agent program is installed."""
+    """List pools: capabilities, instances (desired by the scaler, actual: agents online, and those
+    draining), queue depth and whether their agent program is installed."""
     setup_django()
-    from coordination.selectors import pool_queue_depths, pools_with_counts
+    from coordination.selectors import pool_instances, pool_queue_depths, pools_with_counts
 
     pools = list(pools_with_counts())
     depths = pool_queue_depths(pools)
+    online = {name: actual for name, _, actual in pool_instances()}
+
+    def actual(p) -> str:
+        draining = p.agents_online - online.get(p.name, 0)  # live agents not online are draining
+        return f"{online.get(p.name, 0)}" + (f" (+{draining} draining)" if draining > 0 else "")
+
     rows = [
-        (p.name, ", ".join(p.capabilities), p.agents_online, p.queued, depths.get(p.queue, "?"), p.running,
-         p.concurrency, f"{p.min_instances}/{p.max_instances}", p.program_missing() or f"{p.program() or 'python'} ok")
+        (p.name, ", ".join(p.capabilities), p.desired_instances, actual(p), p.queued, depths.get(p.queue, "?"),
+         p.running, p.concurrency, f"{p.min_instances}/{p.max_instances}",
+         p.program_missing() or f"{p.program() or 'python'} ok")
         for p in pools
     ]  # fmt: skip
-    click.echo(table(["POOL", "CAPABILITIES", "AGENTS", "QUEUED", "IN_BROKER", "RUNNING", "CONC", "MIN/MAX",
-                      "AGENT PROGRAM"], rows))  # fmt: skip
+    click.echo(table(["POOL", "CAPABILITIES", "DESIRED", "ACTUAL", "QUEUED", "IN_BROKER", "RUNNING", "CONC",
+                      "MIN/MAX", "AGENT PROGRAM"], rows))  # fmt: skip
 
 
 @main.command("status")
