@@ -234,6 +234,7 @@ class LocalActuator:
         instances.append(inst)
         instances.sort(key=lambda i: i.number)
         self.echo(f"started   {child.name} as {node} (pid {child.pid}; {plan.name} wants {self.desired[plan.name]})")
+        log_line(child, f"hive up: started {node} (pid {child.pid})")
         return inst
 
     def _scale_in(self, plan: PoolPlan, up: list[Instance], surplus: int, now: float) -> None:
