@@ -19,6 +19,10 @@ every `poll_seconds`), then per pool:
   attempt: scale-in never kills a running attempt;
 - an instance that crashed is restarted (with backoff) only while it is still wanted.
 
+An agent an operator drained (`hive drain`, `hive drain --self` before stopping the hive) is
+left as it is: it takes no new work and is not replaced, and it is the first registered instance
+retired when the pool shrinks.
+
 With `scaling.enabled: false` every pool runs at its configured size, max(1, min_instances), and
 the database is not read. The actuator keeps the life of every instance (`spans`), which the
 bench adds up into worker-seconds.
@@ -240,9 +244,9 @@ class LocalActuator:
     def _scale_in(self, plan: PoolPlan, up: list[Instance], surplus: int, now: float) -> None:
         """Retire `surplus` instances, the cheapest to lose first (see the module doc)."""
         agents = self._db(lambda: _registered(up))
-        if agents is None:
+        busy = self._db(lambda: _running_attempts(agent_id for agent_id, _, _ in (agents or {}).values()))
+        if agents is None or busy is None:
             return  # the database is away: scale in next round rather than blind
-        busy = self._db(lambda: _running_attempts(agent_id for agent_id, _ in agents.values())) or {}
 
         def cost(inst: Instance) -> tuple[int, int, int]:
             if not inst.child.running():
@@ -250,7 +254,8 @@ class LocalActuator:
             known = agents.get(inst.node)
             if known is None or known[1] != inst.child.pid:
                 return (1, 0, -inst.number)
-            return (2, busy.get(known[0], 0), -inst.number)
+            drained = known[2] == "draining"  # by an operator (`hive drain`): it takes no work already
+            return (2 if drained else 3, busy.get(known[0], 0), -inst.number)
 
         for inst in sorted(up, key=cost)[:surplus]:
             known = agents.get(inst.node)
@@ -349,8 +354,8 @@ class LocalActuator:
             connection.close()
             if time.monotonic() - self._db_warned > 60:
                 self._db_warned = time.monotonic()
-                self.echo(f"warning   the pools' desired counts cannot be read ({str(exc).strip()[:200]}); "
-                          "keeping the workers as they are")  # fmt: skip
+                self.echo(f"warning   the pool workers' actuator cannot use the database ({str(exc).strip()[:200]}); "
+                          "it keeps the workers as they are and tries again")  # fmt: skip
             log.warning("actuator: database read failed: %s", exc)
             return None
 
@@ -377,13 +382,13 @@ def _desired_counts(pools: list[str]) -> dict[str, int]:
     return {name: found.get(name, 0) for name in pools}  # a pool no longer enabled runs nothing
 
 
-def _registered(instances: Iterable[Instance]) -> dict[str, tuple[int, int | None]]:
-    """node -> (agent id, pid) of the live agents of these instances."""
+def _registered(instances: Iterable[Instance]) -> dict[str, tuple[int, int | None, str]]:
+    """node -> (agent id, pid, status) of the live agents of these instances."""
     from agents.models import Agent
 
     names = [inst.node for inst in instances]
-    rows = Agent.objects.live().filter(name__in=names).values_list("name", "id", "pid")
-    return {name: (agent_id, pid) for name, agent_id, pid in rows}
+    rows = Agent.objects.live().filter(name__in=names).values_list("name", "id", "pid", "status")
+    return {name: (agent_id, pid, status) for name, agent_id, pid, status in rows}
 
 
 def _running_attempts(agent_ids: Iterable[int]) -> dict[int, int]:

@@ -281,3 +281,9 @@ def test_with_scaling_disabled_each_pool_runs_its_configured_size_and_hive_scale
     time.sleep(3)  # beat's scale job has run several times meanwhile
     assert len(up.workers()) == 2 and not ScalingDecision.objects.exists()
     assert AgentPool.objects.get(name=POOL).desired_instances == 2
+
+    drained = up.cli("drain", "--self", "--wait", "--timeout", "30")  # hive up's names end in @<host> too
+    assert drained.returncode == 0, drained.stderr
+    assert f"agent {node(1)} draining" in drained.stdout and f"agent {node(2)} draining" in drained.stdout
+    time.sleep(3)  # an agent an operator drained is neither stopped nor replaced by the actuator
+    assert len(up.workers()) == 2 and up.online() == []
