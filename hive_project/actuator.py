@@ -166,16 +166,12 @@ class LocalActuator:
             while not stop.is_set():
                 self.step()
                 stop.wait(period)
-            self.stop_all()
         finally:
+            self.stop_all()  # also when a step failed: no worker outlives its supervisor
             connections.close_all()
 
     def children(self) -> list[Child]:
         return [inst.child for pool in self.instances.values() for inst in pool]
-
-    def actual(self, pool: str) -> int:
-        """Instances of the pool up (started and not retiring), alive or restarting."""
-        return sum(1 for inst in self.instances.get(pool, []) if inst.phase == UP)
 
     def running_processes(self, pool: str) -> int:
         """Worker processes of the pool alive now, retiring ones included."""
@@ -218,22 +214,28 @@ class LocalActuator:
             restart_if_dead(inst.child, echo=self.echo)
             if inst.child.running() and inst.span is None:
                 self._begin_span(inst)
-        while len(up) < want:
-            up.append(self._start(plan, instances))
+        for _ in range(want - len(up)):
+            if self._start(plan, instances) is None:
+                break  # cannot start a process now (said); the next round tries again
         for inst in instances:
             if inst.phase == DRAINING and check_db:
                 self._advance_drain(inst, now)
             elif inst.phase == STOPPING and now - inst.since >= self.stop_grace and check_db:
                 self._advance_stop(inst)
 
-    def _start(self, plan: PoolPlan, instances: list[Instance]) -> Instance:
+    def _start(self, plan: PoolPlan, instances: list[Instance]) -> Instance | None:
         taken = {inst.number for inst in instances}
         number = next(n for n in range(1, len(taken) + 2) if n not in taken)
         node = node_name(plan.name, number, self.host)
         argv = worker_argv(queue=f"hive.{plan.name}", node=node, concurrency=plan.concurrency, loglevel=self.loglevel)
         child = Child(f"worker-{plan.name}-{number}", argv, self.logs / f"worker-{plan.name}-{number}.log", self.env)
         inst = Instance(pool=plan.name, number=number, node=node, child=child, since=time.monotonic())
-        child.start()
+        try:
+            child.start()
+        except OSError as exc:  # out of processes or file descriptors, a full disk for the log
+            self.echo(f"warning   cannot start {child.name}: {exc}")
+            child.close_log()
+            return None
         self._begin_span(inst)
         instances.append(inst)
         instances.sort(key=lambda i: i.number)

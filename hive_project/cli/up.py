@@ -306,7 +306,10 @@ def _supervise(
             if not stopping:
                 restart_if_dead(child, echo=click.echo)
         if not stopping:
-            workers.step()
+            try:
+                workers.step()
+            except Exception as exc:  # a fault in following the pools must not take the hive down
+                click.echo(f"warning   pool workers: {exc!r}; they keep running, the next round tries again")
         time.sleep(0.5)
     click.echo("stopping the hive…")
     pool_workers = workers.children()
