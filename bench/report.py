@@ -116,6 +116,10 @@ def results_table(run: Run) -> list[tuple[str, str]]:
                      f"{mem['web_idle']['rss_mb']:.0f} MB / {mem['web_under_health_loop']['rss_mb']:.0f} MB "
                      f"({mem['web_requests']} requests, {mem['web_requests_per_s']:.0f}/s)"))  # fmt: skip
     rows += _front_door_rows(run.results)
+    if run.results.get("autoscaling"):
+        from bench.autoscaling import rows as autoscaling_rows
+
+        rows += autoscaling_rows(run.results["autoscaling"])
     for scenario in SCENARIOS:
         if scenario.pending:
             rows.append((f"{scenario.number}. {scenario.name}", f"pending: {scenario.pending}"))

@@ -7,6 +7,8 @@
 3–5. the front doors (bench/frontdoors.py): the REST API (create and filtered list, and
    the list at 1M rows on PostgreSQL), WebSocket stream fan-out, signed GitHub webhook deliveries.
 6. memory: peak RSS of the pool worker during scenario 1; the web process idle and under GET /health.
+7. autoscaling (bench/autoscaling.py): a burst on a pool the scaler and `hive up`'s local actuator
+   grow from 1 to 4 instances, against a pool fixed at 4; a rate-limited agent program.
 
 Every wait is bounded; a scenario that cannot finish raises BenchError with the reason.
 """
@@ -348,6 +350,12 @@ def _front_door(name: str) -> Callable[[Run], None]:
     return scenario
 
 
+def _autoscaling(run: Run) -> None:
+    from bench.autoscaling import scenario_autoscaling
+
+    scenario_autoscaling(run)
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(1, "throughput", scenario_throughput),
     Scenario(2, "latency", scenario_latency),
@@ -355,4 +363,5 @@ SCENARIOS: list[Scenario] = [
     Scenario(4, "stream-fanout", _front_door("scenario_stream")),
     Scenario(5, "webhooks", _front_door("scenario_webhooks")),
     Scenario(6, "memory", scenario_memory),
+    Scenario(7, "autoscaling", _autoscaling),
 ]

@@ -27,6 +27,10 @@ CAPABILITY = "bench"
 # The front-door scenarios (3–5) submit to a pool no bench process serves, so their tasks stay queued.
 FRONT_POOL = "backend"
 FRONT_CAPABILITY = "api"
+# Scenario 7 (bench/autoscaling.py): a pool the scaler moves, one fixed at 4, one whose program is rate limited.
+SCALED_POOL, SCALED_CAPABILITY = "scaled", "scaled"
+FIXED_POOL, FIXED_CAPABILITY = "fixed", "fixed"
+RATE_POOL, RATE_CAPABILITY = "ratelimited", "ratelimited"
 GITHUB_SECRET = "hive-bench-github-secret"
 UNLIMITED = 100_000_000  # requests per minute: the bench measures the server, not its rate limits
 STOP_GRACE = 15.0
@@ -107,7 +111,10 @@ def bench_config(concurrency: int) -> str:
     return (
         "# Written by `hive bench`: one pool whose tasks carry their own command.\n"
         "system: {log_level: WARNING}\n"
-        "multi_agent: {load_balancing_strategy: least_loaded}\n"
+        "multi_agent: {load_balancing_strategy: least_loaded, min_agents: 0}\n"
+        "# Scenario 7: a short cooldown (default 3 minutes) so a pool is back at its minimum within the\n"
+        "# run, and no fleet-wide floor. Beat runs only in scenario 7.\n"
+        "scaling: {cooldown_minutes: 0.25, strategies: {scale_down: {min_instances: 0}}}\n"
         "agents:\n"
         f"  {POOL}:\n"
         f"    capabilities: [{CAPABILITY}]\n"
@@ -115,6 +122,25 @@ def bench_config(concurrency: int) -> str:
         "    max_instances: 1\n"
         "    max_attempts: 1\n"
         '    runner: {kind: command, argv: ["true"], timeout: 60, output_format: text}\n'
+        f"  {SCALED_POOL}:\n"
+        f"    capabilities: [{SCALED_CAPABILITY}]\n"
+        "    concurrency: 1\n"
+        "    min_instances: 1\n"
+        "    max_instances: 4\n"
+        '    runner: {kind: command, argv: ["true"], timeout: 60, output_format: text}\n'
+        f"  {FIXED_POOL}:\n"
+        f"    capabilities: [{FIXED_CAPABILITY}]\n"
+        "    concurrency: 1\n"
+        "    min_instances: 4\n"
+        "    max_instances: 4\n"
+        '    runner: {kind: command, argv: ["true"], timeout: 60, output_format: text}\n'
+        f"  {RATE_POOL}:\n"
+        f"    capabilities: [{RATE_CAPABILITY}]\n"
+        "    concurrency: 2\n"
+        "    min_instances: 1\n"
+        "    max_instances: 1\n"
+        '    runner: {kind: command, argv: ["python3", "-m", "tests.fake_claude", "{prompt}"], timeout: 60,\n'
+        "             rate_limit: {backoff_initial: 1, backoff_max: 4}}\n"
         f"  {FRONT_POOL}:\n"
         f"    capabilities: [{FRONT_CAPABILITY}]\n"
         "    concurrency: 1\n"

@@ -20,22 +20,27 @@ log = logging.getLogger(__name__)
 def pool_sync(*, config) -> list[AgentPool]:
     """Create or update one AgentPool row per configured pool; disable pools no longer configured.
 
-    Instance counts an operator changed at run time (desired_instances) are kept within the new
-    min/max bounds. A raised (or removed) budget_usd_per_day releases the tasks it held.
+    The desired instance count (which beat's scaler and operators change at run time) is kept
+    within the new min/max bounds, zero included when the pool's minimum is zero: a worker
+    starting (which syncs too) must not wake a pool the scaler put to sleep. A new pool starts
+    at max(1, min_instances). With scaling disabled every pool is set to that size, the one
+    `hive up` then runs (hive_project.actuator.configured_size). A raised (or removed)
+    budget_usd_per_day releases the tasks it held.
     """
     pools = []
+    scaling = config.scaling.enabled
     with transaction.atomic():
         for name, spec in config.agents.items():
-            pool, _ = AgentPool.objects.get_or_create(
-                name=name, defaults={"desired_instances": max(1, spec.min_instances)}
-            )
+            size = min(max(1, spec.min_instances), spec.max_instances)
+            pool, _ = AgentPool.objects.get_or_create(name=name, defaults={"desired_instances": size})
             pool.capabilities = list(spec.capabilities)
             pool.runner = spec.runner.model_dump(mode="json")
             pool.workspace = spec.workspace.model_dump(mode="json")
             pool.concurrency = spec.concurrency
             pool.min_instances = spec.min_instances
             pool.max_instances = spec.max_instances
-            pool.desired_instances = min(max(pool.desired_instances, spec.min_instances, 1), spec.max_instances)
+            kept = min(max(pool.desired_instances, spec.min_instances), spec.max_instances)
+            pool.desired_instances = kept if scaling else size
             pool.allow_commands = spec.allow_commands
             pool.max_attempts = spec.max_attempts
             pool.max_concurrent = spec.max_concurrent

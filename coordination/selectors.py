@@ -109,6 +109,12 @@ def pool_instances() -> list[tuple[str, int, int]]:
     ]
 
 
+def scaling_decisions_recent(*, pool: str | None = None) -> QuerySet[ScalingDecision]:
+    """Scaling decisions, newest first, optionally of one pool (slice it for the last N)."""
+    decisions = ScalingDecision.objects.select_related("pool").order_by("-created_at", "-id")
+    return decisions.filter(pool__name=pool) if pool else decisions
+
+
 def live_agent_resources(pools: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
     """(pool, resources of its last heartbeat) for every agent online or draining in these pools."""
     rows = Agent.objects.live().filter(pool__name__in=list(pools)).values_list("pool__name", "resources")

@@ -167,11 +167,18 @@ def scaling_set(*, pool: str, desired: int, reason: str = "", now: datetime | No
 
     Recorded as a decision (actuator `manual`), which starts the cooldown: with auto_scale on,
     the policy may move the pool again once the cooldown has passed. Raises NotFound for an
-    unknown pool and Invalid (nothing changed) for a disabled pool or a count out of bounds.
+    unknown pool and Invalid (nothing changed) for a disabled pool, a count out of bounds, or
+    when scaling is disabled (every pool then runs at its configured size, which nothing moves).
     """
     now = now or timezone.now()
     if isinstance(desired, bool) or not isinstance(desired, int):
         raise Invalid(f"desired = {desired!r}: expected a whole number of instances")
+    if not settings.HIVE_CONFIG.scaling.enabled:
+        raise Invalid(
+            "scaling is disabled (scaling.enabled: false): every pool runs at its configured size, "
+            "max(1, min_instances)",
+            code="scaling_disabled",
+        )
     with transaction.atomic():
         row = AgentPool.objects.select_for_update().filter(name=pool).first()
         if row is None:

@@ -218,6 +218,13 @@ class StatusSerializer(serializers.Serializer):
     redis = serializers.CharField()
 
 
+class PoolScaleSetSerializer(StrictSerializer):
+    """POST /api/v1/pools/<name>/scale: an operator's target (coordination.scaling.services.scaling_set)."""
+
+    desired = StrictIntegerField(min_value=0, max_value=32767, help_text="instances, within the pool's min..max")
+    reason = StrictCharField(required=False, allow_blank=True, default="", max_length=500)
+
+
 class PoolScaleSerializer(serializers.Serializer):
     """What KEDA's metrics-api scaler reads (`valueLocation: desired`): the pool's decided size."""
 

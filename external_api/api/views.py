@@ -29,6 +29,7 @@ from coordination.errors import HiveError
 from coordination.events import publish
 from coordination.fleet import agent_drain
 from coordination.models import Task, Team
+from coordination.scaling.services import scaling_set
 from coordination.selectors import (
     events_visible_to,
     pool_queue_depths,
@@ -287,14 +288,31 @@ class StatusView(APIView):
 
 class PoolScaleView(APIView):
     """GET /api/v1/pools/<name>/scale: the pool's desired size for an external actuator (KEDA).
+    POST {"desired": N}: an operator's target (admin scope), as `hive scale POOL N`.
 
     Read scope. KEDA's metrics-api trigger reads `desired` with targetValue 1 and metricType
     AverageValue, so the Deployment's replica count equals the hive's decision.
     """
 
+    def get_permissions(self):
+        if self.request.method == "POST":
+            self.required_scope = ADMIN
+        return super().get_permissions()
+
     @extend_schema(responses={200: s.PoolScaleSerializer, **ERRORS})
     def get(self, request, name: str):
         pool = get_object_or_404(AgentPool, name=name, enabled=True)
-        body = {"pool": pool.name, "desired": pool.desired_instances, "instances": pool.agents.live().count(),
-                "min": pool.min_instances, "max": pool.max_instances}  # fmt: skip
-        return Response(s.PoolScaleSerializer(body).data)
+        return Response(s.PoolScaleSerializer(_scale_body(pool)).data)
+
+    @extend_schema(request=s.PoolScaleSetSerializer, responses={200: s.PoolScaleSerializer, **ERRORS})
+    def post(self, request, name: str):
+        data = s.PoolScaleSetSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        decision = scaling_set(pool=name, desired=data.validated_data["desired"], reason=data.validated_data["reason"])
+        decision.pool.refresh_from_db()  # the row as scaling_set read it, before its update
+        return Response(s.PoolScaleSerializer(_scale_body(decision.pool)).data)
+
+
+def _scale_body(pool: AgentPool) -> dict:
+    return {"pool": pool.name, "desired": pool.desired_instances, "instances": pool.agents.live().count(),
+            "min": pool.min_instances, "max": pool.max_instances}  # fmt: skip

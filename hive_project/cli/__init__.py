@@ -78,7 +78,20 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hive_project.cli import accounts, alerts, bench, commands, demo, drain, flower, ops, sessions, up, webhooks  # noqa: F401  (commands attach to `main`)
+    from hive_project.cli import (  # noqa: F401  (commands attach to `main`)
+        accounts,
+        alerts,
+        bench,
+        commands,
+        demo,
+        drain,
+        flower,
+        ops,
+        scaling,
+        sessions,
+        up,
+        webhooks,
+    )
 
 
 _register()

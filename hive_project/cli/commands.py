@@ -228,27 +228,38 @@ def _agent_dict(agent) -> dict:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the pools.")
 def pools(as_json) -> None:
-    """List pools: capabilities, agents, queue depth and whether their agent program is installed."""
+    """List pools: capabilities, instances (desired by the scaler, actual: agents online, and those
+    draining), queue depth and whether their agent program is installed."""
     setup_django()
-    from coordination.selectors import pool_queue_depths, pools_with_counts
+    from coordination.selectors import pool_instances, pool_queue_depths, pools_with_counts
 
     pools = list(pools_with_counts())
     depths = pool_queue_depths(pools)
+    online = {name: actual for name, _, actual in pool_instances()}
+
+    def actual(p) -> str:
+        draining = p.agents_online - online.get(p.name, 0)  # live agents not online are draining
+        return f"{online.get(p.name, 0)}" + (f" (+{draining} draining)" if draining > 0 else "")
+
     if as_json:
-        click.echo(json.dumps([_pool_dict(p, depths.get(p.queue)) for p in pools], indent=2))
+        click.echo(
+            json.dumps([_pool_dict(p, depths.get(p.queue), online=online.get(p.name, 0)) for p in pools], indent=2)
+        )
         return
     rows = [
-        (p.name, ", ".join(p.capabilities), p.agents_online, p.queued, depths.get(p.queue, "?"), p.running,
-         p.concurrency, f"{p.min_instances}/{p.max_instances}", p.program_missing() or f"{p.program() or 'python'} ok")
+        (p.name, ", ".join(p.capabilities), p.desired_instances, actual(p), p.queued, depths.get(p.queue, "?"),
+         p.running, p.concurrency, f"{p.min_instances}/{p.max_instances}",
+         p.program_missing() or f"{p.program() or 'python'} ok")
         for p in pools
     ]  # fmt: skip
-    click.echo(table(["POOL", "CAPABILITIES", "AGENTS", "QUEUED", "IN_BROKER", "RUNNING", "CONC", "MIN/MAX",
-                      "AGENT PROGRAM"], rows))  # fmt: skip
+    click.echo(table(["POOL", "CAPABILITIES", "DESIRED", "ACTUAL", "QUEUED", "IN_BROKER", "RUNNING", "CONC",
+                      "MIN/MAX", "AGENT PROGRAM"], rows))  # fmt: skip
 
 
-def _pool_dict(pool, in_broker: int | None) -> dict:
+def _pool_dict(pool, in_broker: int | None, *, online: int) -> dict:
     return {
         "name": pool.name, "capabilities": pool.capabilities, "agents_online": pool.agents_online,
+        "actual_instances": online, "draining": max(0, pool.agents_online - online),
         "queued": pool.queued, "in_broker": in_broker, "running": pool.running, "concurrency": pool.concurrency,
         "min_instances": pool.min_instances, "max_instances": pool.max_instances,
         "desired_instances": pool.desired_instances, "program": pool.program(),

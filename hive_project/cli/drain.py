@@ -21,7 +21,8 @@ POLL_SECONDS = 0.5
 @main.command()
 @click.argument("agent_name", required=False)
 @click.option("--self", "this_host", is_flag=True,
-              help="Drain the agents of this machine: the workers named <pool>@<this host name>.")  # fmt: skip
+              help="Drain the agents of this machine: the workers named <pool>@<host> (a pod) or "
+                   "<pool>-<n>@<host> (hive up), this host's name.")  # fmt: skip
 @click.option("--pool", help="With --self: only the agent of this pool.")
 @click.option("--wait", is_flag=True, help="Wait until the agent's running attempts have ended; exit 1 on timeout.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
@@ -57,7 +58,8 @@ def _agent_named(name: str):
 
 
 def _agents_of_this_host(pool: str | None) -> list:
-    """Live agents whose Celery node name ends in @<host name>, as `-n <pool>@%h` names them."""
+    """Live agents whose Celery node name ends in @<host name>, as `-n <pool>@%h` (a pod) and
+    hive up's `<pool>-<n>@<host>` name them."""
     from agents.models import Agent
 
     agents = Agent.objects.live().select_related("pool").filter(name__endswith=f"@{socket.gethostname()}")

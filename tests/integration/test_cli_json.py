@@ -69,9 +69,11 @@ def test_pools_json_lists_every_pool_with_counts(world):
 
     assert sorted(listed) == ["backend", "frontend", "infrastructure", "ios"]
     backend = listed["backend"]
-    assert set(backend) == {"name", "capabilities", "agents_online", "queued", "in_broker", "running", "concurrency",
-                            "min_instances", "max_instances", "desired_instances", "program", "program_missing"}  # fmt: skip
+    assert set(backend) == {"name", "capabilities", "agents_online", "actual_instances", "draining", "queued",
+                            "in_broker", "running", "concurrency", "min_instances", "max_instances",
+                            "desired_instances", "program", "program_missing"}  # fmt: skip
     assert backend["queued"] == 2 and backend["agents_online"] == 1  # the task and the session's first step
+    assert (backend["actual_instances"], backend["draining"]) == (1, 0)
     assert "python" in backend["capabilities"]
 
 

@@ -327,7 +327,7 @@ def test_check_config_explain_lists_every_key_with_value_source_and_reader(tmp_p
     assert "hunter2" not in done.stdout
     assert any(line.startswith("monitoring.metrics_port = 8081 [default] -> no effect: ") for line in lines)
     assert "scaling.enabled = True [default] -> read by coordination.scaling.policy (beat's hive.scale): " \
-           "off keeps every pool at its current size" in lines  # fmt: skip
+           "off decides nothing, and every pool runs at max(1, min_instances)" in lines  # fmt: skip
     assert any(line.startswith("external_api.intelligence_framework.enabled = True [default] -> not read yet: ")
                for line in lines)  # fmt: skip
     assert "monitoring.alerts.webhook_url = not set [default] -> no effect: monitoring.alerts.enabled is false: " \

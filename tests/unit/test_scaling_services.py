@@ -215,6 +215,42 @@ def test_scaling_set_disabled_pool_refused(scaling):
         scaling_set(pool="ios", desired=1)
 
 
+def test_scaling_set_with_scaling_disabled_is_refused_and_changes_nothing(settings, scaling):
+    settings.HIVE_CONFIG = settings.HIVE_CONFIG.model_copy(
+        update={"scaling": settings.HIVE_CONFIG.scaling.model_copy(update={"enabled": False})}
+    )
+
+    with pytest.raises(Invalid, match=r"scaling is disabled \(scaling.enabled: false\)") as refused:
+        scaling_set(pool="backend", desired=2)
+
+    assert refused.value.code == "scaling_disabled"
+    assert desired("backend") == 1 and not ScalingDecision.objects.exists()
+
+
+def test_pool_sync_keeps_a_pool_the_scaler_put_to_zero_at_zero(settings, scaling):
+    from coordination.fleet import pool_sync
+
+    AgentPool.objects.filter(name="ios").update(desired_instances=0)  # min_instances 0 in the suite's config
+    AgentPool.objects.filter(name="backend").update(desired_instances=2)
+
+    pool_sync(config=settings.HIVE_CONFIG)  # as every worker does when it starts
+
+    assert (desired("ios"), desired("backend")) == (0, 2)
+
+
+def test_pool_sync_with_scaling_disabled_sets_every_pool_to_its_configured_size(settings, scaling):
+    from coordination.fleet import pool_sync
+
+    AgentPool.objects.filter(name="ios").update(desired_instances=0)
+    AgentPool.objects.filter(name="backend").update(desired_instances=2)
+    config = settings.HIVE_CONFIG
+    config = config.model_copy(update={"scaling": config.scaling.model_copy(update={"enabled": False})})
+
+    pool_sync(config=config)
+
+    assert (desired("ios"), desired("backend")) == (1, 1)  # max(1, min_instances 0)
+
+
 def test_scale_beat_task_runs_on_control_queue(settings, scaling):
     online(scaling["backend"])
     submit(5)
