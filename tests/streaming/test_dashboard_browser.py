@@ -228,6 +228,8 @@ COUNT_COLOUR = """([sel, r, g, b]) => {
 
 
 def test_dashboard_charts_each_pool_over_the_hour_and_shows_an_alert_live(hive, settings, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     from coordination.models import PoolSample
     from coordination.scaling.services import scaling_set
     from tests.conftest import wait_for
@@ -259,8 +261,12 @@ def test_dashboard_charts_each_pool_over_the_hour_and_shows_an_alert_live(hive, 
         assert all(name in legend for name in ("desired", "online", "queued", "running")), legend
         assert int(page.get_attribute(chart, "data-points")) >= 3
         assert "1 online of" in page.inner_text(f"{chart} figcaption")
-        online_pixels = page.evaluate(COUNT_COLOUR, [f"{chart} canvas", 11, 92, 173])  # the "online" line
-        assert online_pixels > 50, online_pixels
+        # the "online" line: it lengthens with every sample the chart redraws, so wait for it to show
+        online = [f"{chart} canvas", 11, 92, 173]
+        try:
+            page.wait_for_function(f"args => ({COUNT_COLOUR})(args) > 50", arg=online, timeout=20_000)
+        except PlaywrightTimeoutError:
+            raise AssertionError(f"the online line has {page.evaluate(COUNT_COLOUR, online)} pixels") from None
         assert page.locator('#alerts li[data-status="active"]').count() == 0
 
         # Work queued on a pool without a worker: its chart shows it and an alert appears, live.
