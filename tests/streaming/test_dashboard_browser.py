@@ -261,10 +261,11 @@ def test_dashboard_charts_each_pool_over_the_hour_and_shows_an_alert_live(hive, 
         assert all(name in legend for name in ("desired", "online", "queued", "running")), legend
         assert int(page.get_attribute(chart, "data-points")) >= 3
         assert "1 online of" in page.inner_text(f"{chart} figcaption")
-        # the "online" line: it lengthens with every sample the chart redraws, so wait for it to show
+        # the "online" line is drawn (a few dozen pixels: its step up and a short run on the hour's
+        # axis, fewer when the machine is slow and the samples are few); redrawn at every sample
         online = [f"{chart} canvas", 11, 92, 173]
         try:
-            page.wait_for_function(f"args => ({COUNT_COLOUR})(args) > 50", arg=online, timeout=20_000)
+            page.wait_for_function(f"args => ({COUNT_COLOUR})(args) > 20", arg=online, timeout=20_000)
         except PlaywrightTimeoutError:
             raise AssertionError(f"the online line has {page.evaluate(COUNT_COLOUR, online)} pixels") from None
         assert page.locator('#alerts li[data-status="active"]').count() == 0
