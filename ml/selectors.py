@@ -49,9 +49,12 @@ def model_versions(*, kind: str | None = None, measure_drift: bool = True) -> li
 
 
 def model_version_dict(row: ModelVersion) -> dict[str, Any]:
-    """A version as the API and `hive ml status --json` show it (times as datetimes: each renders them)."""
+    """A version as the API and `hive ml status --json` show it (times as datetimes: each renders them);
+    `metric` names the error that decides promotion (lower is better), in `metrics` and `baseline_metrics`."""
+    from ml.training import PRIMARY
+
     return {
-        "kind": row.kind, "version": row.version, "trained_at": row.trained_at,
+        "kind": row.kind, "version": row.version, "metric": PRIMARY.get(row.kind, ""), "trained_at": row.trained_at,
         "trained_until": row.trained_until, "samples": row.samples,
         "algorithm": row.algorithm, "features": list(row.features or []), "metrics": row.metrics or {},
         "baseline_metrics": row.baseline_metrics or {}, "active": row.active,

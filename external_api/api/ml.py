@@ -44,6 +44,7 @@ class NoModelYet(Conflict):
 class ModelVersionSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS)
     version = serializers.IntegerField()
+    metric = serializers.CharField(help_text="the held-out error that decides promotion (lower is better)")
     trained_at = serializers.DateTimeField()
     trained_until = serializers.DateTimeField(allow_null=True, help_text="newest history the model saw")
     samples = serializers.IntegerField(help_text="rows trained on (older part and held-out part)")
