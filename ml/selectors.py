@@ -27,6 +27,7 @@ from ml.patterns import Insights, insights
 from ml.predict import Eta, NoModel, PoolPrediction, predict_pools, task_etas
 
 DRIFT_KINDS = ("duration", "success")  # the forecast's error is measured when it is retrained
+RECOMMENDATION_KINDS = ("reroute", "fix_task", "raise_timeout")  # ml.patterns.Recommendation.kind
 
 
 # --- models ----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from external_api.api.strict import StrictChoiceField, StrictSerializer
 from external_api.api.views import ERRORS, TaskCursor
 from ml.predict import NoModel
 from ml.selectors import (
+    RECOMMENDATION_KINDS,
     decisions_visible_to,
     insights_current,
     insights_dict,
@@ -123,7 +124,7 @@ class PatternSerializer(serializers.Serializer):
 
 
 class RecommendationSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["reroute", "fix_task", "raise_timeout"])
+    kind = serializers.ChoiceField(choices=RECOMMENDATION_KINDS)
     task_type = serializers.CharField()
     pool = serializers.CharField(allow_null=True)
     text = serializers.CharField()
@@ -139,7 +140,7 @@ class InsightsSerializer(serializers.Serializer):
 class InsightsView(APIView):
     """Read scope: failure patterns over the recent history, and what they recommend."""
 
-    @extend_schema(parameters=[NoQuery], responses={200: InsightsSerializer, **ERRORS})
+    @extend_schema(responses={200: InsightsSerializer, **ERRORS})
     def get(self, request):
         strict.query(request, NoQuery)
         return Response(InsightsSerializer(insights_dict(insights_current())).data)
