@@ -110,6 +110,20 @@ def test_ml_train_without_enough_history_reports_skipped(personas, ml_pools):
     assert kind["status"] == "skipped" and kind["version"] is None and kind["reason"]
 
 
+def test_ml_train_while_another_training_runs_is_409(personas, ml_pools):
+    from django.core.cache import cache
+
+    from ml.services import LOCK_KEY
+
+    build_history(WORLD, n=200, pools=ml_pools, seed=1)
+    assert cache.add(LOCK_KEY, "another trainer", timeout=60)
+
+    response = personas["staff"].client.post("/api/v1/ml/train/", {}, format="json")
+
+    assert response.status_code == 409 and response.json()["code"] == "training_locked"
+    assert personas["staff"].client.get("/api/v1/ml/models/").json() == []
+
+
 def test_ml_train_refuses_an_unknown_kind_or_field(personas):
     client = personas["staff"].client
 

@@ -91,6 +91,21 @@ def test_ml_status_and_train(trained, world):
     assert {"samples", "features", "metrics", "baseline_metrics", "active", "drift", "metric"} <= set(rows[0])
 
 
+def test_ml_train_while_another_training_runs_exits_1(ml_pools, world):
+    from django.core.cache import cache
+
+    from ml.services import LOCK_KEY
+
+    build_history(world, n=200, pools=ml_pools, seed=1)
+    assert cache.add(LOCK_KEY, "another trainer", timeout=60)
+
+    done = hive_cli("ml", "train")
+
+    assert done.returncode == 1
+    assert one_error_line(done) == "hive: training_locked: another training is running; try again when it has finished"
+    assert "duration: locked (another training is running)" in done.stdout
+
+
 def test_ml_status_without_models_says_how_to_get_one(ml_pools):
     done = hive_cli("ml", "status")
 
@@ -139,6 +154,13 @@ def test_submit_with_complexity_then_decisions_tasks_and_show(trained):
     assert shown.returncode == 0, shown.stderr
     assert "  eta: " in shown.stdout and "model duration v1" in shown.stdout
     assert "  routed by predictive, confidence" in shown.stdout
+
+
+def test_submit_with_a_complexity_out_of_range_is_one_line_and_stores_nothing(ml_pools):
+    done = hive_cli("submit", "--command", "true", "-c", CAPABILITY, "--complexity", "0")
+
+    assert done.returncode == 2 and "--complexity" in one_error_line(done)
+    assert Task.objects.count() == 0
 
 
 def test_decisions_of_an_unknown_task_or_pool_is_one_line_and_exit_2(ml_pools):
