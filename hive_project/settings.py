@@ -376,6 +376,8 @@ SPECTACULAR_SETTINGS = {
         "SessionStatusEnum": "coordination.models.CoordinationSession.Status",
         "SessionModeEnum": "coordination.models.CoordinationSession.Mode",
         "SessionStepStatusEnum": "coordination.models.SessionStep.Status",
+        "ModelKindEnum": "ml.services.KINDS",
+        "RecommendationKindEnum": "ml.selectors.RECOMMENDATION_KINDS",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

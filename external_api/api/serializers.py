@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, AgentPool
 from coordination import submission as bounds
-from coordination.models import Event, Priority, Task, TaskAttempt
+from coordination.models import Event, Priority, RoutingDecision, Task, TaskAttempt
 from external_api.api.strict import (
     JsonObjectField,
     StrictCharField,
@@ -28,6 +28,7 @@ from external_api.api.strict import (
     StrictSerializer,
     StrictUUIDField,
 )
+from ml.selectors import decision_dict, task_prediction
 
 
 class TaskCreateSerializer(StrictSerializer):
@@ -115,17 +116,72 @@ class TaskSerializer(serializers.ModelSerializer):
         return data
 
 
+class OutcomeSerializer(serializers.Serializer):
+    duration = serializers.FloatField(allow_null=True, help_text="seconds of the last attempt")
+    success = serializers.BooleanField(allow_null=True)
+    attempts = serializers.IntegerField(allow_null=True)
+    closed_at = serializers.DateTimeField()
+
+
+class DecisionSerializer(serializers.Serializer):
+    """A routing decision (ml.selectors.decision_dict): the candidates with their scores (lower is
+    better), the chosen pool, the confidence, the model version, the fallback and, once the task
+    ended, how it turned out (`outcome`, null before)."""
+
+    task = serializers.UUIDField()
+    strategy = serializers.CharField()
+    pool = serializers.CharField(allow_null=True)
+    candidates = serializers.JSONField()
+    confidence = serializers.FloatField(allow_null=True, help_text="probability that the chosen pool is the best")
+    model_version = serializers.CharField()
+    fallback = serializers.CharField(help_text="why the strategy did not decide itself; empty when it did")
+    reason = serializers.CharField()
+    predicted_seconds = serializers.FloatField(allow_null=True)
+    predicted_p90 = serializers.FloatField(allow_null=True)
+    predicted_success = serializers.FloatField(allow_null=True)
+    decided_at = serializers.DateTimeField()
+    decision_ms = serializers.FloatField()
+    outcome = OutcomeSerializer(allow_null=True)
+
+    def to_representation(self, instance: Any) -> dict:
+        return super().to_representation(decision_dict(instance) if isinstance(instance, RoutingDecision) else instance)
+
+
+class PredictionSerializer(serializers.Serializer):
+    """A queued or running task's ETA (ml.selectors.task_prediction); the numbers are null, and
+    `reason` says why, when no model predicts."""
+
+    eta_seconds = serializers.FloatField(allow_null=True, help_text="seconds from now until done, at p50")
+    eta_p90_seconds = serializers.FloatField(allow_null=True)
+    eta = serializers.DateTimeField(allow_null=True, help_text="when it is expected done (p50)")
+    wait_seconds = serializers.FloatField(allow_null=True, help_text="a queued task's wait for the work ahead")
+    model_version = serializers.CharField(allow_null=True)
+    reason = serializers.CharField(allow_null=True)
+
+
 class TaskDetailSerializer(TaskSerializer):
     attempts_detail = AttemptSerializer(source="attempt_set", many=True, read_only=True)
     recent_events = serializers.SerializerMethodField()
+    prediction = serializers.SerializerMethodField(help_text="queued or running tasks only; null otherwise")
+    decision = serializers.SerializerMethodField(help_text="why the task went to its pool; null if not routed")
 
     class Meta(TaskSerializer.Meta):
-        fields = [*TaskSerializer.Meta.fields, "attempts_detail", "recent_events"]
+        fields = [*TaskSerializer.Meta.fields, "attempts_detail", "recent_events", "prediction", "decision"]
         read_only_fields = fields
 
     def get_recent_events(self, task: Task) -> list[dict]:
         events = task.events.select_related("agent", "pool").order_by("-id")[:50]
         return EventSerializer(reversed(list(events)), many=True).data
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, task: Task) -> dict | None:
+        block = task_prediction(task)
+        return None if block is None else PredictionSerializer(block).data
+
+    @extend_schema_field(DecisionSerializer(allow_null=True))
+    def get_decision(self, task: Task) -> dict | None:
+        decision = RoutingDecision.objects.filter(task_id=task.id).select_related("chosen_pool").first()
+        return None if decision is None else DecisionSerializer(decision).data
 
 
 class AgentSerializer(serializers.ModelSerializer):

@@ -86,6 +86,7 @@ def _register() -> None:
         demo,
         drain,
         flower,
+        learning,
         ops,
         scaling,
         sessions,

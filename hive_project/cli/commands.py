@@ -25,14 +25,15 @@ def _hive_error(exc) -> None:
 @click.option("--capability", "-c", "capabilities", multiple=True, required=True, help="Required capability (repeat).")
 @click.option("--priority", "-p", default="normal", type=click.Choice(["low", "normal", "high", "critical"]))
 @click.option("--type", "task_type", default="general", show_default=True, help="Task type, for statistics.")
+@click.option("--complexity", type=click.IntRange(1, 10), help="1 (trivial) to 10: what the models predict from.")
 @click.option("--timeout", type=float, help="Seconds one attempt may run (default: the pool's).")
 @click.option("--max-attempts", type=int, help="Attempts before the task is dead (default: the pool's).")
 @click.option("--payload", help="JSON object of extra fields for the runner.")
 @click.option("--idempotency-key", help="Submitting again with the same key returns the first task.")
 @click.option("--wait", "-w", is_flag=True, help="Follow the task until it ends; exit 0 only if it succeeded.")
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
-def submit(prompt, command_line, capabilities, priority, task_type, timeout, max_attempts, payload, idempotency_key,
-           wait, as_json) -> None:  # fmt: skip
+def submit(prompt, command_line, capabilities, priority, task_type, complexity, timeout, max_attempts, payload,
+           idempotency_key, wait, as_json) -> None:  # fmt: skip
     """Submit a task: a PROMPT for the pool's agent, or --command to run."""
     setup_django()
     from coordination import json_limits
@@ -53,7 +54,7 @@ def submit(prompt, command_line, capabilities, priority, task_type, timeout, max
     try:
         task = task_submit(
             prompt=prompt, command=command, capabilities=list(capabilities), priority=priority, task_type=task_type,
-            timeout=timeout, max_attempts=max_attempts, payload=data, idempotency_key=idempotency_key, source="cli",
+            complexity=complexity, timeout=timeout, max_attempts=max_attempts, payload=data, idempotency_key=idempotency_key, source="cli",
         )  # fmt: skip
     except HiveError as exc:
         _hive_error(exc)
@@ -109,6 +110,7 @@ def tasks(status_filter, pool, limit, watch, as_json) -> None:
     from django.db import close_old_connections
 
     from coordination.selectors import tasks_visible_to
+    from ml.selectors import task_etas_for
 
     def listed():
         # the CLI runs on the hive's own machine with its database: an operator, who sees every team's
@@ -117,19 +119,25 @@ def tasks(status_filter, pool, limit, watch, as_json) -> None:
             qs = qs.filter(status=status_filter)
         if pool:
             qs = qs.filter(pool__name=pool)
-        return qs[:limit]
+        return list(qs[:limit])
 
     if as_json:
-        click.echo(json.dumps([_task_dict(t) for t in listed()], indent=2))
+        found = listed()
+        etas = task_etas_for(found)
+        rows = [dict(_task_dict(t), eta=_eta_json(etas.of(t))) for t in found]
+        click.echo(json.dumps(rows, indent=2))
         return
 
     def render() -> str:
+        found = listed()
+        etas = task_etas_for(found)  # queued and running tasks only; none without a model
         rows = [
             (t.short_id, status(t.status), t.pool.name if t.pool else "-", t.agent.name if t.agent else "-",
-             f"{t.attempts}/{t.max_attempts}", t.priority, ago(t.created_at), clean(t.title())[:60])
-            for t in listed()
+             f"{t.attempts}/{t.max_attempts}", t.priority, ago(t.created_at), _eta_cell(etas.of(t)),
+             clean(t.title())[:60])
+            for t in found
         ]  # fmt: skip
-        return table(["ID", "STATUS", "POOL", "AGENT", "TRIES", "PRIORITY", "CREATED", "TASK"], rows)
+        return table(["ID", "STATUS", "POOL", "AGENT", "TRIES", "PRIORITY", "CREATED", "ETA", "TASK"], rows)
 
     if not watch:
         click.echo(render())
@@ -142,6 +150,22 @@ def tasks(status_filter, pool, limit, watch, as_json) -> None:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
+
+
+def _eta_cell(eta) -> str:
+    """p50-p90 from now, as `hive tasks` shows it ("-" for a task without an ETA)."""
+    from hive_project.cli.learning import span
+
+    return "-" if eta is None else f"{span(eta.seconds)}-{span(eta.p90_seconds)}"
+
+
+def _eta_json(eta) -> dict | None:
+    """The ETA keys of GET /api/v1/tasks/<id>/'s `prediction` block (times in ISO 8601)."""
+    from ml.selectors import eta_dict
+
+    if eta is None:
+        return None
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in eta_dict(eta).items() if k != "reason"}
 
 
 @main.command()
@@ -166,6 +190,7 @@ def show(task_id) -> None:
         click.echo(f"  error: {clean(task.error)[:500]}")
     if task.status == "queued" and task.hold_reason:
         click.echo(f"  held: {clean(task.hold_reason)[:500]}")
+    _show_learning(task)
     attempts = list(task.attempt_set.select_related("agent"))
     if attempts:
         rows = [
@@ -183,6 +208,27 @@ def show(task_id) -> None:
     for event in task.events.order_by("-id")[:15][::-1]:
         if event.type != "task.progress":
             click.echo(f"  #{event.id} {event.created_at:%H:%M:%S} {clean(event.type)}")
+
+
+def _show_learning(task) -> None:
+    """The ETA of a queued or running task, and the routing decision that placed it."""
+    from coordination.models import RoutingDecision
+    from hive_project.cli.learning import clock, span
+    from ml.selectors import task_prediction
+
+    prediction = task_prediction(task)
+    if prediction is not None and prediction["eta_seconds"] is not None:
+        click.echo(f"  eta: {span(prediction['eta_seconds'])} (p90 {span(prediction['eta_p90_seconds'])}), "
+                   f"about {clock(prediction['eta'])}; model {prediction['model_version']}")  # fmt: skip
+    elif prediction is not None:
+        click.echo(f"  eta: unknown ({clean(prediction['reason'])})")
+    decision = RoutingDecision.objects.filter(task_id=task.id).first()
+    if decision is not None:
+        confidence = "" if decision.confidence is None else f", confidence {decision.confidence:.0%}"
+        model = f", model {decision.model_version}" if decision.model_version else ""
+        fallback = f", fallback {decision.fallback}" if decision.fallback else ""
+        click.echo(clean(f"  routed by {decision.strategy}{confidence}{model}{fallback}"
+                         + (f": {decision.reason}" if decision.reason else "")))  # fmt: skip
 
 
 def _result_text(result: object) -> str:

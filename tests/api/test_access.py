@@ -26,6 +26,11 @@ ALL_ENDPOINTS = [
     ("patch", "/api/v1/pools/backend/", {"max_instances": 3}),
     ("get", "/api/v1/events/", None),
     ("post", "/api/v1/events/", {"type": "custom.deploy", "payload": {"v": 1}}),
+    ("get", "/api/v1/ml/models/", None),
+    ("post", "/api/v1/ml/train/", {}),
+    ("get", "/api/v1/insights/", None),
+    ("get", "/api/v1/decisions/", None),
+    ("get", "/api/v1/predict/?capabilities=python", None),
     ("get", "/api/schema/", None),
     ("get", "/api/docs/", None),
 ]
@@ -76,6 +81,10 @@ def test_outsider_gets_404_for_another_teams_task_and_nothing_changes(personas, 
 def test_outsider_lists_see_nothing_of_another_team(personas, acme_task):
     outsider = personas["outsider"].client
     assert outsider.get("/api/v1/tasks/").json()["results"] == []
+    assert outsider.get("/api/v1/decisions/").json()["results"] == []
+    assert [d["task"] for d in personas["owner"].client.get("/api/v1/decisions/").json()["results"]] == [
+        acme_task["id"]
+    ]
     events = outsider.get("/api/v1/events/").json()
     assert all(e["task"] is None for e in events)
     assert outsider.get("/api/v1/tasks/?search=acme").json()["results"] == []

@@ -49,7 +49,8 @@ def test_tasks_json_lists_the_tasks_with_stable_keys(world):
 
     mine = next(t for t in listed if t["id"] == str(task.id))
     assert set(mine) == {"id", "status", "pool", "agent", "prompt", "command", "capabilities", "priority",
-                         "attempts", "max_attempts", "result", "error", "created_at", "finished_at"}  # fmt: skip
+                         "attempts", "max_attempts", "result", "error", "created_at", "finished_at", "eta"}  # fmt: skip
+    assert mine["eta"] is None  # queued, but no duration model has been trained
     assert (mine["status"], mine["pool"], mine["command"], mine["priority"]) == ("queued", "backend",
                                                                                ["echo", "json"], "high")  # fmt: skip
     assert len(hive_json("tasks", "--status", "succeeded")) == 0
