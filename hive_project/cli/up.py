@@ -225,9 +225,14 @@ def ensure_system_user(name: str) -> bool:
                                  "/usr/sbin/nologin", name], capture_output=True, text=True)  # fmt: skip
     except OSError as exc:  # no useradd on this machine
         raise RuntimeError(f"cannot run useradd: {exc.strerror or exc}") from None
-    if result.returncode != 0 and result.returncode != 9:  # 9: created meanwhile by another process
-        raise RuntimeError(result.stderr.strip() or f"useradd exited with {result.returncode}")
-    return result.returncode == 0
+    if result.returncode == 0:
+        return True
+    # another process may have created it meanwhile (exit 9), or held /etc/passwd's lock while doing so
+    try:
+        pwd.getpwnam(name)
+        return False
+    except KeyError:
+        raise RuntimeError(result.stderr.strip() or f"useradd exited with {result.returncode}") from None
 
 
 def _check_containment() -> None:
