@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -227,6 +227,13 @@ class WebhookIntent:
     conflict_is_duplicate: bool = False  # same idempotency key, other content: the same work, edited
 
 
+class DeliveryIdentity(TypedDict):
+    """The fields every WebhookIntent an adapter may return for one delivery shares."""
+
+    delivery_id: str
+    event: str
+
+
 @dataclass(frozen=True)
 class DeliveryResult:
     delivery: WebhookDelivery
@@ -274,10 +281,11 @@ def _delivery_claim(*, source: WebhookSource, intent: WebhookIntent) -> WebhookD
 def _duplicate(*, source: WebhookSource, first: WebhookDelivery, intent: WebhookIntent) -> DeliveryResult:
     """A delivery id seen before. Where the sender chose the id (custom), the same id with other
     content is a mistake worth an IdempotencyConflict, as on the API, not a silent duplicate."""
-    key = (intent.task or {}).get("idempotency_key")
+    spec = intent.task or {}
+    key = spec.get("idempotency_key")
     if key and first.task is not None and first.task.idempotency_key == key and not intent.conflict_is_duplicate:
         try:
-            task_submit(**intent.task, team=source.team)  # returns the first task, or raises on other content
+            task_submit(**spec, team=source.team)  # returns the first task, or raises on other content
         except HiveError as exc:  # IdempotencyConflict, or content that is invalid anyway
             return DeliveryResult(delivery=first, outcome=Outcome.REJECTED, task=first.task, error=exc)
     return DeliveryResult(delivery=first, outcome=Outcome.DUPLICATE, task=first.task)
@@ -301,10 +309,10 @@ def _delivery_process(*, source: WebhookSource, delivery: WebhookDelivery, inten
             error = exc
         if error is not None:
             outcome, detail = Outcome.REJECTED, f"{error.code}: {error.detail}"
-        else:
+        elif task is not None:  # submitted now, or the first task of the same work
             before = _submitted_before(task, delivery)
             outcome = Outcome.DUPLICATE if before else Outcome.ACCEPTED
-            detail = f"task {task.id} on pool {task.pool.name}{' (submitted before)' if before else ''}"
+            detail = f"task {task.id} on pool {task.routed_pool.name}{' (submitted before)' if before else ''}"
     delivery.outcome, delivery.detail, delivery.task = outcome, detail[:5000], task
     delivery.save()
     return DeliveryResult(delivery=delivery, outcome=outcome, task=task, error=error)
