@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -207,7 +207,7 @@ def task_claim(*, task_id: str, agent: Agent, pid: int, host: str) -> TaskAttemp
     return attempt
 
 
-def ready_to_claim_seconds(task: Task, *, claimed_at) -> float:
+def ready_to_claim_seconds(task: Task, *, claimed_at: datetime) -> float:
     """Seconds from the task becoming ready (queued and its available_at reached) to its claim.
 
     A retry's backoff is not waiting: the clock starts when available_at passes, not when the

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -78,7 +78,7 @@ class TrainReport:
 
 
 @contextmanager
-def training_lock():
+def training_lock() -> Iterator[bool]:
     """Yields True when this caller holds the lock (released at the end), False when another does."""
     token = uuid.uuid4().hex
     try:
