@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -123,15 +123,18 @@ def resource_conditions(reports: Iterable[Report]) -> list[Condition]:
     return conditions
 
 
+def _finite_number(n: object) -> TypeGuard[int | float]:
+    return isinstance(n, int | float) and not isinstance(n, bool) and math.isfinite(n)
+
+
 def _reported(entry: object) -> dict | None:
     if not isinstance(entry, Mapping):
         return None
     resource, level, source = entry.get("resource"), entry.get("level"), entry.get("source")
     value, threshold = entry.get("value"), entry.get("threshold")
-    numbers = all(
-        isinstance(n, int | float) and not isinstance(n, bool) and math.isfinite(n) for n in (value, threshold)
-    )
-    if resource not in LIMITED or level not in RANK or not isinstance(source, str) or not numbers:
+    if resource not in LIMITED or level not in RANK or not isinstance(source, str):
+        return None
+    if not _finite_number(value) or not _finite_number(threshold):
         return None
     return {"resource": resource, "level": level, "value": float(value), "threshold": float(threshold),
             "source": source[:120]}  # fmt: skip

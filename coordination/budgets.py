@@ -32,9 +32,11 @@ import logging
 import os
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any, Literal
 
 import redis
@@ -73,7 +75,7 @@ class Hold:
             "(UTC); the task waits until the day turns or the budget is raised"
         )
 
-    def payload(self) -> dict[str, str]:
+    def payload(self) -> dict[str, Any]:
         return {"reason": "budget", "scope": self.scope, "name": self.name, "spent": f"{self.spent:.6f}",
                 "budget": f"{self.budget:.6f}", "detail": self.describe()}  # fmt: skip
 
@@ -139,14 +141,14 @@ def task_budget_admit(*, task_id: str, now: datetime | None = None) -> Hold | No
     return hold
 
 
-def _over_budget(row: dict[str, Any], *, now: datetime | None) -> Hold | None:
+def _over_budget(row: Mapping[str, Any], *, now: datetime | None) -> Hold | None:
     for scope in ("pool", "team"):
         budget, ident = row[f"{scope}__budget_usd_per_day"], row[f"{scope}_id"]
         if budget is None or ident is None:
             continue
-        spent = spent_today(scope=scope, ident=ident, now=now)  # type: ignore[arg-type]
+        spent = spent_today(scope=scope, ident=ident, now=now)
         if spent >= budget:
-            return Hold(scope=scope, name=row[f"{scope}__name"], spent=spent, budget=budget)  # type: ignore[arg-type]
+            return Hold(scope=scope, name=row[f"{scope}__name"], spent=spent, budget=budget)
     return None
 
 
@@ -170,7 +172,7 @@ def task_hold(*, task_id: str, hold: Hold, now: datetime | None = None) -> bool:
         if first:
             publish("task.held", task=task, retry_after=round(delay, 3), **hold.payload())
         transaction.on_commit(lambda: task_send(task, countdown=delay))
-    FLOW_DEFERRED.labels(pool=task.pool.name, reason="budget").inc()
+    FLOW_DEFERRED.labels(pool=task.routed_pool.name, reason="budget").inc()
     return True
 
 
@@ -204,7 +206,7 @@ def held_release(*, pool_id: int | None = None, team_id: int | None = None) -> i
         tasks = list(held.select_related("pool"))
         Task.objects.filter(id__in=[t.id for t in tasks]).update(available_at=now, dispatched_at=now, updated_at=now)
         for task in tasks:
-            transaction.on_commit(lambda task=task: task_send(task))
+            transaction.on_commit(partial(task_send, task))
     return len(tasks)
 
 
@@ -267,7 +269,7 @@ def _cache_get(key: str) -> Decimal | None:
         value = _redis().get(key)
     except (redis.RedisError, OSError):
         return None
-    return None if value is None else Decimal(value.decode())
+    return None if value is None else Decimal(value.decode() if isinstance(value, bytes) else value)
 
 
 def _cache_set(key: str, value: Decimal) -> None:

@@ -31,7 +31,8 @@ def dispatch(*, task_id: str, queue: str, priority: int, timeout: float, countdo
             routing_key=queue,
             priority=priority,
             countdown=countdown if countdown > 0 else None,
-            time_limit=timeout + HARD_LIMIT_MARGIN,
+            # celery-types says int; Celery takes float seconds
+            time_limit=timeout + HARD_LIMIT_MARGIN,  # type: ignore[arg-type]
             task_id=f"{task_id}.{uuid.uuid4().hex[:8]}",
         )
         return True

@@ -326,7 +326,7 @@ def task_defer(*, task_id: str, admission: Admission) -> bool:
             return False
         task = Task.objects.select_related("pool").get(id=task_id)
         transaction.on_commit(lambda: task_send(task, countdown=delay))
-    FLOW_DEFERRED.labels(pool=task.pool.name, reason=admission.reason).inc()
+    FLOW_DEFERRED.labels(pool=task.routed_pool.name, reason=admission.reason).inc()
     return True
 
 

@@ -154,6 +154,16 @@ class Task(models.Model):
     def broker_priority(self) -> int:
         return BROKER_PRIORITY[Priority(self.priority)]
 
+    @property
+    def routed_pool(self) -> AgentPool:
+        """The pool the task runs on. `task_submit` routes before it stores and the pool is
+        protected from deletion, so every stored task has one; the column is nullable only
+        because it always was."""
+        pool = self.pool
+        if pool is None:
+            raise LookupError(f"task {self.id} has no pool")
+        return pool
+
     def title(self) -> str:
         if self.command:
             return " ".join(self.command)[:120]

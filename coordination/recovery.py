@@ -82,7 +82,7 @@ def tasks_resend_unclaimed(*, older_than: timedelta) -> int:
         return 0
     try:
         # A message reserved before the cutoff by a worker that has not claimed it is held by a dead one.
-        held = broker.task_ids_in_broker(sorted({t.pool.queue for t in candidates}),
+        held = broker.task_ids_in_broker(sorted({t.routed_pool.queue for t in candidates}),
                                          reserved_within=older_than.total_seconds())  # fmt: skip
     except Exception as exc:
         log.warning("cannot read the broker (%s); resending nothing this round", exc)

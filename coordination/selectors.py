@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db.models import Count, Q, QuerySet
 
 from agents.models import Agent, AgentPool
 from coordination.dispatch import queue_depths
 from coordination.models import Alert, Event, PoolSample, ScalingDecision, Task, TaskQuerySet
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 
 # --- team visibility -------------------------------------------------------------------------------
@@ -73,7 +76,13 @@ def agent_counts_by_status_and_pool() -> list[tuple[str, str, int]]:
 
 
 # --- pools ---------------------------------------------------------------------------------------------
-def pools_with_counts() -> QuerySet[AgentPool]:
+class PoolCounts(TypedDict):
+    queued: int
+    running: int
+    agents_online: int
+
+
+def pools_with_counts() -> QuerySet[WithAnnotations[AgentPool, PoolCounts]]:
     """Enabled pools, each annotated with `queued` and `running` tasks and `agents_online`
     (agents not offline). Pools and agents are shared: every principal sees them all."""
     return AgentPool.objects.filter(enabled=True).annotate(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -35,7 +35,7 @@ from coordination.metrics import (
     TASKS_COMPLETED,
     TASKS_TOTAL,
 )
-from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, Team
+from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, TaskQuerySet, Team
 from coordination.results import AttemptResult
 from coordination.routing import TaskSpec, route
 
@@ -99,14 +99,14 @@ def task_submit(
         needs_commands=bool(spec["command"]),
         only=pool,
     )  # fmt: skip
-    pool = choice.pool
-    submission.payload_fields_check(pool=pool, command=spec["command"], payload=spec["payload"])
+    routed = choice.pool
+    submission.payload_fields_check(pool=routed, command=spec["command"], payload=spec["payload"])
     now = timezone.now()
-    budget = spec.pop("max_attempts") or pool.max_attempts
-    timeout = spec.pop("timeout") or pool.timeout
+    budget = spec.pop("max_attempts") or routed.max_attempts
+    timeout = spec.pop("timeout") or routed.timeout
     task = Task(
         **spec,
-        pool=pool,
+        pool=routed,
         team=team,
         status=Task.Status.QUEUED,
         timeout=timeout,
@@ -120,7 +120,7 @@ def task_submit(
         with transaction.atomic():
             task.save(force_insert=True)
             decision_record(task=task, choice=choice)
-            publish("task.queued", task=task, pool=pool, priority=task.priority, source=task.source,
+            publish("task.queued", task=task, pool=routed, priority=task.priority, source=task.source,
                     title=task.title(), capabilities=task.capabilities)  # fmt: skip
             transaction.on_commit(lambda: task_send(task))
     except IntegrityError:
@@ -129,7 +129,7 @@ def task_submit(
         # Two submits with one key raced; the other one stored first.
         first = Task.objects.select_related("pool").get(team=team, idempotency_key=idempotency_key)
         return submission.same_submission(first, spec)
-    TASKS_TOTAL.labels(status=Task.Status.QUEUED, pool=pool.name).inc()
+    TASKS_TOTAL.labels(status=Task.Status.QUEUED, pool=routed.name).inc()
     DECISIONS_TOTAL.labels(strategy=choice.strategy, fallback=choice.fallback or "none").inc()
     return task
 
@@ -170,7 +170,7 @@ def task_send(task: Task, *, countdown: float = 0.0) -> bool:
     """Send the task's message to its pool's queue (after commit; False if the broker refused)."""
     return broker.dispatch(
         task_id=str(task.id),
-        queue=task.pool.queue,
+        queue=task.routed_pool.queue,
         priority=task.broker_priority,
         timeout=task.timeout,
         countdown=countdown,
@@ -202,12 +202,12 @@ def task_claim(*, task_id: str, agent: Agent, pid: int, host: str) -> TaskAttemp
             SessionStep.objects.filter(task_id=task.id, status=SessionStep.Status.QUEUED).update(
                 status=SessionStep.Status.RUNNING
             )
-    TASKS_TOTAL.labels(status=Task.Status.RUNNING, pool=task.pool.name).inc()
+    TASKS_TOTAL.labels(status=Task.Status.RUNNING, pool=task.routed_pool.name).inc()
     COORDINATION_LATENCY.labels(stage="claim").observe(ready_to_claim_seconds(task, claimed_at=now))
     return attempt
 
 
-def ready_to_claim_seconds(task: Task, *, claimed_at) -> float:
+def ready_to_claim_seconds(task: Task, *, claimed_at: datetime) -> float:
     """Seconds from the task becoming ready (queued and its available_at reached) to its claim.
 
     A retry's backoff is not waiting: the clock starts when available_at passes, not when the
@@ -279,10 +279,11 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
         attempt.num_turns = result.num_turns
         attempt.output_tail = result.output_tail[-20_000:]
         attempt.save()
-        TASK_DURATION.labels(pool=task.pool.name).observe((now - attempt.started_at).total_seconds())
+        TASK_DURATION.labels(pool=task.routed_pool.name).observe((now - attempt.started_at).total_seconds())
         if result.cost_usd:
             team = task.team.name if task.team_id and task.team else ""
-            transaction.on_commit(lambda: COST_USD.labels(pool=task.pool.name, team=team).inc(float(result.cost_usd)))
+            spent = float(result.cost_usd)
+            transaction.on_commit(lambda: COST_USD.labels(pool=task.routed_pool.name, team=team).inc(spent))
         if result.outcome != TaskAttempt.Outcome.CANCELLED:
             _profile(task, attempt, seconds=attempt.duration)
         if result.outcome == TaskAttempt.Outcome.SUCCEEDED:
@@ -293,14 +294,14 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                 task.refresh_from_db()
                 publish("task.succeeded", task=task, agent=attempt.agent, attempt=attempt.number,
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
-                TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.pool.name).inc()
-                count_terminal(status=Task.Status.SUCCEEDED, pool=task.pool.name)
+                TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
+                count_terminal(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name)
                 decision_close(task=task, attempt=attempt)
                 _task_ended(task)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED and result.requeue_after is not None:
             _attempt_requeued(task, attempt, reason=result.error or "rate limited", delay=result.requeue_after)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED:
-            count_agent_failure(pool=task.pool.name)
+            count_agent_failure(pool=task.routed_pool.name)
             _attempt_failed(task, attempt, reason=result.error or result.outcome, permanent=result.permanent)
     task.refresh_from_db()
     return task
@@ -322,7 +323,7 @@ def attempt_lost(*, attempt_id: int, reason: str) -> None:
         attempt.finished_at = timezone.now()
         attempt.error = reason
         attempt.save(update_fields=["outcome", "finished_at", "error"])
-        count_agent_failure(pool=attempt.task.pool.name)
+        count_agent_failure(pool=attempt.task.routed_pool.name)
         # The duration of a lost attempt measures the crash, not the work: it counts for success only.
         _profile(attempt.task, attempt, seconds=None)
         _attempt_failed(attempt.task, attempt, reason=reason, permanent=False)
@@ -334,20 +335,20 @@ def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None
     if attempt.agent_id is None or not api.intelligent_task_allocation.performance_tracking_enabled:
         return
     profile_record(
-        pool_id=task.pool_id, agent_id=attempt.agent_id, task_type=task.task_type,
+        pool_id=task.routed_pool.id, agent_id=attempt.agent_id, task_type=task.task_type,
         succeeded=attempt.outcome == TaskAttempt.Outcome.SUCCEEDED, seconds=seconds,
         cost_usd=float(attempt.cost_usd) if attempt.cost_usd is not None else None,
         learning_rate=api.intelligence_framework.learning_rate,
     )  # fmt: skip
 
 
-def _running(task: Task, number: int):
+def _running(task: Task, number: int) -> TaskQuerySet:
     return Task.objects.filter(id=task.id, status=Task.Status.RUNNING, attempts=number)
 
 
 def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent: bool) -> None:
     now = timezone.now()
-    pool = task.pool
+    pool = task.routed_pool
     if permanent:
         status = Task.Status.FAILED
     elif attempt.number >= task.max_attempts:
@@ -427,10 +428,10 @@ def task_cancel(*, task: Task, reason: str = "cancelled") -> Task:
             )
         task.refresh_from_db()
         publish("task.cancelled", task=task, reason=reason)
-        count_terminal(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "")
+        count_terminal(status=Task.Status.CANCELLED, pool=task.routed_pool.name if task.pool else "")
         decision_close(task=task, attempt=None)
         _task_ended(task)
-    TASKS_TOTAL.labels(status=Task.Status.CANCELLED, pool=task.pool.name if task.pool else "").inc()
+    TASKS_TOTAL.labels(status=Task.Status.CANCELLED, pool=task.routed_pool.name if task.pool else "").inc()
     return task
 
 

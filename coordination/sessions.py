@@ -156,9 +156,10 @@ def _dag(session: CoordinationSession) -> list[DagNode]:
 
 def _record_end(session: CoordinationSession, step: SessionStep) -> None:
     task = step.task
-    status = {Task.Status.SUCCEEDED: StepStatus.SUCCEEDED, Task.Status.CANCELLED: StepStatus.CANCELLED}.get(
-        task.status, StepStatus.FAILED
-    )
+    if task is None:  # callers pass steps whose task has ended
+        raise ValueError(f"step {step.name} has no task")
+    ends: dict[str, str] = {Task.Status.SUCCEEDED: StepStatus.SUCCEEDED, Task.Status.CANCELLED: StepStatus.CANCELLED}
+    status = ends.get(task.status, StepStatus.FAILED)
     tail = task.attempt_set.order_by("-number").values_list("output_tail", flat=True).first() or ""
     reason = "" if status == StepStatus.SUCCEEDED else (task.error or f"its task is {task.status}")[:2000]
     finished = task.finished_at or timezone.now()
@@ -260,7 +261,7 @@ def _queue(session: CoordinationSession, step: SessionStep, deps: Sequence[Sessi
         publish("session.step_finished", team_id=session.team_id, session=str(session.id), step=step.name,
                 status=StepStatus.FAILED, reason=reason)  # fmt: skip
         return StepStatus.FAILED
-    latency = max(0.0, (task.queued_at - ended).total_seconds()) if ended else None
+    latency = max(0.0, (task.queued_at - ended).total_seconds()) if ended and task.queued_at else None
     SessionStep.objects.filter(id=step.id).update(task=task, queued_at=task.queued_at, latency=latency)
     publish("session.step_queued", task=task, session=str(session.id), step=step.name, latency=latency)
     if latency is not None:

@@ -43,7 +43,7 @@ class WebhookSourceForm(forms.ModelForm):
         fields = ("kind", "slug", "team", "enabled", "rules")
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}  # a ModelForm's clean returns cleaned_data; the stubs allow None
         kind = data.get("kind") or self.instance.kind
         if kind and "rules" in data:
             try:

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -26,6 +26,11 @@ from coordination.models import DEFAULT_TEAM, Membership, Task, Team
 from coordination.services import task_submit, team_default
 from external_api.models import KEY_PREFIX, ApiKey, WebhookDelivery, WebhookSource
 from external_api.webhooks.metrics import DELIVERIES
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from hive_project.config import HiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,12 @@ def user_create(*, username: str, team: Team, staff: bool = False, password: str
 
 # --- API keys --------------------------------------------------------------------------------------
 def apikey_create(
-    *, name: str, scopes: Sequence[str], team: Team | None = None, created_by=None, expires_at: datetime | None = None
+    *,
+    name: str,
+    scopes: Sequence[str],
+    team: Team | None = None,
+    created_by: User | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key (its digest only) and return it with the raw key, which is never shown again."""
     name = name.strip()
@@ -106,7 +116,7 @@ def apikey_revoke(*, prefix: str) -> ApiKey:
 
 
 # --- webhook sources -------------------------------------------------------------------------------
-def webhook_sources_sync(config=None) -> list[WebhookSource]:
+def webhook_sources_sync(config: HiveConfig | None = None) -> list[WebhookSource]:
     """Make the sources the configuration defines exist: `github` and `slack` in team "default",
     signed with the configured secret and the first of the previous ones (no expiry: accepted while
     the configuration lists it). Only secrets are written; rules and `enabled` stay as operators set
@@ -140,7 +150,7 @@ def webhook_sources_sync(config=None) -> list[WebhookSource]:
     return synced
 
 
-def webhook_source_managed_by_config(source: WebhookSource, config=None) -> str | None:
+def webhook_source_managed_by_config(source: WebhookSource, config: HiveConfig | None = None) -> str | None:
     """The configuration key that holds this source's secret, if the configuration owns it."""
     server = (config or settings.HIVE_CONFIG).external_api.webhook_server
     if source.kind == Kind.GITHUB and source.slug == "github" and server.github.secret:
@@ -227,6 +237,13 @@ class WebhookIntent:
     conflict_is_duplicate: bool = False  # same idempotency key, other content: the same work, edited
 
 
+class DeliveryIdentity(TypedDict):
+    """The fields every WebhookIntent an adapter may return for one delivery shares."""
+
+    delivery_id: str
+    event: str
+
+
 @dataclass(frozen=True)
 class DeliveryResult:
     delivery: WebhookDelivery
@@ -274,10 +291,11 @@ def _delivery_claim(*, source: WebhookSource, intent: WebhookIntent) -> WebhookD
 def _duplicate(*, source: WebhookSource, first: WebhookDelivery, intent: WebhookIntent) -> DeliveryResult:
     """A delivery id seen before. Where the sender chose the id (custom), the same id with other
     content is a mistake worth an IdempotencyConflict, as on the API, not a silent duplicate."""
-    key = (intent.task or {}).get("idempotency_key")
+    spec = intent.task or {}
+    key = spec.get("idempotency_key")
     if key and first.task is not None and first.task.idempotency_key == key and not intent.conflict_is_duplicate:
         try:
-            task_submit(**intent.task, team=source.team)  # returns the first task, or raises on other content
+            task_submit(**spec, team=source.team)  # returns the first task, or raises on other content
         except HiveError as exc:  # IdempotencyConflict, or content that is invalid anyway
             return DeliveryResult(delivery=first, outcome=Outcome.REJECTED, task=first.task, error=exc)
     return DeliveryResult(delivery=first, outcome=Outcome.DUPLICATE, task=first.task)
@@ -301,10 +319,10 @@ def _delivery_process(*, source: WebhookSource, delivery: WebhookDelivery, inten
             error = exc
         if error is not None:
             outcome, detail = Outcome.REJECTED, f"{error.code}: {error.detail}"
-        else:
+        elif task is not None:  # submitted now, or the first task of the same work
             before = _submitted_before(task, delivery)
             outcome = Outcome.DUPLICATE if before else Outcome.ACCEPTED
-            detail = f"task {task.id} on pool {task.pool.name}{' (submitted before)' if before else ''}"
+            detail = f"task {task.id} on pool {task.routed_pool.name}{' (submitted before)' if before else ''}"
     delivery.outcome, delivery.detail, delivery.task = outcome, detail[:5000], task
     delivery.save()
     return DeliveryResult(delivery=delivery, outcome=outcome, task=task, error=error)

@@ -187,10 +187,10 @@ class LocalActuator:
         while time.monotonic() < deadline and any(inst.child.running() for inst in every):
             time.sleep(0.2)
         for inst in every:
-            if inst.child.running():
+            if (proc := inst.child.live()) is not None:
                 self.echo(f"killing   {inst.child.name} (did not stop in {grace:.0f}s)")
                 inst.child.signal(signal.SIGKILL)
-                inst.child.proc.wait()
+                proc.wait()
             self._close(inst, "stopped")
         for pool in self.instances.values():
             pool.clear()
@@ -208,7 +208,7 @@ class LocalActuator:
             up = [inst for inst in instances if inst.phase == UP]
         for inst in up:
             if not inst.child.running() and inst.span is not None:
-                self._end_span(inst, f"crashed (exit {inst.child.proc.returncode})")
+                self._end_span(inst, f"crashed (exit {inst.child.returncode})")
             if len(up) > want:
                 continue  # a crashed instance is restarted only while it is still wanted
             restart_if_dead(inst.child, echo=self.echo)
@@ -287,7 +287,8 @@ class LocalActuator:
         log_line(inst.child, f"hive up: scale-in: draining {inst.node}; it stops when its {running} attempt(s) end")
 
     def _advance_drain(self, inst: Instance, now: float) -> None:
-        running = self._db(lambda: _running_attempts([inst.agent_id]).get(inst.agent_id, 0))
+        agent_id = inst.agent_id  # set by _retire before the drain; no agent runs no attempt
+        running = self._db(lambda: _running_attempts([agent_id]).get(agent_id, 0)) if agent_id is not None else 0
         if running is None:
             return
         if running and now < inst.deadline:

@@ -24,7 +24,8 @@ from hive_project import logredact  # noqa: E402
 
 logredact.install()  # the server configured its loggers before it imported this module
 
-routes = {"http": BodyLimitMiddleware(ASGIStaticFilesHandler(django_http))}
+# django-stubs types the handler's scope as a dict and its messages as read-only; it takes any ASGI call
+routes = {"http": BodyLimitMiddleware(ASGIStaticFilesHandler(django_http))}  # type: ignore[arg-type]
 if settings.SERVE_ROLE in ("all", "streaming"):
     from external_api.streaming.routing import websocket_application
 

@@ -47,25 +47,34 @@ class Child:
         self.started_at = time.monotonic()
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.live() is not None
+
+    def live(self) -> subprocess.Popen | None:
+        """The child's process while it runs; None before its first start and once it exited."""
+        proc = self.proc
+        return proc if proc is not None and proc.poll() is None else None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc is not None else None
+
     def signal(self, sig: int) -> None:
         """Send `sig` to the child's whole process group."""
-        if self.running():
+        if (proc := self.live()) is not None:
             try:
-                os.killpg(self.proc.pid, sig)
+                os.killpg(proc.pid, sig)
             except ProcessLookupError:
                 pass
 
     def terminate(self) -> None:
         """SIGTERM to the main process only: a Celery worker's warm shutdown (see the module doc)."""
-        if self.running():
+        if (proc := self.live()) is not None:
             try:
-                os.kill(self.proc.pid, signals.SIGTERM)
+                os.kill(proc.pid, signals.SIGTERM)
             except ProcessLookupError:
                 pass
 
@@ -94,8 +103,8 @@ def restart_if_dead(child: Child, *, echo: Echo) -> None:
         child.next_start = 0.0
         child.start()
         if child.running():
-            echo(f"restarted {child.name} (pid {child.proc.pid})")
-            log_line(child, f"hive up: restarted {child.name} (pid {child.proc.pid})")
+            echo(f"restarted {child.name} (pid {child.pid})")
+            log_line(child, f"hive up: restarted {child.name} (pid {child.pid})")
 
 
 def log_line(child: Child, line: str) -> None:

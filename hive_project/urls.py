@@ -5,7 +5,7 @@ Health, readiness and metrics are served by every role.
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from external_api import dashboard
 from hive_project import health, metrics
@@ -13,7 +13,7 @@ from hive_project import health, metrics
 admin.site.site_header = "Agent Hive"
 admin.site.site_title = "Agent Hive"
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
     path(settings.HIVE_CONFIG.monitoring.prometheus.path.lstrip("/"), metrics.metrics, name="metrics"),

@@ -179,7 +179,9 @@ class FeatureSpec:
     def categorical(self) -> list[bool]:
         return [name in CATEGORICAL for name in self.columns]
 
-    def encode(self, rows: Mapping[str, Sequence[Any]], *, mask_agent: Sequence[bool] | None = None) -> np.ndarray:
+    def encode(
+        self, rows: Mapping[str, Sequence[Any]], *, mask_agent: Sequence[bool] | np.ndarray | None = None
+    ) -> np.ndarray:
         """A (rows × columns) float64 matrix. `mask_agent` hides the agent of chosen rows (NaN)."""
         import numpy as np
 

@@ -230,6 +230,7 @@ def predict_pools(
     out = []
     for i, pool in enumerate(pools):
         state = pool_states[pool.id]
+        record = records[i]
         wait = state.wait(fill=fill)
         attempts = expected_attempts(float(p_success[i]))
         out.append(
@@ -244,7 +245,7 @@ def predict_pools(
                 correction=float(correction[i]),
                 wait=wait,
                 expected=wait + float(p50[i]) * attempts,
-                history=records[i].count if records[i] else 0,
+                history=record.count if record else 0,
                 success_source=source,
                 model_version=version,
             )  # fmt: skip
@@ -285,7 +286,7 @@ def task_etas(tasks: Iterable[Task], *, now: datetime | None = None, models: Act
     tasks = [t for t in tasks if t.status in (Task.Status.QUEUED, Task.Status.RUNNING) and t.pool_id]
     if not tasks:
         return {}
-    pools = {t.pool_id: t.pool for t in tasks}
+    pools = {t.routed_pool.id: t.routed_pool for t in tasks}
     loads = dict(
         Task.objects.filter(pool_id__in=list(pools), status=Task.Status.RUNNING)
         .values_list("pool_id")
@@ -294,7 +295,7 @@ def task_etas(tasks: Iterable[Task], *, now: datetime | None = None, models: Act
     rows = _rows_of(tasks, loads=loads, at=now)
     p50, p90 = apply_duration(duration.artifact, rows)
     corrections = duration_corrections(list(pools.values()), model=duration.label)
-    factor = [corrections.get(t.pool_id, 1.0) for t in tasks]
+    factor = [corrections.get(t.routed_pool.id, 1.0) for t in tasks]
     p50, p90 = p50 * factor, p90 * factor
     capacity = pool_capacity(list(pools.values()))
     out = {}
@@ -305,7 +306,7 @@ def task_etas(tasks: Iterable[Task], *, now: datetime | None = None, models: Act
             left90 = max(left50, p90[i] - elapsed)
             wait = 0.0
         else:
-            wait = _wait_ahead(task, capacity=capacity[task.pool_id], fill=float(p50[i]))
+            wait = _wait_ahead(task, capacity=capacity[task.routed_pool.id], fill=float(p50[i]))
             left50, left90 = wait + p50[i], wait + p90[i]
         out[str(task.id)] = Eta(
             task_id=str(task.id), status=task.status, seconds=float(left50), p90_seconds=float(left90),
@@ -318,10 +319,10 @@ def _rows_of(tasks: Sequence[Task], *, loads: Mapping[int, int], at: datetime) -
     columns: dict[str, list] = {}
     for task in tasks:
         one = task_rows(
-            pools=[task.pool.name], task_type=task.task_type, capabilities=task.capabilities or [],
+            pools=[task.routed_pool.name], task_type=task.task_type, capabilities=task.capabilities or [],
             priority=task.priority, complexity=task.complexity, prompt_length=len(task.prompt or ""),
-            source=task.source, loads=[loads.get(task.pool_id, 0)], at=at,
-            agent=task.agent.name if task.status == Task.Status.RUNNING and task.agent_id else "",
+            source=task.source, loads=[loads.get(task.routed_pool.id, 0)], at=at,
+            agent=task.agent.name if task.status == Task.Status.RUNNING and task.agent is not None else "",
         )  # fmt: skip
         for name, values in one.items():
             columns.setdefault(name, []).extend(values)

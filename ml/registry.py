@@ -36,6 +36,9 @@ from ml.models import ModelVersion
 
 log = logging.getLogger(__name__)
 
+# (the new training, the active version's artifact, the active version) -> (new error, active error, rows)
+Compare = Callable[[Any, dict[str, Any], ModelVersion], tuple[float, float, int]]
+
 ACTIVE_CHECK_SECONDS = 5.0
 MIN_COMPARISON_ROWS = 20
 
@@ -93,7 +96,7 @@ def register(
     trained: Any,
     *,
     threshold: float,
-    compare: Callable[[Any, dict[str, Any], ModelVersion], tuple[float, float, int]],
+    compare: Compare,
     primary: str,
 ) -> Registered:
     """Store `trained` as the next version of its kind and activate it if it earned it.
@@ -134,7 +137,7 @@ def _against_active(
     active: ModelVersion,
     *,
     threshold: float,
-    compare: Callable[[Any, dict[str, Any], ModelVersion], tuple[float, float, int]],
+    compare: Compare,
     primary: str,
     reason: str,
 ) -> tuple[bool, str]:

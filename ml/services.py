@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -29,6 +29,9 @@ from django.utils import timezone
 from coordination.models import TaskAttempt
 from ml.features import LEARNABLE, history
 from ml.models import ModelVersion
+
+if TYPE_CHECKING:
+    from ml.registry import Compare
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ class TrainReport:
 
 
 @contextmanager
-def training_lock():
+def training_lock() -> Iterator[bool]:
     """Yields True when this caller holds the lock (released at the end), False when another does."""
     token = uuid.uuid4().hex
     try:
@@ -117,6 +120,7 @@ def _train_one(kind: str, *, h: Any, now: datetime, seed: int) -> KindReport:
     from ml.registry import register
 
     threshold = settings.HIVE_CONFIG.external_api.ml_enhancements.adaptive_learning.adaptation_threshold
+    compare: Compare
     if kind == "duration":
         trained, compare = training.train_duration(h, seed=seed), _compare_rows
     elif kind == "success":

@@ -93,7 +93,7 @@ class Predictive:
         weights = routing_weights()
         weight = [weights.get(f"{p.pool}|{spec.task_type}", 1.0) for p in predictions]
         shares, first = self._sample(predictions, weight)
-        candidates = [
+        candidates: list[dict[str, Any]] = [
             {"pool": p.pool, "score": round(p.expected * w, 3), "p50": round(p.p50, 3), "p90": round(p.p90, 3),
              "p50_model": round(p.p50_model, 3), "correction": round(p.correction, 3), "success": round(p.success, 4),
              "attempts": round(p.attempts, 3), "wait": round(p.wait, 3), "history": p.history, "weight": round(w, 3),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ from ml.forest import (
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import ArrayLike
 
 MIN_ATTEMPTS = 50
 # One thread: training runs beside agent programs on the same machine, and OpenMP threads that
@@ -81,11 +82,11 @@ def pinball(y: np.ndarray, q_pred: np.ndarray, q: float) -> float:
     return float(np.mean(np.maximum(q * diff, (q - 1) * diff))) if len(y) else 0.0
 
 
-def duration_metrics(y: Sequence[float], p50: Sequence[float], p90: Sequence[float]) -> dict[str, float]:
+def duration_metrics(actual: ArrayLike, q50: ArrayLike, q90: ArrayLike) -> dict[str, float]:
     """MAE of the p50, pinball loss of each quantile and their mean, and how often y <= p90."""
     import numpy as np
 
-    y, p50, p90 = (np.asarray(a, dtype=np.float64) for a in (y, p50, p90))
+    y, p50, p90 = (np.asarray(a, dtype=np.float64) for a in (actual, q50, q90))
     losses = {"pinball_p50": pinball(y, p50, 0.5), "pinball_p90": pinball(y, p90, 0.9)}
     return {
         "mae_p50": float(np.mean(np.abs(y - p50))) if len(y) else 0.0,
@@ -96,12 +97,12 @@ def duration_metrics(y: Sequence[float], p50: Sequence[float], p90: Sequence[flo
     }
 
 
-def success_metrics(y: Sequence[bool], p: Sequence[float]) -> dict[str, float]:
+def success_metrics(outcomes: ArrayLike, probabilities: ArrayLike) -> dict[str, float]:
     """Brier score and log loss (probabilities clipped to [1e-6, 1 - 1e-6])."""
     import numpy as np
 
-    y = np.asarray(y, dtype=np.float64)
-    p = np.clip(np.asarray(p, dtype=np.float64), EPSILON, 1 - EPSILON)
+    y = np.asarray(outcomes, dtype=np.float64)
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, 1 - EPSILON)
     if not len(y):
         return {"brier": 0.0, "log_loss": 0.0, "rows": 0, "success_rate": 0.0}
     return {
@@ -306,7 +307,7 @@ def _train_success(h: History, *, seed: int, algorithms: Sequence[str]) -> Train
     best = min(scored, key=lambda a: scored[a]["brier"])
     _, _, rate = GroupBaseline.fit(train).predict(held)
     full_spec = fit_spec(history_rows(h))
-    metrics = dict(scored[best])
+    metrics: dict[str, Any] = dict(scored[best])
     metrics["candidates"] = {a: round(m["brier"], 6) for a, m in scored.items()}
     return Trained(
         kind="success",
@@ -323,7 +324,7 @@ def _train_success(h: History, *, seed: int, algorithms: Sequence[str]) -> Train
     )
 
 
-def evaluate(kind: str, artifact: Mapping[str, Any], rows: History) -> dict[str, float]:
+def evaluate(kind: str, artifact: dict[str, Any], rows: History) -> dict[str, float]:
     """Metrics of a stored artifact on `rows` (as routing would have predicted them)."""
     if kind == "duration":
         p50, p90 = apply_duration(artifact, _routing_rows(rows))

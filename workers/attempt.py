@@ -55,7 +55,7 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
     """Run one claimed attempt and record its end. `lease` is its flow-control slot, kept alive
     by the attempt's heartbeat."""
     task = attempt.task
-    pool = task.pool
+    pool = task.routed_pool
     try:
         argv, output_format = plan(task, attempt.number, pool.runner, pool.allow_commands)
     except Refusal as refusal:
@@ -115,7 +115,7 @@ def with_cost(result: AttemptResult, outcome: ProcessOutcome, output_format: str
     Claude Code's own `total_cost_usd` is read by `interpret`. A task's own command is not the
     pool's agent program, so the pool's rule is not applied to its output.
     """
-    runner = task.pool.runner or {}
+    runner = task.routed_pool.runner or {}
     field, pattern = runner.get("cost_field"), runner.get("cost_pattern")
     if output_format == "claude-json" or task.command or not (field or pattern) or outcome.start_error:
         return result
@@ -124,7 +124,7 @@ def with_cost(result: AttemptResult, outcome: ProcessOutcome, output_format: str
     try:
         result.cost_usd = cost_from_output(outcome.tail, field=field or None, pattern=None if field else pattern)
     except ValueError as exc:  # a rule stored before validation said no: the attempt still counts
-        log.warning("pool %s: cannot read the cost (%s)", task.pool.name, exc)
+        log.warning("pool %s: cannot read the cost (%s)", task.routed_pool.name, exc)
     return result
 
 
@@ -135,7 +135,7 @@ def with_rate_limit(result: AttemptResult, outcome: ProcessOutcome, output_forma
     `runner.rate_limit` exit codes or output pattern. A success ends the pool's run of reports,
     so the next limit starts again from the shortest backoff.
     """
-    pool = task.pool
+    pool = task.routed_pool
     rule = (pool.runner or {}).get("rate_limit") or {}
     watched = output_format == "claude-json" or rule.get("exit_codes") or rule.get("output_pattern")
     if not watched or outcome.stopped or outcome.start_error:
@@ -190,15 +190,15 @@ def plan(task: Task, attempt: int, runner: dict, allow_commands: bool) -> tuple[
     """The argv template and output format for this attempt, or a Refusal saying why it cannot run."""
     if task.command:
         if not allow_commands:
-            raise Refusal(f"pool {task.pool.name} does not run commands")
+            raise Refusal(f"pool {task.routed_pool.name} does not run commands")
         return list(task.command), "text"
     if runner.get("kind") == "python":
         return [sys.executable, "-m", "agents.runners.pycall", runner["callable"]], "python"
     argv = list(runner.get("argv") or [])
     if not argv:
-        raise Refusal(f"pool {task.pool.name} has no agent program configured")
+        raise Refusal(f"pool {task.routed_pool.name} has no agent program configured")
     if shutil.which(argv[0]) is None:
-        raise Refusal(f"agent program {argv[0]!r} is not installed on this machine (pool {task.pool.name})")
+        raise Refusal(f"agent program {argv[0]!r} is not installed on this machine (pool {task.routed_pool.name})")
     return argv, runner.get("output_format", "text")
 
 
@@ -311,7 +311,7 @@ class Monitor:
             now = time.monotonic()
             if now - self.last_beat >= self.heartbeat_every:
                 self.last_beat = now
-                flow.lease_refresh(pool=self.attempt.task.pool.name, lease=self.lease)
+                flow.lease_refresh(pool=self.attempt.task.routed_pool.name, lease=self.lease)
                 return attempt_heartbeat(attempt=self.attempt)
             return attempt_still_current(attempt=self.attempt)
         except Exception as exc:  # database unreachable for a moment: the program keeps running

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
+from typing import cast
 
+from celery import Task as CeleryTask
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name="hive.execute_task", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def execute_task(self, task_id: str) -> None:
+def execute_task(self: CeleryTask[..., None], task_id: str) -> None:
     """Claim the task and run one attempt. A duplicate or stale delivery claims nothing and returns.
 
     Before the claim, flow control may hold the task back (this worker is over its resource limits,
@@ -34,7 +36,8 @@ def execute_task(self, task_id: str) -> None:
     pool is paused after a provider rate limit, or at its max_concurrent / max_starts_per_minute):
     then it stays queued, spends no attempt, and its message comes back after the wait.
     """
-    agent = current_agent(self.request.hostname, queue=(self.request.delivery_info or {}).get("routing_key"))
+    node = cast(str, self.request.hostname)  # a worker names every request it delivers; only workers run this
+    agent = current_agent(node, queue=(self.request.delivery_info or {}).get("routing_key"))
     if claims_stopped(agent.name):
         flow.task_defer(task_id=task_id, admission=OVER_RESOURCE_LIMITS)
         return
@@ -108,13 +111,13 @@ def monitor() -> dict:
 
 
 @shared_task(name="hive.alert_notify", bind=True, acks_late=True, ignore_result=True, max_retries=notify.RETRIES)
-def alert_notify(self, event_id: int) -> str:
+def alert_notify(self: CeleryTask[..., str], event_id: int) -> str:
     """POST one alert event to `monitoring.alerts.webhook_url`; retried with backoff and jitter while
     another attempt can help, then given up with an error in the log (the event row stays)."""
     try:
         return notify.alert_notify(event_id=event_id)
     except notify.DeliveryFailed as exc:
-        if exc.retryable and self.request.retries < self.max_retries:
+        if exc.retryable and (self.max_retries is None or self.request.retries < self.max_retries):
             delay = notify.backoff(self.request.retries)
             log.warning("alert event %s: %s; retrying in %.1fs", event_id, exc, delay)
             raise self.retry(countdown=delay, exc=exc) from None

@@ -131,9 +131,10 @@ def plan(
             f"pool {pool}: runner.sandbox is bubblewrap, but bwrap is not installed (apt-get install bubblewrap)"
         )
     dirs, files = _existing(hidden) if sandbox else ((), ())
+    env = runner.get("env")
     return Containment(
         uid=uid, user=user, sandbox=sandbox, network=bool(runner.get("sandbox_network", True)),
-        hidden_dirs=dirs, hidden_files=files, explicit_env=frozenset(str(k) for k in (runner.get("env") or {})),
+        hidden_dirs=dirs, hidden_files=files, explicit_env=frozenset(str(k) for k in env) if isinstance(env, Mapping) else frozenset(),
         bwrap=bwrap if sandbox else None, setpriv=setpriv,
     )  # fmt: skip
 

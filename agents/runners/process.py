@@ -29,6 +29,7 @@ from agents.runners.containment import Containment
 TAIL_LINES = 200
 KILL_GRACE = 1.0
 
+_prctl: Callable[..., int] | None
 try:
     _libc = ctypes.CDLL("libc.so.6", use_errno=True)
     _prctl = _libc.prctl

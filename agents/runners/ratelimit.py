@@ -56,7 +56,8 @@ def _claude(lines: Sequence[str]) -> RateLimitSignal | None:
         if obj is None:
             continue
         if obj.get("type") == "rate_limit_event":
-            info = obj.get("rate_limit_info") if isinstance(obj.get("rate_limit_info"), dict) else {}
+            raw = obj.get("rate_limit_info")
+            info = raw if isinstance(raw, dict) else {}
             status = str(info.get("status", ""))
             if status and status not in ALLOWED_STATUSES:
                 kind = info.get("rateLimitType") or "rate"

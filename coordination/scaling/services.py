@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -67,7 +68,7 @@ def pool_states(
     ids = [pool.id for pool in pools]
     due = Q(available_at__isnull=True) | Q(available_at__lte=now)
     queued = Q(status=Task.Status.QUEUED)
-    work = {
+    work: dict[int, Mapping[str, Any]] = {
         row["pool_id"]: row
         for row in Task.objects.filter(pool_id__in=ids, status__in=[Task.Status.QUEUED, Task.Status.RUNNING])
         .order_by()
@@ -124,7 +125,7 @@ def pool_mean_task_seconds(*, pool: AgentPool) -> float | None:
         .order_by("-finished_at")
         .values_list("started_at", "finished_at")[:MEAN_OVER]
     )
-    durations = [(end - start).total_seconds() for start, end in spans]
+    durations = [(end - start).total_seconds() for start, end in spans if end is not None]
     return sum(durations) / len(durations) if durations else None
 
 
@@ -216,7 +217,7 @@ def _record(
         else:
             last = ScalingDecision.objects.filter(pool=pool).order_by("-created_at", "-id").first()
             standing = last is not None and not last.applied
-            if standing and (last.previous, last.desired) == (state.desired, verdict.desired):
+            if standing and last is not None and (last.previous, last.desired) == (state.desired, verdict.desired):
                 return None  # the same recommendation stands
         decision = ScalingDecision.objects.create(
             pool=pool, inputs=state.as_inputs(), previous=state.desired, desired=verdict.desired,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -26,7 +27,7 @@ from external_api.api.strict import StrictSerializer
 from external_api.api.views import ERRORS
 
 DEFAULT_SINCE_DAYS = 30
-MONEY = {"max_digits": 16, "decimal_places": 6}
+MONEY: dict[str, Any] = {"max_digits": 16, "decimal_places": 6}
 
 
 class CostQuery(StrictSerializer):

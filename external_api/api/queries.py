@@ -28,7 +28,7 @@ class TimeField(serializers.CharField):
     """An ISO 8601 date-time, compared in UTC (PostgreSQL takes offsets up to ±15:59 only); a time
     without an offset is UTC."""
 
-    def to_internal_value(self, data: str) -> datetime:
+    def to_internal_value(self, data: str) -> datetime:  # type: ignore[override]  # a CharField's checks, then parsed
         text = super().to_internal_value(data)
         try:
             parsed = parse_datetime(text)

@@ -171,7 +171,7 @@ class TaskDetailSerializer(TaskSerializer):
 
     def get_recent_events(self, task: Task) -> list[dict]:
         events = task.events.select_related("agent", "pool").order_by("-id")[:50]
-        return EventSerializer(reversed(list(events)), many=True).data
+        return EventSerializer(reversed(list(events)), many=True).data  # type: ignore[return-value]  # a ReturnList; the stubs say ReturnDict
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, task: Task) -> dict | None:
@@ -196,7 +196,7 @@ class AgentSerializer(serializers.ModelSerializer):
 
 # The schema's maximum; validate() applies the pool's own configured maximum, which may be lower.
 # (32767: the column is a small integer.)
-_INSTANCES_BOUND = {
+_INSTANCES_BOUND: dict[str, Any] = {
     "max_value": min(settings.HIVE_CONFIG.multi_agent.max_agents, 32767),
     "error_messages": {"max_value": "must be at most {max_value} (multi_agent.max_agents)"},
 }

@@ -71,7 +71,7 @@ class GraphNodeSerializer(serializers.Serializer):
 
 
 class GraphEdgeSerializer(serializers.Serializer):
-    source = serializers.CharField(help_text="the dependency")
+    source = serializers.CharField(help_text="the dependency")  # type: ignore[assignment]  # a field, not Field.source
     target = serializers.CharField(help_text="the step that waits for it")
 
 

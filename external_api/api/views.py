@@ -82,7 +82,8 @@ class TaskCursor(CursorPagination):
         )
         if not valid:
             raise BadRequest(self.invalid_cursor_message, code="invalid_cursor")
-        return Cursor(offset=int(offset[0]), reverse=reverse[0] == "1", position=position[0])
+        # DRF keeps the position as the text of the ordering field; the stubs say int
+        return Cursor(offset=int(offset[0]), reverse=reverse[0] == "1", position=position[0])  # type: ignore[arg-type]
 
 
 def cursor_position(text: str) -> datetime | None:
@@ -216,9 +217,7 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
         return pools_with_counts()
 
     def get_serializer_context(self) -> dict:
-        context = super().get_serializer_context()
-        context["depths"] = pool_queue_depths()
-        return context
+        return {**super().get_serializer_context(), "depths": pool_queue_depths()}
 
     def perform_update(self, serializer) -> None:
         pool = serializer.save()

@@ -193,7 +193,8 @@ def _session_caller(scope: dict[str, Any]) -> Caller:
     if not key:
         raise StreamAuthError("the session ended")
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
-    user = get_user(SimpleNamespace(session=store))  # verifies the session hash like a request would
+    # Verifies the session hash like a request would; get_user reads only the request's session.
+    user = get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]  # stubs want a whole HttpRequest
     if not user.is_authenticated or not user.is_active:
         raise StreamAuthError("the session ended")
     return caller_of_user(user, kind="session")

@@ -199,6 +199,14 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     expires_at: float | None = None  # when the stream's JWT runs out
     ended = False  # the server closed the stream: nothing more is sent
 
+    @property
+    def principal(self) -> Caller:
+        """Who the stream is for: set with the lease once connect admits the stream, before any
+        event or disconnect reads it."""
+        if self.viewer is None:
+            raise RuntimeError("the event stream has no viewer before it is admitted")
+        return self.viewer
+
     # --- connect and disconnect -----------------------------------------------------------------
     async def connect(self) -> None:
         self.conf = stream_config()
@@ -286,7 +294,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         for task in list(getattr(self, "background", ())):
             task.cancel()
         if self.lease is not None:
-            CONNECTIONS_ACTIVE.labels(connection_type=self.viewer.kind).dec()
+            CONNECTIONS_ACTIVE.labels(connection_type=self.principal.kind).dec()
             try:
                 await connections.release(self.lease)
             except (RedisError, OSError) as err:  # the lease runs out by itself
@@ -337,7 +345,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         await self.flush()
         self.floor = self.cursor = after
         self.replayed = set()
-        events = visible_events(self.viewer).filter(self.filters.q())
+        events = visible_events(self.principal).filter(self.filters.q())
         count, last, truncated = 0, after, False
         while True:
             limit = min(REPLAY_CHUNK, REPLAY_LIMIT - count)
@@ -399,7 +407,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         wanted = (
             event_id > self.floor
             and event_id not in self.replayed
-            and self.viewer.sees(event)
+            and self.principal.sees(event)
             and self.filters.matches(event, await self.priority_of(event) if self.filters.priorities else None)
         )
         # no await from here on: a timed flush must see `seen` and `pending` change together
@@ -458,7 +466,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.cursor = max(self.cursor, max(event["id"] for event in events))
         BATCH_SIZE.observe(len(events))
         for event in events:
-            EVENTS_CONSUMED.labels(event_type=_type_label(event["type"]), subscriber=self.viewer.kind).inc()
+            EVENTS_CONSUMED.labels(event_type=_type_label(event["type"]), subscriber=self.principal.kind).inc()
 
     async def send_message(self, body: dict) -> None:
         async with self.send_lock:
@@ -493,9 +501,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         while self.lease is not None and not self.ended:
             await asyncio.sleep(self.recheck_delay())
             try:
-                fresh = await database_sync_to_async(reauthenticate)(self.scope, self.viewer)
+                fresh = await database_sync_to_async(reauthenticate)(self.scope, self.principal)
             except StreamAuthError as err:
-                log.info("event stream %s (%s): closed, %s", self.lease, self.viewer.ident, err)
+                log.info("event stream %s (%s): closed, %s", self.lease, self.principal.ident, err)
                 CONNECTIONS_REFUSED.labels(reason="credential_ended").inc()
                 return await self.end(err.code, str(err))
             except Exception as err:  # the database is away: keep serving, check again later

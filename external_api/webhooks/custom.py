@@ -23,7 +23,13 @@ from external_api.access import COMMANDS, COMMANDS_REQUIRED, client_ip
 from external_api.authentication import api_key_check, key_from_headers
 from external_api.errors import json_error
 from external_api.models import ApiKey, WebhookSource
-from external_api.services import Invalid, WebhookIntent, webhook_delivery_receive, webhook_source_for_team
+from external_api.services import (
+    DeliveryIdentity,
+    Invalid,
+    WebhookIntent,
+    webhook_delivery_receive,
+    webhook_source_for_team,
+)
 from external_api.webhooks import intake
 from external_api.webhooks.rules import CustomRules, RulesError, rate_limit_for, rules_for
 from external_api.webhooks.signatures import SignatureError, github_verify
@@ -45,12 +51,14 @@ def custom_webhook(request: HttpRequest, slug: str | None = None) -> HttpRespons
         key = api_key_check(raw_key, address=client_ip(request))
     except Throttled as exc:  # too many unknown keys from this address
         response = json_error("throttled", str(exc.detail), 429)
-        response["Retry-After"] = str(math.ceil(exc.wait or 1))
+        # DRF's Throttled sets `wait`; its stubs omit the attribute
+        response["Retry-After"] = str(math.ceil(exc.wait or 1))  # type: ignore[attr-defined]
         return response
     except AuthenticationFailed as exc:
         return json_error("authentication_failed", str(exc.detail), 401)
     if not key.allows(ApiKey.Scope.WRITE):
         return json_error("permission_denied", "this API key lacks the write scope", 403)
+    source: WebhookSource | None
     if slug is None:
         source = webhook_source_for_team(team=key.team)
     else:
@@ -98,7 +106,7 @@ def _json(body: bytes) -> dict[str, Any] | Invalid:
 
 
 def custom_intent(*, delivery_id: str, idempotent: bool, data: dict | Invalid, rules: CustomRules) -> WebhookIntent:
-    intent = {"delivery_id": delivery_id, "event": "task"}
+    intent: DeliveryIdentity = {"delivery_id": delivery_id, "event": "task"}
     if isinstance(data, Invalid):
         return WebhookIntent(**intent, error=data)
     unknown = sorted(set(data) - TASK_FIELDS - {"delivery_id"})

@@ -18,7 +18,7 @@ from coordination import json_limits
 from coordination.errors import HiveError
 from external_api.errors import json_error
 from external_api.models import WebhookSource
-from external_api.services import Invalid, Outcome, WebhookIntent, webhook_delivery_receive
+from external_api.services import DeliveryIdentity, Invalid, Outcome, WebhookIntent, webhook_delivery_receive
 from external_api.webhooks import intake
 from external_api.webhooks.rules import GithubRules, RulesError, rate_limit_for, rules_for
 from external_api.webhooks.signatures import github_verify
@@ -64,9 +64,10 @@ def github_intent(*, delivery_id: str, event: str, body: bytes, content_type: st
         if event == "ping":  # a signed ping is answered whatever it carries
             return WebhookIntent(delivery_id=delivery_id, event=event, outcome=Outcome.PING, detail="pong")
         return WebhookIntent(delivery_id=delivery_id, event=event, error=exc)
-    action = payload.get("action") if isinstance(payload.get("action"), str) else ""
+    said = payload.get("action")
+    action = said if isinstance(said, str) else ""
     label = f"{event}.{action}" if action else event
-    intent = {"delivery_id": delivery_id, "event": label}
+    intent: DeliveryIdentity = {"delivery_id": delivery_id, "event": label}
     if event == "ping":
         return WebhookIntent(**intent, outcome=Outcome.PING, detail=str(payload.get("zen") or "pong")[:500])
     try:
@@ -93,7 +94,7 @@ def _payload(body: bytes, content_type: str | None) -> dict[str, Any]:
     return payload
 
 
-def _issue(intent: dict, payload: dict, action: str, rules: GithubRules) -> WebhookIntent:
+def _issue(intent: DeliveryIdentity, payload: dict, action: str, rules: GithubRules) -> WebhookIntent:
     issue = payload["issue"]
     wanted = {label.lower() for label in rules.task_labels}
     labels = {str(label["name"]).lower() for label in issue.get("labels") or []}
@@ -118,7 +119,7 @@ def _issue(intent: dict, payload: dict, action: str, rules: GithubRules) -> Webh
     return WebhookIntent(**intent, task=task, conflict_is_duplicate=True)
 
 
-def _comment(intent: dict, payload: dict, action: str, rules: GithubRules) -> WebhookIntent:
+def _comment(intent: DeliveryIdentity, payload: dict, action: str, rules: GithubRules) -> WebhookIntent:
     if action != "created":
         return WebhookIntent(**intent, detail=f"issue_comment.{action} does not become a task")
     comment, issue = payload["comment"], payload["issue"]

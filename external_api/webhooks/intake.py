@@ -142,7 +142,7 @@ def delivery_response(result: DeliveryResult) -> HttpResponse:
     if task is None:  # a repeat of a delivery that made no task
         detail = f"delivery {delivery_id} was received before ({result.delivery.outcome})"
     else:
-        detail = f"task {task.id} {'queued' if result.outcome == Outcome.ACCEPTED else 'was queued'} on pool {task.pool.name}"
+        detail = f"task {task.id} {'queued' if result.outcome == Outcome.ACCEPTED else 'was queued'} on pool {task.routed_pool.name}"
     body = {"code": result.outcome, "detail": detail, "delivery_id": delivery_id, "task": str(task.id) if task else None,
-            "pool": task.pool.name if task else None, "status": task.status if task else None}  # fmt: skip
+            "pool": task.routed_pool.name if task else None, "status": task.status if task else None}  # fmt: skip
     return JsonResponse(body, status=201 if result.outcome == Outcome.ACCEPTED else 200)

@@ -25,24 +25,26 @@ class RulesError(HiveError):
 class _Rules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    capabilities: Capabilities
+    capabilities: Capabilities | None = None  # required by GitHub and Slack sources (their classes say so)
     priority: Literal["low", "normal", "high", "critical"] = "normal"
     task_type: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "general"
     rate_limit_per_minute: int | None = Field(None, gt=0)
 
 
 class GithubRules(_Rules):
+    capabilities: Capabilities
     task_labels: list[NonEmpty]
     command_prefix: NonEmpty
     author_associations: list[NonEmpty] = TRUSTED_ASSOCIATIONS
 
 
 class SlackRules(_Rules):
+    capabilities: Capabilities
     command: NonEmpty
 
 
 class CustomRules(_Rules):
-    capabilities: Capabilities | None = None  # the default when a delivery names none
+    """`capabilities`: the default when a delivery names none."""
 
 
 MODELS: dict[str, type[_Rules]] = {Kind.GITHUB: GithubRules, Kind.SLACK: SlackRules, Kind.CUSTOM: CustomRules}

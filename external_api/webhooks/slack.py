@@ -20,7 +20,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from coordination import json_limits
 from external_api.models import WebhookSource
-from external_api.services import DeliveryResult, Invalid, Outcome, WebhookIntent, webhook_delivery_receive
+from external_api.services import (
+    DeliveryIdentity,
+    DeliveryResult,
+    Invalid,
+    Outcome,
+    WebhookIntent,
+    webhook_delivery_receive,
+)
 from external_api.webhooks import intake
 from external_api.webhooks.rules import RulesError, SlackRules, rate_limit_for, rules_for
 from external_api.webhooks.signatures import slack_verify
@@ -80,7 +87,8 @@ def _event(fields: dict | None) -> str:
     fields = fields or {}
     if fields.get("command") is not None:
         return SLASH_COMMAND
-    kind = fields.get("type") if isinstance(fields.get("type"), str) else "unknown"
+    said = fields.get("type")
+    kind = said if isinstance(said, str) else "unknown"
     event = fields.get("event")
     if kind == "event_callback" and isinstance(event, dict) and isinstance(event.get("type"), str):
         return f"event_callback.{event['type']}"
@@ -89,7 +97,7 @@ def _event(fields: dict | None) -> str:
 
 def slack_intent(*, fields: dict | None, body: bytes, rules: SlackRules) -> WebhookIntent:
     """What a verified Slack request asks for (no database access)."""
-    intent = {"delivery_id": _delivery_id(fields, body), "event": _event(fields)}
+    intent: DeliveryIdentity = {"delivery_id": _delivery_id(fields, body), "event": _event(fields)}
     if fields is None:
         return WebhookIntent(**intent, error=Invalid("the body is neither a Slack form post nor a JSON object"))
     if intent["event"] == "url_verification":
@@ -119,10 +127,10 @@ def _respond(result: DeliveryResult, fields: dict | None) -> HttpResponse:
     if result.delivery.event != SLASH_COMMAND:
         return intake.delivery_response(result)
     task = result.task
-    if result.outcome == Outcome.ACCEPTED:
-        text = f"task {task.id} queued on pool {task.pool.name}"
+    if result.outcome == Outcome.ACCEPTED and task is not None:
+        text = f"task {task.id} queued on pool {task.routed_pool.name}"
     elif result.outcome == Outcome.DUPLICATE and task is not None:
-        text = f"task {task.id} queued on pool {task.pool.name} ({task.status})"
+        text = f"task {task.id} queued on pool {task.routed_pool.name} ({task.status})"
     elif result.outcome == Outcome.REJECTED and result.error is not None:
         text = f"could not queue the task: {result.error.detail}"
     else:

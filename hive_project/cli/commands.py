@@ -61,7 +61,7 @@ def submit(prompt, command_line, capabilities, priority, task_type, complexity, 
     if as_json and not wait:
         click.echo(json.dumps(_task_dict(task), indent=2))
         return
-    click.echo(f"task {task.id} queued on pool {task.pool.name} (priority {task.priority})")
+    click.echo(f"task {task.id} queued on pool {task.routed_pool.name} (priority {task.priority})")
     if not wait:
         return
     final = follow(str(task.id))

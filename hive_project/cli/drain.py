@@ -36,7 +36,7 @@ def drain(agent_name: str | None, this_host: bool, pool: str | None, wait: bool,
     setup_django()
     from coordination.fleet import agent_drain
 
-    agents = _agents_of_this_host(pool) if this_host else [_agent_named(agent_name)]
+    agents = [_agent_named(agent_name)] if agent_name else _agents_of_this_host(pool)
     if not agents:
         click.echo(f"no live agent on {socket.gethostname()}{f' for pool {pool}' if pool else ''}: nothing to drain")
         return

@@ -53,12 +53,12 @@ def scaling(pool: str | None, limit: int, as_json: bool) -> None:
         fail(f"not_found: no pool {pool!r}")
     decisions = list(scaling_decisions_recent(pool=pool)[:limit])
     if as_json:
-        rows = [
+        records = [
             {"id": d.id, "time": d.created_at.isoformat(), "pool": d.pool.name, "previous": d.previous,
              "desired": d.desired, "actuator": d.actuator, "applied": d.applied, "reason": d.reason}
             for d in decisions
         ]  # fmt: skip
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(records, indent=2))
         return
     rows = [
         (d.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), d.pool.name, f"{d.previous} -> {d.desired}",

@@ -129,7 +129,7 @@ def up(host, port, flower, flower_port) -> None:
         except embedded_redis.EmbeddedRedisError as exc:
             fail(str(exc))
         env["LEANVIBE_REDIS_URL"] = os.environ["LEANVIBE_REDIS_URL"] = f"unix://{sock}"
-        click.echo(f"redis     embedded server on {sock} (pid {redis.proc.pid})")
+        click.echo(f"redis     embedded server on {sock} (pid {redis.pid})")
     pid_file = var_dir() / "hive-up.pid"  # `hive restore` refuses to write under a running hive
     pid_file.write_text(f"{os.getpid()}\n")
     try:
@@ -288,7 +288,7 @@ def _supervise(
     signal.signal(signal.SIGTERM, on_signal)
     for child in children:
         child.start()
-        click.echo(f"started   {child.name} (pid {child.proc.pid})")
+        click.echo(f"started   {child.name} (pid {child.pid})")
     workers.step()  # the pools' first workers, at their desired counts
     click.echo("")
     click.echo(

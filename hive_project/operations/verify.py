@@ -119,7 +119,7 @@ def _canary_and_stream(*, url: str, timeout: float) -> list[Check]:
             time.sleep(0.2)
         elapsed = ((task.finished_at or task.updated_at) - task.created_at).total_seconds()
         canary = (
-            Check("canary task", True, f"{task.short_id} succeeded on {task.pool.name} in {elapsed:.2f}s")
+            Check("canary task", True, f"{task.short_id} succeeded on {task.routed_pool.name} in {elapsed:.2f}s")
             if task.status == Task.Status.SUCCEEDED
             else Check(
                 "canary task", False, f"{task.short_id} is {task.status} after {timeout:g}s {task.error}".strip()

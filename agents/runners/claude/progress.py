@@ -100,12 +100,14 @@ def describe(message: dict[str, Any]) -> str | None:
 def _describe_system(message: dict[str, Any]) -> str | None:
     subtype = as_text(message.get("subtype"))
     if subtype == "init":
-        tools = message.get("tools") if isinstance(message.get("tools"), list) else []
+        listed = message.get("tools")
+        tools = listed if isinstance(listed, list) else []
         text = (f"[init] session {message.get('session_id') or '?'} started, model {message.get('model') or '?'}, "
                 f"{len(tools)} tools")  # fmt: skip
         if message.get("claude_code_version"):
             text += f" (Claude Code {message['claude_code_version']})"
-        servers = message.get("mcp_servers") if isinstance(message.get("mcp_servers"), list) else []
+        mcp = message.get("mcp_servers")
+        servers = mcp if isinstance(mcp, list) else []
         failed = [str(s.get("name")) for s in servers if isinstance(s, dict) and s.get("status") == "failed"]
         if failed:
             text += f"; MCP servers failed: {', '.join(failed)}"
