@@ -29,9 +29,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from agents.models import AgentPool
 from coordination.routing import Choice, PerformanceWeighted, TaskSpec, fallback
@@ -53,11 +55,13 @@ class Predictive:
     name = "predictive"
 
     def __init__(self, *, rng: Any = None, samples: int = SAMPLES, states: PoolStates | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.perf_counter,
+                 now: Callable[[], datetime] = timezone.now) -> None:  # fmt: skip
         self._rng = rng
         self.samples = samples
         self.states = states or PoolStates()
         self.clock = clock
+        self.now = now  # the time the models see (hour of day and weekday are features)
         self._lock = threading.Lock()
 
     @property
@@ -80,7 +84,7 @@ class Predictive:
             return fall("disabled", "intelligent_task_allocation is disabled")
         models = active_models()
         try:
-            predictions = predict_pools(spec=spec, pools=pools, models=models, states=self.states)
+            predictions = predict_pools(spec=spec, pools=pools, models=models, states=self.states, at=self.now())
         except NoModel as exc:
             return fall("model_refused" if "duration" in models.refused else "no_model", str(exc))
         except Exception as exc:  # a broken model must not stop tasks from being accepted

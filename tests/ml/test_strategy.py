@@ -18,7 +18,7 @@ from ml.predict import PoolStates
 from ml.services import ml_train
 from ml.strategy import Predictive
 from tests.ml.conftest import with_config
-from tests.ml.synthetic import CAPABILITY, World, build_history, build_profiles, make_pools
+from tests.ml.synthetic import CAPABILITY, END, World, build_history, build_profiles, make_pools
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +95,8 @@ def test_predictive_explores_a_new_pool_sometimes_and_the_same_seed_repeats_it(t
     def run(seed: int) -> list[str]:
         rng = np.random.default_rng(seed)
         return [
-            Predictive(rng=rng, states=PoolStates(max_age=0)).choose(pools, spec=BUILD).pool.name for _ in range(60)
+            Predictive(rng=rng, states=PoolStates(max_age=0), now=lambda: END).choose(pools, spec=BUILD).pool.name
+            for _ in range(60)
         ]
 
     picks = run(42)
@@ -109,7 +110,10 @@ def test_exploring_choice_states_its_own_confidence_and_why(trained, settings):
     with_config(settings, intelligence_framework={"confidence_threshold": 0.5})
     pools = [*trained.values(), *make_pools(["fresh"]).values()]
     rng = np.random.default_rng(42)
-    choices = [Predictive(rng=rng, states=PoolStates(max_age=0)).choose(pools, spec=BUILD) for _ in range(60)]
+    # the hour of day is a feature: predicting at a fixed time makes the draws the same at any hour
+    choices = [
+        Predictive(rng=rng, states=PoolStates(max_age=0), now=lambda: END).choose(pools, spec=BUILD) for _ in range(60)
+    ]
 
     exploring = [c for c in choices if c.reason.startswith("exploring:")]
     assert exploring and all(c.fallback == "" for c in exploring)
