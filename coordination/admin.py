@@ -1,14 +1,26 @@
 """The admin console: pools and agents (with drain), tasks with their attempts and events (with cancel, retry,
-redrive), coordination sessions with their steps (with cancel), teams with their daily budgets,
-scaling decisions and alerts (read only)."""
+redrive) and the routing decision that placed them, coordination sessions with their steps (with cancel),
+teams with their daily budgets, scaling decisions, routing decisions and alerts (read only)."""
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from agents.models import Agent, AgentPool
 from coordination.budgets import spent_today, team_budget_set
 from coordination.errors import HiveError
 from coordination.fleet import agent_drain
-from coordination.models import Alert, CoordinationSession, Event, ScalingDecision, SessionStep, Task, TaskAttempt, Team
+from coordination.models import (
+    Alert,
+    CoordinationSession,
+    Event,
+    RoutingDecision,
+    ScalingDecision,
+    SessionStep,
+    Task,
+    TaskAttempt,
+    Team,
+)
 from coordination.services import task_cancel, task_redrive, task_retry
 from coordination.sessions import session_cancel
 
@@ -33,6 +45,32 @@ class EventInline(admin.TabularInline):
     max_num = 0
 
 
+def decision_outcome(decision: RoutingDecision) -> str:
+    """How the routed task turned out: open while it runs, then succeeded or failed, with its time."""
+    if decision.closed_at is None:
+        return "open"
+    if decision.success is None:
+        return "closed without a verdict (cancelled)"
+    tries = f"{decision.attempts} attempt(s)" if decision.attempts else "no attempt"
+    took = f" in {decision.duration:.1f}s" if decision.duration is not None else ""
+    return f"{'succeeded' if decision.success else 'failed'}{took}, {tries}"
+
+
+class RoutingDecisionInline(admin.StackedInline):
+    model = RoutingDecision
+    verbose_name = verbose_name_plural = "routing decision"
+    extra = 0
+    can_delete = False
+    max_num = 0
+    fields = ("strategy", "chosen_pool", "confidence", "fallback", "model_version", "reason", "candidates",
+              "predicted_seconds", "predicted_p90", "predicted_success", "decided_at", "decision_ms", "outcome")  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="outcome")
+    def outcome(self, decision: RoutingDecision) -> str:
+        return decision_outcome(decision)
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     list_display = ("short_id", "status", "pool", "agent", "priority", "task_type", "attempts", "source",
@@ -42,7 +80,7 @@ class TaskAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("pool", "agent")
     readonly_fields = [f.name for f in Task._meta.fields]
-    inlines = [TaskAttemptInline, EventInline]
+    inlines = [RoutingDecisionInline, TaskAttemptInline, EventInline]
     actions = ["cancel", "retry", "redrive"]
 
     def has_add_permission(self, request) -> bool:
@@ -173,6 +211,32 @@ class ScalingDecisionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # decisions come from beat or scaling_set, with the pool's state they read
+
+
+@admin.register(RoutingDecision)
+class RoutingDecisionAdmin(admin.ModelAdmin):
+    list_display = ("decided_at", "task_link", "strategy", "chosen_pool", "confidence", "fallback", "model_version",
+                    "outcome")  # fmt: skip
+    list_filter = ("strategy", "fallback", "chosen_pool")
+    search_fields = ("task__id", "model_version", "reason")
+    date_hierarchy = "decided_at"
+    list_select_related = ("task", "chosen_pool")
+    readonly_fields = [f.name for f in RoutingDecision._meta.fields] + ["outcome"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # decisions are written by routing at submit and closed when the task ends
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="task", ordering="task__created_at")
+    def task_link(self, decision: RoutingDecision) -> str:
+        url = reverse("admin:coordination_task_change", args=[decision.task_id])
+        return format_html('<a href="{}">{}</a>', url, str(decision.task_id)[:8])
+
+    @admin.display(description="outcome")
+    def outcome(self, decision: RoutingDecision) -> str:
+        return decision_outcome(decision)
 
 
 @admin.register(Team)

@@ -332,7 +332,8 @@ def attempt_lost(*, attempt_id: int, reason: str) -> None:
 def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None:
     """Fold a finished attempt into its agent's performance profile (what allocation reads)."""
     api = settings.HIVE_CONFIG.external_api
-    if attempt.agent_id is None or not api.intelligent_task_allocation.performance_tracking_enabled:
+    tracking = api.intelligent_task_allocation.performance_tracking_enabled
+    if attempt.agent_id is None or not (tracking and api.intelligence_framework.performance_tracking_enabled):
         return
     profile_record(
         pool_id=task.routed_pool.id, agent_id=attempt.agent_id, task_type=task.task_type,

@@ -163,7 +163,8 @@ def _refresh_patterns(report: TrainReport, *, window: int | None, rows: Any) -> 
     from ml.patterns import Insights, insights, publish_weights
 
     config = settings.HIVE_CONFIG.external_api.ml_enhancements.pattern_optimizer
-    if not config.enabled:
+    framework = settings.HIVE_CONFIG.external_api.intelligence_framework
+    if not (config.enabled and framework.pattern_recognition_enabled):
         found = Insights(patterns=[], recommendations=[], attempts=0)
     else:
         found = insights(window=window, rows=rows)
@@ -179,7 +180,11 @@ def ml_retrain_if_due(*, now: datetime | None = None) -> TrainReport:
     now = now or timezone.now()
     ml = settings.HIVE_CONFIG.external_api.ml_enhancements
     due: dict[str, str] = {}
-    if ml.adaptive_learning.enabled:
+    # the framework's switch and the ML section's both have to be on (the guide sets both)
+    if (
+        ml.adaptive_learning.enabled
+        and settings.HIVE_CONFIG.external_api.intelligence_framework.adaptive_learning_enabled
+    ):
         every = FREQUENCY[ml.adaptive_learning.model_update_frequency]
         for kind in ("duration", "success"):
             if cache.get(SKIPPED_KEY.format(kind=kind)):

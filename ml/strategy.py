@@ -19,7 +19,8 @@ samples and get tried. With S joint samples (seeded RNG, injectable):
   exploring another) and the decision's confidence is the chosen pool's share: the checkable
   probability that it is the best one.
 
-No active duration model, an artifact refused, an error, or a prediction slower than
+`intelligent_task_allocation.enabled` or `intelligence_framework.enabled` off, no active duration
+model, an artifact refused, an error, or a prediction slower than
 `intelligent_task_allocation.allocation_timeout`: fall back, with the reason recorded.
 """
 
@@ -82,6 +83,8 @@ class Predictive:
 
         if not allocation.enabled:
             return fall("disabled", "intelligent_task_allocation is disabled")
+        if not api.intelligence_framework.enabled:
+            return fall("disabled", "intelligence_framework is disabled")
         models = active_models()
         try:
             predictions = predict_pools(spec=spec, pools=pools, models=models, states=self.states, at=self.now())

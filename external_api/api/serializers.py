@@ -7,9 +7,11 @@ name the field in a 400 and appear in the OpenAPI schema.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
+from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -29,6 +31,8 @@ from external_api.api.strict import (
     StrictUUIDField,
 )
 from ml.selectors import decision_dict, task_prediction
+
+log = logging.getLogger(__name__)
 
 
 class TaskCreateSerializer(StrictSerializer):
@@ -93,21 +97,74 @@ class EventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class EtaSerializer(serializers.Serializer):
+    """When a queued or running task is expected to finish (ml.predict.task_etas), or why that is not known."""
+
+    seconds = serializers.FloatField(allow_null=True, help_text="p50 seconds from now until it finishes")
+    p90_seconds = serializers.FloatField(allow_null=True)
+    at = serializers.DateTimeField(allow_null=True, help_text="now + seconds")
+    model_version = serializers.CharField(help_text="the duration model that predicted it; empty without one")
+    reason = serializers.CharField(help_text="why there is no ETA (no model yet); empty when there is one")
+
+
+def etas_of(tasks: list[Task]) -> dict[str, dict[str, Any]]:
+    """ETAs of the queued and running tasks among `tasks`, computed together (one model call, one
+    read of each pool's queue); a task with none says why. Finished tasks are left out."""
+    from ml.predict import NoModel, task_etas
+
+    live = [t for t in tasks if t.status in (Task.Status.QUEUED, Task.Status.RUNNING)]
+    if not live:
+        return {}
+    reason = ""
+    try:
+        found = task_etas(live)
+    except NoModel as exc:
+        found, reason = {}, str(exc)
+    except Exception as exc:  # a broken model must not break the task list
+        log.exception("ETAs failed")
+        found, reason = {}, f"ETA failed ({type(exc).__name__})"
+    out = {}
+    for task in live:
+        eta = found.get(str(task.id))
+        value = {"seconds": None, "p90_seconds": None, "at": None, "model_version": "",
+                 "reason": reason or "not routed to a pool yet"}  # fmt: skip
+        if eta is not None:
+            value = {"seconds": round(eta.seconds, 1), "p90_seconds": round(eta.p90_seconds, 1), "at": eta.at,
+                     "model_version": eta.model_version, "reason": ""}  # fmt: skip
+        out[str(task.id)] = EtaSerializer(value).data
+    return out
+
+
+class TaskListSerializer(serializers.ListSerializer):
+    def to_representation(self, data: Any) -> list:
+        tasks = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        self.child.etas = etas_of(tasks)  # type: ignore[union-attr]
+        return super().to_representation(tasks)
+
+
 class TaskSerializer(serializers.ModelSerializer):
     pool = serializers.CharField(source="pool.name", default=None, allow_null=True, read_only=True)
     agent = serializers.CharField(source="agent.name", default=None, allow_null=True, read_only=True)
     team = serializers.CharField(source="team.name", default=None, allow_null=True, read_only=True)
+    eta = serializers.SerializerMethodField(help_text="a queued or running task's ETA; null once it left both")
+    etas: dict[str, dict[str, Any]] | None = None  # a list's ETAs, computed at once (TaskListSerializer)
 
     class Meta:
         model = Task
         fields = ["id", "status", "prompt", "command", "payload", "task_type", "capabilities", "priority",
                   "complexity", "timeout", "attempts", "max_attempts", "pool", "agent", "team", "source",
                   "external_ref", "created_at", "queued_at", "started_at", "finished_at", "result", "error",
-                  "hold_reason"]  # fmt: skip
+                  "hold_reason", "eta"]  # fmt: skip
         read_only_fields = fields
         extra_kwargs = {
             "hold_reason": {"help_text": "why the queued task waits (a spent daily budget); empty: it does not"}
         }
+        list_serializer_class = TaskListSerializer
+
+    @extend_schema_field(EtaSerializer(allow_null=True))
+    def get_eta(self, task: Task) -> dict[str, Any] | None:
+        etas = self.etas if self.etas is not None else etas_of([task])
+        return etas.get(str(task.id))
 
     def to_representation(self, task: Task) -> dict:
         data = super().to_representation(task)

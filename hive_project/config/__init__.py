@@ -17,7 +17,7 @@ Every failure is a `ConfigError` whose text is one line: `<key> = <value>: expec
 where the value came from.
 
 Every key acts, or `hive check-config` says it has no effect: `effects` holds one entry per leaf
-key (what reads it, why it has no effect, or which work under way will read it), and a test fails
+key (what reads it, or why it has no effect), and a test fails
 when a key has none. `LEANVIBE_ENV` is the key `environment` (development, production, test).
 
 Modules: `types` (value types), `sections`, `external` and `schema` (the models), `environment`

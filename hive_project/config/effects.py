@@ -7,8 +7,6 @@ new key without an entry fails the suite. An entry is one of:
   gives the reason it has none in a given configuration (pool settings on SQLite, the file
   handler's keys when `file` is not among `logging.handlers`, ...).
 - `inert(key, why)`: accepted for compatibility with the deployment guide, has no effect here.
-- `later(key, module, what)`: read by work under way in another branch (scaling, resources,
-  learning, coordination sessions); `module` is the code that will read it.
 
 Keys name pools as `<pool>` and items of a list of mappings as `[]`
 (`external_api.api_gateway.routes[].rate_limit`).
@@ -29,11 +27,10 @@ class Effect:
     key: str
     reader: str | None = None  # what reads the key (acts)
     inert: str | None = None  # why the key has no effect (always)
-    module: str | None = None  # the module that will read it (later)
     unless: Reason | None = None  # why the key has no effect in this configuration, if so
 
     def no_effect(self, config: HiveConfig) -> str | None:
-        """Why this key has no effect in `config`, or None when it acts (or is read later)."""
+        """Why this key has no effect in `config`, or None when it acts."""
         if self.inert:
             return self.inert
         return self.unless(config) if self.unless else None
@@ -45,10 +42,6 @@ def acts(key: str, reader: str, unless: Reason | None = None) -> Effect:
 
 def inert(key: str, why: str) -> Effect:
     return Effect(key, inert=why)
-
-
-def later(key: str, module: str, what: str) -> Effect:
-    return Effect(key, module=module, reader=what)
 
 
 def was_set(config: HiveConfig, key: str) -> bool:
@@ -431,66 +424,70 @@ SECURITY: tuple[Effect, ...] = (
     ),
 )
 
-# Work under way in other branches reads these; they are listed apart so it is plain what waits.
-_SCALING = "coordination.scaling"
-_RESOURCES = "workers.resources"
-_SESSIONS = "coordination.sessions"
-
-
-def _group(module: str, what: str, *keys: str) -> tuple[Effect, ...]:
-    return tuple(later(key, module, what) for key in keys)
-
-
 _ML = "external_api.ml_enhancements"
 _ITA = "external_api.intelligent_task_allocation"
 _IF = "external_api.intelligence_framework"
-LATER: tuple[Effect, ...] = (
-    *_group(
-        _RESOURCES,
-        "resource requirements of a pool's tasks",
-        "agents.<pool>.resource_requirements.cpu_cores",
-        "agents.<pool>.resource_requirements.memory_mb",
-        "agents.<pool>.resource_requirements.disk_mb",
-    ),
-    *_group(
-        "ml.decisions",
-        "confidence-scored routing decisions",
-        f"{_IF}.enabled",
-        f"{_IF}.confidence_threshold",
-        f"{_IF}.learning_rate",
+_PREDICTIVE = "ml.strategy (the predictive strategy)"
+_PROFILE = "coordination.services._profile: performance profiles as attempts finish"
+_TRAIN = "ml.services (beat's hive.ml_retrain)"
+_PATTERNS = "ml.patterns.insights (hive insights; refreshed with every training)"
+_RESOURCES = (
+    "a task is not placed by what it needs: each worker runs its pool's concurrency and stops claiming above "
+    "resources.allocation.*_limit_percent"
+)
+LEARNING: tuple[Effect, ...] = (
+    inert("agents.<pool>.resource_requirements.cpu_cores", _RESOURCES),
+    inert("agents.<pool>.resource_requirements.memory_mb", _RESOURCES),
+    inert("agents.<pool>.resource_requirements.disk_mb", _RESOURCES),
+    acts(f"{_IF}.enabled", f"{_PREDICTIVE}: off, predictive falls back (disabled) and says so"),
+    acts(f"{_IF}.confidence_threshold", f"{_PREDICTIVE}: below it the decision falls back to performance_weighted"),
+    acts(f"{_IF}.learning_rate", f"{_PROFILE}: the weight of each new attempt once a profile has 1/rate of them"),
+    acts(
         f"{_IF}.pattern_recognition_enabled",
-        f"{_IF}.adaptive_learning_enabled",
-        f"{_IF}.performance_tracking_enabled",
+        f"{_TRAIN}: off, training publishes no failure pattern and routing weights shift nothing",
     ),
-    *_group(
-        "ml.allocation",
-        "the predictive strategy",
-        f"{_ITA}.enabled",
+    acts(f"{_IF}.adaptive_learning_enabled", f"{_TRAIN}: off, beat retrains no duration or success model"),
+    acts(f"{_IF}.performance_tracking_enabled", f"{_PROFILE}: off, finished attempts update no profile"),
+    acts(f"{_ITA}.enabled", f"{_PREDICTIVE}: off, predictive falls back (disabled) and says so"),
+    inert(
         f"{_ITA}.load_balancing_strategy",
-        f"{_ITA}.allocation_timeout",
-        f"{_ITA}.performance_tracking_enabled",
+        "multi_agent.load_balancing_strategy chooses the strategy; predictive falls back to performance_weighted "
+        "(least_loaded without history) by itself",
     ),
-    *_group(
-        "ml.patterns",
-        "failure patterns",
+    acts(f"{_ITA}.allocation_timeout", f"{_PREDICTIVE}: a slower prediction falls back (timeout)"),
+    acts(f"{_ITA}.performance_tracking_enabled", f"{_PROFILE}: off, finished attempts update no profile"),
+    acts(
         f"{_ML}.pattern_optimizer.enabled",
+        f"{_TRAIN}: off, training publishes no failure pattern and routing weights shift nothing",
+    ),
+    acts(
         f"{_ML}.pattern_optimizer.pattern_detection_sensitivity",
+        f"{_PATTERNS}: patterns and timeout risks need a share above 1 - this",
+    ),
+    acts(
         f"{_ML}.pattern_optimizer.optimization_aggressiveness",
-        f"{_ML}.pattern_optimizer.learning_window_size",
+        f"{_PATTERNS}: how much a pattern shifts routing weights (0: report only)",
     ),
-    *_group(
-        "ml.training",
-        "retraining and the model registry",
-        f"{_ML}.predictive_analytics.enabled",
+    acts(f"{_ML}.pattern_optimizer.learning_window_size", f"{_TRAIN} and {_PATTERNS}: the newest attempts read"),
+    acts(f"{_ML}.predictive_analytics.enabled", f"{_TRAIN}: off, beat trains no demand forecast"),
+    inert(
         f"{_ML}.predictive_analytics.prediction_accuracy_threshold",
-        f"{_ML}.predictive_analytics.forecast_horizon_days",
-        f"{_ML}.predictive_analytics.model_update_frequency",
-        f"{_ML}.adaptive_learning.enabled",
-        f"{_ML}.adaptive_learning.learning_rate",
-        f"{_ML}.adaptive_learning.adaptation_threshold",
-        f"{_ML}.adaptive_learning.model_update_frequency",
+        "a model is activated when it beats the baseline and the active version by "
+        "adaptive_learning.adaptation_threshold, not by an absolute accuracy",
     ),
+    acts(f"{_ML}.predictive_analytics.forecast_horizon_days", "ml.forecast: the hours the demand forecast covers"),
+    acts(f"{_ML}.predictive_analytics.model_update_frequency", f"{_TRAIN}: how often the forecast is retrained"),
+    acts(f"{_ML}.adaptive_learning.enabled", f"{_TRAIN}: off, beat retrains no duration or success model"),
+    inert(
+        f"{_ML}.adaptive_learning.learning_rate",
+        "models are retrained from history, not updated online; profiles learn at intelligence_framework.learning_rate",
+    ),
+    acts(
+        f"{_ML}.adaptive_learning.adaptation_threshold",
+        "ml.registry: a new version must beat the active one by this; drift above it retrains early",
+    ),
+    acts(f"{_ML}.adaptive_learning.model_update_frequency", f"{_TRAIN}: how often duration and success retrain"),
 )
 
-REGISTRY: tuple[Effect, ...] = (*CORE, *SCALING, *ALERTS, *SESSIONS, *SECURITY, *LATER)
+REGISTRY: tuple[Effect, ...] = (*CORE, *SCALING, *ALERTS, *SESSIONS, *SECURITY, *LEARNING)
 BY_KEY: dict[str, Effect] = {effect.key: effect for effect in REGISTRY}

@@ -2,7 +2,7 @@
 
 Every leaf key of a loaded configuration with its value (secrets masked), where the value came
 from (the file, a `LEANVIBE_*` variable, or the default) and what reads it, or why it has no
-effect, or which work under way will read it (`effects.REGISTRY`).
+effect (`effects.REGISTRY`).
 """
 
 from __future__ import annotations
@@ -105,8 +105,6 @@ def _effect(pattern: str) -> Effect:
 
 def effect_of(leaf: Leaf, config: HiveConfig) -> str:
     effect = _effect(leaf.pattern)
-    if effect.module:
-        return f"not read yet: {effect.module} ({effect.reader}), work under way"
     why = effect.no_effect(config)
     if why:
         return f"no effect: {why}"
@@ -134,30 +132,11 @@ def _set_by_user(config: HiveConfig) -> Iterator[tuple[Leaf, Effect]]:
 
 
 def no_effect_lines(config: HiveConfig) -> list[str]:
-    """For `hive check-config`: one line per key the file or a variable set that has no effect here,
-    and one line per module of work under way that will read keys the user set."""
+    """For `hive check-config`: one line per key the file or a variable set that has no effect here."""
     lines: list[str] = []
-    waiting: dict[str, list[str]] = {}
     for leaf, effect in _set_by_user(config):
-        if effect.module:
-            waiting.setdefault(effect.module, []).append(leaf.pattern)
-        elif effect.inert:
+        if effect.inert:
             lines.append(f"{COMPATIBLE}: {leaf.pattern} ({effect.inert})")
         elif why := effect.no_effect(config):
             lines.append(f"has no effect here: {leaf.pattern} ({why})")
-    for module, keys in waiting.items():
-        lines.append(f"not read yet (work under way in {module}): {_compact(keys)}")
     return lines
-
-
-def _compact(keys: list[str]) -> str:
-    """The keys, a section written `section.*` when every key of it is among them."""
-    left = list(dict.fromkeys(keys))
-    parts: list[str] = []
-    sections = sorted({key.rsplit(".", n)[0] for key in left for n in range(1, key.count(".") + 1)}, key=len)
-    for section in sections:
-        every = [k for k in BY_KEY if k.startswith(section + ".")]
-        if len(every) > 1 and all(k in left for k in every):
-            parts.append(f"{section}.*")
-            left = [k for k in left if k not in every]
-    return ", ".join(parts + left)

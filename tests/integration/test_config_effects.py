@@ -328,8 +328,9 @@ def test_check_config_explain_lists_every_key_with_value_source_and_reader(tmp_p
     assert any(line.startswith("monitoring.metrics_port = 8081 [default] -> no effect: ") for line in lines)
     assert "scaling.enabled = True [default] -> read by coordination.scaling.policy (beat's hive.scale): " \
            "off decides nothing, and every pool runs at max(1, min_instances)" in lines  # fmt: skip
-    assert any(line.startswith("external_api.intelligence_framework.enabled = True [default] -> not read yet: ")
-               for line in lines)  # fmt: skip
+    assert "external_api.intelligence_framework.enabled = True [default] -> read by ml.strategy (the predictive " \
+           "strategy): off, predictive falls back (disabled) and says so" in lines  # fmt: skip
+    assert not any("not read yet" in line for line in lines)
     assert "monitoring.alerts.webhook_url = not set [default] -> no effect: monitoring.alerts.enabled is false: " \
            "nothing is posted" in lines  # fmt: skip
     assert sum(1 for line in lines if line.startswith("agents.backend.")) == 30

@@ -165,3 +165,31 @@ def test_the_ml_app_registers_the_predictive_strategy():
     from ml.strategy import Predictive
 
     assert isinstance(STRATEGIES["predictive"], Predictive)
+
+
+def finish(ml_pools, agent, outcome: str, *, seconds: float = 2.0) -> Task:
+    task = task_submit(capabilities=[CAPABILITY], prompt="p", task_type="build", max_attempts=1)
+    Task.objects.filter(id=task.id).update(pool=ml_pools["fast"])
+    code = 0 if outcome == Outcome.SUCCEEDED else 1
+    return run(task, agent, AttemptResult(outcome=outcome, exit_code=code, error=""), seconds=seconds)
+
+
+@pytest.mark.parametrize("section", ["intelligent_task_allocation", "intelligence_framework"])
+def test_performance_tracking_off_leaves_the_profiles_alone(ml_pools, agent, settings, section):
+    with_config(settings, **{section: {"performance_tracking_enabled": False}})
+
+    assert finish(ml_pools, agent, Outcome.SUCCEEDED).status == Task.Status.SUCCEEDED
+    assert not PerformanceProfile.objects.filter(agent=agent).exists()
+
+
+@pytest.mark.parametrize(("rate", "success_rate"), [(0.5, 0.5), (0.005, 2 / 3)])
+def test_finished_attempts_update_the_profile_at_the_configured_learning_rate(ml_pools, agent, settings, rate,
+                                                                              success_rate):  # fmt: skip
+    with_config(settings, intelligence_framework={"learning_rate": rate})
+
+    for outcome in (Outcome.SUCCEEDED, Outcome.SUCCEEDED, Outcome.FAILED):
+        finish(ml_pools, agent, outcome)
+
+    # plain average for the first 1/rate attempts, then each new one weighs `rate`
+    profile = PerformanceProfile.objects.get(agent=agent, task_type="build")
+    assert profile.count == 3 and profile.success_rate == pytest.approx(success_rate)

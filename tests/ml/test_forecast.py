@@ -10,6 +10,7 @@ import pytest
 from ml.forecast import forecast_arrivals, slot, train_forecast
 from ml.models import ModelVersion
 from ml.services import ml_train
+from tests.ml.conftest import with_config
 from tests.ml.synthetic import World, build_history
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +64,5 @@ def test_forecast_is_registered_and_read_back_for_the_horizon(ml_pools, settings
     assert len(hours) == horizon * 24
     assert hours[3] > 5 * hours[20]  # noon against 5 in the morning
     assert forecast_arrivals(pool="never-seen") is None
+    with_config(settings, predictive_analytics={"forecast_horizon_days": 3})
+    assert len(forecast_arrivals(pool="fast", start=NOW)) == 3 * 24

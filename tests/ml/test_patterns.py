@@ -10,6 +10,7 @@ from django.core.cache import cache
 from ml import patterns
 from ml.features import history
 from ml.patterns import binomial_tail, find_patterns, insights, normalise_error, publish_weights, routing_weights
+from ml.services import ml_train
 from tests.ml.conftest import with_config
 from tests.ml.synthetic import Cause, World, build_history, make_pools
 
@@ -143,3 +144,30 @@ def test_timeout_risk_names_the_type_whose_p95_nears_its_timeout(settings):
     assert rec.task_type == "migrate"
     assert re.fullmatch(rf"p95 duration of type migrate is \d\.\d of its timeout \(100s, {migrations} attempts\): "
                         r"raise the timeout", rec.text)  # fmt: skip
+
+
+def test_insights_report_patterns_above_the_configured_sensitivity(settings):
+    pools = make_pools(["a", "b", "c", "d"])
+    cause = Cause(pool="b", task_type="test", rate=0.15, error="pytest: fixture db locked", exit_code=4)
+    build_history(noisy_world([cause]), n=4000, pools=pools, seed=12)
+
+    assert insights().patterns == []  # the default 0.8: 15% of b's tests is below 1 - 0.8
+    with_config(settings, pattern_optimizer={"pattern_detection_sensitivity": 0.9})
+    assert [p.pool for p in insights().patterns] == ["b"]
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [{"pattern_optimizer": {"enabled": False}}, {"intelligence_framework": {"pattern_recognition_enabled": False}}],
+)
+def test_pattern_recognition_off_training_publishes_no_pattern_and_no_routing_weight(settings, switch):
+    pools = make_pools(["a", "b", "c", "d"])
+    cause = Cause(pool="a", task_type="build", rate=0.7, error="xcodebuild: not found", exit_code=127)
+    build_history(noisy_world([cause]), n=3000, pools=pools, seed=13)
+    on = ml_train(kinds=[])
+    assert on.patterns == 1 and set(routing_weights(max_age=0)) == {"a|build"}
+
+    with_config(settings, **switch)
+    off = ml_train(kinds=[])
+
+    assert off.patterns == 0 and off.weights == {} and routing_weights(max_age=0) == {}

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from coordination.decisions import decision_close
-from coordination.models import RoutingDecision, Task
+from coordination.models import RoutingDecision, Task, TaskAttempt
 from coordination.services import task_submit
 from ml.metrics import model_metrics
 from ml.models import ModelVersion
@@ -96,11 +97,42 @@ def test_drift_on_newer_history_retrains_early_and_the_new_model_takes_over(ml_p
     assert report.of("duration").status == "activated" and not v1.active
 
 
-def test_adaptive_learning_disabled_keeps_beat_from_training(ml_pools, world, settings):
-    with_config(settings, adaptive_learning={"enabled": False}, predictive_analytics={"enabled": False})
+@pytest.mark.parametrize(
+    "switch",
+    [{"adaptive_learning": {"enabled": False}}, {"intelligence_framework": {"adaptive_learning_enabled": False}}],
+)
+def test_adaptive_learning_disabled_keeps_beat_from_training(ml_pools, world, settings, switch):
+    with_config(settings, predictive_analytics={"enabled": False}, **switch)
     build_history(world, n=400, pools=ml_pools, seed=2)
 
     assert ml_retrain_if_due().kinds == []
+
+
+def test_forecast_is_retrained_at_its_own_update_frequency(ml_pools, settings):
+    with_config(
+        settings, adaptive_learning={"enabled": False}, predictive_analytics={"model_update_frequency": "daily"}
+    )
+    now = timezone.now()
+    ModelVersion.objects.create(kind="forecast", version=1, trained_at=now - timedelta(hours=2), samples=0,
+                                artifact="forecast-v1.joblib", sha256="0" * 64)  # fmt: skip
+    assert ml_retrain_if_due(now=now).due == {}
+
+    with_config(settings, predictive_analytics={"model_update_frequency": "hourly"})
+    report = ml_retrain_if_due(now=now)
+
+    assert list(report.due) == ["forecast"] and report.due["forecast"].startswith("last trained ")
+    assert [k.kind for k in report.kinds] == ["forecast"]
+
+
+def test_training_reads_the_newest_learning_window_size_attempts(ml_pools, world, settings):
+    build_history(world, n=300, pools=ml_pools, seed=2)
+    with_config(settings, pattern_optimizer={"learning_window_size": 120})
+
+    report = ml_train(kinds=["duration"])
+
+    row = ModelVersion.objects.get(kind="duration")
+    assert row.samples == 120 and report.of("duration").version == 1
+    assert row.trained_until == TaskAttempt.objects.order_by("-started_at").values_list("started_at", flat=True)[0]
 
 
 def test_model_error_gauge_shows_the_active_duration_models_error(ml_pools, world):

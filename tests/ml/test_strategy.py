@@ -185,3 +185,13 @@ def test_predictive_scales_a_pool_that_turned_slow_by_its_recent_outcomes(ml_poo
     assert fast["correction"] == pytest.approx(4, rel=0.01) and slow["correction"] == 1.0
     assert fast["p50"] == pytest.approx(fast["p50_model"] * 4, rel=0.01)
     assert fast["p50_model"] < slow["p50_model"] and choice.pool.name == "slow"
+
+
+@pytest.mark.parametrize("section", ["intelligent_task_allocation", "intelligence_framework"])
+def test_predictive_switched_off_falls_back_though_a_model_is_active(trained, settings, section):
+    with_config(settings, **{section: {"enabled": False}})
+
+    choice = Predictive(rng=np.random.default_rng(0)).choose(list(trained.values()), spec=BUILD)
+
+    assert choice.fallback == "disabled" and choice.reason.startswith(f"{section} is disabled; ")
+    assert choice.model_version == "" and choice.predicted_seconds is None

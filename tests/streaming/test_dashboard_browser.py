@@ -296,3 +296,50 @@ def test_dashboard_charts_each_pool_over_the_hour_and_shows_an_alert_live(hive, 
         assert marks > 20, marks
         page.screenshot(path=str(tmp_path / "dashboard-charts.png"), full_page=True)
     assert not problems, problems
+
+
+def train_duration_model(*, pool: str) -> str:
+    """History of finished attempts on `pool` (a duration that grows with complexity), then a
+    duration model trained on it; returns what became of the version."""
+    from agents.models import Agent, AgentPool
+    from ml.services import ml_train
+    from tests.ml.synthetic import World, build_history
+
+    row = AgentPool.objects.get(name=pool)
+    Agent.objects.create(name=f"{pool}-0@history", pool=row, status=Agent.Status.OFFLINE)  # who ran the history
+    build_history(World(speed={pool: 1.0}, types={"general": 20.0}), n=300, pools={pool: row}, seed=1)
+    return ml_train(kinds=["duration"]).of("duration").status
+
+
+def test_dashboard_shows_a_queued_tasks_eta_once_a_model_is_trained(hive, settings):
+    base, _ = serve(hive, settings)
+    User.objects.create_user("sam", password=PASSWORD, is_staff=True)
+    token = http("POST", f"{base}/api/v1/auth/token/", {"username": "sam", "password": PASSWORD})["access"]
+    problems: list[str] = []
+
+    with sync_playwright_context() as browser:
+        page = browser.new_page()
+        page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+        page.on("console", lambda msg: console_error(msg, problems))
+        page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+        sign_in(page, base, "sam")
+        page.wait_for_selector("#connection.live", timeout=15_000)
+
+        # no worker runs: the task stays queued
+        task = http("POST", f"{base}/api/v1/tasks/", {"command": ["true"], "capabilities": ["python"]}, token)
+        card = f'#tasks [data-task-id="{task["id"]}"]'
+        page.wait_for_selector(f'{card}[data-status="queued"]', timeout=15_000)
+        page.wait_for_function("sel => document.querySelector(sel)?.textContent === 'ETA: no model yet'",
+                               arg=f"{card} .eta", timeout=20_000)  # fmt: skip
+
+        assert in_thread(train_duration_model, pool=task["pool"]) == "activated"
+
+        # the page fetches ETAs again while a task waits; the server picks the new version up by itself
+        page.wait_for_function("sel => /^ETA \\d/.test(document.querySelector(sel)?.textContent || '')",
+                               arg=f"{card} .eta", timeout=60_000)  # fmt: skip
+        shown = page.inner_text(f"{card} .eta")
+        title = page.get_attribute(f"{card} .eta", "title")
+    listed = next(t for t in http("GET", f"{base}/api/v1/tasks/", token=token)["results"] if t["id"] == task["id"])
+    assert listed["eta"]["model_version"] == "duration v1" and listed["eta"]["seconds"] > 0
+    assert "(duration v1)" in title and shown.startswith("ETA ")
+    assert not problems, problems

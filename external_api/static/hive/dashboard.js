@@ -92,6 +92,34 @@
     renderTasks();
   }
 
+  // ETAs (the task list's `eta`, from the duration model): fetched again a few seconds after task
+  // events and every ETA_REFRESH_MS while a task is queued or running, as they count down and a new
+  // model version becomes active.
+  const ETA_REFRESH_MS = 10000;
+  let etaTimer = null;
+  function refreshEtasSoon(delay = 3000) {
+    if (etaTimer) return;
+    etaTimer = setTimeout(async () => {
+      etaTimer = null;
+      try {
+        await loadEtas();
+      } catch (err) {
+        problem(`could not refresh ETAs: ${err.message}`);
+      }
+    }, delay);
+  }
+
+  async function loadEtas() {
+    if (![...state.tasks.values()].some((task) => task.status === "queued" || task.status === "running")) return;
+    const page = await api("/api/v1/tasks/?limit=50");
+    for (const fresh of page.results) {
+      const task = state.tasks.get(fresh.id);
+      if (!task || JSON.stringify(task.eta) === JSON.stringify(fresh.eta)) continue;
+      task.eta = fresh.eta;
+      renderTask(task);
+    }
+  }
+
   // Pool counts and agent load change with every task: refresh them, at most once a second.
   let refreshTimer = null;
   function refreshSoon() {
@@ -160,6 +188,7 @@
       task.updated = event.id;
       renderTask(task);
       refreshSoon();
+      refreshEtasSoon();
     }
     if (event.type.startsWith("agent.") || event.type.startsWith("pool.")) {
       if (event.agent && state.agents.has(event.agent)) {
@@ -452,6 +481,25 @@
     return task.prompt || "(no prompt)";
   }
 
+  function span(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+    return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  }
+
+  function etaNode(task) {
+    const eta = task.eta;
+    if (!eta || (task.status !== "queued" && task.status !== "running")) return null;
+    if (eta.seconds === null) {
+      const text = eta.reason.startsWith("no active duration model") ? "ETA: no model yet" : "ETA: unknown";
+      return el("span", { class: "eta", title: eta.reason }, text);
+    }
+    const at = new Date(eta.at).toLocaleTimeString();
+    return el("span", { class: "eta", title: `about ${at}; p90 ${span(eta.p90_seconds)} (${eta.model_version})` },
+      `ETA ${span(eta.seconds)}`);
+  }
+
   function taskNode(task) {
     const output = el("pre", { class: "output" }, task.output.join("\n"));
     output.hidden = !task.output.length;
@@ -461,6 +509,7 @@
         el("code", { class: "id", title: task.id }, task.id.slice(0, 8)),
         el("span", { class: "title" }, taskTitle(task)),
         el("span", { class: "where" }, [task.pool, task.agent].filter(Boolean).join(" · ")),
+        etaNode(task),
         task.priority && task.priority !== "normal" ? el("span", { class: `priority priority-${task.priority}` }, task.priority) : null),
       task.error ? el("p", { class: "error" }, task.error) : null,
       task.hold_reason && task.status === "queued" ? el("p", { class: "held" }, task.hold_reason) : null,
@@ -510,4 +559,5 @@
   }
 
   document.addEventListener("DOMContentLoaded", connect);
+  setInterval(() => refreshEtasSoon(0), ETA_REFRESH_MS);
 })();
