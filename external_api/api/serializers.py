@@ -107,27 +107,25 @@ class EtaSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text="why there is no ETA (no model yet); empty when there is one")
 
 
-def etas_of(tasks: list[Task]) -> dict[str, dict[str, Any]]:
+def etas_of(tasks: list[Task]) -> dict[str, Any]:
     """ETAs of the queued and running tasks among `tasks`, computed together (one model call, one
     read of each pool's queue); a task with none says why. Finished tasks are left out."""
-    from ml.predict import NoModel, task_etas
+    from ml.selectors import task_etas_for
 
     live = [t for t in tasks if t.status in (Task.Status.QUEUED, Task.Status.RUNNING)]
     if not live:
         return {}
-    reason = ""
     try:
-        found = task_etas(live)
-    except NoModel as exc:
-        found, reason = {}, str(exc)
+        found = task_etas_for(live)
+        etas, reason = found.etas, found.reason
     except Exception as exc:  # a broken model must not break the task list
         log.exception("ETAs failed")
-        found, reason = {}, f"ETA failed ({type(exc).__name__})"
-    out = {}
+        etas, reason = {}, f"ETA failed ({type(exc).__name__})"
+    out: dict[str, Any] = {}
     for task in live:
-        eta = found.get(str(task.id))
-        value = {"seconds": None, "p90_seconds": None, "at": None, "model_version": "",
-                 "reason": reason or "not routed to a pool yet"}  # fmt: skip
+        eta = etas.get(str(task.id))
+        value: dict[str, Any] = {"seconds": None, "p90_seconds": None, "at": None, "model_version": "",
+                                 "reason": reason or "not routed to a pool yet"}  # fmt: skip
         if eta is not None:
             value = {"seconds": round(eta.seconds, 1), "p90_seconds": round(eta.p90_seconds, 1), "at": eta.at,
                      "model_version": eta.model_version, "reason": ""}  # fmt: skip
