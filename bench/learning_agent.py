@@ -1,0 +1,79 @@
+"""The agent program of scenario 8 (bench/learning.py), and the table it follows, which the hive never sees.
+
+    python -S bench/learning_agent.py <pool> "<task type> <complexity> <nonce>" <slow-marker path>
+
+It sleeps for a duration drawn from the table (the pool's speed on the task type, the task's
+complexity, some noise) and exits 0, or fails: with the pool's injected cause for the type (its own
+exit status and message) or, rarely and more often for complex tasks, a generic error (exit 1).
+The draws are seeded by the task's nonce and the pool, so one task does the same on one pool
+under every strategy. While the marker file exists, SLOWED_POOL is SLOW_FACTOR times slower.
+
+Standard library only: it runs with `python -S` (no site-packages) to start fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+
+BASE_SECONDS = {"build": 1.0, "test": 0.6, "lint": 0.3}
+# Each pool is fastest at one type and slowest at another.
+SPEED = {
+    "alpha": {"build": 0.5, "test": 1.2, "lint": 1.5},
+    "beta": {"build": 1.5, "test": 0.5, "lint": 1.2},
+    "gamma": {"build": 1.2, "test": 1.5, "lint": 0.5},
+}
+PER_COMPLEXITY = 0.12  # duration × (1 + 0.12 × complexity)
+NOISE = 0.1  # sigma of the lognormal duration noise
+# Injected causes: (pool, type) -> (probability, exit status, message). Distinct status per cause:
+# the hive records a command's failure as "exited with status N", so the status is what tells
+# causes apart in its failure patterns.
+CAUSES = {
+    ("alpha", "lint"): (0.5, 3, "eslint: cache file is corrupt"),
+    ("beta", "build"): (0.5, 4, "linker: out of disk space"),
+    ("gamma", "test"): (0.4, 5, "pytest: fixture database unreachable"),
+}
+GENERIC_FAILURE = (0.02, 0.012)  # probability 0.02 + 0.012 × complexity, exit 1
+SLOWED_POOL, SLOW_FACTOR = "alpha", 5.0
+
+
+def mean_seconds(pool: str, task_type: str, complexity: int, *, slowed: bool = False) -> float:
+    """The expected duration of one attempt (the lognormal noise's mean included)."""
+    seconds = BASE_SECONDS[task_type] * SPEED[pool][task_type] * (1 + PER_COMPLEXITY * complexity)
+    if slowed and pool == SLOWED_POOL:
+        seconds *= SLOW_FACTOR
+    return seconds * math.exp(NOISE**2 / 2)
+
+
+def success_probability(pool: str, task_type: str, complexity: int) -> float:
+    cause = CAUSES.get((pool, task_type))
+    generic = GENERIC_FAILURE[0] + GENERIC_FAILURE[1] * complexity
+    return (1 - (cause[0] if cause else 0.0)) * (1 - generic)
+
+
+def run(pool: str, prompt: str, slowed: bool) -> int:
+    task_type, complexity, nonce = prompt.split()
+    cx = int(complexity)
+    rng = random.Random(f"{nonce}|{pool}")
+    seconds = mean_seconds(pool, task_type, cx, slowed=slowed) / math.exp(NOISE**2 / 2)
+    seconds *= math.exp(rng.gauss(0, NOISE))
+    cause = CAUSES.get((pool, task_type))
+    caused = cause is not None and rng.random() < cause[0]
+    generic = rng.random() < GENERIC_FAILURE[0] + GENERIC_FAILURE[1] * cx
+    if caused or generic:
+        time.sleep(seconds / 2)  # a failure takes time too, less than a success
+        if caused:
+            sys.stderr.write(f"{cause[2]}\n")
+            return cause[1]
+        sys.stderr.write("connection reset by peer\n")
+        return 1
+    time.sleep(seconds)
+    print(f"{pool} did {task_type} (complexity {cx}) in {seconds:.2f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1], sys.argv[2], os.path.exists(sys.argv[3])))
