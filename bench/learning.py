@@ -272,10 +272,12 @@ def adaptation(run, workers: list, rng: random.Random, marker) -> dict:
 
 
 def moved_off(chosen: list[str]) -> int | None:
-    """Tasks routed after the change before the first window of ADAPT_WINDOW decisions in which the
-    slowed pool got at most ADAPT_TOLERANCE (exploration aside, routing had left it); None if none yet."""
+    """Tasks routed after the change before the first window of ADAPT_WINDOW decisions that begins
+    with another pool and gives the slowed pool at most ADAPT_TOLERANCE (routing has left it,
+    exploration aside); None if there is none yet."""
     for start in range(0, len(chosen) - ADAPT_WINDOW + 1):
-        if chosen[start : start + ADAPT_WINDOW].count(table.SLOWED_POOL) <= ADAPT_TOLERANCE:
+        window = chosen[start : start + ADAPT_WINDOW]
+        if window[0] != table.SLOWED_POOL and window.count(table.SLOWED_POOL) <= ADAPT_TOLERANCE:
             return start
     return None
 
@@ -371,7 +373,7 @@ def failure_patterns() -> dict:
     from ml.patterns import insights
 
     found = insights(rows=history())
-    injected = {(pool, ttype, code) for (pool, ttype), (_, code, _) in table.CAUSES.items()}
+    injected = {(pool, ttype, code) for (pool, ttype), (code, _) in table.CAUSES.items()}
     reported = []
     for p in found.patterns:
         code = re.match(r"exit (-?\d+):", p.signature)

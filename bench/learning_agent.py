@@ -4,7 +4,8 @@
 
 It sleeps for a duration drawn from the table (the pool's speed on the task type, the task's
 complexity, some noise) and exits 0, or fails: with the pool's injected cause for the type (its own
-exit status and message) or, rarely and more often for complex tasks, a generic error (exit 1).
+exit status and message, more likely the more complex the task) or, rarely and more often for
+complex tasks, a generic error (exit 1).
 The draws are seeded by the task's nonce and the pool, so one task does the same on one pool
 under every strategy. While the marker file exists, SLOWED_POOL is SLOW_FACTOR times slower.
 
@@ -28,14 +29,18 @@ SPEED = {
 }
 PER_COMPLEXITY = 0.12  # duration × (1 + 0.12 × complexity)
 NOISE = 0.1  # sigma of the lognormal duration noise
-# Injected causes: (pool, type) -> (probability, exit status, message). Distinct status per cause:
-# the hive records a command's failure as "exited with status N", so the status is what tells
-# causes apart in its failure patterns.
+# Injected causes: (pool, type) -> (exit status, message). The hive records a command's failure
+# as "exited with status N", so a distinct status per cause is what tells causes apart in its
+# failure patterns. A cause strikes complex tasks more: with probability CAUSE_PER_COMPLEXITY ×
+# complexity (0.1 at 1, 1 at 10), so a pool is a fine choice for simple tasks of that type and a
+# poor one for complex ones, which a per-(pool, type) rate cannot tell apart. It shows at the end
+# of the work (the full duration); a generic failure comes early.
 CAUSES = {
-    ("alpha", "lint"): (0.5, 3, "eslint: cache file is corrupt"),
-    ("beta", "build"): (0.5, 4, "linker: out of disk space"),
-    ("gamma", "test"): (0.4, 5, "pytest: fixture database unreachable"),
+    ("alpha", "lint"): (3, "eslint: cache file is corrupt"),
+    ("beta", "build"): (4, "linker: out of disk space"),
+    ("gamma", "test"): (5, "pytest: fixture database unreachable"),
 }
+CAUSE_PER_COMPLEXITY = 0.1
 GENERIC_FAILURE = (0.02, 0.012)  # probability 0.02 + 0.012 × complexity, exit 1
 SLOWED_POOL, SLOW_FACTOR = "alpha", 5.0
 
@@ -48,10 +53,13 @@ def mean_seconds(pool: str, task_type: str, complexity: int, *, slowed: bool = F
     return seconds * math.exp(NOISE**2 / 2)
 
 
+def cause_probability(pool: str, task_type: str, complexity: int) -> float:
+    return min(1.0, CAUSE_PER_COMPLEXITY * complexity) if (pool, task_type) in CAUSES else 0.0
+
+
 def success_probability(pool: str, task_type: str, complexity: int) -> float:
-    cause = CAUSES.get((pool, task_type))
     generic = GENERIC_FAILURE[0] + GENERIC_FAILURE[1] * complexity
-    return (1 - (cause[0] if cause else 0.0)) * (1 - generic)
+    return (1 - cause_probability(pool, task_type, complexity)) * (1 - generic)
 
 
 def run(pool: str, prompt: str, slowed: bool) -> int:
@@ -60,17 +68,17 @@ def run(pool: str, prompt: str, slowed: bool) -> int:
     rng = random.Random(f"{nonce}|{pool}")
     seconds = mean_seconds(pool, task_type, cx, slowed=slowed) / math.exp(NOISE**2 / 2)
     seconds *= math.exp(rng.gauss(0, NOISE))
-    cause = CAUSES.get((pool, task_type))
-    caused = cause is not None and rng.random() < cause[0]
+    caused = rng.random() < cause_probability(pool, task_type, cx)
     generic = rng.random() < GENERIC_FAILURE[0] + GENERIC_FAILURE[1] * cx
-    if caused or generic:
-        time.sleep(seconds / 2)  # a failure takes time too, less than a success
-        if caused:
-            sys.stderr.write(f"{cause[2]}\n")
-            return cause[1]
+    if generic:
+        time.sleep(seconds * rng.random())
         sys.stderr.write("connection reset by peer\n")
         return 1
     time.sleep(seconds)
+    if caused:
+        code, message = CAUSES[(pool, task_type)]
+        sys.stderr.write(f"{message}\n")
+        return code
     print(f"{pool} did {task_type} (complexity {cx}) in {seconds:.2f}s")
     return 0
 
