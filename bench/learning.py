@@ -27,6 +27,7 @@ decisions, |mean stated − share whose pool was the best| is reported; the goal
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
@@ -300,7 +301,8 @@ def truly_best(candidates: list[dict], *, task_type: str, complexity: int, slowe
         if pool not in table.SPEED:
             continue
         seconds = table.mean_seconds(pool, task_type, complexity, slowed=slowed)
-        scored.append(((c.get("wait") or 0.0) + seconds / table.success_probability(pool, task_type, complexity), pool))
+        p = table.success_probability(pool, task_type, complexity)
+        scored.append(((c.get("wait") or 0.0) + (seconds / p if p > 0 else math.inf), pool))
     return min(scored)[1] if scored else None
 
 

@@ -60,3 +60,6 @@ def test_the_truly_best_pool_weighs_the_estimated_wait_speed_and_success():
     assert truly_best(candidates, task_type="build", complexity=5, slowed=True) == "gamma"
     queued = [{"pool": "alpha", "wait": 30.0}, {"pool": "beta", "wait": 0.0}, {"pool": "gamma", "wait": 0.0}]
     assert truly_best(queued, task_type="build", complexity=5, slowed=False) == "gamma"
+    # complexity 10: beta's builds always fail there; never the best, however fast
+    assert truly_best(queued, task_type="build", complexity=10, slowed=False) == "gamma"
+    assert truly_best(candidates[1:2], task_type="build", complexity=10, slowed=False) == "beta"
