@@ -20,21 +20,21 @@ import random
 import sys
 import time
 
-BASE_SECONDS = {"build": 1.0, "test": 0.6, "lint": 0.3}
+BASE_SECONDS = {"build": 0.8, "test": 0.5, "lint": 0.25}
 # Each pool is fastest at one type and slowest at another.
 SPEED = {
     "alpha": {"build": 0.5, "test": 1.2, "lint": 1.5},
     "beta": {"build": 1.5, "test": 0.5, "lint": 1.2},
     "gamma": {"build": 1.2, "test": 1.5, "lint": 0.5},
 }
-PER_COMPLEXITY = 0.12  # duration × (1 + 0.12 × complexity)
+PER_COMPLEXITY = 0.25  # duration × (1 + 0.25 × complexity)
 NOISE = 0.1  # sigma of the lognormal duration noise
 # Injected causes: (pool, type) -> (exit status, message). The hive records a command's failure
 # as "exited with status N", so a distinct status per cause is what tells causes apart in its
 # failure patterns. A cause strikes complex tasks more: with probability CAUSE_PER_COMPLEXITY ×
 # complexity (0.1 at 1, 1 at 10), so a pool is a fine choice for simple tasks of that type and a
-# poor one for complex ones, which a per-(pool, type) rate cannot tell apart. It shows at the end
-# of the work (the full duration); a generic failure comes early.
+# poor one for complex ones, which a per-(pool, type) rate cannot tell apart. A failure shows at
+# the end of the work (the full duration).
 CAUSES = {
     ("alpha", "lint"): (3, "eslint: cache file is corrupt"),
     ("beta", "build"): (4, "linker: out of disk space"),
@@ -71,7 +71,7 @@ def run(pool: str, prompt: str, slowed: bool) -> int:
     caused = rng.random() < cause_probability(pool, task_type, cx)
     generic = rng.random() < GENERIC_FAILURE[0] + GENERIC_FAILURE[1] * cx
     if generic:
-        time.sleep(seconds * rng.random())
+        time.sleep(seconds)
         sys.stderr.write("connection reset by peer\n")
         return 1
     time.sleep(seconds)

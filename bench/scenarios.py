@@ -48,7 +48,7 @@ class Options:
     stream_events: int = 20
     stream_gap: float = 0.2
     webhook_deliveries: int = 500  # scenario 5
-    learning_history: int = 270  # scenario 8: tasks of history, under round_robin
+    learning_history: int = 360  # scenario 8: tasks of history, under round_robin
     learning_batch: int = 90  # scenario 8: the batch each strategy runs
     learning_adapt: int = 50  # scenario 8: most tasks sent after the change
     learning_train_rows: int = 100_000  # scenario 8: synthetic attempts trained on
