@@ -120,6 +120,10 @@ def results_table(run: Run) -> list[tuple[str, str]]:
         from bench.autoscaling import rows as autoscaling_rows
 
         rows += autoscaling_rows(run.results["autoscaling"])
+    if run.results.get("learning"):
+        from bench.learning import rows as learning_rows
+
+        rows += learning_rows(run.results["learning"])
     for scenario in SCENARIOS:
         if scenario.pending:
             rows.append((f"{scenario.number}. {scenario.name}", f"pending: {scenario.pending}"))

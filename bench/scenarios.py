@@ -9,6 +9,8 @@
 6. memory: peak RSS of the pool worker during scenario 1; the web process idle and under GET /health.
 7. autoscaling (bench/autoscaling.py): a burst on a pool the scaler and `hive up`'s local actuator
    grow from 1 to 4 instances, against a pool fixed at 4; a rate-limited agent program.
+8. learning (bench/learning.py): pools that differ by a hidden table; history, training, one batch
+   under each strategy, adaptation to a pool that gets slow, failure patterns, training at scale.
 
 Every wait is bounded; a scenario that cannot finish raises BenchError with the reason.
 """
@@ -46,6 +48,10 @@ class Options:
     stream_events: int = 20
     stream_gap: float = 0.2
     webhook_deliveries: int = 500  # scenario 5
+    learning_history: int = 360  # scenario 8: tasks of history, under round_robin
+    learning_batch: int = 90  # scenario 8: the batch each strategy runs
+    learning_adapt: int = 50  # scenario 8: most tasks sent after the change
+    learning_train_rows: int = 100_000  # scenario 8: synthetic attempts trained on
     profile: bool = False
     results_dir: Path = Path("var/bench")
 
@@ -356,6 +362,12 @@ def _autoscaling(run: Run) -> None:
     scenario_autoscaling(run)
 
 
+def _learning(run: Run) -> None:
+    from bench.learning import scenario_learning
+
+    scenario_learning(run)
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(1, "throughput", scenario_throughput),
     Scenario(2, "latency", scenario_latency),
@@ -364,4 +376,5 @@ SCENARIOS: list[Scenario] = [
     Scenario(5, "webhooks", _front_door("scenario_webhooks")),
     Scenario(6, "memory", scenario_memory),
     Scenario(7, "autoscaling", _autoscaling),
+    Scenario(8, "learning", _learning),
 ]

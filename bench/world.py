@@ -9,6 +9,7 @@ session of its own and is stopped by its process group.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -31,6 +32,10 @@ FRONT_CAPABILITY = "api"
 SCALED_POOL, SCALED_CAPABILITY = "scaled", "scaled"
 FIXED_POOL, FIXED_CAPABILITY = "fixed", "fixed"
 RATE_POOL, RATE_CAPABILITY = "ratelimited", "ratelimited"
+# Scenario 8 (bench/learning.py): pools that all offer one capability, each running
+# bench/learning_agent.py, which is fast or slow, reliable or not by a table the hive never sees.
+LEARN_POOLS, LEARN_CAPABILITY, LEARN_CONCURRENCY = ("alpha", "beta", "gamma"), "learn", 2
+LEARN_SLOW_MARKER = "learning-slow"  # in the run's var directory: while it exists, one pool is slow
 GITHUB_SECRET = "hive-bench-github-secret"
 UNLIMITED = 100_000_000  # requests per minute: the bench measures the server, not its rate limits
 STOP_GRACE = 15.0
@@ -107,7 +112,19 @@ class World:
         return path.read_text(errors="replace")[-chars:] if path and path.exists() else ""
 
 
-def bench_config(concurrency: int) -> str:
+def bench_config(concurrency: int, var: Path | None = None) -> str:
+    marker = str((var or Path(tempfile.gettempdir())) / LEARN_SLOW_MARKER)
+    program = str(BASE_DIR / "bench" / "learning_agent.py")
+    learning = "".join(
+        f"  {name}:\n"
+        f"    capabilities: [{LEARN_CAPABILITY}]\n"
+        f"    concurrency: {LEARN_CONCURRENCY}\n"
+        "    max_instances: 1\n"
+        "    max_attempts: 1\n"
+        f"    runner: {{kind: command, argv: {json.dumps([sys.executable, '-S', program, name, '{prompt}', marker])}, "
+        "timeout: 60, output_format: text}\n"
+        for name in LEARN_POOLS
+    )
     return (
         "# Written by `hive bench`: one pool whose tasks carry their own command.\n"
         "system: {log_level: WARNING}\n"
@@ -146,6 +163,7 @@ def bench_config(concurrency: int) -> str:
         "    concurrency: 1\n"
         "    max_instances: 1\n"
         '    runner: {kind: command, argv: ["true"], timeout: 60, output_format: text}\n'
+        f"{learning}"
         "external_api:\n"
         f"  api_gateway: {{rate_limit_per_minute: {UNLIMITED}, routes: []}}\n"
         f"  webhook_server:\n"
@@ -161,7 +179,7 @@ def world_open(*, concurrency: int, keep: bool = False) -> World:
     Must run before Django is set up: settings read these variables once.
     """
     var = Path(tempfile.mkdtemp(prefix="hive-bench-"))
-    (var / "bench.yaml").write_text(bench_config(concurrency))
+    (var / "bench.yaml").write_text(bench_config(concurrency, var))
     given_db = os.environ.get("LEANVIBE_DATABASE_URL") or ""
     given_redis = os.environ.get("LEANVIBE_REDIS_URL") or ""
     world = World(var=var, redis_url=given_redis, database_url=f"sqlite:///{var / 'hive.sqlite3'}",

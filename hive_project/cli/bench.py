@@ -26,6 +26,10 @@ def _import_path_of_checkout(base: Path) -> None:
               help="WebSocket subscribers in scenario 4 (the goal is stated at 2000).")  # fmt: skip
 @click.option("--requests", "api_requests", default=1000, show_default=True, type=click.IntRange(10),
               help="Requests of each kind in scenario 3, deliveries (half as many) in scenario 5.")  # fmt: skip
+@click.option("--learning-tasks", default=90, show_default=True, type=click.IntRange(6),
+              help="Scenario 8: the batch each strategy runs (the history is four times as long).")  # fmt: skip
+@click.option("--learning-train-rows", default=100_000, show_default=True, type=click.IntRange(100),
+              help="Scenario 8: synthetic attempts the training at scale runs on.")  # fmt: skip
 @click.option("--quick", is_flag=True, help="Small numbers (200 and 50 tasks) for a check in a minute or two.")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), help="Worker processes, hive and Celery alike "
               "(default: the number of cores).")  # fmt: skip
@@ -42,6 +46,8 @@ def bench(
     latency_tasks,
     subscribers,
     api_requests,
+    learning_tasks,
+    learning_train_rows,
     quick,
     concurrency,
     only,
@@ -66,9 +72,12 @@ def bench(
     if quick:
         tasks, latency_tasks = min(tasks, 200), min(latency_tasks, 50)
         subscribers, api_requests = min(subscribers, 100), min(api_requests, 200)
+        learning_tasks, learning_train_rows = min(learning_tasks, 30), min(learning_train_rows, 10_000)
     options = scenarios.Options(
         tasks=tasks, latency_tasks=latency_tasks, concurrency=concurrency or os.cpu_count() or 2, profile=profile,
         subscribers=subscribers, api_requests=api_requests, webhook_deliveries=max(10, api_requests // 2),
+        learning_history=max(60, 4 * learning_tasks), learning_batch=learning_tasks,
+        learning_train_rows=learning_train_rows,
         results_dir=(results_dir or var_dir() / "bench").resolve(),
     )  # fmt: skip
     doc = (doc_path or BASE_DIR / "docs" / "benchmarks.md").resolve()
