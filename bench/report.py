@@ -88,13 +88,28 @@ def results_table(run: Run) -> list[tuple[str, str]]:
         rows += [
             ("1. raw Celery, pure no-op", f"{raw['noop']['tasks_per_s']:.0f} tasks/s ({t['tasks']} tasks)"),
             ("1. raw Celery, spawns `true`", f"{raw['spawn_true']['tasks_per_s']:.0f} tasks/s"),
+        ]  # fmt: skip
+        results = t.get("celery_results")
+        if results:
+            rows.append(("1. Celery + django-celery-results (same DB), spawns `true`",
+                         f"{results['tasks_per_s']:.0f} tasks/s"))  # fmt: skip
+        rows += [
             ("1. hive full path, runs `true`", f"{hive['tasks_per_s']:.0f} tasks/s"),
             ("1. hive / raw (spawn), hive / raw (no-op)",
              f"{t['ratio_to_raw_spawn']:.0%}, {t['ratio_to_raw_noop']:.0%}"),
-            ("1. hive task_submit alone (one process)", f"{hive['submit_per_s']:.0f} tasks/s"),
-            ("1. CPU ms per task, worker + sender: hive / raw (spawn)",
-             f"{_cpu(hive)} / {_cpu(raw['spawn_true'])}"),
         ]  # fmt: skip
+        if results:
+            rows.append(("1. hive ÷ Celery + django-celery-results", f"{t['ratio_to_celery_results']:.2f}"))
+        rows += [
+            ("1. hive task_submit alone (one process)", f"{hive['submit_per_s']:.0f} tasks/s"),
+            ("1. CPU ms per task, worker + sender: hive / raw (spawn)" + (" / django-celery-results" if results else ""),
+             f"{_cpu(hive)} / {_cpu(raw['spawn_true'])}" + (f" / {_cpu(results)}" if results else "")),
+        ]  # fmt: skip
+        if hive.get("sql_per_task"):
+            sql = hive["sql_per_task"]
+            rows.append(("1. SQL statements per task: hive (submit + worker) / django-celery-results (worker)",
+                         f"{sql['total']:.1f} ({sql['submit']:.1f} + {sql['worker']:.1f})"
+                         + (f" / {results['sql_per_task']['worker']:.1f}" if results else "")))  # fmt: skip
     lat = run.results.get("latency")
     if lat:
         for key, label in (

@@ -94,13 +94,21 @@ class Scenario:
 def scenario_throughput(run: Run) -> None:
     n, c = run.options.tasks, run.options.concurrency
     raw = {variant: raw_throughput(run, variant, n) for variant in ("noop", "spawn_true")}
+    results = results_throughput(run, n)
     hive = hive_throughput(run, n)
-    run.results["throughput"] = {"tasks": n, "concurrency": c, "raw_celery": raw, "hive": hive}
+    run.results["throughput"] = {"tasks": n, "concurrency": c, "raw_celery": raw, "celery_results": results,
+                                 "hive": hive}  # fmt: skip
     ratio = hive["tasks_per_s"] / raw["spawn_true"]["tasks_per_s"]
+    to_results = hive["tasks_per_s"] / results["tasks_per_s"]
     run.results["throughput"]["ratio_to_raw_spawn"] = round(ratio, 3)
     run.results["throughput"]["ratio_to_raw_noop"] = round(hive["tasks_per_s"] / raw["noop"]["tasks_per_s"], 3)
+    run.results["throughput"]["ratio_to_celery_results"] = round(to_results, 3)
+    run.goals.append(Goal("full-path throughput vs Celery + django-celery-results (same DB, same spawn)", ">= 1.0",
+                          to_results, f"{to_results:.2f}", to_results >= 1.0))  # fmt: skip
     run.goals.append(Goal("full-path throughput vs raw Celery (same spawn)", ">= 60%", ratio, f"{ratio:.0%}",
                           ratio >= 0.60))  # fmt: skip
+    sql = hive["sql_per_task"]["total"]
+    run.goals.append(Goal("SQL statements per task, full path", "<= 10", sql, f"{sql:.1f}", sql <= 10))
     worker_rss = hive["worker_memory"]["rss_mb"]
     run.goals.append(Goal("pool worker peak RSS (main + children)", "< 150 MB", worker_rss, f"{worker_rss:.0f} MB",
                           worker_rss < 150))  # fmt: skip
@@ -142,9 +150,86 @@ def raw_throughput(run: Run, variant: str, n: int) -> dict:
                                 "sender": round(1000 * sender_used / n, 2)}}  # fmt: skip
 
 
+def results_throughput(run: Run, n: int) -> dict:
+    """The django-celery-results peer (bench/results_celery.py): the same spawn of `true`, and a
+    result row per task in the hive's database; time runs to the last row's `date_done`."""
+    import subprocess
+    import sys
+
+    import redis
+
+    from bench import raw_celery, results_celery, sql_count
+
+    world = run.world
+    client = redis.Redis.from_url(world.redis_url)
+    queue = results_celery.QUEUE
+    _clear_queue(client, queue)
+    env = dict(world.raw_celery_env(), HIVE_BENCH_DATABASE_URL=world.database_url)
+    migrate = subprocess.run([sys.executable, "-c", "import results_celery; results_celery.migrate()"], env=env,
+                             cwd=world.var, capture_output=True, text=True, timeout=120)  # fmt: skip
+    if migrate.returncode:
+        raise BenchError(f"the django-celery-results peer could not migrate:\n{migrate.stderr[-2000:]}")
+    argv = celery_worker_argv("results_celery", queue, f"results@{HOST}", run.options.concurrency) + ["-I", "sql_count"]
+    sample = run.options.results_dir / "sql-celery-results-task.txt"
+    run.options.results_dir.mkdir(parents=True, exist_ok=True)
+    sample.unlink(missing_ok=True)
+    worker = world.spawn("results-worker", argv, env=dict(env, HIVE_BENCH_SQL_SAMPLE=str(sample)))
+
+    def send() -> None:
+        raw_celery.app.send_task(results_celery.TASK, queue=queue, priority=results_celery.PRIORITY,
+                                 ignore_result=False)  # fmt: skip
+
+    try:
+        warm = 2 * run.options.concurrency
+        for _ in range(warm):
+            send()
+        wait_until(lambda: _alive(world, worker) and _result_rows()[0] >= warm, timeout=120,
+                   what="the django-celery-results peer's worker")  # fmt: skip
+        _result_rows(clear=True)
+        sql_count.read_and_reset(client)
+        run.echo(f"  Celery + django-celery-results, spawn_true: {n} tasks…")
+        with memory.Sampler(worker.pid) as sampler:
+            started, sender_start = time.time(), sender_cpu()
+            for _ in range(n):
+                send()
+            sent, sender_used = time.time(), sender_cpu() - sender_start
+            wait_until(lambda: _alive(world, worker) and _result_rows()[0] >= n, timeout=60 + n * 0.5, interval=0.2,
+                       what=f"{n} django-celery-results tasks")  # fmt: skip
+        statements, counted = sql_count.read_and_reset(client)
+    finally:
+        world.stop(worker)
+    seconds = _result_rows()[1] - started
+    return {"tasks": n, "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
+            "send_seconds": round(sent - started, 3), "worker_memory": sampler.peak.as_dict(),
+            "sql_per_task": {"worker": round(statements / max(counted, 1), 2), "total": round(statements / max(counted, 1), 2)},
+            "cpu_ms_per_task": {"worker": round(1000 * sampler.cpu_used / n, 2),
+                                "sender": round(1000 * sender_used / n, 2)}}  # fmt: skip
+
+
+def _result_rows(*, clear: bool = False) -> tuple[int, float]:
+    """(successful result rows, the latest `date_done` as a Unix time) in the peer's table."""
+    from django.db import close_old_connections, connection
+
+    from bench.results_celery import TABLE
+
+    close_old_connections()
+    with connection.cursor() as cursor:
+        if clear:
+            cursor.execute(f"DELETE FROM {TABLE}")
+            return 0, 0.0
+        cursor.execute(f"SELECT count(*), max(date_done) FROM {TABLE} WHERE status = 'SUCCESS'")
+        count, last = cursor.fetchone()
+    if isinstance(last, str):  # SQLite hands back text in UTC
+        last = datetime.fromisoformat(last).replace(tzinfo=UTC)
+    return count, last.timestamp() if last else 0.0
+
+
 def hive_throughput(run: Run, n: int) -> dict:
+    import redis
+    from django.db import connection
     from django.db.models import Count, Max
 
+    from bench import sql_count
     from coordination.models import Event, Task
     from coordination.services import task_submit
 
@@ -152,12 +237,22 @@ def hive_throughput(run: Run, n: int) -> dict:
     pid = worker.pid
     profilers = _profilers(run, pid) if run.options.profile else []
     run.echo(f"  hive full path: {n} tasks…")
+    client = redis.Redis.from_url(run.world.redis_url)
+    sql_count.read_and_reset(client)
+    submit_statements = 0
+
+    def count(execute, sql, params, many, context):  # the submitting side's statements
+        nonlocal submit_statements
+        submit_statements += 1
+        return execute(sql, params, many, context)
+
     try:
         with memory.Sampler(pid) as sampler:
             started, sender_start = time.time(), sender_cpu()
             since = datetime.fromtimestamp(started, tz=UTC)
-            for _ in range(n):
-                task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1)
+            with connection.execute_wrapper(count):
+                for _ in range(n):
+                    task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1)
             sent, sender_used = time.time(), sender_cpu() - sender_start
             batch = Task.objects.filter(pool__name=POOL, created_at__gte=since)
             wait_until(lambda: _alive(run.world, worker) and _terminal(batch) >= n, timeout=60 + n * 0.5,
@@ -168,10 +263,13 @@ def hive_throughput(run: Run, n: int) -> dict:
     ended = batch.aggregate(last=Max("finished_at"))["last"].timestamp()
     statuses = dict(batch.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     events = Event.objects.filter(task__in=batch).count()
+    worker_statements, counted = sql_count.read_and_reset(client)
+    sql = {"submit": round(submit_statements / n, 2), "worker": round(worker_statements / max(counted, 1), 2)}
+    sql["total"] = round(sql["submit"] + sql["worker"], 2)
     seconds = ended - started
     result = {"tasks": n, "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
               "submit_seconds": round(sent - started, 3), "submit_per_s": round(n / (sent - started), 1),
-              "statuses": statuses, "events": events, "worker_memory": sampler.peak.as_dict(),
+              "statuses": statuses, "events": events, "sql_per_task": sql, "worker_memory": sampler.peak.as_dict(),
               "cpu_ms_per_task": {"worker": round(1000 * sampler.cpu_used / n, 2),
                                   "sender": round(1000 * sender_used / n, 2)}}  # fmt: skip
     if profilers:
@@ -194,8 +292,11 @@ def hive_worker(run: Run):
     pool_sync(config=settings.HIVE_CONFIG)
     _clear_queue(redis.Redis.from_url(run.world.redis_url), f"hive.{POOL}")
     node = f"{POOL}@{HOST}"
-    worker = run.world.spawn("hive-worker", celery_worker_argv("hive_project", f"hive.{POOL}", node,
-                                                                run.options.concurrency))  # fmt: skip
+    argv = celery_worker_argv("hive_project", f"hive.{POOL}", node, run.options.concurrency) + ["-I", "bench.sql_count"]
+    run.options.results_dir.mkdir(parents=True, exist_ok=True)
+    sample = run.options.results_dir / "sql-hive-task.txt"
+    sample.unlink(missing_ok=True)
+    worker = run.world.spawn("hive-worker", argv, env=run.world.child_env(HIVE_BENCH_SQL_SAMPLE=str(sample)))
 
     def online() -> bool:
         close_old_connections()

@@ -132,6 +132,8 @@ def bench_config(concurrency: int, var: Path | None = None) -> str:
         "# Scenario 7: a short cooldown (default 3 minutes) so a pool is back at its minimum within the\n"
         "# run, and no fleet-wide floor. Beat runs only in scenario 7.\n"
         "scaling: {cooldown_minutes: 0.25, strategies: {scale_down: {min_instances: 0}}}\n"
+        "# The bench loads the machine on purpose: a worker must not stop claiming at 80% CPU mid-run.\n"
+        "resources: {allocation: {cpu_limit_percent: 100}}\n"
         "agents:\n"
         f"  {POOL}:\n"
         f"    capabilities: [{CAPABILITY}]\n"
