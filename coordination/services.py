@@ -291,7 +291,11 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                 status=Task.Status.SUCCEEDED, finished_at=now, result=result.result, error="", updated_at=now
             )
             if done:
-                task.refresh_from_db()
+                # The row holds what this conditional UPDATE wrote over what was read with the attempt
+                # (re-reading it cost two statements: the task and, its cache cleared, the pool).
+                task.status, task.finished_at, task.result, task.error, task.updated_at = (
+                    Task.Status.SUCCEEDED, now, result.result, "", now
+                )  # fmt: skip
                 publish("task.succeeded", task=task, agent=attempt.agent, attempt=attempt.number,
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
