@@ -31,7 +31,9 @@ def profile_record(
     same agent and type are applied one after the other. `seconds` is None when the attempt's
     duration says nothing about the work (the worker was lost): it then counts for success only.
     """
-    with transaction.atomic():
+    # No savepoint inside the caller's transaction (two statements per finish): an error here
+    # propagates and rolls the caller back anyway; alone, this is its own transaction.
+    with transaction.atomic(savepoint=False):
         profile = _locked(pool_id=pool_id, agent_id=agent_id, task_type=task_type)
         profile.count += 1
         profile.successes += int(succeeded)

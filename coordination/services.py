@@ -259,6 +259,7 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
     Idempotent: an attempt already closed (e.g. recovered as lost) is left as it is.
     """
     now = timezone.now()
+    fresh = False  # whether `task` already holds what this transaction wrote to its row
     with transaction.atomic():
         # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the joins (agent, pool)
         attempt = (
@@ -296,6 +297,7 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                 task.status, task.finished_at, task.result, task.error, task.updated_at = (
                     Task.Status.SUCCEEDED, now, result.result, "", now
                 )  # fmt: skip
+                fresh = True
                 publish("task.succeeded", task=task, agent=attempt.agent, attempt=attempt.number,
                         exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
@@ -307,7 +309,8 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
         elif result.outcome != TaskAttempt.Outcome.CANCELLED:
             count_agent_failure(pool=task.routed_pool.name)
             _attempt_failed(task, attempt, reason=result.error or result.outcome, permanent=result.permanent)
-    task.refresh_from_db()
+    if not fresh:
+        task.refresh_from_db()
     return task
 
 
