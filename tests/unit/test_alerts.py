@@ -4,6 +4,7 @@ constraint, the pool samples and their pruning, monitoring switched off, the web
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
+from agents.resources import ResourceSample
 from coordination.alerts import (
     Condition,
     Report,
@@ -356,6 +358,8 @@ def test_heartbeat_reports_alert_levels_under_the_workers_thresholds(settings, p
     only = {f"resources__monitoring__{name}": name == resource for name in ("cpu", "memory", "disk", "network")}
     configure(settings, **only, **changes)
     beat = heartbeat_of(pools["ios"])
+    # a sample at half: the machine's own load (100% CPU on a busy one) would reach the critical 100
+    beat.sampler = FixedSampler(ResourceSample(at=time.time(), **{f"{resource}_percent": 50.0}))
 
     report = beat.watch_resources()
 
@@ -371,6 +375,16 @@ def test_heartbeat_under_every_threshold_reports_no_alert(settings, pools):
               external_api__performance_monitoring__alert_thresholds__memory_usage=1.0)  # fmt: skip
 
     assert heartbeat_of(pools["ios"]).watch_resources()["alerts"] == []
+
+
+class FixedSampler:
+    """A sampler whose every sample is the one given."""
+
+    def __init__(self, sample: ResourceSample) -> None:
+        self.sample = sample
+
+    def latest(self) -> ResourceSample:
+        return self.sample
 
 
 def heartbeat_of(pool: AgentPool):
