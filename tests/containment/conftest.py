@@ -3,13 +3,18 @@ fail loudly, never skip, where it is missing.
 
 Contained programs are run with the machine's own Python (`/usr/bin/python3`), which any user
 may run; the suite's virtualenv Python may live where the runner user cannot go (under /root).
+The probe they run is copied out of the checkout to /var/tmp, where the runner user can read it
+and the sandbox sees it (the checkout may be under /tmp, which the sandbox covers).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,8 +42,20 @@ def runner_user():
     return lookup_user(RUNNER)
 
 
+@functools.cache
+def probe_script() -> str:
+    """The probe, copied where any user and the sandbox can read it (removed at exit)."""
+    home = Path(tempfile.mkdtemp(prefix="hive-probe-", dir="/var/tmp"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    home.chmod(0o755)
+    script = home / "probe.py"
+    shutil.copyfile(Path(__file__).with_name("probe.py"), script)
+    script.chmod(0o644)
+    return str(script)
+
+
 def probe_command(spec: dict) -> list[str]:
-    return [SYSTEM_PYTHON, "-m", "tests.containment.probe", json.dumps(spec)]
+    return [SYSTEM_PYTHON, probe_script(), json.dumps(spec)]
 
 
 def probe_report(output: str) -> dict:

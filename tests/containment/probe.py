@@ -1,6 +1,6 @@
 """What a contained program can reach: run it as a task's command or as a pool's agent program.
 
-`python3 -m tests.containment.probe '<json spec>'` (standard library only, so the machine's own
+`python3 probe.py '<json spec>'` (standard library only, so the machine's own
 Python runs it as any user). The spec: {"read": [files], "list": [dirs], "write": [files],
 "connect": [[host, port]]}; `{ppid}` in a path read is the probe's parent pid. Prints one line `PROBE <json>`: who it runs as, the pids it sees,
 its environment's names, and for every path or address what happened — "ok" (with what was

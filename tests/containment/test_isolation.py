@@ -29,6 +29,7 @@ from tests.containment.conftest import (
     marked,
     probe_command,
     probe_report,
+    probe_script,
     stubborn_tree,
     var,
     wait_gone,
@@ -120,7 +121,7 @@ def test_command_task_of_team_b_gets_nothing_of_team_a_or_of_the_hive(hive, runn
 @pytest.mark.parametrize("network", [False, True], ids=["network-off", "network-on"])
 def test_prompt_task_runs_the_agent_program_as_the_pool_user_in_the_sandbox(hive, runner_user, listener, network):
     hive.worker("backend")
-    contain_pool("backend", argv=[SYSTEM_PYTHON, "-m", "tests.containment.probe", "{prompt}"], output_format="text",
+    contain_pool("backend", argv=[SYSTEM_PYTHON, probe_script(), "{prompt}"], output_format="text",
                  run_as=RUNNER, sandbox="bubblewrap", sandbox_network=network)  # fmt: skip
     escape = f"probe-escape-{uuid.uuid4().hex}"
     outside = [str(BASE_DIR / escape), f"/etc/{escape}", str(var() / escape), f"/tmp/{escape}"]
