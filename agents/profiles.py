@@ -99,10 +99,15 @@ def pool_records(*, pool_ids: Iterable[int], task_type: str | None = None) -> di
     rows = PerformanceProfile.objects.filter(pool_id__in=list(pool_ids))
     if task_type is not None:
         rows = rows.filter(task_type=task_type)
+    return records_of(rows.values_list("pool_id", "task_type", "count", "success_rate", "p50_seconds", "p95_seconds"))
+
+
+def records_of(
+    rows: Iterable[tuple[int, str, int, float, float | None, float | None]],
+) -> dict[tuple[int, str], PoolRecord]:
+    """Profiles' (pool id, task type, count, success rate, p50, p95) rows -> count-weighted records."""
     acc: dict[tuple[int, str], list[float]] = {}
-    for pool_id, ttype, count, rate, p50, p95 in rows.values_list(
-        "pool_id", "task_type", "count", "success_rate", "p50_seconds", "p95_seconds"
-    ):
+    for pool_id, ttype, count, rate, p50, p95 in rows:
         if not count:
             continue
         # [count, Σ count·rate, Σ count (with a duration), Σ count·p50, Σ count·p95]

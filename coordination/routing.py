@@ -107,7 +107,12 @@ def pool_capacity(pools: Sequence[AgentPool]) -> dict[int, int]:
     agents = dict(
         Agent.objects.live().filter(pool_id__in=[p.id for p in pools]).values_list("pool_id").annotate(n=Count("id"))
     )
-    return {p.id: p.concurrency * max(1, agents.get(p.id, 0)) for p in pools}
+    return capacity_of(pools, live=agents)
+
+
+def capacity_of(pools: Sequence[AgentPool], *, live: Mapping[int, int]) -> dict[int, int]:
+    """Pool id -> concurrency × `live[pool id]` agents (at least one agent's worth)."""
+    return {p.id: p.concurrency * max(1, live.get(p.id, 0)) for p in pools}
 
 
 class LeastLoaded:

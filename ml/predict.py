@@ -13,9 +13,9 @@ decisions, once there are CORRECTION_MIN_ROWS): when a pool slows down, routing 
 handful of tasks instead of at the next retraining. The ratio is taken against the model's own
 prediction (`p50_model` in the decision's candidates), never against a corrected one.
 
-Per-pool aggregates (capacity, work ahead, history counts, corrections) are read in a few queries
-and kept for AGGREGATE_SECONDS per process; a decision made meanwhile adds its task to the picture
-(`PoolStates.note`), so a burst of submissions does not all see the same empty pool.
+Per-pool aggregates (capacity, work ahead, history counts, corrections) are read in four plain SQL
+statements and kept for AGGREGATE_SECONDS per process; a decision made meanwhile adds its task to
+the picture (`PoolStates.note`), so a burst of submissions does not all see the same empty pool.
 
 numpy is imported inside functions: pool workers import this module (through the app registry)
 but never predict.
@@ -23,19 +23,22 @@ but never predict.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from agents.models import AgentPool
-from agents.profiles import PoolRecord, pool_records
+from agents.models import Agent, AgentPool, PerformanceProfile
+from agents.profiles import PoolRecord, records_of
 from coordination.models import BROKER_PRIORITY, Priority, RoutingDecision, Task
-from coordination.routing import TaskSpec, pool_capacity
+from coordination.routing import TaskSpec, capacity_of, pool_capacity
 from ml.features import task_rows
 from ml.registry import Active, active_models
 
@@ -130,53 +133,109 @@ class PoolStates:
 
 def read_pool_states(pools: Sequence[AgentPool], *, model: str = "") -> dict[int, PoolState]:
     """Capacity, active tasks and their predicted work, history per task type and the duration
-    correction under `model`, for `pools`."""
+    correction under `model`, for `pools`.
+
+    Plain SQL on one cursor: this runs on the submit path whenever the cache has expired (every
+    decision when tasks come one at a time), and compiling the equivalent ORM queries costs about
+    ten times what running them does (tests/ml/measure.py, one_at_a_time).
+    """
     ids = [p.id for p in pools]
-    capacity = pool_capacity(pools)
-    states = {pool_id: PoolState(capacity=capacity[pool_id]) for pool_id in ids}
-    active = (
-        Task.objects.filter(pool_id__in=ids, status__in=[Task.Status.QUEUED, Task.Status.RUNNING])
-        .values("pool_id", "status")
-        .annotate(n=Count("id"), known=Count("decision__predicted_seconds"), seconds=Sum("decision__predicted_seconds"))
-    )
-    for row in active:
-        state = states[row["pool_id"]]
-        share = RUNNING_REMAINING if row["status"] == Task.Status.RUNNING else 1.0
-        if row["status"] == Task.Status.RUNNING:
-            state.running += row["n"]
-        else:
-            state.queued += row["n"]
-        state.work += share * (row["seconds"] or 0.0)
-        state.unknown += row["n"] - row["known"]
-    for (pool_id, task_type), record in pool_records(pool_ids=ids).items():
-        states[pool_id].records[task_type] = record
-    if model:
-        for pool_id, factor in duration_corrections(pools, model=model).items():
-            states[pool_id].correction = factor
+    if not ids:
+        return {}
+    among = ", ".join(["%s"] * len(ids))
+    task, decision = Task._meta.db_table, RoutingDecision._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT pool_id, COUNT(*) FROM {Agent._meta.db_table} WHERE pool_id IN ({among}) AND status <> %s "
+            f"GROUP BY pool_id", [*ids, Agent.Status.OFFLINE.value],
+        )  # fmt: skip
+        capacity = capacity_of(pools, live=dict(cursor.fetchall()))
+        states = {pool_id: PoolState(capacity=capacity[pool_id]) for pool_id in ids}
+        cursor.execute(
+            f"SELECT t.pool_id, t.status, COUNT(*), COUNT(d.predicted_seconds), SUM(d.predicted_seconds) "
+            f"FROM {task} t LEFT OUTER JOIN {decision} d ON d.task_id = t.id "
+            f"WHERE t.pool_id IN ({among}) AND t.status IN (%s, %s) GROUP BY t.pool_id, t.status",
+            [*ids, Task.Status.QUEUED.value, Task.Status.RUNNING.value],
+        )  # fmt: skip
+        for pool_id, status, n, known, seconds in cursor.fetchall():
+            state = states[pool_id]
+            running = status == Task.Status.RUNNING
+            if running:
+                state.running += n
+            else:
+                state.queued += n
+            state.work += (RUNNING_REMAINING if running else 1.0) * (seconds or 0.0)
+            state.unknown += n - known
+        cursor.execute(
+            f'SELECT pool_id, task_type, "count", success_rate, p50_seconds, p95_seconds '
+            f"FROM {PerformanceProfile._meta.db_table} WHERE pool_id IN ({among})", ids,
+        )  # fmt: skip
+        for (pool_id, task_type), record in records_of(cursor.fetchall()).items():
+            states[pool_id].records[task_type] = record
+        if model:
+            for pool_id, factor in _corrections(cursor, pools, model=model).items():
+                states[pool_id].correction = factor
     return states
 
 
 def duration_corrections(pools: Sequence[AgentPool], *, model: str) -> dict[int, float]:
     """Pool id -> median(actual / model-predicted p50) of its last closed decisions under `model`."""
+    if not pools:
+        return {}
+    with connection.cursor() as cursor:
+        return _corrections(cursor, pools, model=model)
+
+
+# (decision id, closed at) -> its actual / model-predicted p50 (None: no usable prediction). A closed
+# decision never changes, so each one's candidates (JSON) are decoded once per process, not at every
+# read; the closing time in the key keeps an id reused by a rolled-back test from matching.
+_ratios: dict[tuple[int, Any], float | None] = {}
+MAX_RATIOS = 4096
+
+
+def _corrections(cursor: Any, pools: Sequence[AgentPool], *, model: str) -> dict[int, float]:
+    """duration_corrections in one statement: each pool's newest CORRECTION_ROWS closed decisions
+    (the (chosen_pool, closed_at) index serves each part), all pools together."""
     import statistics
 
-    out = {}
-    for pool in pools:
-        rows = (
-            RoutingDecision.objects.filter(chosen_pool_id=pool.id, closed_at__isnull=False, duration__isnull=False,
-                                           model_version__startswith=f"{model},")
-            .order_by("-closed_at")
-            .values_list("candidates", "duration")[:CORRECTION_ROWS]
-        )  # fmt: skip
-        ratios = []
-        for candidates, duration in rows:
-            mine = next((c for c in candidates or () if c.get("pool") == pool.name), None)
-            if mine and mine.get("p50_model"):
-                ratios.append(duration / mine["p50_model"])
-        if len(ratios) >= CORRECTION_MIN_ROWS:
-            low, high = CORRECTION_BOUNDS
-            out[pool.id] = min(high, max(low, statistics.median(ratios)))
-    return out
+    prefix = f"{model},"
+    one = (
+        f"SELECT * FROM (SELECT id, closed_at, chosen_pool_id, candidates, duration "
+        f"FROM {RoutingDecision._meta.db_table} WHERE chosen_pool_id = %s "
+        f"AND closed_at IS NOT NULL AND duration IS NOT NULL "
+        f"AND SUBSTR(model_version, 1, {len(prefix)}) = %s ORDER BY closed_at DESC LIMIT {CORRECTION_ROWS}) part{{}}"
+    )
+    cursor.execute(
+        " UNION ALL ".join(one.format(i) for i in range(len(pools))),
+        [value for pool in pools for value in (pool.id, prefix)],
+    )
+    names = {pool.id: pool.name for pool in pools}
+    if len(_ratios) > MAX_RATIOS:
+        _ratios.clear()
+    ratios: dict[int, list[float]] = {}
+    for decision_id, closed_at, pool_id, candidates, duration in cursor.fetchall():
+        key = (decision_id, closed_at)
+        if key not in _ratios:
+            _ratios[key] = _ratio(candidates, duration, pool=names[pool_id])
+        ratio = _ratios[key]
+        if ratio is not None:
+            ratios.setdefault(pool_id, []).append(ratio)
+    low, high = CORRECTION_BOUNDS
+    return {
+        pool_id: min(high, max(low, statistics.median(values)))
+        for pool_id, values in ratios.items()
+        if len(values) >= CORRECTION_MIN_ROWS
+    }
+
+
+def _ratio(candidates: Any, duration: float, *, pool: str) -> float | None:
+    """Actual / model-predicted p50 of a decision on `pool`, from its stored candidates."""
+    if isinstance(candidates, str | bytes):  # SQLite and psycopg hand JSON over as text
+        candidates = json.loads(candidates)
+    mine = next((c for c in candidates or () if c.get("pool") == pool), None)
+    if mine and mine.get("p50_model"):
+        return duration / mine["p50_model"]
+    return None
 
 
 def expected_attempts(p: float) -> float:

@@ -128,6 +128,20 @@ def test_active_models_sees_a_new_version_once_the_check_interval_passed(ml_pool
     assert registry.active_models(clock=lambda: now[0]).models["duration"].version == 2
 
 
+def test_active_models_sees_a_version_retired_without_a_successor(ml_pools, world):
+    now = [0.0]
+    build_history(world, n=600, pools=ml_pools, seed=1)
+    ml_train(kinds=["duration"])
+    first = registry.active_models(clock=lambda: now[0])
+    now[0] = registry.ACTIVE_CHECK_SECONDS + 0.1
+    assert registry.active_models(clock=lambda: now[0]) is first  # nothing changed: the same models, not reloaded
+
+    ModelVersion.objects.update(active=False)
+    now[0] = 2 * registry.ACTIVE_CHECK_SECONDS + 0.2
+
+    assert registry.active_models(clock=lambda: now[0]).models == {}
+
+
 def test_only_one_version_per_kind_can_be_active(ml_pools, world):
     from django.db import IntegrityError, transaction
 
