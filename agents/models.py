@@ -30,9 +30,12 @@ class AgentPool(models.Model):
         null=True, blank=True, help_text="task starts per minute across all the pool's workers (empty: no limit)"
     )
     budget_usd_per_day = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True,
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
         help_text="USD the pool's prompt tasks may spend in a UTC day; then new ones wait (empty: no limit)",
-    )  # fmt: skip
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

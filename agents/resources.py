@@ -138,7 +138,7 @@ def resource_alerts(
                 threshold=threshold,
                 source=source,
                 message=f"{resource} at {value:.1f}% (>= {threshold:g}%, {source})",
-            )  # fmt: skip
+            )
         )
     return alerts
 
@@ -155,7 +155,7 @@ def queue_alerts(lengths: Mapping[str, int], *, alert_thresholds: AlertThreshold
             threshold=float(bar),
             source=source,
             message=f"pool {pool} has {n} tasks queued (>= {bar}, {source})",
-        )  # fmt: skip
+        )
         for pool, n in sorted(lengths.items())
         if n >= bar
     ]
@@ -238,8 +238,10 @@ class ResourceSampler:
         if before is None or now <= then:
             return None, None
         elapsed = now - then
-        return (max(0.0, (counters.bytes_sent - before.bytes_sent) / elapsed),
-                max(0.0, (counters.bytes_recv - before.bytes_recv) / elapsed))  # fmt: skip
+        return (
+            max(0.0, (counters.bytes_sent - before.bytes_sent) / elapsed),
+            max(0.0, (counters.bytes_recv - before.bytes_recv) / elapsed),
+        )
 
 
 def _read(path: Path) -> str | None:

@@ -60,10 +60,12 @@ def scenario_autoscaling(run) -> None:
     load_before = os.getloadavg()
     world = run.world
     env = world.child_env(**SCENARIO_ENV)
-    control = world.spawn("control", worker_argv(queue="hive.control", node=f"control@{HOST}", concurrency=1,
-                                                 fair=False), env=env)  # fmt: skip
-    beat = world.spawn("beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(world.var / "beat-schedule")),
-                       env=env)  # fmt: skip
+    control = world.spawn(
+        "control", worker_argv(queue="hive.control", node=f"control@{HOST}", concurrency=1, fair=False), env=env
+    )
+    beat = world.spawn(
+        "beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(world.var / "beat-schedule")), env=env
+    )
     try:
         run.echo(f"  a pool fixed at 4 instances: {BURST} tasks of {SLEEP_SECONDS:g} s…")
         fixed = burst_run(run, pool=FIXED_POOL, capability=FIXED_CAPABILITY, instances=4, env=env)
@@ -78,12 +80,18 @@ def scenario_autoscaling(run) -> None:
     window = {"fixed": fixed["burst_seconds"] + TAIL_SECONDS, "scaled": scaled["burst_seconds"] + TAIL_SECONDS}
     result = {
         "burst": {"tasks": BURST, "sleep_seconds": SLEEP_SECONDS, "tail_seconds": TAIL_SECONDS},
-        "settings": {"interval_seconds": scaling.interval_seconds, "cooldown_seconds": scaling.cooldown_seconds,
-                     "scale_up_threshold": scaling.strategies.scale_up.threshold,
-                     "scale_down_threshold": scaling.strategies.scale_down.threshold},
-        "fixed": fixed, "scaled": scaled, "rate_limit": limited, "window_seconds": window,
+        "settings": {
+            "interval_seconds": scaling.interval_seconds,
+            "cooldown_seconds": scaling.cooldown_seconds,
+            "scale_up_threshold": scaling.strategies.scale_up.threshold,
+            "scale_down_threshold": scaling.strategies.scale_down.threshold,
+        },
+        "fixed": fixed,
+        "scaled": scaled,
+        "rate_limit": limited,
+        "window_seconds": window,
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},
-    }  # fmt: skip
+    }
     run.results["autoscaling"] = result
     _goals(run, result, interval=scaling.interval_seconds, cooldown=scaling.cooldown_seconds)
     run.notes.append(
@@ -104,8 +112,13 @@ def burst_run(run, *, pool: str, capability: str, instances: int, env: dict[str,
 
     world = run.world
     lines: list[str] = []
-    actuator = LocalActuator(plans=[PoolPlan(name=pool, concurrency=1, timeout=60.0)], env=env,
-                             logs=world.var / "logs", host=HOST, echo=_recorder(lines))  # fmt: skip
+    actuator = LocalActuator(
+        plans=[PoolPlan(name=pool, concurrency=1, timeout=60.0)],
+        env=env,
+        logs=world.var / "logs",
+        host=HOST,
+        echo=_recorder(lines),
+    )
     stop = threading.Event()
     thread = _actuator_thread(actuator, stop, lines)
     try:
@@ -142,8 +155,11 @@ def burst_run(run, *, pool: str, capability: str, instances: int, env: dict[str,
     first = node_name(pool, 1, HOST)
     others = attempts.exclude(agent__name=first).order_by("started_at").values_list("started_at", flat=True)
     second_claim = others.first()
-    decisions = list(ScalingDecision.objects.filter(pool__name=pool, created_at__gte=since).order_by("created_at")
-                     .values_list("created_at", "previous", "desired", "reason"))  # fmt: skip
+    decisions = list(
+        ScalingDecision.objects.filter(pool__name=pool, created_at__gte=since)
+        .order_by("created_at")
+        .values_list("created_at", "previous", "desired", "reason")
+    )
     grown = next((at for at, previous, desired, _ in decisions if desired > previous), None)
     spans = [s for s in actuator.spans if s.pool == pool]
     surplus_ends = [s.ended for s in spans if s.ended is not None and started <= s.ended <= tail_end]
@@ -164,18 +180,30 @@ def burst_run(run, *, pool: str, capability: str, instances: int, env: dict[str,
         "decision_after_s": round(grown.timestamp() - started, 2) if grown else None,
         "second_instance_consuming_after_s": round(second_claim.timestamp() - started, 2) if second_claim else None,
         # when each instance started during the burst registered (its worker ready to consume)
-        "online_after_s": sorted(round(at.timestamp() - started, 2) for at in Agent.objects.filter(
-            pool__name=pool, started_at__gte=since).values_list("started_at", flat=True)),
+        "online_after_s": sorted(
+            round(at.timestamp() - started, 2)
+            for at in Agent.objects.filter(pool__name=pool, started_at__gte=since).values_list("started_at", flat=True)
+        ),
         "back_to_minimum_after_s": round(back, 2) if back is not None else None,
         "max_instances": _max_concurrent(spans),
         "worker_seconds": round(sum(s.seconds(start=started, end=tail_end) for s in spans), 1),
-        "decisions": [{"at_s": round(at.timestamp() - started, 2), "previous": p, "desired": d, "reason": r}
-                      for at, p, d, r in decisions],  # fmt: skip
-        "spans": [{"node": s.node, "pid": s.pid, "from_s": round(s.started - started, 2),
-                   "to_s": None if s.ended is None else round(s.ended - started, 2), "end": s.end} for s in spans],
+        "decisions": [
+            {"at_s": round(at.timestamp() - started, 2), "previous": p, "desired": d, "reason": r}
+            for at, p, d, r in decisions
+        ],
+        "spans": [
+            {
+                "node": s.node,
+                "pid": s.pid,
+                "from_s": round(s.started - started, 2),
+                "to_s": None if s.ended is None else round(s.ended - started, 2),
+                "end": s.end,
+            }
+            for s in spans
+        ],
         "actuator_log": lines[:200],
         "killed_by_supervisor": sum("killing" in line for line in lines),
-    }  # fmt: skip
+    }
 
 
 def rate_limit_run(run, *, env: dict[str, str]) -> dict:
@@ -190,8 +218,13 @@ def rate_limit_run(run, *, env: dict[str, str]) -> dict:
     counter = world.var / "rate-limit-starts"
     counter.unlink(missing_ok=True)
     lines: list[str] = []
-    actuator = LocalActuator(plans=[PoolPlan(name=RATE_POOL, concurrency=2, timeout=60.0)], env=env,
-                             logs=world.var / "logs", host=HOST, echo=_recorder(lines))  # fmt: skip
+    actuator = LocalActuator(
+        plans=[PoolPlan(name=RATE_POOL, concurrency=2, timeout=60.0)],
+        env=env,
+        logs=world.var / "logs",
+        host=HOST,
+        echo=_recorder(lines),
+    )
     stop = threading.Event()
     thread = _actuator_thread(actuator, stop, lines)
     try:
@@ -204,8 +237,12 @@ def rate_limit_run(run, *, env: dict[str, str]) -> dict:
         wait_until(ready, timeout=300, interval=0.2, what=f"the worker of pool {RATE_POOL} online")
         time.sleep(1.0)
         started = time.time()
-        ids = [task_submit(prompt=f"rate limited {RATE_REFUSALS} {counter}", capabilities=[RATE_CAPABILITY],
-                           max_attempts=1).id for _ in range(RATE_TASKS)]  # fmt: skip
+        ids = [
+            task_submit(
+                prompt=f"rate limited {RATE_REFUSALS} {counter}", capabilities=[RATE_CAPABILITY], max_attempts=1
+            ).id
+            for _ in range(RATE_TASKS)
+        ]
         batch = Task.objects.filter(id__in=ids)
 
         def finished() -> bool:
@@ -222,13 +259,19 @@ def rate_limit_run(run, *, env: dict[str, str]) -> dict:
     attempts = TaskAttempt.objects.filter(task_id__in=ids)
     refused = attempts.filter(error__contains="rate limited by the provider")
     # A refused start is given back: the task's max_attempts grows by one for each (workers/attempt.py).
-    spent = sum(max(0, n_refused - (max_attempts - 1)) for max_attempts, n_refused in
-                ((t.max_attempts, refused.filter(task_id=t.id).count()) for t in batch))  # fmt: skip
-    pauses = list(Event.objects.filter(type="pool.paused", pool__name=RATE_POOL).order_by("id")
-                  .values_list("created_at", "payload"))  # fmt: skip
+    spent = sum(
+        max(0, n_refused - (max_attempts - 1))
+        for max_attempts, n_refused in ((t.max_attempts, refused.filter(task_id=t.id).count()) for t in batch)
+    )
+    pauses = list(
+        Event.objects.filter(type="pool.paused", pool__name=RATE_POOL)
+        .order_by("id")
+        .values_list("created_at", "payload")
+    )
     pause_end = max((datetime.fromisoformat(p["until"]).timestamp() for _, p in pauses), default=None)
-    succeeded_starts = sorted(a.timestamp() for a in attempts.filter(outcome="succeeded").values_list("started_at",
-                                                                                                      flat=True))  # fmt: skip
+    succeeded_starts = sorted(
+        a.timestamp() for a in attempts.filter(outcome="succeeded").values_list("started_at", flat=True)
+    )
     resumed = next((t for t in succeeded_starts if pause_end is not None and t >= pause_end - 0.05), None)
     return {
         "tasks": RATE_TASKS,
@@ -249,30 +292,59 @@ def _goals(run, result: dict, *, interval: float, cooldown: float) -> None:
 
     fixed, scaled, limited = result["fixed"], result["scaled"], result["rate_limit"]
     second = scaled["second_instance_consuming_after_s"]
-    run.goals.append(Goal("burst → a second instance consuming", "≤ 10 s", second,
-                          "never" if second is None else f"{second:.1f} s", second is not None and second <= 10))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "burst → a second instance consuming",
+            "≤ 10 s",
+            second,
+            "never" if second is None else f"{second:.1f} s",
+            second is not None and second <= 10,
+        )
+    )
     back, bound = scaled["back_to_minimum_after_s"], cooldown + interval
-    run.goals.append(Goal("back to the minimum after the burst", f"≤ cooldown + interval ({bound:g} s)", back,
-                          f"not within {TAIL_SECONDS:g} s" if back is None else f"{back:.1f} s",
-                          back is not None and back <= bound))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "back to the minimum after the burst",
+            f"≤ cooldown + interval ({bound:g} s)",
+            back,
+            f"not within {TAIL_SECONDS:g} s" if back is None else f"{back:.1f} s",
+            back is not None and back <= bound,
+        )
+    )
     killed = scaled["lost_attempts"] + scaled["tasks_retried"] + scaled["killed_by_supervisor"]
     run.goals.append(Goal("attempts killed by scale-in", "0", killed, str(killed), killed == 0))
     ratio = scaled["burst_seconds"] / fixed["burst_seconds"]
-    run.goals.append(Goal("burst completion vs a pool fixed at 4", "within 25%", ratio,
-                          f"{scaled['burst_seconds']:.1f} s vs {fixed['burst_seconds']:.1f} s (+{ratio - 1:.0%})",
-                          ratio <= 1.25))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "burst completion vs a pool fixed at 4",
+            "within 25%",
+            ratio,
+            f"{scaled['burst_seconds']:.1f} s vs {fixed['burst_seconds']:.1f} s (+{ratio - 1:.0%})",
+            ratio <= 1.25,
+        )
+    )
     saved = 1 - scaled["worker_seconds"] / fixed["worker_seconds"]
-    run.goals.append(Goal("worker-seconds vs the fixed pool (burst + idle tail)", "≥ 30% fewer", saved,
-                          f"{scaled['worker_seconds']:.0f} vs {fixed['worker_seconds']:.0f} ({saved:.0%} fewer)",
-                          saved >= 0.30))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "worker-seconds vs the fixed pool (burst + idle tail)",
+            "≥ 30% fewer",
+            saved,
+            f"{scaled['worker_seconds']:.0f} vs {fixed['worker_seconds']:.0f} ({saved:.0%} fewer)",
+            saved >= 0.30,
+        )
+    )
     ok = limited["statuses"] == {"succeeded": limited["tasks"]}
     paused = limited["pauses"] > 0 and limited["resumed_after_pause_s"] is not None
     spent = limited["attempts_spent_by_rate_limits"]
-    run.goals.append(Goal("rate limit: attempts spent, pool paused and resumed, tasks succeeded",
-                          "0; yes; all", spent,
-                          f"{spent}; {'yes' if paused else 'no'}; "
-                          f"{limited['statuses'].get('succeeded', 0)}/{limited['tasks']}",
-                          spent == 0 and paused and ok))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "rate limit: attempts spent, pool paused and resumed, tasks succeeded",
+            "0; yes; all",
+            spent,
+            f"{spent}; {'yes' if paused else 'no'}; {limited['statuses'].get('succeeded', 0)}/{limited['tasks']}",
+            spent == 0 and paused and ok,
+        )
+    )
 
 
 def rows(result: dict) -> list[tuple[str, str]]:
@@ -284,24 +356,36 @@ def rows(result: dict) -> list[tuple[str, str]]:
         return "-" if value is None else f"{value:.1f} s"
 
     return [
-        (f"7. burst of {result['burst']['tasks']} × {result['burst']['sleep_seconds']:g} s: fixed 4 / scaled 1→4",
-         f"{fixed['burst_seconds']:.1f} s / {scaled['burst_seconds']:.1f} s (up to {scaled['max_instances']} "
-         f"instances)"),
-        ("7. scaled: decision / new workers online / second instance consuming (after the burst began)",
-         f"{maybe(scaled['decision_after_s'])} / {', '.join(f'{t:.1f}' for t in scaled['online_after_s']) or '-'} s"
-         f" / {maybe(scaled['second_instance_consuming_after_s'])}"),
+        (
+            f"7. burst of {result['burst']['tasks']} × {result['burst']['sleep_seconds']:g} s: fixed 4 / scaled 1→4",
+            f"{fixed['burst_seconds']:.1f} s / {scaled['burst_seconds']:.1f} s (up to {scaled['max_instances']} "
+            f"instances)",
+        ),
+        (
+            "7. scaled: decision / new workers online / second instance consuming (after the burst began)",
+            f"{maybe(scaled['decision_after_s'])} / {', '.join(f'{t:.1f}' for t in scaled['online_after_s']) or '-'} s"
+            f" / {maybe(scaled['second_instance_consuming_after_s'])}",
+        ),
         ("7. scaled: back to the minimum after the burst ended", maybe(scaled["back_to_minimum_after_s"])),
-        (f"7. worker-seconds, burst + {tail:g} s idle: fixed / scaled",
-         f"{fixed['worker_seconds']:.0f} / {scaled['worker_seconds']:.0f}"),
-        ("7. scaled: lost attempts / retried tasks / workers killed", f"{scaled['lost_attempts']} / "
-         f"{scaled['tasks_retried']} / {scaled['killed_by_supervisor']}"),
-        (f"7. rate limit: {limited['tasks']} tasks, 429 for the first {limited['refusals']} starts",
-         f"{limited['statuses']}, {limited['refused_starts']} refused starts, {limited['pauses']} pause(s), "
-         f"resumed {maybe(limited['resumed_after_pause_s'])} after the pause, "
-         f"{limited['attempts_spent_by_rate_limits']} attempts spent, {limited['seconds']:.1f} s"),
-        ("7. load average (1 min) before / after", f"{result['load_average']['before'][0]:.1f} / "
-         f"{result['load_average']['after'][0]:.1f}"),
-    ]  # fmt: skip
+        (
+            f"7. worker-seconds, burst + {tail:g} s idle: fixed / scaled",
+            f"{fixed['worker_seconds']:.0f} / {scaled['worker_seconds']:.0f}",
+        ),
+        (
+            "7. scaled: lost attempts / retried tasks / workers killed",
+            f"{scaled['lost_attempts']} / {scaled['tasks_retried']} / {scaled['killed_by_supervisor']}",
+        ),
+        (
+            f"7. rate limit: {limited['tasks']} tasks, 429 for the first {limited['refusals']} starts",
+            f"{limited['statuses']}, {limited['refused_starts']} refused starts, {limited['pauses']} pause(s), "
+            f"resumed {maybe(limited['resumed_after_pause_s'])} after the pause, "
+            f"{limited['attempts_spent_by_rate_limits']} attempts spent, {limited['seconds']:.1f} s",
+        ),
+        (
+            "7. load average (1 min) before / after",
+            f"{result['load_average']['before'][0]:.1f} / {result['load_average']['after'][0]:.1f}",
+        ),
+    ]
 
 
 def _max_concurrent(spans: list) -> int:

@@ -60,17 +60,29 @@ WEB_ENV = {"LEANVIBE_DATABASE_CONN_MAX_AGE": "0"}
 def _serve(run: Run, name: str, role: str = "all", **env: str):
     env = {**WEB_ENV, **env}
     port = free_port()
-    proc = run.world.spawn(name, [sys.executable, "-m", "hive_project.cli", "serve", "--host", HOST, "--port",
-                                  str(port), "--role", role], env=run.world.child_env(**env))  # fmt: skip
-    wait_until(lambda: _alive(run.world, proc) and _get(f"http://{HOST}:{port}/health") == 200, timeout=90,
-               interval=0.2, what=f"the {name} process to answer /health")  # fmt: skip
+    proc = run.world.spawn(
+        name,
+        [sys.executable, "-m", "hive_project.cli", "serve", "--host", HOST, "--port", str(port), "--role", role],
+        env=run.world.child_env(**env),
+    )
+    wait_until(
+        lambda: _alive(run.world, proc) and _get(f"http://{HOST}:{port}/health") == 200,
+        timeout=90,
+        interval=0.2,
+        what=f"the {name} process to answer /health",
+    )
     return proc, port
 
 
 def _summary(outcome: Outcome) -> dict:
-    return {"requests": len(outcome.latencies_ms), "errors": outcome.errors, "statuses": outcome.statuses,
-            "seconds": round(outcome.seconds, 3), "requests_per_s": round(outcome.per_s, 1),
-            "latency_ms": percentiles(outcome.latencies_ms) if len(outcome.latencies_ms) > 1 else None}  # fmt: skip
+    return {
+        "requests": len(outcome.latencies_ms),
+        "errors": outcome.errors,
+        "statuses": outcome.statuses,
+        "seconds": round(outcome.seconds, 3),
+        "requests_per_s": round(outcome.per_s, 1),
+        "latency_ms": percentiles(outcome.latencies_ms) if len(outcome.latencies_ms) > 1 else None,
+    }
 
 
 def _check(outcome: Outcome, ok: set[int], what: str) -> None:
@@ -108,8 +120,13 @@ def scenario_api(run: Run) -> None:
         _check(listed, {200}, "GET /api/v1/tasks/")
         sequential = min(n, 300)
         small = drive(HOST, port, [json_request("GET", LIST_PATH, None, auth) for _ in range(sequential)], 1)
-        result = {"requests": n, "concurrency": c, "create": _summary(created), "list": _summary(listed),
-                  "list_one_at_a_time": {"rows": _task_rows(), **_summary(small)}}  # fmt: skip
+        result = {
+            "requests": n,
+            "concurrency": c,
+            "create": _summary(created),
+            "list": _summary(listed),
+            "list_one_at_a_time": {"rows": _task_rows(), **_summary(small)},
+        }
         big = _big_table(run, n=sequential, port=port, auth=auth)
         result["list_at_1m_rows"] = big
     finally:
@@ -118,8 +135,15 @@ def scenario_api(run: Run) -> None:
     run.results["api"] = result
     for label, part in (("POST /api/v1/tasks/", result["create"]), ("GET /api/v1/tasks/ filtered", result["list"])):
         rate = part["requests_per_s"]
-        run.goals.append(Goal(f"{label}, concurrency {c}", "(reported)", rate,
-                              f"{rate:.0f}/s, p99 {part['latency_ms']['p99']:.0f} ms", None))  # fmt: skip
+        run.goals.append(
+            Goal(
+                f"{label}, concurrency {c}",
+                "(reported)",
+                rate,
+                f"{rate:.0f}/s, p99 {part['latency_ms']['p99']:.0f} ms",
+                None,
+            )
+        )
     if big.get("skipped"):
         run.goals.append(Goal("filtered task list p99 at 1M rows", "< 50 ms", None, "skipped (SQLite)", None))
     else:
@@ -137,8 +161,10 @@ def _big_table(run: Run, *, n: int, port: int, auth: dict) -> dict:
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        return {"skipped": "SQLite: the 1,000,000-row list is measured on PostgreSQL only "
-                           "(set LEANVIBE_DATABASE_URL to a PostgreSQL server)"}  # fmt: skip
+        return {
+            "skipped": "SQLite: the 1,000,000-row list is measured on PostgreSQL only "
+            "(set LEANVIBE_DATABASE_URL to a PostgreSQL server)"
+        }
     rows = run.options.big_table_rows
     run.echo(f"  COPY {rows:,} task rows…")
     started = time.perf_counter()
@@ -213,17 +239,30 @@ def scenario_stream(run: Run) -> None:
         run.world.stop(gateway)
         run.world.stop(streamer)
     latencies = measured.pop("latencies_ms")
-    result = {"subscribers_asked": m, "events": k, "gap_s": run.options.stream_gap, "settings": settings,
-              **measured, "fanout_ms": percentiles(latencies) if len(latencies) > 1 else None,
-              "streaming_rss_mb": {"before_subscribers": idle.rss_mb, "peak": sampler.peak.rss_mb},
-              "raw_ms": {"fanout": [round(x, 2) for x in latencies]}}  # fmt: skip
+    result = {
+        "subscribers_asked": m,
+        "events": k,
+        "gap_s": run.options.stream_gap,
+        "settings": settings,
+        **measured,
+        "fanout_ms": percentiles(latencies) if len(latencies) > 1 else None,
+        "streaming_rss_mb": {"before_subscribers": idle.rss_mb, "peak": sampler.peak.rss_mb},
+        "raw_ms": {"fanout": [round(x, 2) for x in latencies]},
+    }
     run.results["stream"] = result
     used = measured["subscribers"]
     if result["fanout_ms"]:
         p99 = result["fanout_ms"]["p99"]
         met = p99 < 250 and used >= 2000 and measured["missed"] == 0
-        run.goals.append(Goal(f"stream fan-out p99 to the last of {used} subscribers", "< 250 ms at 2000", p99,
-                              f"{p99:.0f} ms ({used} subscribers)", met))  # fmt: skip
+        run.goals.append(
+            Goal(
+                f"stream fan-out p99 to the last of {used} subscribers",
+                "< 250 ms at 2000",
+                p99,
+                f"{p99:.0f} ms ({used} subscribers)",
+                met,
+            )
+        )
     rss = sampler.peak.rss_mb
     run.goals.append(Goal(f"streaming process peak RSS, {used} subscribers", "(reported)", rss, f"{rss:.0f} MB", None))
 
@@ -240,8 +279,9 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
     async def subscriber() -> None:
         nonlocal ready
         try:
-            async with websockets.connect(url, open_timeout=60, max_queue=None, ping_interval=None,
-                                          compression=None) as ws:  # fmt: skip
+            async with websockets.connect(
+                url, open_timeout=60, max_queue=None, ping_interval=None, compression=None
+            ) as ws:
                 welcome = json.loads(await ws.recv())
                 if welcome.get("type") != "welcome":
                     failures.append(f"first frame {welcome.get('type')!r}")
@@ -274,9 +314,14 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
     try:
         for seq in range(-2, k):  # two unmeasured events first: every subscriber's path warmed up
             sent[seq] = time.time()
-            status, body = await conn.send(json_request("POST", "/api/v1/events/",
-                                                        {"type": "custom.bench", "payload": {"sent": sent[seq], "seq": seq}},
-                                                        {"X-API-Key": key}))  # fmt: skip
+            status, body = await conn.send(
+                json_request(
+                    "POST",
+                    "/api/v1/events/",
+                    {"type": "custom.bench", "payload": {"sent": sent[seq], "seq": seq}},
+                    {"X-API-Key": key},
+                )
+            )
             if status != 201:
                 failures.append(f"POST /api/v1/events/ answered {status}: {body[:200]!r}")
             await asyncio.sleep(run.options.stream_gap)
@@ -292,9 +337,14 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
     complete = [s for s in range(k) if len(received.get(s, ())) >= connected]
     latencies = [1000 * (max(received[s]) - sent[s]) for s in complete]
     first = [1000 * (min(received[s]) - sent[s]) for s in complete]
-    return {"subscribers": connected, "connect_failures": len(failures), "failure_sample": failures[:3],
-            "missed": k - len(complete), "latencies_ms": latencies,
-            "first_subscriber_ms": percentiles(first) if len(first) > 1 else None}  # fmt: skip
+    return {
+        "subscribers": connected,
+        "connect_failures": len(failures),
+        "failure_sample": failures[:3],
+        "missed": k - len(complete),
+        "latencies_ms": latencies,
+        "first_subscriber_ms": percentiles(first) if len(first) > 1 else None,
+    }
 
 
 # --- scenario 5: GitHub webhooks -------------------------------------------------------------------------
@@ -319,21 +369,43 @@ def scenario_webhooks(run: Run) -> None:
         _clear_queue(redis.Redis.from_url(run.world.redis_url), f"hive.{FRONT_POOL}")
     run.results["webhooks"] = {"deliveries": n, "concurrency": c, "new": _summary(new), "duplicate": _summary(again)}
     for label, part in (("new", new), ("duplicate", again)):
-        run.goals.append(Goal(f"GitHub deliveries/s, {label}, concurrency {c}", "(reported)", part.per_s,
-                              f"{part.per_s:.0f}/s, p99 {percentiles(part.latencies_ms)['p99']:.0f} ms", None))  # fmt: skip
+        run.goals.append(
+            Goal(
+                f"GitHub deliveries/s, {label}, concurrency {c}",
+                "(reported)",
+                part.per_s,
+                f"{part.per_s:.0f}/s, p99 {percentiles(part.latencies_ms)['p99']:.0f} ms",
+                None,
+            )
+        )
 
 
 def _delivery(delivery_id: str, comment_id: int):
-    body = json.dumps({
-        "action": "created",
-        "issue": {"id": 1007, "number": 7, "title": "Bench", "html_url": "https://github.com/acme/web/issues/7"},
-        "comment": {"id": comment_id, "body": f"/hive do bench item {comment_id}", "author_association": "MEMBER",
-                    "html_url": f"https://github.com/acme/web/issues/7#issuecomment-{comment_id}"},
-        "repository": {"full_name": "acme/web"}, "sender": {"login": "octocat"},
-    }).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "action": "created",
+            "issue": {"id": 1007, "number": 7, "title": "Bench", "html_url": "https://github.com/acme/web/issues/7"},
+            "comment": {
+                "id": comment_id,
+                "body": f"/hive do bench item {comment_id}",
+                "author_association": "MEMBER",
+                "html_url": f"https://github.com/acme/web/issues/7#issuecomment-{comment_id}",
+            },
+            "repository": {"full_name": "acme/web"},
+            "sender": {"login": "octocat"},
+        }
+    ).encode()
     signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, sha256).hexdigest()
     from bench.loadgen import Request
 
-    return Request("POST", "/webhooks/github/", {"Content-Type": "application/json", "X-GitHub-Event": "issue_comment",
-                                                 "X-GitHub-Delivery": delivery_id, "X-Hub-Signature-256": signature},
-                   body)  # fmt: skip
+    return Request(
+        "POST",
+        "/webhooks/github/",
+        {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "issue_comment",
+            "X-GitHub-Delivery": delivery_id,
+            "X-Hub-Signature-256": signature,
+        },
+        body,
+    )

@@ -95,8 +95,14 @@ def scenario_learning(run) -> None:
     rng = random.Random(SEED)
     load_before = os.getloadavg()
     workers = start_workers(run)
-    result: dict = {"sizes": {"history": o.learning_history, "batch": o.learning_batch, "adapt_max": o.learning_adapt,
-                              "train_rows": o.learning_train_rows}}  # fmt: skip
+    result: dict = {
+        "sizes": {
+            "history": o.learning_history,
+            "batch": o.learning_batch,
+            "adapt_max": o.learning_adapt,
+            "train_rows": o.learning_train_rows,
+        }
+    }
     try:
         run.echo(f"  history: {o.learning_history} tasks under round_robin…")
         use_strategy(settings, config, "round_robin")
@@ -104,9 +110,17 @@ def scenario_learning(run) -> None:
         run.echo("  training…")
         trained = ml_train(kinds=["duration", "success"], seed=0)
         registry.forget()
-        result["training"] = {k.kind: {"status": k.status, "reason": k.reason, "version": k.version,
-                                       "metrics": k.metrics, "baseline": k.baseline_metrics, "seconds": k.seconds}
-                              for k in trained.kinds}  # fmt: skip
+        result["training"] = {
+            k.kind: {
+                "status": k.status,
+                "reason": k.reason,
+                "version": k.version,
+                "metrics": k.metrics,
+                "baseline": k.baseline_metrics,
+                "seconds": k.seconds,
+            }
+            for k in trained.kinds
+        }
         result["training"]["patterns"], result["training"]["weights"] = trained.patterns, trained.weights
         batch = jobs(rng, o.learning_batch)
         result["batches"] = {}
@@ -130,8 +144,10 @@ def scenario_learning(run) -> None:
     result["patterns"] = failure_patterns()
     run.echo(f"  training on {o.learning_train_rows} synthetic attempts (a database of its own)…")
     result["at_scale"] = train_at_scale(run, o.learning_train_rows)
-    result["load_average"] = {"before": [round(x, 2) for x in load_before],
-                              "after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    result["load_average"] = {
+        "before": [round(x, 2) for x in load_before],
+        "after": [round(x, 2) for x in os.getloadavg()],
+    }
     run.results["learning"] = result
     goals(run, result)
     run.notes.append(
@@ -151,15 +167,21 @@ def start_workers(run) -> list:
 
     world = run.world
     env = world.child_env(**SCENARIO_ENV)
-    workers = [world.spawn(f"learn-{pool}", celery_worker_argv("hive_project", f"hive.{pool}", f"{pool}@{HOST}",
-                                                                LEARN_CONCURRENCY), env=env)  # fmt: skip
-               for pool in LEARN_POOLS]  # fmt: skip
+    workers = [
+        world.spawn(
+            f"learn-{pool}",
+            celery_worker_argv("hive_project", f"hive.{pool}", f"{pool}@{HOST}", LEARN_CONCURRENCY),
+            env=env,
+        )
+        for pool in LEARN_POOLS
+    ]
 
     def online() -> bool:
         close_old_connections()
         check(run, workers)
-        return Agent.objects.filter(name__in=[f"{p}@{HOST}" for p in LEARN_POOLS], status="online",
-                                    pid__in=[w.pid for w in workers]).count() == len(workers)  # fmt: skip
+        return Agent.objects.filter(
+            name__in=[f"{p}@{HOST}" for p in LEARN_POOLS], status="online", pid__in=[w.pid for w in workers]
+        ).count() == len(workers)
 
     try:
         wait_until(online, timeout=180, interval=0.2, what="the learning pools' workers to come online")
@@ -187,16 +209,23 @@ def warm_up() -> None:
     """Load the models (the first prediction reads the artifacts) outside the measured decisions."""
     from coordination.routing import TaskSpec, route
 
-    route(TaskSpec(task_type="build", capabilities=(LEARN_CAPABILITY,), complexity=5, prompt_length=18,
-                   source="python"), needs_commands=False)  # fmt: skip
+    route(
+        TaskSpec(task_type="build", capabilities=(LEARN_CAPABILITY,), complexity=5, prompt_length=18, source="python"),
+        needs_commands=False,
+    )
     time.sleep(1.1)  # the pool aggregates it noted a phantom task in expire (ml.predict.AGGREGATE_SECONDS)
 
 
 def submit(job: Job):
     from coordination.services import task_submit
 
-    return task_submit(capabilities=[LEARN_CAPABILITY], prompt=job.prompt, task_type=job.task_type,
-                       complexity=job.complexity, max_attempts=1)  # fmt: skip
+    return task_submit(
+        capabilities=[LEARN_CAPABILITY],
+        prompt=job.prompt,
+        task_type=job.task_type,
+        complexity=job.complexity,
+        max_attempts=1,
+    )
 
 
 def wait_done(run, workers: list, ids: list, *, what: str, timeout: float) -> None:
@@ -289,8 +318,9 @@ def moved_off(chosen: list[str]) -> int | None:
 def _decisions(ids: list[str]):
     from coordination.models import RoutingDecision
 
-    return list(RoutingDecision.objects.filter(task_id__in=ids, strategy="predictive")
-                .select_related("task", "chosen_pool"))  # fmt: skip
+    return list(
+        RoutingDecision.objects.filter(task_id__in=ids, strategy="predictive").select_related("task", "chosen_pool")
+    )
 
 
 def truly_best(candidates: list[dict], *, task_type: str, complexity: int, slowed: bool) -> str | None:
@@ -329,13 +359,24 @@ def calibration_of(ids: list[str], *, slowed: bool) -> dict:
         if inside:
             stated = statistics.fmean(c for c, _ in inside)
             observed = sum(ok for _, ok in inside) / len(inside)
-            deciles.append({"decile": k, "decisions": len(inside), "stated": round(stated, 3),
-                            "observed": round(observed, 3), "gap": round(abs(stated - observed), 3)})  # fmt: skip
+            deciles.append(
+                {
+                    "decile": k,
+                    "decisions": len(inside),
+                    "stated": round(stated, 3),
+                    "observed": round(observed, 3),
+                    "gap": round(abs(stated - observed), 3),
+                }
+            )
     counted = [d for d in deciles if d["decisions"] >= CALIBRATION_MIN]
     weighted = sum(d["gap"] * d["decisions"] for d in deciles) / len(pairs) if pairs else None
-    return {"decisions": len(pairs), "deciles": deciles, "min_decisions": CALIBRATION_MIN,
-            "worst_gap": max((d["gap"] for d in counted), default=None),
-            "expected_calibration_error": round(weighted, 3) if weighted is not None else None}  # fmt: skip
+    return {
+        "decisions": len(pairs),
+        "deciles": deciles,
+        "min_decisions": CALIBRATION_MIN,
+        "worst_gap": max((d["gap"] for d in counted), default=None),
+        "expected_calibration_error": round(weighted, 3) if weighted is not None else None,
+    }
 
 
 def decision_times(result: dict) -> dict:
@@ -361,8 +402,12 @@ def times_of(ids: list[str]) -> dict:
     times = sorted(d.decision_ms for d in _decisions(ids))
     if not times:
         return {"decisions": 0}
-    return {"decisions": len(times), "p50": round(percentile(times, 0.5), 3), "p99": round(percentile(times, 0.99), 3),
-            "max": round(times[-1], 3)}  # fmt: skip
+    return {
+        "decisions": len(times),
+        "p50": round(percentile(times, 0.5), 3),
+        "p99": round(percentile(times, 0.99), 3),
+        "max": round(times[-1], 3),
+    }
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -379,15 +424,33 @@ def failure_patterns() -> dict:
     reported = []
     for p in found.patterns:
         code = re.match(r"exit (-?\d+):", p.signature)
-        reported.append({"pool": p.pool, "task_type": p.task_type, "signature": p.signature, "failures": p.failures,
-                         "attempts": p.attempts, "rate": round(p.rate, 3), "everywhere": p.everywhere,
-                         "real": code is not None and (p.pool, p.task_type, int(code.group(1))) in injected})  # fmt: skip
-    hits = {(r["pool"], r["task_type"], int(re.match(r"exit (-?\d+):", r["signature"]).group(1)))
-            for r in reported if r["real"]}  # fmt: skip
-    return {"attempts": found.attempts, "injected": len(injected), "found": len(hits), "reported": len(reported),
-            "real": sum(r["real"] for r in reported), "patterns": reported,
-            "missed": sorted(f"{p}|{t}|exit {c}" for p, t, c in injected - hits),
-            "recommendations": [r.text for r in found.recommendations]}  # fmt: skip
+        reported.append(
+            {
+                "pool": p.pool,
+                "task_type": p.task_type,
+                "signature": p.signature,
+                "failures": p.failures,
+                "attempts": p.attempts,
+                "rate": round(p.rate, 3),
+                "everywhere": p.everywhere,
+                "real": code is not None and (p.pool, p.task_type, int(code.group(1))) in injected,
+            }
+        )
+    hits = {
+        (r["pool"], r["task_type"], int(re.match(r"exit (-?\d+):", r["signature"]).group(1)))
+        for r in reported
+        if r["real"]
+    }
+    return {
+        "attempts": found.attempts,
+        "injected": len(injected),
+        "found": len(hits),
+        "reported": len(reported),
+        "real": sum(r["real"] for r in reported),
+        "patterns": reported,
+        "missed": sorted(f"{p}|{t}|exit {c}" for p, t, c in injected - hits),
+        "recommendations": [r.text for r in found.recommendations],
+    }
 
 
 def train_at_scale(run, rows: int) -> dict:
@@ -417,96 +480,213 @@ def goals(run, r: dict) -> None:
     pred, rr, ll = (b[s]["makespan_s"] for s in ("predictive", "round_robin", "least_loaded"))
     for name, other, target in (("round_robin", rr, 0.20), ("least_loaded", ll, 0.10)):
         shorter = 1 - pred / other
-        run.goals.append(Goal(f"learning: makespan, predictive vs {name}", f"≥ {target:.0%} shorter", shorter,
-                              f"{pred:.1f} s vs {other:.1f} s ({shorter:.0%} shorter)", shorter >= target))  # fmt: skip
+        run.goals.append(
+            Goal(
+                f"learning: makespan, predictive vs {name}",
+                f"≥ {target:.0%} shorter",
+                shorter,
+                f"{pred:.1f} s vs {other:.1f} s ({shorter:.0%} shorter)",
+                shorter >= target,
+            )
+        )
     points = 100 * (b["predictive"]["first_attempt_success"] - b["round_robin"]["first_attempt_success"])
-    run.goals.append(Goal("learning: first-attempt success, predictive vs round_robin", "≥ 10 points higher", points,
-                          f"{b['predictive']['first_attempt_success']:.0%} vs "
-                          f"{b['round_robin']['first_attempt_success']:.0%} ({points:+.0f} points)", points >= 10))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "learning: first-attempt success, predictive vs round_robin",
+            "≥ 10 points higher",
+            points,
+            f"{b['predictive']['first_attempt_success']:.0%} vs "
+            f"{b['round_robin']['first_attempt_success']:.0%} ({points:+.0f} points)",
+            points >= 10,
+        )
+    )
     duration, success = r["training"].get("duration", {}), r["training"].get("success", {})
     if duration.get("metrics"):
         mae, base = duration["metrics"]["mae_p50"], duration["baseline"]["mae_p50"]
         lower = 1 - mae / base if base else 0.0
-        run.goals.append(Goal("learning: duration MAE vs per-(pool, type) median", "≥ 30% lower", lower,
-                              f"{mae:.3f} s vs {base:.3f} s ({lower:.0%} lower, {duration['metrics']['rows']} held out)",
-                              lower >= 0.30))  # fmt: skip
+        run.goals.append(
+            Goal(
+                "learning: duration MAE vs per-(pool, type) median",
+                "≥ 30% lower",
+                lower,
+                f"{mae:.3f} s vs {base:.3f} s ({lower:.0%} lower, {duration['metrics']['rows']} held out)",
+                lower >= 0.30,
+            )
+        )
     else:
-        run.goals.append(Goal("learning: duration MAE vs per-(pool, type) median", "≥ 30% lower", None,
-                              f"no model: {duration.get('reason', '-')}", False))  # fmt: skip
+        run.goals.append(
+            Goal(
+                "learning: duration MAE vs per-(pool, type) median",
+                "≥ 30% lower",
+                None,
+                f"no model: {duration.get('reason', '-')}",
+                False,
+            )
+        )
     if success.get("metrics"):
         brier, base = success["metrics"]["brier"], success["baseline"]["brier"]
-        run.goals.append(Goal("learning: success Brier vs base rate per (pool, type)", "lower", brier,
-                              f"{brier:.3f} vs {base:.3f}", brier < base))  # fmt: skip
+        run.goals.append(
+            Goal(
+                "learning: success Brier vs base rate per (pool, type)",
+                "lower",
+                brier,
+                f"{brier:.3f} vs {base:.3f}",
+                brier < base,
+            )
+        )
     else:
-        run.goals.append(Goal("learning: success Brier vs base rate per (pool, type)", "lower", None,
-                              f"no model: {success.get('reason', '-')}", False))  # fmt: skip
+        run.goals.append(
+            Goal(
+                "learning: success Brier vs base rate per (pool, type)",
+                "lower",
+                None,
+                f"no model: {success.get('reason', '-')}",
+                False,
+            )
+        )
     cal = r["calibration"]["stationary"]
     worst = cal["worst_gap"]
-    run.goals.append(Goal("learning: confidence calibration, worst decile |stated − observed| (table as learned)",
-                          "≤ 0.1", worst,
-                          "-" if worst is None else f"{worst:.2f} ({cal['decisions']} decisions, deciles with ≥ "
-                          f"{cal['min_decisions']})", worst is not None and worst <= 0.1))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "learning: confidence calibration, worst decile |stated − observed| (table as learned)",
+            "≤ 0.1",
+            worst,
+            "-"
+            if worst is None
+            else f"{worst:.2f} ({cal['decisions']} decisions, deciles with ≥ {cal['min_decisions']})",
+            worst is not None and worst <= 0.1,
+        )
+    )
     moved = r["adaptation"]["tasks_until_moved_off"]
-    run.goals.append(Goal("learning: tasks until routing moves off the pool that got slow", "≤ 50", moved,
-                          f"not within {len(r['adaptation']['after'])}" if moved is None else str(moved),
-                          moved is not None and moved <= 50))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "learning: tasks until routing moves off the pool that got slow",
+            "≤ 50",
+            moved,
+            f"not within {len(r['adaptation']['after'])}" if moved is None else str(moved),
+            moved is not None and moved <= 50,
+        )
+    )
     pat = r["patterns"]
     real = pat["real"] / pat["reported"] if pat["reported"] else 1.0
-    run.goals.append(Goal("learning: failure patterns, injected causes found / reported that are real", "all / ≥ 90%",
-                          real, f"{pat['found']}/{pat['injected']} / {pat['real']}/{pat['reported']} ({real:.0%})",
-                          pat["found"] == pat["injected"] and real >= 0.9))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "learning: failure patterns, injected causes found / reported that are real",
+            "all / ≥ 90%",
+            real,
+            f"{pat['found']}/{pat['injected']} / {pat['real']}/{pat['reported']} ({real:.0%})",
+            pat["found"] == pat["injected"] and real >= 0.9,
+        )
+    )
     p99 = r["decision_ms"]["all"].get("p99")
-    run.goals.append(Goal("learning: routing decision time p99 (submit path, predictive)", "< 5 ms", p99,
-                          "-" if p99 is None else f"{p99:.2f} ms", p99 is not None and p99 < 5))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "learning: routing decision time p99 (submit path, predictive)",
+            "< 5 ms",
+            p99,
+            "-" if p99 is None else f"{p99:.2f} ms",
+            p99 is not None and p99 < 5,
+        )
+    )
     scale = r["at_scale"]["train"]
     seconds, rss = scale["train_seconds"], scale["peak_rss_mb"]
     rows = r["at_scale"]["build"]["attempts"]
-    run.goals.append(Goal(f"learning: training on {rows:,} attempts (peak RSS)", "< 60 s", seconds,
-                          f"{seconds:.1f} s ({rss:.0f} MB)", seconds < 60))  # fmt: skip
+    run.goals.append(
+        Goal(
+            f"learning: training on {rows:,} attempts (peak RSS)",
+            "< 60 s",
+            seconds,
+            f"{seconds:.1f} s ({rss:.0f} MB)",
+            seconds < 60,
+        )
+    )
 
 
 def rows(r: dict) -> list[tuple[str, str]]:
     """The report's rows for this scenario (bench/report.py)."""
     out = []
     h = r["history"]
-    out.append((f"8. history: {h['tasks']} tasks under round_robin", f"{h['makespan_s']:.1f} s, "
-                f"{h['first_attempt_success']:.0%} succeeded"))  # fmt: skip
+    out.append(
+        (
+            f"8. history: {h['tasks']} tasks under round_robin",
+            f"{h['makespan_s']:.1f} s, {h['first_attempt_success']:.0%} succeeded",
+        )
+    )
     for kind in ("duration", "success"):
         t = r["training"].get(kind, {})
         if t.get("metrics"):
             key = "mae_p50" if kind == "duration" else "brier"
-            out.append((f"8. {kind} model v{t['version']} ({t['status']}): {key} model / baseline",
-                        f"{t['metrics'][key]:.3f} / {t['baseline'][key]:.3f} on {t['metrics']['rows']} held-out "
-                        f"attempts, trained in {t['seconds']:.1f} s"))  # fmt: skip
+            out.append(
+                (
+                    f"8. {kind} model v{t['version']} ({t['status']}): {key} model / baseline",
+                    f"{t['metrics'][key]:.3f} / {t['baseline'][key]:.3f} on {t['metrics']['rows']} held-out "
+                    f"attempts, trained in {t['seconds']:.1f} s",
+                )
+            )
         else:
             out.append((f"8. {kind} model", f"{t.get('status', '-')}: {t.get('reason', '-')}"))
     for name, b in r["batches"].items():
         pools = ", ".join(f"{p} {n}" for p, n in sorted(b["by_pool"].items()))
-        out.append((f"8. batch of {b['tasks']} under {name}: makespan, first-attempt success",
-                    f"{b['makespan_s']:.1f} s, {b['first_attempt_success']:.0%} ({pools})"))  # fmt: skip
+        out.append(
+            (
+                f"8. batch of {b['tasks']} under {name}: makespan, first-attempt success",
+                f"{b['makespan_s']:.1f} s, {b['first_attempt_success']:.0%} ({pools})",
+            )
+        )
     a = r["adaptation"]
-    out.append((f"8. adaptation ({a['task_type']} tasks one at a time): on {a['slowed_pool']} before / after the change",
-                f"{a['before'].count(a['slowed_pool'])}/{len(a['before'])} / "
-                f"{a['after'].count(a['slowed_pool'])}/{len(a['after'])}; moved off after "
-                f"{'-' if a['tasks_until_moved_off'] is None else a['tasks_until_moved_off']} tasks"))  # fmt: skip
+    out.append(
+        (
+            f"8. adaptation ({a['task_type']} tasks one at a time): on {a['slowed_pool']} before / after the change",
+            f"{a['before'].count(a['slowed_pool'])}/{len(a['before'])} / "
+            f"{a['after'].count(a['slowed_pool'])}/{len(a['after'])}; moved off after "
+            f"{'-' if a['tasks_until_moved_off'] is None else a['tasks_until_moved_off']} tasks",
+        )
+    )
     for part, label in (("stationary", "table as learned"), ("after_change", "after the change")):
         cal = r["calibration"][part]
-        out.append((f"8. calibration by decile, {label} (decile (decisions): stated / observed)",
-                    "; ".join(f"{d['decile'] / 10:.1f} ({d['decisions']}): {d['stated']:.2f} / {d['observed']:.2f}"
-                              for d in cal["deciles"]) + f"; ECE {cal['expected_calibration_error']}"))  # fmt: skip
+        out.append(
+            (
+                f"8. calibration by decile, {label} (decile (decisions): stated / observed)",
+                "; ".join(
+                    f"{d['decile'] / 10:.1f} ({d['decisions']}): {d['stated']:.2f} / {d['observed']:.2f}"
+                    for d in cal["deciles"]
+                )
+                + f"; ECE {cal['expected_calibration_error']}",
+            )
+        )
     for part, label in (("all", "all"), ("batch", "batch"), ("one_at_a_time", "one at a time")):
         dm = r["decision_ms"][part]
         if dm.get("decisions"):
-            out.append((f"8. predictive decision time, {label} ({dm['decisions']}: p50 / p99 / max)",
-                        f"{dm['p50']:.2f} / {dm['p99']:.2f} / {dm['max']:.2f} ms"))  # fmt: skip
-    out.append(("8. predictive fallbacks (all / after the change)",
-                f"{r['decision_ms']['all']['fallbacks']} / {a['fallbacks_after']}"))  # fmt: skip
+            out.append(
+                (
+                    f"8. predictive decision time, {label} ({dm['decisions']}: p50 / p99 / max)",
+                    f"{dm['p50']:.2f} / {dm['p99']:.2f} / {dm['max']:.2f} ms",
+                )
+            )
+    out.append(
+        (
+            "8. predictive fallbacks (all / after the change)",
+            f"{r['decision_ms']['all']['fallbacks']} / {a['fallbacks_after']}",
+        )
+    )
     p = r["patterns"]
-    out.append((f"8. failure patterns over {p['attempts']} attempts", "; ".join(
-        f"{x['pool']}|{x['task_type']} `{x['signature']}` {x['failures']}/{x['attempts']}"
-        f"{'' if x['real'] else ' (not injected)'}" for x in p["patterns"]) or "none"))  # fmt: skip
+    out.append(
+        (
+            f"8. failure patterns over {p['attempts']} attempts",
+            "; ".join(
+                f"{x['pool']}|{x['task_type']} `{x['signature']}` {x['failures']}/{x['attempts']}"
+                f"{'' if x['real'] else ' (not injected)'}"
+                for x in p["patterns"]
+            )
+            or "none",
+        )
+    )
     s = r["at_scale"]
-    out.append((f"8. training on {s['build']['attempts']:,} synthetic attempts: seconds, peak RSS",
-                f"{s['train']['train_seconds']:.1f} s, {s['train']['peak_rss_mb']:.0f} MB (bulk insert "
-                f"{s['build']['build_seconds']:.0f} s)"))  # fmt: skip
+    out.append(
+        (
+            f"8. training on {s['build']['attempts']:,} synthetic attempts: seconds, peak RSS",
+            f"{s['train']['train_seconds']:.1f} s, {s['train']['peak_rss_mb']:.0f} MB (bulk insert "
+            f"{s['build']['build_seconds']:.0f} s)",
+        )
+    )
     return out

@@ -64,8 +64,12 @@ class Connection:
         raise AssertionError("unreachable")
 
     async def _exchange(self, request: Request) -> tuple[int, bytes]:
-        head = [f"{request.method} {request.path} HTTP/1.1", f"Host: {self.host}:{self.port}",
-                f"Content-Length: {len(request.body)}", "Connection: keep-alive"]  # fmt: skip
+        head = [
+            f"{request.method} {request.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Content-Length: {len(request.body)}",
+            "Connection: keep-alive",
+        ]
         head += [f"{k}: {v}" for k, v in request.headers.items()]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + request.body)
         await self.writer.drain()

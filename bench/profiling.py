@@ -34,8 +34,19 @@ class Profiler:
             exe = shutil.which("py-spy") or exe
         if not Path(exe).exists():
             raise RuntimeError("py-spy is not installed (pip install -r requirements/dev.txt)")
-        argv = [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate), "--nonblocking",
-                "--output", str(output)]  # fmt: skip
+        argv = [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            str(rate),
+            "--nonblocking",
+            "--output",
+            str(output),
+        ]
         if subprocesses:
             argv.append("--subprocesses")
         self.log = output.with_suffix(".log")
@@ -95,8 +106,12 @@ def summarise(path: Path, *, focus: str | None = None, top: int = 15) -> dict:
     def share(counter: Counter[str]) -> list[list]:
         return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)] if total else []
 
-    return {"focus": focus or "all", "samples": total, "hive_inclusive_percent": share(inclusive),
-            "self_percent": share(leaves)}  # fmt: skip
+    return {
+        "focus": focus or "all",
+        "samples": total,
+        "hive_inclusive_percent": share(inclusive),
+        "self_percent": share(leaves),
+    }
 
 
 def render(summary: dict, title: str) -> str:

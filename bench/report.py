@@ -70,10 +70,16 @@ def _cpu_model() -> str:
 
 def _commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BASE_DIR, capture_output=True, text=True,
-                              timeout=5).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=BASE_DIR,
-                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=BASE_DIR, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return head + (" (with local changes)" if dirty else "") if head else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -88,28 +94,38 @@ def results_table(run: Run) -> list[tuple[str, str]]:
         rows += [
             ("1. raw Celery, pure no-op", f"{raw['noop']['tasks_per_s']:.0f} tasks/s ({t['tasks']} tasks)"),
             ("1. raw Celery, spawns `true`", f"{raw['spawn_true']['tasks_per_s']:.0f} tasks/s"),
-        ]  # fmt: skip
+        ]
         results = t.get("celery_results")
         if results:
-            rows.append(("1. Celery + django-celery-results (same DB), spawns `true`",
-                         f"{results['tasks_per_s']:.0f} tasks/s"))  # fmt: skip
+            rows.append(
+                ("1. Celery + django-celery-results (same DB), spawns `true`", f"{results['tasks_per_s']:.0f} tasks/s")
+            )
         rows += [
             ("1. hive full path, runs `true`", f"{hive['tasks_per_s']:.0f} tasks/s"),
-            ("1. hive / raw (spawn), hive / raw (no-op)",
-             f"{t['ratio_to_raw_spawn']:.0%}, {t['ratio_to_raw_noop']:.0%}"),
-        ]  # fmt: skip
+            (
+                "1. hive / raw (spawn), hive / raw (no-op)",
+                f"{t['ratio_to_raw_spawn']:.0%}, {t['ratio_to_raw_noop']:.0%}",
+            ),
+        ]
         if results:
             rows.append(("1. hive ÷ Celery + django-celery-results", f"{t['ratio_to_celery_results']:.2f}"))
         rows += [
             ("1. hive task_submit alone (one process)", f"{hive['submit_per_s']:.0f} tasks/s"),
-            ("1. CPU ms per task, worker + sender: hive / raw (spawn)" + (" / django-celery-results" if results else ""),
-             f"{_cpu(hive)} / {_cpu(raw['spawn_true'])}" + (f" / {_cpu(results)}" if results else "")),
-        ]  # fmt: skip
+            (
+                "1. CPU ms per task, worker + sender: hive / raw (spawn)"
+                + (" / django-celery-results" if results else ""),
+                f"{_cpu(hive)} / {_cpu(raw['spawn_true'])}" + (f" / {_cpu(results)}" if results else ""),
+            ),
+        ]
         if hive.get("sql_per_task"):
             sql = hive["sql_per_task"]
-            rows.append(("1. SQL statements per task: hive (submit + worker) / django-celery-results (worker)",
-                         f"{sql['total']:.1f} ({sql['submit']:.1f} + {sql['worker']:.1f})"
-                         + (f" / {results['sql_per_task']['worker']:.1f}" if results else "")))  # fmt: skip
+            rows.append(
+                (
+                    "1. SQL statements per task: hive (submit + worker) / django-celery-results (worker)",
+                    f"{sql['total']:.1f} ({sql['submit']:.1f} + {sql['worker']:.1f})"
+                    + (f" / {results['sql_per_task']['worker']:.1f}" if results else ""),
+                )
+            )
     lat = run.results.get("latency")
     if lat:
         for key, label in (
@@ -122,14 +138,22 @@ def results_table(run: Run) -> list[tuple[str, str]]:
     worker = (t or {}).get("hive", {}).get("worker_memory")
     if worker:
         raw_worker = t["raw_celery"]["spawn_true"]["worker_memory"]
-        rows.append(("6. pool worker peak RSS, all processes (PSS)",
-                     f"{worker['rss_mb']:.0f} MB ({worker['pss_mb']:.0f} MB) over {worker['processes']} processes, "
-                     f"main process {worker['main_rss_mb']:.0f} MB; raw Celery worker {raw_worker['rss_mb']:.0f} MB "
-                     f"({raw_worker['pss_mb']:.0f} MB)"))  # fmt: skip
+        rows.append(
+            (
+                "6. pool worker peak RSS, all processes (PSS)",
+                f"{worker['rss_mb']:.0f} MB ({worker['pss_mb']:.0f} MB) over {worker['processes']} processes, "
+                f"main process {worker['main_rss_mb']:.0f} MB; raw Celery worker {raw_worker['rss_mb']:.0f} MB "
+                f"({raw_worker['pss_mb']:.0f} MB)",
+            )
+        )
     if mem.get("web_idle"):
-        rows.append(("6. web process RSS idle / under GET /health",
-                     f"{mem['web_idle']['rss_mb']:.0f} MB / {mem['web_under_health_loop']['rss_mb']:.0f} MB "
-                     f"({mem['web_requests']} requests, {mem['web_requests_per_s']:.0f}/s)"))  # fmt: skip
+        rows.append(
+            (
+                "6. web process RSS idle / under GET /health",
+                f"{mem['web_idle']['rss_mb']:.0f} MB / {mem['web_under_health_loop']['rss_mb']:.0f} MB "
+                f"({mem['web_requests']} requests, {mem['web_requests_per_s']:.0f}/s)",
+            )
+        )
     rows += _front_door_rows(run.results)
     if run.results.get("autoscaling"):
         from bench.autoscaling import rows as autoscaling_rows
@@ -157,21 +181,32 @@ def _front_door_rows(results: dict) -> list[tuple[str, str]]:
         c = api["concurrency"]
         for key, label in (("create", "POST /api/v1/tasks/"), ("list", "GET /api/v1/tasks/?status=queued&pool=…")):
             part = api[key]
-            rows.append((f"3. {label} ({part['requests']} requests, concurrency {c})",
-                         f"{part['requests_per_s']:.0f} req/s, {_p(part)}"))  # fmt: skip
+            rows.append(
+                (
+                    f"3. {label} ({part['requests']} requests, concurrency {c})",
+                    f"{part['requests_per_s']:.0f} req/s, {_p(part)}",
+                )
+            )
         one = api.get("list_one_at_a_time")
         if one:
             rows.append((f"3. filtered list one at a time, {one['rows']} rows", _p(one)))
         big = api.get("list_at_1m_rows") or {}
-        shown = f"skipped: {big['skipped']}" if big.get("skipped") else (
-            f"{_p(big)} ({big['rows']:,} rows, COPY {big['copy_seconds']:.0f} s)")  # fmt: skip
+        shown = (
+            f"skipped: {big['skipped']}"
+            if big.get("skipped")
+            else (f"{_p(big)} ({big['rows']:,} rows, COPY {big['copy_seconds']:.0f} s)")
+        )
         rows.append(("3. filtered list one at a time, 1M rows (PostgreSQL)", shown))
     st = results.get("stream")
     if st:
         rss = st["streaming_rss_mb"]
-        rows.append((f"4. fan-out publish → last of {st['subscribers']} subscribers ({st['events']} events)",
-                     f"{_p(st)}; first subscriber {_p({'latency_ms': st.get('first_subscriber_ms')})}; "
-                     f"missed {st['missed']}"))  # fmt: skip
+        rows.append(
+            (
+                f"4. fan-out publish → last of {st['subscribers']} subscribers ({st['events']} events)",
+                f"{_p(st)}; first subscriber {_p({'latency_ms': st.get('first_subscriber_ms')})}; "
+                f"missed {st['missed']}",
+            )
+        )
         rows.append(
             ("4. streaming process RSS before / peak", f"{rss['before_subscribers']:.0f} / {rss['peak']:.0f} MB")
         )
@@ -179,8 +214,12 @@ def _front_door_rows(results: dict) -> list[tuple[str, str]]:
     if wh:
         for key in ("new", "duplicate"):
             part = wh[key]
-            rows.append((f"5. GitHub deliveries, {key} ({part['requests']}, concurrency {wh['concurrency']})",
-                         f"{part['requests_per_s']:.0f}/s, {_p(part)}"))  # fmt: skip
+            rows.append(
+                (
+                    f"5. GitHub deliveries, {key} ({part['requests']}, concurrency {wh['concurrency']})",
+                    f"{part['requests_per_s']:.0f}/s, {_p(part)}",
+                )
+            )
     return rows
 
 
@@ -195,18 +234,40 @@ def render_text(run: Run, env: dict) -> str:
     lines = [table(["measure", "value"], results_table(run)), ""]
     lines.append(table(["goal", "target", "measured", ""], [(g.name, g.target, g.shown, g.verdict) for g in run.goals]))
     lines.append("")
-    lines.append(f"{env['cores']} cores, {env['memory_gb']} GB, Python {env['python']}, Django {env['django']}, "
-                 f"Celery {env['celery']}, Redis {env['redis_server']}, {env['database']}, {env['date']}")  # fmt: skip
+    lines.append(
+        f"{env['cores']} cores, {env['memory_gb']} GB, Python {env['python']}, Django {env['django']}, "
+        f"Celery {env['celery']}, Redis {env['redis_server']}, {env['database']}, {env['date']}"
+    )
     lines += [f"note: {n}" for n in run.notes]
     return "\n".join(lines)
 
 
 def render_markdown(run: Run, env: dict) -> str:
-    lines = [BEGIN, "", f"Last run: {env['date']}, commit {env['commit']}, "
-             f"`hive bench --tasks {run.options.tasks}` (worker concurrency {env['worker_concurrency']}).", ""]  # fmt: skip
+    lines = [
+        BEGIN,
+        "",
+        f"Last run: {env['date']}, commit {env['commit']}, "
+        f"`hive bench --tasks {run.options.tasks}` (worker concurrency {env['worker_concurrency']}).",
+        "",
+    ]
     lines += ["| machine | |", "|---|---|"]
-    lines += [f"| {k} | {env[k]} |" for k in ("cpu", "cores", "memory_gb", "os", "python", "django", "celery",
-                                                "kombu", "redis_server", "redis_py", "redis", "database")]  # fmt: skip
+    lines += [
+        f"| {k} | {env[k]} |"
+        for k in (
+            "cpu",
+            "cores",
+            "memory_gb",
+            "os",
+            "python",
+            "django",
+            "celery",
+            "kombu",
+            "redis_server",
+            "redis_py",
+            "redis",
+            "database",
+        )
+    ]
     lines += ["", "| measure | value |", "|---|---|"]
     lines += [f"| {m} | {v} |" for m, v in results_table(run)]
     lines += ["", "| goal | target | measured | verdict |", "|---|---|---|---|"]
@@ -268,9 +329,14 @@ def write_json(run: Run, env: dict) -> list[Path]:
             continue  # unchanged
         path.write_text(json.dumps({"environment": env, name: data}, indent=2) + "\n")
         written.append(path)
-    summary = {"environment": env, "goals": [g.__dict__ for g in run.goals], "notes": run.notes,
-               "scenarios": run.scenario_of, "goal_scenarios": run.goal_scenario,
-               "results": {k: {kk: vv for kk, vv in v.items() if kk != "raw_ms"} for k, v in run.results.items()}}  # fmt: skip
+    summary = {
+        "environment": env,
+        "goals": [g.__dict__ for g in run.goals],
+        "notes": run.notes,
+        "scenarios": run.scenario_of,
+        "goal_scenarios": run.goal_scenario,
+        "results": {k: {kk: vv for kk, vv in v.items() if kk != "raw_ms"} for k, v in run.results.items()},
+    }
     path = out / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return [*written, path]

@@ -34,12 +34,23 @@ def database(url: str) -> dict:
     """Django's DATABASES entry for the hive's database URL (the same options as the hive's)."""
     parts = urlsplit(url)
     if parts.scheme.startswith("sqlite"):
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": url.split(":///", 1)[1],
-                "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE",
-                            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}}  # fmt: skip
-    return {"ENGINE": "django.db.backends.postgresql", "NAME": parts.path.lstrip("/"),
-            "USER": unquote(parts.username or ""), "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "", "PORT": parts.port or ""}  # fmt: skip
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": url.split(":///", 1)[1],
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/"),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": parts.port or "",
+    }
 
 
 TASK = "bench.results.spawn_true"

@@ -96,22 +96,36 @@ def scenario_throughput(run: Run) -> None:
     raw = {variant: raw_throughput(run, variant, n) for variant in ("noop", "spawn_true")}
     results = results_throughput(run, n)
     hive = hive_throughput(run, n)
-    run.results["throughput"] = {"tasks": n, "concurrency": c, "raw_celery": raw, "celery_results": results,
-                                 "hive": hive}  # fmt: skip
+    run.results["throughput"] = {
+        "tasks": n,
+        "concurrency": c,
+        "raw_celery": raw,
+        "celery_results": results,
+        "hive": hive,
+    }
     ratio = hive["tasks_per_s"] / raw["spawn_true"]["tasks_per_s"]
     to_results = hive["tasks_per_s"] / results["tasks_per_s"]
     run.results["throughput"]["ratio_to_raw_spawn"] = round(ratio, 3)
     run.results["throughput"]["ratio_to_raw_noop"] = round(hive["tasks_per_s"] / raw["noop"]["tasks_per_s"], 3)
     run.results["throughput"]["ratio_to_celery_results"] = round(to_results, 3)
-    run.goals.append(Goal("full-path throughput vs Celery + django-celery-results (same DB, same spawn)", ">= 1.0",
-                          to_results, f"{to_results:.2f}", to_results >= 1.0))  # fmt: skip
-    run.goals.append(Goal("full-path throughput vs raw Celery (same spawn)", ">= 60%", ratio, f"{ratio:.0%}",
-                          ratio >= 0.60))  # fmt: skip
+    run.goals.append(
+        Goal(
+            "full-path throughput vs Celery + django-celery-results (same DB, same spawn)",
+            ">= 1.0",
+            to_results,
+            f"{to_results:.2f}",
+            to_results >= 1.0,
+        )
+    )
+    run.goals.append(
+        Goal("full-path throughput vs raw Celery (same spawn)", ">= 60%", ratio, f"{ratio:.0%}", ratio >= 0.60)
+    )
     sql = hive["sql_per_task"]["total"]
     run.goals.append(Goal("SQL statements per task, full path", "<= 10", sql, f"{sql:.1f}", sql <= 10))
     worker_rss = hive["worker_memory"]["rss_mb"]
-    run.goals.append(Goal("pool worker peak RSS (main + children)", "< 150 MB", worker_rss, f"{worker_rss:.0f} MB",
-                          worker_rss < 150))  # fmt: skip
+    run.goals.append(
+        Goal("pool worker peak RSS (main + children)", "< 150 MB", worker_rss, f"{worker_rss:.0f} MB", worker_rss < 150)
+    )
 
 
 def raw_throughput(run: Run, variant: str, n: int) -> dict:
@@ -138,16 +152,26 @@ def raw_throughput(run: Run, variant: str, n: int) -> dict:
             for _ in range(n):
                 raw_celery.app.send_task(f"bench.{variant}", queue=raw_celery.QUEUE, priority=raw_celery.PRIORITY)
             sent, sender_used = time.time(), sender_cpu() - sender_start
-            wait_until(lambda: _alive(world, worker) and done() >= n, timeout=60 + n * 0.2,
-                       what=f"{n} raw Celery tasks ({variant})")  # fmt: skip
+            wait_until(
+                lambda: _alive(world, worker) and done() >= n,
+                timeout=60 + n * 0.2,
+                what=f"{n} raw Celery tasks ({variant})",
+            )
         ended = client.zscore(raw_celery.LAST_END, "t")
     finally:
         world.stop(worker)
     seconds = ended - started
-    return {"tasks": n, "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
-            "send_seconds": round(sent - started, 3), "worker_memory": sampler.peak.as_dict(),
-            "cpu_ms_per_task": {"worker": round(1000 * sampler.cpu_used / n, 2),
-                                "sender": round(1000 * sender_used / n, 2)}}  # fmt: skip
+    return {
+        "tasks": n,
+        "seconds": round(seconds, 3),
+        "tasks_per_s": round(n / seconds, 1),
+        "send_seconds": round(sent - started, 3),
+        "worker_memory": sampler.peak.as_dict(),
+        "cpu_ms_per_task": {
+            "worker": round(1000 * sampler.cpu_used / n, 2),
+            "sender": round(1000 * sender_used / n, 2),
+        },
+    }
 
 
 def results_throughput(run: Run, n: int) -> dict:
@@ -165,8 +189,14 @@ def results_throughput(run: Run, n: int) -> dict:
     queue = results_celery.QUEUE
     _clear_queue(client, queue)
     env = dict(world.raw_celery_env(), HIVE_BENCH_DATABASE_URL=world.database_url)
-    migrate = subprocess.run([sys.executable, "-c", "import results_celery; results_celery.migrate()"], env=env,
-                             cwd=world.var, capture_output=True, text=True, timeout=120)  # fmt: skip
+    migrate = subprocess.run(
+        [sys.executable, "-c", "import results_celery; results_celery.migrate()"],
+        env=env,
+        cwd=world.var,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if migrate.returncode:
         raise BenchError(f"the django-celery-results peer could not migrate:\n{migrate.stderr[-2000:]}")
     argv = celery_worker_argv("results_celery", queue, f"results@{HOST}", run.options.concurrency) + ["-I", "sql_count"]
@@ -176,15 +206,19 @@ def results_throughput(run: Run, n: int) -> dict:
     worker = world.spawn("results-worker", argv, env=dict(env, HIVE_BENCH_SQL_SAMPLE=str(sample)))
 
     def send() -> None:
-        raw_celery.app.send_task(results_celery.TASK, queue=queue, priority=results_celery.PRIORITY,
-                                 ignore_result=False)  # fmt: skip
+        raw_celery.app.send_task(
+            results_celery.TASK, queue=queue, priority=results_celery.PRIORITY, ignore_result=False
+        )
 
     try:
         warm = 2 * run.options.concurrency
         for _ in range(warm):
             send()
-        wait_until(lambda: _alive(world, worker) and _result_rows()[0] >= warm, timeout=120,
-                   what="the django-celery-results peer's worker")  # fmt: skip
+        wait_until(
+            lambda: _alive(world, worker) and _result_rows()[0] >= warm,
+            timeout=120,
+            what="the django-celery-results peer's worker",
+        )
         _result_rows(clear=True)
         sql_count.read_and_reset(client)
         run.echo(f"  Celery + django-celery-results, spawn_true: {n} tasks…")
@@ -193,17 +227,31 @@ def results_throughput(run: Run, n: int) -> dict:
             for _ in range(n):
                 send()
             sent, sender_used = time.time(), sender_cpu() - sender_start
-            wait_until(lambda: _alive(world, worker) and _result_rows()[0] >= n, timeout=60 + n * 0.5, interval=0.2,
-                       what=f"{n} django-celery-results tasks")  # fmt: skip
+            wait_until(
+                lambda: _alive(world, worker) and _result_rows()[0] >= n,
+                timeout=60 + n * 0.5,
+                interval=0.2,
+                what=f"{n} django-celery-results tasks",
+            )
         statements, counted = sql_count.read_and_reset(client)
     finally:
         world.stop(worker)
     seconds = _result_rows()[1] - started
-    return {"tasks": n, "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
-            "send_seconds": round(sent - started, 3), "worker_memory": sampler.peak.as_dict(),
-            "sql_per_task": {"worker": round(statements / max(counted, 1), 2), "total": round(statements / max(counted, 1), 2)},
-            "cpu_ms_per_task": {"worker": round(1000 * sampler.cpu_used / n, 2),
-                                "sender": round(1000 * sender_used / n, 2)}}  # fmt: skip
+    return {
+        "tasks": n,
+        "seconds": round(seconds, 3),
+        "tasks_per_s": round(n / seconds, 1),
+        "send_seconds": round(sent - started, 3),
+        "worker_memory": sampler.peak.as_dict(),
+        "sql_per_task": {
+            "worker": round(statements / max(counted, 1), 2),
+            "total": round(statements / max(counted, 1), 2),
+        },
+        "cpu_ms_per_task": {
+            "worker": round(1000 * sampler.cpu_used / n, 2),
+            "sender": round(1000 * sender_used / n, 2),
+        },
+    }
 
 
 def _result_rows(*, clear: bool = False) -> tuple[int, float]:
@@ -255,8 +303,12 @@ def hive_throughput(run: Run, n: int) -> dict:
                     task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1)
             sent, sender_used = time.time(), sender_cpu() - sender_start
             batch = Task.objects.filter(pool__name=POOL, created_at__gte=since)
-            wait_until(lambda: _alive(run.world, worker) and _terminal(batch) >= n, timeout=60 + n * 0.5,
-                       interval=0.2, what=f"{n} hive tasks")  # fmt: skip
+            wait_until(
+                lambda: _alive(run.world, worker) and _terminal(batch) >= n,
+                timeout=60 + n * 0.5,
+                interval=0.2,
+                what=f"{n} hive tasks",
+            )
     finally:
         for profiler in profilers:
             profiler.stop()
@@ -267,11 +319,21 @@ def hive_throughput(run: Run, n: int) -> dict:
     sql = {"submit": round(submit_statements / n, 2), "worker": round(worker_statements / max(counted, 1), 2)}
     sql["total"] = round(sql["submit"] + sql["worker"], 2)
     seconds = ended - started
-    result = {"tasks": n, "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
-              "submit_seconds": round(sent - started, 3), "submit_per_s": round(n / (sent - started), 1),
-              "statuses": statuses, "events": events, "sql_per_task": sql, "worker_memory": sampler.peak.as_dict(),
-              "cpu_ms_per_task": {"worker": round(1000 * sampler.cpu_used / n, 2),
-                                  "sender": round(1000 * sender_used / n, 2)}}  # fmt: skip
+    result = {
+        "tasks": n,
+        "seconds": round(seconds, 3),
+        "tasks_per_s": round(n / seconds, 1),
+        "submit_seconds": round(sent - started, 3),
+        "submit_per_s": round(n / (sent - started), 1),
+        "statuses": statuses,
+        "events": events,
+        "sql_per_task": sql,
+        "worker_memory": sampler.peak.as_dict(),
+        "cpu_ms_per_task": {
+            "worker": round(1000 * sampler.cpu_used / n, 2),
+            "sender": round(1000 * sender_used / n, 2),
+        },
+    }
     if profilers:
         result["profile"] = _profile_summaries(run)
     return result
@@ -312,11 +374,17 @@ def _warm_up(run: Run, worker) -> None:
     from coordination.models import Task
     from coordination.services import task_submit
 
-    ids = [task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1).id
-           for _ in range(2 * run.options.concurrency)]  # fmt: skip
+    ids = [
+        task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1).id
+        for _ in range(2 * run.options.concurrency)
+    ]
     batch = Task.objects.filter(id__in=ids)
-    wait_until(lambda: _alive(run.world, worker) and _terminal(batch) == len(ids), timeout=60, interval=0.1,
-               what="the warm-up tasks")  # fmt: skip
+    wait_until(
+        lambda: _alive(run.world, worker) and _terminal(batch) == len(ids),
+        timeout=60,
+        interval=0.1,
+        what="the warm-up tasks",
+    )
 
 
 def sender_cpu() -> float:
@@ -336,8 +404,10 @@ def _profilers(run: Run, worker_pid: int) -> list:
 
     out = run.options.results_dir
     out.mkdir(parents=True, exist_ok=True)
-    return [Profiler(worker_pid, out / "profile-worker.txt", subprocesses=True),
-            Profiler(os.getpid(), out / "profile-submit.txt")]  # fmt: skip
+    return [
+        Profiler(worker_pid, out / "profile-worker.txt", subprocesses=True),
+        Profiler(os.getpid(), out / "profile-submit.txt"),
+    ]
 
 
 def _profile_summaries(run: Run) -> dict:
@@ -368,28 +438,45 @@ def scenario_latency(run: Run) -> None:
         task = task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1)
         samples.append((submitted, str(task.id)))
         done = Task.objects.filter(id=task.id, status__in=Task.TERMINAL_STATUSES)
-        wait_until(lambda done=done: _alive(run.world, worker) and done.exists(), timeout=60, interval=0.005,
-                   what=f"task {task.id}")  # fmt: skip
+        wait_until(
+            lambda done=done: _alive(run.world, worker) and done.exists(),
+            timeout=60,
+            interval=0.005,
+            what=f"task {task.id}",
+        )
         time.sleep(run.options.latency_gap)
     close_old_connections()
-    rows = {str(i): (s, f) for i, s, f in Task.objects.filter(id__in=[t for _, t in samples])
-            .values_list("id", "started_at", "finished_at")}  # fmt: skip
+    rows = {
+        str(i): (s, f)
+        for i, s, f in Task.objects.filter(id__in=[t for _, t in samples]).values_list(
+            "id", "started_at", "finished_at"
+        )
+    }
     to_running = [1000 * (rows[t][0].timestamp() - s) for s, t in samples]
     to_finished = [1000 * (rows[t][1].timestamp() - s) for s, t in samples]
     run.results["latency"] = {
-        "tasks": m, "gap_s": run.options.latency_gap,
-        "submit_to_running_ms": percentiles(to_running), "submit_to_finished_ms": percentiles(to_finished),
-        "raw_ms": {"submit_to_running": [round(x, 2) for x in to_running],
-                   "submit_to_finished": [round(x, 2) for x in to_finished]},
-    }  # fmt: skip
+        "tasks": m,
+        "gap_s": run.options.latency_gap,
+        "submit_to_running_ms": percentiles(to_running),
+        "submit_to_finished_ms": percentiles(to_finished),
+        "raw_ms": {
+            "submit_to_running": [round(x, 2) for x in to_running],
+            "submit_to_finished": [round(x, 2) for x in to_finished],
+        },
+    }
     p99 = run.results["latency"]["submit_to_running_ms"]["p99"]
     run.goals.append(Goal("submit → running p99, idle pool", "< 50 ms", p99, f"{p99:.1f} ms", p99 < 50))
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": round(cuts[49], 2), "p95": round(cuts[94], 2), "p99": round(cuts[98], 2),
-            "max": round(max(values), 2), "mean": round(statistics.fmean(values), 2)}  # fmt: skip
+    return {
+        "p50": round(cuts[49], 2),
+        "p95": round(cuts[94], 2),
+        "p99": round(cuts[98], 2),
+        "max": round(max(values), 2),
+        "mean": round(statistics.fmean(values), 2),
+    }
 
 
 # --- scenario 6: memory ----------------------------------------------------------------------------
@@ -398,12 +485,17 @@ def scenario_memory(run: Run) -> None:
     import sys
 
     port = free_port()
-    web = run.world.spawn("web", [sys.executable, "-m", "hive_project.cli", "serve", "--host", "127.0.0.1",
-                                  "--port", str(port)])  # fmt: skip
+    web = run.world.spawn(
+        "web", [sys.executable, "-m", "hive_project.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    )
     url = f"http://127.0.0.1:{port}/health"
     try:
-        wait_until(lambda: _alive(run.world, web) and _get(url) == 200, timeout=90, interval=0.2,
-                   what="the web process to answer /health")  # fmt: skip
+        wait_until(
+            lambda: _alive(run.world, web) and _get(url) == 200,
+            timeout=90,
+            interval=0.2,
+            what="the web process to answer /health",
+        )
         time.sleep(1.0)
         idle = max((memory.measure(web.pid, with_pss=True) for _ in range(5)), key=lambda s: s.rss_mb)
         run.echo(f"  web process: {run.options.web_requests} GET /health…")

@@ -25,8 +25,13 @@ from bench.world import CAPABILITY, POOL, BenchError, celery_worker_argv, wait_u
 
 def dag(steps: int, shape: str, width: int) -> dict:
     def step(i: int, deps: list[int]) -> dict:
-        return {"name": f"s{i}", "command": ["true"], "capabilities": [CAPABILITY], "max_attempts": 1,
-                "depends_on": [f"s{d}" for d in deps]}  # fmt: skip
+        return {
+            "name": f"s{i}",
+            "command": ["true"],
+            "capabilities": [CAPABILITY],
+            "max_attempts": 1,
+            "depends_on": [f"s{d}" for d in deps],
+        }
 
     if shape == "chain":
         return {"name": f"chain of {steps}", "steps": [step(i, [i - 1] if i else []) for i in range(steps)]}
@@ -52,8 +57,10 @@ def main() -> int:
     args = parser.parse_args()
 
     world = world_open(concurrency=args.concurrency)
-    limits = {"LEANVIBE_AGENT_COORDINATION_MAX_PARTICIPANTS": str(args.steps),
-              "LEANVIBE_AGENT_COORDINATION_SESSION_TIMEOUT": "3600"}  # fmt: skip
+    limits = {
+        "LEANVIBE_AGENT_COORDINATION_MAX_PARTICIPANTS": str(args.steps),
+        "LEANVIBE_AGENT_COORDINATION_SESSION_TIMEOUT": "3600",
+    }
     os.environ.update(limits)
     try:
         import django
@@ -71,8 +78,11 @@ def main() -> int:
         call_command("migrate", interactive=False, verbosity=0)
         pool_sync(config=settings.HIVE_CONFIG)
         node = f"{POOL}@{socket.gethostname()}"
-        worker = world.spawn("worker", celery_worker_argv("hive_project", f"hive.{POOL}", node, args.concurrency),
-                             env=world.child_env(**limits))  # fmt: skip
+        worker = world.spawn(
+            "worker",
+            celery_worker_argv("hive_project", f"hive.{POOL}", node, args.concurrency),
+            env=world.child_env(**limits),
+        )
 
         def online() -> bool:
             close_old_connections()
@@ -93,15 +103,19 @@ def main() -> int:
         wall = time.monotonic() - started
         latencies = [s.latency * 1000 for s in session.steps.exclude(latency=None)]
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-        print(f"session {session.id} {session.status} in {wall:.1f}s: {args.steps} steps ({args.shape}), "
-              f"{database}, concurrency {args.concurrency}")  # fmt: skip
+        print(
+            f"session {session.id} {session.status} in {wall:.1f}s: {args.steps} steps ({args.shape}), "
+            f"{database}, concurrency {args.concurrency}"
+        )
         if session.status != CoordinationSession.Status.SUCCEEDED or not latencies:
             print(f"no measurement: {session.reason}")
             return 1
         p99 = percentile(latencies, 0.99)
-        print(f"coordination latency over {len(latencies)} hand-offs: p50 {statistics.median(latencies):.1f} ms, "
-              f"p90 {percentile(latencies, 0.90):.1f} ms, p99 {p99:.1f} ms, max {max(latencies):.1f} ms "
-              f"(goal p99 < {args.goal_ms:g} ms: {'met' if p99 < args.goal_ms else 'missed'})")  # fmt: skip
+        print(
+            f"coordination latency over {len(latencies)} hand-offs: p50 {statistics.median(latencies):.1f} ms, "
+            f"p90 {percentile(latencies, 0.90):.1f} ms, p99 {p99:.1f} ms, max {max(latencies):.1f} ms "
+            f"(goal p99 < {args.goal_ms:g} ms: {'met' if p99 < args.goal_ms else 'missed'})"
+        )
         return 0 if p99 < args.goal_ms else 1
     except BenchError as exc:
         world.keep = True

@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         if profiler:
             profiler.disable()
         wall, used = time.perf_counter() - started, cpu() - cpu_started
-        print(f"{args.n} submits: {1000 * used / args.n:.2f} ms CPU each, {1000 * wall / args.n:.2f} ms wall each "
-              f"({args.n / wall:.0f}/s wall, {args.n / used:.0f}/s per CPU second)")  # fmt: skip
+        print(
+            f"{args.n} submits: {1000 * used / args.n:.2f} ms CPU each, {1000 * wall / args.n:.2f} ms wall each "
+            f"({args.n / wall:.0f}/s wall, {args.n / used:.0f}/s per CPU second)"
+        )
         if profiler:
             stats = pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative")
             stats.print_stats(40)

@@ -82,8 +82,14 @@ class World:
         log_path = self.var / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(argv, cwd=BASE_DIR, env=env or self.child_env(), stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                argv,
+                cwd=BASE_DIR,
+                env=env or self.child_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc.log_path = log_path  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
@@ -184,8 +190,13 @@ def world_open(*, concurrency: int, keep: bool = False) -> World:
     (var / "bench.yaml").write_text(bench_config(concurrency, var))
     given_db = os.environ.get("LEANVIBE_DATABASE_URL") or ""
     given_redis = os.environ.get("LEANVIBE_REDIS_URL") or ""
-    world = World(var=var, redis_url=given_redis, database_url=f"sqlite:///{var / 'hive.sqlite3'}",
-                  embedded_redis=not given_redis, keep=keep)  # fmt: skip
+    world = World(
+        var=var,
+        redis_url=given_redis,
+        database_url=f"sqlite:///{var / 'hive.sqlite3'}",
+        embedded_redis=not given_redis,
+        keep=keep,
+    )
     try:
         if given_db and urlsplit(given_db).scheme.startswith("postgres"):
             world.admin_url = given_db
@@ -236,8 +247,9 @@ def world_close(world: World) -> None:
 def _postgres_execute(url: str, sql: str) -> None:
     import psycopg
 
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True,
-                         connect_timeout=5) as conn:  # fmt: skip
+    with psycopg.connect(
+        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=5
+    ) as conn:
         conn.execute(sql)
 
 

@@ -29,8 +29,19 @@ class TaskAttemptInline(admin.TabularInline):
     model = TaskAttempt
     extra = 0
     can_delete = False
-    fields = ("number", "outcome", "agent", "started_at", "finished_at", "exit_code", "is_error", "error",
-              "cost_usd", "num_turns", "log_path")  # fmt: skip
+    fields = (
+        "number",
+        "outcome",
+        "agent",
+        "started_at",
+        "finished_at",
+        "exit_code",
+        "is_error",
+        "error",
+        "cost_usd",
+        "num_turns",
+        "log_path",
+    )
     readonly_fields = fields
     show_change_link = True
 
@@ -62,8 +73,21 @@ class RoutingDecisionInline(admin.StackedInline):
     extra = 0
     can_delete = False
     max_num = 0
-    fields = ("strategy", "chosen_pool", "confidence", "fallback", "model_version", "reason", "candidates",
-              "predicted_seconds", "predicted_p90", "predicted_success", "decided_at", "decision_ms", "outcome")  # fmt: skip
+    fields = (
+        "strategy",
+        "chosen_pool",
+        "confidence",
+        "fallback",
+        "model_version",
+        "reason",
+        "candidates",
+        "predicted_seconds",
+        "predicted_p90",
+        "predicted_success",
+        "decided_at",
+        "decision_ms",
+        "outcome",
+    )
     readonly_fields = fields
 
     @admin.display(description="outcome")
@@ -73,8 +97,19 @@ class RoutingDecisionInline(admin.StackedInline):
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "status", "pool", "agent", "priority", "task_type", "attempts", "source",
-                    "created_at", "title", "hold_reason")  # fmt: skip
+    list_display = (
+        "short_id",
+        "status",
+        "pool",
+        "agent",
+        "priority",
+        "task_type",
+        "attempts",
+        "source",
+        "created_at",
+        "title",
+        "hold_reason",
+    )
     list_filter = ("status", "priority", "pool", "source", "task_type")
     search_fields = ("id", "prompt", "external_ref", "idempotency_key")
     date_hierarchy = "created_at"
@@ -169,8 +204,17 @@ class CoordinationSessionAdmin(admin.ModelAdmin):
 
 @admin.register(AgentPool)
 class AgentPoolAdmin(admin.ModelAdmin):
-    list_display = ("name", "capability_list", "concurrency", "min_instances", "max_instances", "allow_commands",
-                    "enabled", "program_status", "budget_usd_per_day")  # fmt: skip
+    list_display = (
+        "name",
+        "capability_list",
+        "concurrency",
+        "min_instances",
+        "max_instances",
+        "allow_commands",
+        "enabled",
+        "program_status",
+        "budget_usd_per_day",
+    )
     list_filter = ("enabled", "allow_commands")
     search_fields = ("name",)
     # budget_usd_per_day: agents.<pool>.budget_usd_per_day in the configuration (pool_sync would undo an edit)
@@ -190,8 +234,19 @@ class AgentAdmin(admin.ModelAdmin):
     list_display = ("name", "pool", "status", "load", "concurrency", "last_heartbeat", "host", "pid")
     list_filter = ("status", "pool")
     search_fields = ("name", "host")
-    readonly_fields = ("name", "pool", "host", "pid", "incarnation", "concurrency", "load", "resources",
-                       "last_heartbeat", "started_at", "stopped_at")  # fmt: skip
+    readonly_fields = (
+        "name",
+        "pool",
+        "host",
+        "pid",
+        "incarnation",
+        "concurrency",
+        "load",
+        "resources",
+        "last_heartbeat",
+        "started_at",
+        "stopped_at",
+    )
     actions = ["drain"]
 
     @admin.action(description="Drain: stop taking new tasks")
@@ -215,8 +270,16 @@ class ScalingDecisionAdmin(admin.ModelAdmin):
 
 @admin.register(RoutingDecision)
 class RoutingDecisionAdmin(admin.ModelAdmin):
-    list_display = ("decided_at", "task_link", "strategy", "chosen_pool", "confidence", "fallback", "model_version",
-                    "outcome")  # fmt: skip
+    list_display = (
+        "decided_at",
+        "task_link",
+        "strategy",
+        "chosen_pool",
+        "confidence",
+        "fallback",
+        "model_version",
+        "outcome",
+    )
     list_filter = ("strategy", "fallback", "chosen_pool")
     search_fields = ("task__id", "model_version", "reason")
     date_hierarchy = "decided_at"

@@ -118,7 +118,7 @@ def resource_conditions(reports: Iterable[Report]) -> list[Condition]:
                 host=host,
                 agents=tuple(sorted(agents[(host, resource)])),
                 message=f"{resource} at {value:.1f}% on {host} (>= {threshold:g}%, {source})",
-            )  # fmt: skip
+            )
         )
     return conditions
 
@@ -136,8 +136,13 @@ def _reported(entry: object) -> dict | None:
         return None
     if not _finite_number(value) or not _finite_number(threshold):
         return None
-    return {"resource": resource, "level": level, "value": float(value), "threshold": float(threshold),
-            "source": source[:120]}  # fmt: skip
+    return {
+        "resource": resource,
+        "level": level,
+        "value": float(value),
+        "threshold": float(threshold),
+        "source": source[:120],
+    }
 
 
 def queue_conditions(queued: Mapping[str, int], *, alert_thresholds: AlertThresholdsConfig) -> list[Condition]:
@@ -152,7 +157,7 @@ def queue_conditions(queued: Mapping[str, int], *, alert_thresholds: AlertThresh
             source=a.source,
             message=a.message,
             pool=a.subject.removeprefix("queue:"),
-        )  # fmt: skip
+        )
         for a in queue_alerts(queued, alert_thresholds=alert_thresholds)
     ]
 
@@ -246,8 +251,13 @@ def alerts_evaluate(
         advice = ""
         if monitoring.optimization_enabled:
             limit = getattr(config.resources.allocation, f"{condition.resource}_limit_percent", None)
-            advice = recommend(condition, pools=states, host_pools=sorted(host_pools.get(condition.host, ())),
-                               scaling_applies=scaling_applies, limit_percent=limit)  # fmt: skip
+            advice = recommend(
+                condition,
+                pools=states,
+                host_pools=sorted(host_pools.get(condition.host, ())),
+                scaling_applies=scaling_applies,
+                limit_percent=limit,
+            )
         pool = by_name.get(condition.pool) if condition.pool else None
         change = _raise_or_update(active.pop(condition.subject, None), condition, advice, pool=pool, now=now)
         if change is not None:
@@ -282,15 +292,28 @@ def alert_resolve(*, alert: Alert, resolution: str, now: datetime) -> AlertChang
 def _raise_or_update(
     alert: Alert | None, condition: Condition, advice: str, *, pool: AgentPool | None, now: datetime
 ) -> AlertChange | None:
-    fields = {"level": condition.level, "value": condition.value, "threshold": condition.threshold,
-              "source": condition.source, "message": condition.message, "recommendation": advice,
-              "agents": list(condition.agents), "updated_at": now}  # fmt: skip
+    fields = {
+        "level": condition.level,
+        "value": condition.value,
+        "threshold": condition.threshold,
+        "source": condition.source,
+        "message": condition.message,
+        "recommendation": advice,
+        "agents": list(condition.agents),
+        "updated_at": now,
+    }
     if alert is None:
         try:
             with transaction.atomic():
-                alert = Alert.objects.create(subject=condition.subject, resource=condition.resource,
-                                             host=condition.host, pool=pool, peak=condition.value, raised_at=now,
-                                             **fields)  # fmt: skip
+                alert = Alert.objects.create(
+                    subject=condition.subject,
+                    resource=condition.resource,
+                    host=condition.host,
+                    pool=pool,
+                    peak=condition.value,
+                    raised_at=now,
+                    **fields,
+                )
                 event = _announce("alert.raised", alert)
         except IntegrityError:  # another evaluator raised this episode first
             log.info("alert %s was raised by another process", condition.subject)
@@ -334,9 +357,20 @@ def _announce(type: str, alert: Alert, **extra: object) -> Event:
 def alert_fields(alert: Alert) -> dict:
     """The alert as its events carry it, with stable keys (the event names the pool itself)."""
     return {
-        "alert": alert.id, "subject": alert.subject, "resource": alert.resource, "level": alert.level,
-        "value": alert.value, "peak": alert.peak, "threshold": alert.threshold, "source": alert.source,
-        "message": alert.message, "recommendation": alert.recommendation, "host": alert.host,
-        "agents": list(alert.agents), "status": alert.status, "raised_at": alert.raised_at.isoformat(),
-        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None, "resolution": alert.resolution,
-    }  # fmt: skip
+        "alert": alert.id,
+        "subject": alert.subject,
+        "resource": alert.resource,
+        "level": alert.level,
+        "value": alert.value,
+        "peak": alert.peak,
+        "threshold": alert.threshold,
+        "source": alert.source,
+        "message": alert.message,
+        "recommendation": alert.recommendation,
+        "host": alert.host,
+        "agents": list(alert.agents),
+        "status": alert.status,
+        "raised_at": alert.raised_at.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "resolution": alert.resolution,
+    }

@@ -76,8 +76,14 @@ class Hold:
         )
 
     def payload(self) -> dict[str, Any]:
-        return {"reason": "budget", "scope": self.scope, "name": self.name, "spent": f"{self.spent:.6f}",
-                "budget": f"{self.budget:.6f}", "detail": self.describe()}  # fmt: skip
+        return {
+            "reason": "budget",
+            "scope": self.scope,
+            "name": self.name,
+            "spent": f"{self.spent:.6f}",
+            "budget": f"{self.budget:.6f}",
+            "detail": self.describe(),
+        }
 
 
 def day_bounds(now: datetime) -> tuple[datetime, datetime]:
@@ -130,7 +136,7 @@ def task_budget_admit(*, task_id: str, now: datetime | None = None) -> Hold | No
             "team_id",
             "team__name",
             "team__budget_usd_per_day",
-        )  # fmt: skip
+        )
         .first()
     )
     if row is None or row["command"]:
@@ -161,8 +167,12 @@ def task_hold(*, task_id: str, hold: Hold, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     delay = recheck_delay(now=now)
     text = hold.describe()
-    fields = {"hold_reason": text, "available_at": now + timedelta(seconds=delay), "dispatched_at": now,
-              "updated_at": now}  # fmt: skip
+    fields = {
+        "hold_reason": text,
+        "available_at": now + timedelta(seconds=delay),
+        "dispatched_at": now,
+        "updated_at": now,
+    }
     with transaction.atomic():
         queued = Task.objects.filter(id=task_id, status=Task.Status.QUEUED)
         first = queued.filter(hold_reason="").update(**fields)
@@ -221,8 +231,7 @@ def budget_parse(text: str) -> Decimal | None:
     except InvalidOperation:
         amount = Decimal("NaN")
     if not amount.is_finite() or amount < 0 or amount > MAX_BUDGET or amount != amount.quantize(Decimal("1e-6")):
-        raise Invalid(f"budget: {text!r} is not an amount of USD from 0 to {MAX_BUDGET} (at most 6 decimals) "
-                      "or 'none'")  # fmt: skip
+        raise Invalid(f"budget: {text!r} is not an amount of USD from 0 to {MAX_BUDGET} (at most 6 decimals) or 'none'")
     return amount
 
 
@@ -235,9 +244,13 @@ def team_budget_set(*, team: Team, budget: Decimal | None) -> Team:
         previous = team.budget_usd_per_day
         Team.objects.filter(id=team.id).update(budget_usd_per_day=budget)
         team.budget_usd_per_day = budget
-        publish("team.budget", team_id=team.id, team=team.name,
-                budget=None if budget is None else f"{budget:.6f}",
-                previous=None if previous is None else f"{previous:.6f}")  # fmt: skip
+        publish(
+            "team.budget",
+            team_id=team.id,
+            team=team.name,
+            budget=None if budget is None else f"{budget:.6f}",
+            previous=None if previous is None else f"{previous:.6f}",
+        )
         held_release(team_id=team.id)
     return team
 

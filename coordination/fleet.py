@@ -69,10 +69,18 @@ def agent_register(*, name: str, pool: AgentPool, host: str, pid: int, concurren
         agent, _ = Agent.objects.update_or_create(
             name=name,
             defaults={
-                "pool": pool, "status": Agent.Status.ONLINE, "host": host, "pid": pid, "concurrency": concurrency,
-                "incarnation": uuid.uuid4(), "load": 0, "last_heartbeat": now, "started_at": now, "stopped_at": None,
+                "pool": pool,
+                "status": Agent.Status.ONLINE,
+                "host": host,
+                "pid": pid,
+                "concurrency": concurrency,
+                "incarnation": uuid.uuid4(),
+                "load": 0,
+                "last_heartbeat": now,
+                "started_at": now,
+                "stopped_at": None,
             },
-        )  # fmt: skip
+        )
         publish("agent.online", agent=agent, pool=pool, host=host, pid=pid, concurrency=concurrency)
     orphans = TaskAttempt.objects.filter(agent=agent, outcome=TaskAttempt.Outcome.RUNNING).values_list("id", flat=True)
     for attempt_id in list(orphans):

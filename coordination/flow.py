@@ -306,8 +306,15 @@ def pool_rate_limited(
     )
     RATE_LIMITED.labels(pool=pool.name).inc()
     if pause is not None and pause.extended:
-        publish("pool.paused", pool=pool, until=pause.until.isoformat(), seconds=round(pause.seconds, 3),
-                streak=pause.streak, reason=reason[:500], task_id=task_id)  # fmt: skip
+        publish(
+            "pool.paused",
+            pool=pool,
+            until=pause.until.isoformat(),
+            seconds=round(pause.seconds, 3),
+            streak=pause.streak,
+            reason=reason[:500],
+            task_id=task_id,
+        )
     return pause
 
 

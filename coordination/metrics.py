@@ -46,9 +46,10 @@ COORDINATION_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 DECISIONS_TOTAL = Counter(
-    "hive_decisions_total", "Routing decisions, by strategy and why it fell back ('none': it decided)",
+    "hive_decisions_total",
+    "Routing decisions, by strategy and why it fell back ('none': it decided)",
     ["strategy", "fallback"],
-)  # fmt: skip
+)
 PREDICTION_ERROR = Histogram(
     "hive_prediction_error_seconds",
     "Absolute error of the predicted p50 attempt duration, observed when a decision closes",

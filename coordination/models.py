@@ -15,9 +15,12 @@ class Team(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     budget_usd_per_day = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True,
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
         help_text="USD the team's prompt tasks may spend in a UTC day; then new ones wait (empty: no limit)",
-    )  # fmt: skip
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

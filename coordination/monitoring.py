@@ -72,7 +72,7 @@ def pool_samples_record(*, pools: Sequence[AgentPool], states: Mapping[str, Pool
             online=state.instances,
             queued=state.ready + state.delayed,
             running=state.running,
-        )  # fmt: skip
+        )
         for pool in pools
         if (state := states.get(pool.name)) is not None
     ]

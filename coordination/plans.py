@@ -42,8 +42,17 @@ STEP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 STEP_PLACEHOLDER = re.compile(r"\{steps\.([^{}.\s]*)\.([^{}.\s]*)\}")
 STEP_FIELDS = ("result", "output")
 PLAN_KEYS = {"name", "mode", "steps", "timeout", "continue_on_failure", "consensus_threshold"}
-SPEC_KEYS = {"prompt", "command", "capabilities", "payload", "task_type", "priority", "complexity", "timeout",
-             "max_attempts"}  # fmt: skip
+SPEC_KEYS = {
+    "prompt",
+    "command",
+    "capabilities",
+    "payload",
+    "task_type",
+    "priority",
+    "complexity",
+    "timeout",
+    "max_attempts",
+}
 STEP_KEYS = SPEC_KEYS | {"name", "depends_on", "targets", "count"}
 
 
@@ -67,10 +76,13 @@ class Plan:
     def as_json(self) -> dict[str, Any]:
         """The plan as stored on the session: what was accepted, copies spelled out."""
         return {
-            "name": self.name, "mode": self.mode, "timeout": self.timeout,
-            "continue_on_failure": self.continue_on_failure, "consensus_threshold": self.consensus_threshold,
+            "name": self.name,
+            "mode": self.mode,
+            "timeout": self.timeout,
+            "continue_on_failure": self.continue_on_failure,
+            "consensus_threshold": self.consensus_threshold,
             "steps": [{"name": s.name, **s.spec, "depends_on": list(s.depends_on)} for s in self.steps],
-        }  # fmt: skip
+        }
 
 
 def read_plan(plan: Any) -> Plan:
@@ -108,8 +120,14 @@ def read_plan(plan: Any) -> Plan:
     for step in steps:
         _check_placeholders(step)
         _check_routable(step)
-    return Plan(name=name.strip(), mode=mode, timeout=timeout, continue_on_failure=continue_on_failure,
-                consensus_threshold=threshold, steps=steps)  # fmt: skip
+    return Plan(
+        name=name.strip(),
+        mode=mode,
+        timeout=timeout,
+        continue_on_failure=continue_on_failure,
+        consensus_threshold=threshold,
+        steps=steps,
+    )
 
 
 def _too_many(n: int, limit: int) -> InvalidSession:

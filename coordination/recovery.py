@@ -50,8 +50,13 @@ def agents_mark_offline(*, older_than: timedelta) -> int:
             )
             if not changed:
                 continue
-            publish("agent.offline", agent=agent, pool=agent.pool, reason="no heartbeat",
-                    last_heartbeat=agent.last_heartbeat.isoformat())  # fmt: skip
+            publish(
+                "agent.offline",
+                agent=agent,
+                pool=agent.pool,
+                reason="no heartbeat",
+                last_heartbeat=agent.last_heartbeat.isoformat(),
+            )
             count_agent_failure(pool=agent.pool.name)  # a clean shutdown (scale-in) is no failure
         count += 1
         for attempt in TaskAttempt.objects.filter(agent=agent, outcome=TaskAttempt.Outcome.RUNNING):
@@ -82,8 +87,9 @@ def tasks_resend_unclaimed(*, older_than: timedelta) -> int:
         return 0
     try:
         # A message reserved before the cutoff by a worker that has not claimed it is held by a dead one.
-        held = broker.task_ids_in_broker(sorted({t.routed_pool.queue for t in candidates}),
-                                         reserved_within=older_than.total_seconds())  # fmt: skip
+        held = broker.task_ids_in_broker(
+            sorted({t.routed_pool.queue for t in candidates}), reserved_within=older_than.total_seconds()
+        )
     except Exception as exc:
         log.warning("cannot read the broker (%s); resending nothing this round", exc)
         return 0

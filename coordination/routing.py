@@ -128,8 +128,10 @@ class LeastLoaded:
         capacity = pool_capacity(pools)
         loads = {p.id: busy.get(p.id, 0) / capacity[p.id] for p in pools}
         pool = min(pools, key=lambda p: (loads[p.id], p.name))
-        candidates = [{"pool": p.name, "score": round(loads[p.id], 4), "active": busy.get(p.id, 0),
-                       "capacity": capacity[p.id]} for p in pools]  # fmt: skip
+        candidates = [
+            {"pool": p.name, "score": round(loads[p.id], 4), "active": busy.get(p.id, 0), "capacity": capacity[p.id]}
+            for p in pools
+        ]
         return Choice(pool=pool, strategy=self.name, candidates=candidates)
 
 
@@ -147,8 +149,14 @@ class RoundRobin:
                 turn = cache.incr(key)
         except Exception as exc:  # Redis away: the task is still accepted, placed by load instead
             log.warning("round robin counter unavailable (%s); using least_loaded", exc)
-            return fallback(pools, spec=spec, strategy=self.name, code="counter_unavailable",
-                            reason=f"round robin counter unavailable ({exc})", using=LeastLoaded())  # fmt: skip
+            return fallback(
+                pools,
+                spec=spec,
+                strategy=self.name,
+                code="counter_unavailable",
+                reason=f"round robin counter unavailable ({exc})",
+                using=LeastLoaded(),
+            )
         chosen = turn % len(ordered)
         candidates = [{"pool": p.name, "score": (i - chosen) % len(ordered)} for i, p in enumerate(ordered)]
         return Choice(pool=ordered[chosen], strategy=self.name, candidates=candidates)
@@ -176,9 +184,14 @@ class PerformanceWeighted:
             pool_id: (r.success_rate, max(r.p50_seconds or 0.0, 0.001), r.count) for (pool_id, _), r in records.items()
         }
         if not stats:
-            return fallback(pools, spec=spec, strategy=self.name, code="no_history",
-                            reason=f"no finished attempts of type {spec.task_type} on these pools",
-                            using=LeastLoaded())  # fmt: skip
+            return fallback(
+                pools,
+                spec=spec,
+                strategy=self.name,
+                code="no_history",
+                reason=f"no finished attempts of type {spec.task_type} on these pools",
+                using=LeastLoaded(),
+            )
 
         def score(pool: AgentPool) -> tuple[float, str]:
             if pool.id not in stats:  # untried: explore it before exploiting the measured ones
@@ -192,9 +205,15 @@ class PerformanceWeighted:
             if p.id in stats:
                 rate, seconds, count = stats[p.id]
                 s = score(p)[0]
-                candidates.append({"pool": p.name, "score": round(s, 3) if s != float("inf") else None,
-                                   "success_rate": round(rate, 4), "p50_seconds": round(seconds, 3),
-                                   "attempts": count})  # fmt: skip
+                candidates.append(
+                    {
+                        "pool": p.name,
+                        "score": round(s, 3) if s != float("inf") else None,
+                        "success_rate": round(rate, 4),
+                        "p50_seconds": round(seconds, 3),
+                        "attempts": count,
+                    }
+                )
             else:
                 candidates.append({"pool": p.name, "score": None, "attempts": 0})
         reason = "" if pool.id in stats else f"pool {pool.name} has no history of type {spec.task_type}: trying it"
@@ -261,14 +280,31 @@ def route(
     strategy = current_strategy()
     if only is not None:
         chosen = pool_among(pools, only)
-        choice = Choice(pool=chosen, strategy=name, candidates=[{"pool": chosen.name, "score": None}],
-                        confidence=1.0, fallback="named", reason=f"the submitter named pool {chosen.name}")  # fmt: skip
+        choice = Choice(
+            pool=chosen,
+            strategy=name,
+            candidates=[{"pool": chosen.name, "score": None}],
+            confidence=1.0,
+            fallback="named",
+            reason=f"the submitter named pool {chosen.name}",
+        )
     elif len(pools) == 1:
-        choice = Choice(pool=pools[0], strategy=name, candidates=[{"pool": pools[0].name, "score": None}],
-                        confidence=1.0, fallback="only_eligible", reason=f"{pools[0].name} is the only eligible pool")  # fmt: skip
+        choice = Choice(
+            pool=pools[0],
+            strategy=name,
+            candidates=[{"pool": pools[0].name, "score": None}],
+            confidence=1.0,
+            fallback="only_eligible",
+            reason=f"{pools[0].name} is the only eligible pool",
+        )
     elif strategy is None:
-        choice = fallback(pools, spec=spec, strategy=name, code="unavailable",
-                          reason=f"strategy {name} is not registered in this process")  # fmt: skip
+        choice = fallback(
+            pools,
+            spec=spec,
+            strategy=name,
+            code="unavailable",
+            reason=f"strategy {name} is not registered in this process",
+        )
     else:
         choice = strategy.choose(pools, spec=spec)
     choice.decision_ms = (clock() - started) * 1000.0

@@ -166,9 +166,16 @@ def pool_series(*, since: datetime) -> list[dict[str, Any]]:
         rows[pool_id].append((round(at.timestamp(), 3), *values))
     decisions: dict[int, list[dict[str, Any]]] = {pool_id: [] for pool_id in rows}
     for d in ScalingDecision.objects.filter(pool_id__in=rows, created_at__gte=since).order_by("created_at", "id"):
-        decisions[d.pool_id].append({"t": round(d.created_at.timestamp(), 3), "previous": d.previous,
-                                     "desired": d.desired, "reason": d.reason, "actuator": d.actuator,
-                                     "applied": d.applied})  # fmt: skip
+        decisions[d.pool_id].append(
+            {
+                "t": round(d.created_at.timestamp(), 3),
+                "previous": d.previous,
+                "desired": d.desired,
+                "reason": d.reason,
+                "actuator": d.actuator,
+                "applied": d.applied,
+            }
+        )
     series = []
     for pool_id, name in pools:
         points = _thin(rows[pool_id], SERIES_MAX_POINTS)

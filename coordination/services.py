@@ -94,11 +94,17 @@ def task_submit(
         if existing is not None:
             return submission.same_submission(existing, spec)
     choice = route(
-        TaskSpec(task_type=spec["task_type"], capabilities=tuple(spec["capabilities"]), priority=spec["priority"],
-                 complexity=spec["complexity"], prompt_length=len(spec["prompt"]), source=spec["source"]),
+        TaskSpec(
+            task_type=spec["task_type"],
+            capabilities=tuple(spec["capabilities"]),
+            priority=spec["priority"],
+            complexity=spec["complexity"],
+            prompt_length=len(spec["prompt"]),
+            source=spec["source"],
+        ),
         needs_commands=bool(spec["command"]),
         only=pool,
-    )  # fmt: skip
+    )
     routed = choice.pool
     submission.payload_fields_check(pool=routed, command=spec["command"], payload=spec["payload"])
     now = timezone.now()
@@ -120,8 +126,15 @@ def task_submit(
         with transaction.atomic():
             task.save(force_insert=True)
             decision_record(task=task, choice=choice)
-            publish("task.queued", task=task, pool=routed, priority=task.priority, source=task.source,
-                    title=task.title(), capabilities=task.capabilities)  # fmt: skip
+            publish(
+                "task.queued",
+                task=task,
+                pool=routed,
+                priority=task.priority,
+                source=task.source,
+                title=task.title(),
+                capabilities=task.capabilities,
+            )
             transaction.on_commit(lambda: task_send(task))
     except IntegrityError:
         if not idempotency_key:
@@ -157,10 +170,19 @@ def task_spec_check(
     Sessions check every step with it before they store a row.
     """
     spec = submission.validated(
-        capabilities=capabilities, prompt=prompt, command=command, payload=payload, task_type=task_type,
-        priority=priority, complexity=complexity, timeout=timeout, max_attempts=max_attempts, idempotency_key=None,
-        source=Source.SESSION, external_ref="",
-    )  # fmt: skip
+        capabilities=capabilities,
+        prompt=prompt,
+        command=command,
+        payload=payload,
+        task_type=task_type,
+        priority=priority,
+        complexity=complexity,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        idempotency_key=None,
+        source=Source.SESSION,
+        external_ref="",
+    )
     for submission_only in ("idempotency_key", "source", "external_ref"):
         del spec[submission_only]
     return spec
@@ -295,11 +317,22 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
                 # The row holds what this conditional UPDATE wrote over what was read with the attempt
                 # (re-reading it cost two statements: the task and, its cache cleared, the pool).
                 task.status, task.finished_at, task.result, task.error, task.updated_at = (
-                    Task.Status.SUCCEEDED, now, result.result, "", now
-                )  # fmt: skip
+                    Task.Status.SUCCEEDED,
+                    now,
+                    result.result,
+                    "",
+                    now,
+                )
                 fresh = True
-                publish("task.succeeded", task=task, agent=attempt.agent, attempt=attempt.number,
-                        exit_code=result.exit_code, duration=attempt.duration, output_tail=result.output_tail[-2000:])  # fmt: skip
+                publish(
+                    "task.succeeded",
+                    task=task,
+                    agent=attempt.agent,
+                    attempt=attempt.number,
+                    exit_code=result.exit_code,
+                    duration=attempt.duration,
+                    output_tail=result.output_tail[-2000:],
+                )
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
                 count_terminal(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name)
                 decision_close(task=task, attempt=attempt)
@@ -343,11 +376,14 @@ def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None
     if attempt.agent_id is None or not (tracking and api.intelligence_framework.performance_tracking_enabled):
         return
     profile_record(
-        pool_id=task.routed_pool.id, agent_id=attempt.agent_id, task_type=task.task_type,
-        succeeded=attempt.outcome == TaskAttempt.Outcome.SUCCEEDED, seconds=seconds,
+        pool_id=task.routed_pool.id,
+        agent_id=attempt.agent_id,
+        task_type=task.task_type,
+        succeeded=attempt.outcome == TaskAttempt.Outcome.SUCCEEDED,
+        seconds=seconds,
         cost_usd=float(attempt.cost_usd) if attempt.cost_usd is not None else None,
         learning_rate=api.intelligence_framework.learning_rate,
-    )  # fmt: skip
+    )
 
 
 def _running(task: Task, number: int) -> TaskQuerySet:
@@ -366,13 +402,23 @@ def _attempt_failed(task: Task, attempt: TaskAttempt, *, reason: str, permanent:
     if status == Task.Status.QUEUED:
         delay = backoff_delay(attempt.number)
         moved = _running(task, attempt.number).update(
-            status=status, agent=None, available_at=now + timedelta(seconds=delay), dispatched_at=now,
-            error=reason[:10_000], updated_at=now,
-        )  # fmt: skip
+            status=status,
+            agent=None,
+            available_at=now + timedelta(seconds=delay),
+            dispatched_at=now,
+            error=reason[:10_000],
+            updated_at=now,
+        )
         if moved:
             task.refresh_from_db()
-            publish("task.retrying", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000],
-                    delay=round(delay, 3))  # fmt: skip
+            publish(
+                "task.retrying",
+                task=task,
+                agent=attempt.agent,
+                attempt=attempt.number,
+                error=reason[:2000],
+                delay=round(delay, 3),
+            )
             transaction.on_commit(lambda: task_send(task, countdown=delay))
         return
     moved = _running(task, attempt.number).update(status=status, finished_at=now, error=reason[:10_000], updated_at=now)
@@ -390,13 +436,25 @@ def _attempt_requeued(task: Task, attempt: TaskAttempt, *, reason: str, delay: f
     now = timezone.now()
     delay = max(0.0, delay)
     moved = _running(task, attempt.number).update(
-        status=Task.Status.QUEUED, agent=None, max_attempts=F("max_attempts") + 1,
-        available_at=now + timedelta(seconds=delay), dispatched_at=now, error=reason[:10_000], updated_at=now,
-    )  # fmt: skip
+        status=Task.Status.QUEUED,
+        agent=None,
+        max_attempts=F("max_attempts") + 1,
+        available_at=now + timedelta(seconds=delay),
+        dispatched_at=now,
+        error=reason[:10_000],
+        updated_at=now,
+    )
     if moved:
         task.refresh_from_db()
-        publish("task.requeued", task=task, agent=attempt.agent, attempt=attempt.number, error=reason[:2000],
-                delay=round(delay, 3), attempt_spent=False)  # fmt: skip
+        publish(
+            "task.requeued",
+            task=task,
+            agent=attempt.agent,
+            attempt=attempt.number,
+            error=reason[:2000],
+            delay=round(delay, 3),
+            attempt_spent=False,
+        )
         transaction.on_commit(lambda: task_send(task, countdown=delay))
 
 
@@ -457,10 +515,17 @@ def _run_again(task: Task, *, allowed: tuple[str, ...], event: str) -> Task:
     now = timezone.now()
     with transaction.atomic():
         done = Task.objects.filter(id=task.id, status__in=allowed).update(
-            status=Task.Status.QUEUED, agent=None, max_attempts=F("attempts") + F("attempt_budget"),
-            finished_at=None, result=None, error="", available_at=now, dispatched_at=now, queued_at=now,
+            status=Task.Status.QUEUED,
+            agent=None,
+            max_attempts=F("attempts") + F("attempt_budget"),
+            finished_at=None,
+            result=None,
+            error="",
+            available_at=now,
+            dispatched_at=now,
+            queued_at=now,
             updated_at=now,
-        )  # fmt: skip
+        )
         task.refresh_from_db()
         if not done:
             raise InvalidTransition(

@@ -65,16 +65,29 @@ def session_create(*, plan: Any, team: Team | None = None, source: str = Source.
     now = timezone.now()
     with transaction.atomic():
         session = CoordinationSession.objects.create(
-            name=checked.name, mode=checked.mode, team=team, source=source, plan=checked.as_json(),
-            continue_on_failure=checked.continue_on_failure, consensus_threshold=checked.consensus_threshold,
-            timeout=checked.timeout, deadline=now + timedelta(seconds=checked.timeout),
-        )  # fmt: skip
+            name=checked.name,
+            mode=checked.mode,
+            team=team,
+            source=source,
+            plan=checked.as_json(),
+            continue_on_failure=checked.continue_on_failure,
+            consensus_threshold=checked.consensus_threshold,
+            timeout=checked.timeout,
+            deadline=now + timedelta(seconds=checked.timeout),
+        )
         SessionStep.objects.bulk_create(
             SessionStep(session=session, name=s.name, position=s.position, spec=s.spec, depends_on=list(s.depends_on))
             for s in checked.steps
         )
-        publish("session.created", team_id=team.id, session=str(session.id), name=session.name, mode=session.mode,
-                steps=[s.name for s in checked.steps], source=source)  # fmt: skip
+        publish(
+            "session.created",
+            team_id=team.id,
+            session=str(session.id),
+            name=session.name,
+            mode=session.mode,
+            steps=[s.name for s in checked.steps],
+            source=source,
+        )
         CoordinationSession.objects.filter(id=session.id, status=Status.PENDING).update(
             status=Status.RUNNING, started_at=now
         )
@@ -168,8 +181,14 @@ def _record_end(session: CoordinationSession, step: SessionStep) -> None:
             status=status, result=task.result, output_tail=tail[-OUTPUT_MAX:], reason=reason, finished_at=finished
         )
         if won:
-            publish("session.step_finished", task=task, session=str(session.id), step=step.name, status=status,
-                    reason=reason[:500])  # fmt: skip
+            publish(
+                "session.step_finished",
+                task=task,
+                session=str(session.id),
+                step=step.name,
+                status=status,
+                reason=reason[:500],
+            )
 
 
 def _queue_ready(session: CoordinationSession, steps: Sequence[DagNode], *, strict: bool = False) -> None:
@@ -258,8 +277,14 @@ def _queue(session: CoordinationSession, step: SessionStep, deps: Sequence[Sessi
         SessionStep.objects.filter(id=step.id).update(
             status=StepStatus.FAILED, reason=reason, finished_at=timezone.now()
         )
-        publish("session.step_finished", team_id=session.team_id, session=str(session.id), step=step.name,
-                status=StepStatus.FAILED, reason=reason)  # fmt: skip
+        publish(
+            "session.step_finished",
+            team_id=session.team_id,
+            session=str(session.id),
+            step=step.name,
+            status=StepStatus.FAILED,
+            reason=reason,
+        )
         return StepStatus.FAILED
     latency = max(0.0, (task.queued_at - ended).total_seconds()) if ended and task.queued_at else None
     SessionStep.objects.filter(id=step.id).update(task=task, queued_at=task.queued_at, latency=latency)
@@ -280,8 +305,14 @@ def _end_unqueued(session: CoordinationSession, step: SessionStep | DagNode, *, 
             status=status, reason=reason, finished_at=timezone.now()
         )
         if won:
-            publish("session.step_finished", team_id=session.team_id, session=str(session.id), step=step.name,
-                    status=status, reason=reason)  # fmt: skip
+            publish(
+                "session.step_finished",
+                team_id=session.team_id,
+                session=str(session.id),
+                step=step.name,
+                status=status,
+                reason=reason,
+            )
             return status
     return SessionStep.objects.values_list("status", flat=True).get(id=step.id)
 
@@ -337,8 +368,7 @@ def _stop(session: CoordinationSession, *, status: str, reason: str) -> bool:
             status=status, reason=reason, finished_at=timezone.now()
         )
         if won:
-            publish(f"session.{status}", team_id=session.team_id, session=str(session.id), status=status,
-                    reason=reason)  # fmt: skip
+            publish(f"session.{status}", team_id=session.team_id, session=str(session.id), status=status, reason=reason)
             unfinished = session.steps.exclude(status__in=SessionStep.TERMINAL_STATUSES).select_related("task")
             for step in unfinished.order_by("position"):
                 if step.status == StepStatus.WAITING:

@@ -17,8 +17,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ("team",)
     search_fields = ("name", "prefix")
     list_select_related = ("team",)
-    fields = ("name", "prefix", "team", "scopes", "created_by", "created_at", "last_used_at", "expires_at",
-              "revoked_at")  # fmt: skip
+    fields = (
+        "name",
+        "prefix",
+        "team",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
     readonly_fields = ("prefix", "team", "scopes", "created_by", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
 

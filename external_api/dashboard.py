@@ -54,8 +54,13 @@ def series(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     since = now - timedelta(minutes=int(text))
     monitoring = settings.HIVE_CONFIG.external_api.performance_monitoring
-    body = {"now": now.timestamp(), "since": since.timestamp(), "interval": monitoring.monitoring_interval,
-            "enabled": monitoring.enabled, "pools": pool_series(since=since)}  # fmt: skip
+    body = {
+        "now": now.timestamp(),
+        "since": since.timestamp(),
+        "interval": monitoring.monitoring_interval,
+        "enabled": monitoring.enabled,
+        "pools": pool_series(since=since),
+    }
     return JsonResponse(body)
 
 

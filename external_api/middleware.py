@@ -17,8 +17,17 @@ log = logging.getLogger(__name__)
 API_REQUESTS = Counter("hive_api_requests_total", "Requests to the API and webhooks", ["method", "route", "status"])
 
 JSON_PREFIXES = ("/api/", "/webhooks/")
-STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed",
-                409: "conflict", 413: "payload_too_large", 429: "throttled", 500: "server_error"}  # fmt: skip
+STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    429: "throttled",
+    500: "server_error",
+}
 
 
 def route_label(match) -> str:

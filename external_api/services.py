@@ -91,13 +91,22 @@ def apikey_create(
     wanted = sorted({s.strip().lower() for s in scopes if s.strip()})
     unknown = [s for s in wanted if s not in ApiKey.Scope.values]
     if not wanted or unknown:
-        raise Invalid(f"scopes are one or more of {', '.join(ApiKey.Scope.values)}" + (
-            f" (not {', '.join(unknown)})" if unknown else ""))  # fmt: skip
+        raise Invalid(
+            f"scopes are one or more of {', '.join(ApiKey.Scope.values)}"
+            + (f" (not {', '.join(unknown)})" if unknown else "")
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise Invalid("the expiry must be in the future")
     prefix, raw = ApiKey.generate()
-    key = ApiKey.objects.create(team=team or team_default(), name=name, prefix=prefix, digest=ApiKey.digest_of(raw),
-                                scopes=wanted, created_by=created_by, expires_at=expires_at)  # fmt: skip
+    key = ApiKey.objects.create(
+        team=team or team_default(),
+        name=name,
+        prefix=prefix,
+        digest=ApiKey.digest_of(raw),
+        scopes=wanted,
+        created_by=created_by,
+        expires_at=expires_at,
+    )
     return key, raw
 
 
@@ -134,14 +143,21 @@ def webhook_sources_sync(config: HiveConfig | None = None) -> list[WebhookSource
             continue
         if len(previous) > 1:
             log.warning("webhook source %s: only the first previous secret is kept (%d listed)", kind, len(previous))
-        values = {"secret": secret, "previous_secret": previous[0] if previous else "",
-                  "previous_secret_expires_at": None}  # fmt: skip
+        values = {
+            "secret": secret,
+            "previous_secret": previous[0] if previous else "",
+            "previous_secret_expires_at": None,
+        }
         source, created = WebhookSource.objects.get_or_create(
             slug=str(kind), defaults={"kind": kind, "team": team_default(), **values}
         )
         if source.kind != kind:
-            log.warning("webhook source %r is a %s source; the configured %s secret is not applied", source.slug,
-                        source.kind, kind)  # fmt: skip
+            log.warning(
+                "webhook source %r is a %s source; the configured %s secret is not applied",
+                source.slug,
+                source.kind,
+                kind,
+            )
             continue
         if not created and any(getattr(source, f) != v for f, v in values.items()):
             WebhookSource.objects.filter(id=source.id).update(**values)
@@ -193,8 +209,10 @@ def webhook_source_rotate(*, slug: str, secret: str, overlap: timedelta = timede
             raise NotFound(f"no webhook source {slug!r}")
         key = webhook_source_managed_by_config(source)
         if key:
-            raise Conflict(f"the secret of {slug!r} comes from {key}: change it there, and list the old one in "
-                           f"{key.rsplit('.', 1)[0]}.{'secrets_previous' if source.kind == Kind.GITHUB else 'signing_secrets_previous'}")  # fmt: skip
+            raise Conflict(
+                f"the secret of {slug!r} comes from {key}: change it there, and list the old one in "
+                f"{key.rsplit('.', 1)[0]}.{'secrets_previous' if source.kind == Kind.GITHUB else 'signing_secrets_previous'}"
+            )
         if secret == source.secret:
             raise Invalid("the new secret is the current one")
         keep_old = bool(source.secret) and overlap > timedelta(0)
@@ -264,8 +282,9 @@ def webhook_delivery_receive(*, source: WebhookSource, intent: WebhookIntent) ->
     with transaction.atomic():
         delivery = _delivery_claim(source=source, intent=intent)
         if delivery is None:
-            first = WebhookDelivery.objects.select_related("task__pool").get(source=source,
-                                                                            delivery_id=intent.delivery_id)  # fmt: skip
+            first = WebhookDelivery.objects.select_related("task__pool").get(
+                source=source, delivery_id=intent.delivery_id
+            )
             result = _duplicate(source=source, first=first, intent=intent)
         else:
             result = _delivery_process(source=source, delivery=delivery, intent=intent)
@@ -277,8 +296,9 @@ def _delivery_claim(*, source: WebhookSource, intent: WebhookIntent) -> WebhookD
     """The new row for this delivery, the rejected row to process again, or None for a duplicate."""
     try:
         with transaction.atomic():
-            return WebhookDelivery.objects.create(source=source, delivery_id=intent.delivery_id,
-                                                  event=intent.event[:100], outcome=Outcome.REJECTED)  # fmt: skip
+            return WebhookDelivery.objects.create(
+                source=source, delivery_id=intent.delivery_id, event=intent.event[:100], outcome=Outcome.REJECTED
+            )
     except IntegrityError:
         pass  # recorded before, or by a concurrent request that has now committed
     first = WebhookDelivery.objects.select_for_update().get(source=source, delivery_id=intent.delivery_id)
@@ -313,8 +333,9 @@ def _delivery_process(*, source: WebhookSource, delivery: WebhookDelivery, inten
             if not intent.conflict_is_duplicate:
                 error = exc
             else:
-                task = Task.objects.select_related("pool").get(team=source.team,
-                                                               idempotency_key=intent.task["idempotency_key"])  # fmt: skip
+                task = Task.objects.select_related("pool").get(
+                    team=source.team, idempotency_key=intent.task["idempotency_key"]
+                )
         except HiveError as exc:
             error = exc
         if error is not None:

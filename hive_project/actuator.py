@@ -79,7 +79,7 @@ def pool_plans(config: Any) -> list[PoolPlan]:
             fixed=None
             if scaling
             else configured_size(min_instances=spec.min_instances, max_instances=spec.max_instances),
-        )  # fmt: skip
+        )
         for name, spec in config.agents.items()
     ]
 
@@ -296,8 +296,10 @@ class LocalActuator:
         inst.phase, inst.since = STOPPING, now
         inst.child.terminate()
         if running:
-            self.echo(f"stopping  {inst.child.name}: drain bound passed with {running} attempt(s) running; "
-                      "the warm shutdown waits for them")  # fmt: skip
+            self.echo(
+                f"stopping  {inst.child.name}: drain bound passed with {running} attempt(s) running; "
+                "the warm shutdown waits for them"
+            )
         else:
             self.echo(f"stopping  {inst.child.name} (drained: runs nothing; warm shutdown)")
         log_line(inst.child, f"hive up: {inst.node} drained; SIGTERM (warm shutdown)")
@@ -357,8 +359,10 @@ class LocalActuator:
             connection.close()
             if time.monotonic() - self._db_warned > 60:
                 self._db_warned = time.monotonic()
-                self.echo(f"warning   the pool workers' actuator cannot use the database ({str(exc).strip()[:200]}); "
-                          "it keeps the workers as they are and tries again")  # fmt: skip
+                self.echo(
+                    f"warning   the pool workers' actuator cannot use the database ({str(exc).strip()[:200]}); "
+                    "it keeps the workers as they are and tries again"
+                )
             log.warning("actuator: database read failed: %s", exc)
             return None
 

@@ -28,9 +28,22 @@ def binary() -> str:
 
 def command(socket_path: Path, data_dir: Path) -> list[str]:
     return [
-        binary(), "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
-        "--save", "", "--appendonly", "no", "--dir", str(data_dir), "--daemonize", "no",
-    ]  # fmt: skip
+        binary(),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--unixsocketperm",
+        "700",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data_dir),
+        "--daemonize",
+        "no",
+    ]
 
 
 def start(socket_path: Path, *, log_path: Path, timeout: float = 10.0) -> subprocess.Popen:

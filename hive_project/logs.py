@@ -58,8 +58,11 @@ def logging_settings(config: HiveConfig, *, var_dir: Path) -> dict[str, Any]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError.at("logging.file.path", repr(str(path)),
-                                 f"a file in a directory the hive can create ({exc.strerror or exc})") from None  # fmt: skip
+            raise ConfigError.at(
+                "logging.file.path",
+                repr(str(path)),
+                f"a file in a directory the hive can create ({exc.strerror or exc})",
+            ) from None
         handlers["file"] = {
             "class": "logging.handlers.RotatingFileHandler",
             "formatter": formatter,

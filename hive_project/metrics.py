@@ -98,8 +98,13 @@ def _authorized(request: HttpRequest) -> bool | None:
 def metrics(request: HttpRequest) -> HttpResponse:
     monitoring = settings.HIVE_CONFIG.monitoring
     if not (monitoring.enabled and monitoring.prometheus.enabled):
-        return JsonResponse({"code": "not_found", "detail": "metrics are turned off (monitoring.enabled, "
-                             "monitoring.prometheus.enabled)"}, status=404)  # fmt: skip
+        return JsonResponse(
+            {
+                "code": "not_found",
+                "detail": "metrics are turned off (monitoring.enabled, monitoring.prometheus.enabled)",
+            },
+            status=404,
+        )
     allowed = _authorized(request)
     if allowed is None:
         return JsonResponse({"code": "not_configured", "detail": "set security.api_key to scrape metrics"}, status=403)

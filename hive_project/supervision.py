@@ -42,8 +42,9 @@ class Child:
         if self.log_file is not None:
             self.log_file.close()  # the previous run's: the child holds its own copy
         self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            self.argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
         self.started_at = time.monotonic()
 
     def running(self) -> bool:

@@ -79,20 +79,49 @@ def history(*, limit: int | None = None, since: datetime | None = None, until: d
     if until is not None:
         rows = rows.filter(started_at__lte=until)
     rows = rows.order_by("-id")
-    names = ("attempt_id", "pool", "agent", "task_type", "capabilities", "priority", "complexity", "prompt_length",
-             "source", "started_at", "finished_at", "outcome", "exit_code", "error", "timeout")  # fmt: skip
+    names = (
+        "attempt_id",
+        "pool",
+        "agent",
+        "task_type",
+        "capabilities",
+        "priority",
+        "complexity",
+        "prompt_length",
+        "source",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "exit_code",
+        "error",
+        "timeout",
+    )
     values = rows.values_list(
-        "id", F("task__pool__name"), F("agent__name"), "task__task_type", "task__capabilities", "task__priority",
-        "task__complexity", Length("task__prompt"), "task__source", "started_at", "finished_at", "outcome",
-        "exit_code", Substr("error", 1, 500), "task__timeout",
-    )  # fmt: skip
+        "id",
+        F("task__pool__name"),
+        F("agent__name"),
+        "task__task_type",
+        "task__capabilities",
+        "task__priority",
+        "task__complexity",
+        Length("task__prompt"),
+        "task__source",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "exit_code",
+        Substr("error", 1, 500),
+        "task__timeout",
+    )
     fetched = list(values[:limit] if limit else values)
     fetched.sort(key=lambda r: (r[9], r[0]))
     columns: dict[str, list[Any]] = {name: [r[i] for r in fetched] for i, name in enumerate(names)}
     columns["agent"] = [a or "" for a in columns["agent"]]
     columns["prompt_length"] = [n or 0 for n in columns["prompt_length"]]
     columns["error"] = [e or "" for e in columns["error"]]
-    columns["duration"] = [max(0.0, (f - s).total_seconds()) for s, f in zip(columns["started_at"], columns["finished_at"], strict=True)]  # fmt: skip
+    columns["duration"] = [
+        max(0.0, (f - s).total_seconds()) for s, f in zip(columns["started_at"], columns["finished_at"], strict=True)
+    ]
     columns["success"] = [o == TaskAttempt.Outcome.SUCCEEDED for o in columns["outcome"]]
     columns["pool_load"] = pool_loads(columns["pool"], columns["started_at"], columns["finished_at"])
     return History(columns)

@@ -108,8 +108,13 @@ def train_forecast(*, now: datetime | None = None, days: int | None = None) -> T
     errors = {form: forecast_error(fit_profiles(first, train, form), held_first, held) for form in FORMS}
     best = min(FORMS, key=lambda f: (errors[f], FORMS.index(f)))
     mean_rate = sum(sum(s) for s in held.values()) / max(1, sum(len(s) for s in held.values()))
-    metrics = {"mae": errors[best], "rows": sum(len(s) for s in held.values()), "hours": hours - cut,
-               "mean_rate": mean_rate, "candidates": {f: round(e, 6) for f, e in errors.items()}}  # fmt: skip
+    metrics = {
+        "mae": errors[best],
+        "rows": sum(len(s) for s in held.values()),
+        "hours": hours - cut,
+        "mean_rate": mean_rate,
+        "candidates": {f: round(e, 6) for f, e in errors.items()},
+    }
     return Trained(
         kind="forecast",
         algorithm=f"seasonal/{best}",

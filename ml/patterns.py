@@ -139,8 +139,21 @@ def find_patterns(h: History, *, sensitivity: float) -> list[Pattern]:
         p_value = binomial_tail(k, n, base)
         if p_value >= alpha:
             continue
-        found.append(Pattern(signature=sig, pool=pool, task_type=ttype, failures=k, attempts=n, rate=rate,
-                             support=k / n_all, lift=lift, p_value=p_value, everywhere=False, example=examples[sig]))  # fmt: skip
+        found.append(
+            Pattern(
+                signature=sig,
+                pool=pool,
+                task_type=ttype,
+                failures=k,
+                attempts=n,
+                rate=rate,
+                support=k / n_all,
+                lift=lift,
+                p_value=p_value,
+                everywhere=False,
+                example=examples[sig],
+            )
+        )
     # A cause found on every pool that ran the type belongs to the task, not to a pool.
     pools_of_type: dict[str, set[str]] = defaultdict(set)
     for pool, ttype in attempts:
@@ -174,8 +187,9 @@ def timeout_risks(h: History, *, sensitivity: float) -> list[tuple[str, float, i
     return risks
 
 
-def recommend(patterns: Sequence[Pattern], risks: Sequence[tuple[str, float, int, float]], *,
-              aggressiveness: float) -> list[Recommendation]:  # fmt: skip
+def recommend(
+    patterns: Sequence[Pattern], risks: Sequence[tuple[str, float, int, float]], *, aggressiveness: float
+) -> list[Recommendation]:
     out = []
     weights: dict[tuple[str, str], float] = defaultdict(float)
     for p in patterns:
@@ -186,17 +200,38 @@ def recommend(patterns: Sequence[Pattern], risks: Sequence[tuple[str, float, int
             f"pool {p.pool} fails task type {p.task_type} {p.rate:.0%} of {p.attempts} attempts with `{p.signature}`"
         )
         if p.everywhere:
-            out.append(Recommendation(kind="fix_task", task_type=p.task_type, pool=p.pool,
-                                      text=f"{evidence}, as every pool does: fix the task or its inputs", weight=None))  # fmt: skip
+            out.append(
+                Recommendation(
+                    kind="fix_task",
+                    task_type=p.task_type,
+                    pool=p.pool,
+                    text=f"{evidence}, as every pool does: fix the task or its inputs",
+                    weight=None,
+                )
+            )
             continue
         weight = 1.0 + aggressiveness * min(1.0, weights[(p.pool, p.task_type)]) if aggressiveness > 0 else None
         shift = f" (routing weight ×{weight:.2f})" if weight else " (report only: optimization_aggressiveness is 0)"
-        out.append(Recommendation(kind="reroute", task_type=p.task_type, pool=p.pool,
-                                  text=f"{evidence}: route elsewhere or fix the image{shift}", weight=weight))  # fmt: skip
+        out.append(
+            Recommendation(
+                kind="reroute",
+                task_type=p.task_type,
+                pool=p.pool,
+                text=f"{evidence}: route elsewhere or fix the image{shift}",
+                weight=weight,
+            )
+        )
     for ttype, ratio, n, timeout in risks:
-        out.append(Recommendation(kind="raise_timeout", task_type=ttype, pool=None, weight=None,
-                                  text=f"p95 duration of type {ttype} is {ratio:.1f} of its timeout ({timeout:g}s, "
-                                       f"{n} attempts): raise the timeout"))  # fmt: skip
+        out.append(
+            Recommendation(
+                kind="raise_timeout",
+                task_type=ttype,
+                pool=None,
+                weight=None,
+                text=f"p95 duration of type {ttype} is {ratio:.1f} of its timeout ({timeout:g}s, "
+                f"{n} attempts): raise the timeout",
+            )
+        )
     return out
 
 
@@ -207,8 +242,11 @@ def insights(*, window: int | None = None, rows: History | None = None) -> Insig
     h = rows if rows is not None else history(limit=window or config.learning_window_size)
     patterns = find_patterns(h, sensitivity=config.pattern_detection_sensitivity)
     risks = timeout_risks(h, sensitivity=config.pattern_detection_sensitivity)
-    return Insights(patterns=patterns, recommendations=recommend(patterns, risks,
-                    aggressiveness=config.optimization_aggressiveness), attempts=len(h))  # fmt: skip
+    return Insights(
+        patterns=patterns,
+        recommendations=recommend(patterns, risks, aggressiveness=config.optimization_aggressiveness),
+        attempts=len(h),
+    )
 
 
 def publish_weights(found: Insights) -> dict[str, float]:

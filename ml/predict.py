@@ -147,8 +147,9 @@ def read_pool_states(pools: Sequence[AgentPool], *, model: str = "") -> dict[int
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT pool_id, COUNT(*) FROM {Agent._meta.db_table} WHERE pool_id IN ({among}) AND status <> %s "
-            f"GROUP BY pool_id", [*ids, Agent.Status.OFFLINE.value],
-        )  # fmt: skip
+            f"GROUP BY pool_id",
+            [*ids, Agent.Status.OFFLINE.value],
+        )
         capacity = capacity_of(pools, live=dict(cursor.fetchall()))
         states = {pool_id: PoolState(capacity=capacity[pool_id]) for pool_id in ids}
         cursor.execute(
@@ -156,7 +157,7 @@ def read_pool_states(pools: Sequence[AgentPool], *, model: str = "") -> dict[int
             f"FROM {task} t LEFT OUTER JOIN {decision} d ON d.task_id = t.id "
             f"WHERE t.pool_id IN ({among}) AND t.status IN (%s, %s) GROUP BY t.pool_id, t.status",
             [*ids, Task.Status.QUEUED.value, Task.Status.RUNNING.value],
-        )  # fmt: skip
+        )
         for pool_id, status, n, known, seconds in cursor.fetchall():
             state = states[pool_id]
             running = status == Task.Status.RUNNING
@@ -168,8 +169,9 @@ def read_pool_states(pools: Sequence[AgentPool], *, model: str = "") -> dict[int
             state.unknown += n - known
         cursor.execute(
             f'SELECT pool_id, task_type, "count", success_rate, p50_seconds, p95_seconds '
-            f"FROM {PerformanceProfile._meta.db_table} WHERE pool_id IN ({among})", ids,
-        )  # fmt: skip
+            f"FROM {PerformanceProfile._meta.db_table} WHERE pool_id IN ({among})",
+            ids,
+        )
         for (pool_id, task_type), record in records_of(cursor.fetchall()).items():
             states[pool_id].records[task_type] = record
         if model:
@@ -266,10 +268,16 @@ def predict_pools(
     success = models.models.get("success")
     pool_states = (states or PoolStates(max_age=0)).get(pools, model=duration.label)
     rows = task_rows(
-        pools=[p.name for p in pools], task_type=spec.task_type, capabilities=spec.capabilities,
-        priority=spec.priority, complexity=spec.complexity, prompt_length=spec.prompt_length, source=spec.source,
-        loads=[pool_states[p.id].running for p in pools], at=at or timezone.now(),
-    )  # fmt: skip
+        pools=[p.name for p in pools],
+        task_type=spec.task_type,
+        capabilities=spec.capabilities,
+        priority=spec.priority,
+        complexity=spec.complexity,
+        prompt_length=spec.prompt_length,
+        source=spec.source,
+        loads=[pool_states[p.id].running for p in pools],
+        at=at or timezone.now(),
+    )
     p50_model, p90_model = apply_duration(duration.artifact, rows)
     correction = np.array([pool_states[p.id].correction for p in pools])
     p50, p90 = p50_model * correction, p90_model * correction
@@ -307,7 +315,7 @@ def predict_pools(
                 history=record.count if record else 0,
                 success_source=source,
                 model_version=version,
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -368,9 +376,14 @@ def task_etas(tasks: Iterable[Task], *, now: datetime | None = None, models: Act
             wait = _wait_ahead(task, capacity=capacity[task.routed_pool.id], fill=float(p50[i]))
             left50, left90 = wait + p50[i], wait + p90[i]
         out[str(task.id)] = Eta(
-            task_id=str(task.id), status=task.status, seconds=float(left50), p90_seconds=float(left90),
-            at=now + timedelta(seconds=float(left50)), wait=wait, model_version=duration.label,
-        )  # fmt: skip
+            task_id=str(task.id),
+            status=task.status,
+            seconds=float(left50),
+            p90_seconds=float(left90),
+            at=now + timedelta(seconds=float(left50)),
+            wait=wait,
+            model_version=duration.label,
+        )
     return out
 
 
@@ -378,11 +391,17 @@ def _rows_of(tasks: Sequence[Task], *, loads: Mapping[int, int], at: datetime) -
     columns: dict[str, list] = {}
     for task in tasks:
         one = task_rows(
-            pools=[task.routed_pool.name], task_type=task.task_type, capabilities=task.capabilities or [],
-            priority=task.priority, complexity=task.complexity, prompt_length=len(task.prompt or ""),
-            source=task.source, loads=[loads.get(task.routed_pool.id, 0)], at=at,
+            pools=[task.routed_pool.name],
+            task_type=task.task_type,
+            capabilities=task.capabilities or [],
+            priority=task.priority,
+            complexity=task.complexity,
+            prompt_length=len(task.prompt or ""),
+            source=task.source,
+            loads=[loads.get(task.routed_pool.id, 0)],
+            at=at,
             agent=task.agent.name if task.status == Task.Status.RUNNING and task.agent is not None else "",
-        )  # fmt: skip
+        )
         for name, values in one.items():
             columns.setdefault(name, []).extend(values)
     return columns

@@ -118,15 +118,25 @@ def register(
     else:
         activate, reason = True, f"beats the baseline ({primary} {new:.4g} vs {base:.4g} on {rows} held-out rows)"
         if active is not None:
-            activate, reason = _against_active(trained, active, threshold=threshold, compare=compare, primary=primary,
-                                               reason=reason)  # fmt: skip
+            activate, reason = _against_active(
+                trained, active, threshold=threshold, compare=compare, primary=primary, reason=reason
+            )
     with transaction.atomic():
         row = ModelVersion.objects.create(
-            kind=kind, version=number, trained_at=timezone.now(), trained_until=trained.trained_until,
-            samples=trained.samples, algorithm=trained.algorithm, features=trained.features,
-            metrics=_rounded(trained.metrics), baseline_metrics=_rounded(trained.baseline_metrics), artifact=path,
-            sha256=digest, promotion=reason, training_seconds=round(trained.seconds, 3),
-        )  # fmt: skip
+            kind=kind,
+            version=number,
+            trained_at=timezone.now(),
+            trained_until=trained.trained_until,
+            samples=trained.samples,
+            algorithm=trained.algorithm,
+            features=trained.features,
+            metrics=_rounded(trained.metrics),
+            baseline_metrics=_rounded(trained.baseline_metrics),
+            artifact=path,
+            sha256=digest,
+            promotion=reason,
+            training_seconds=round(trained.seconds, 3),
+        )
         if activate:
             activate_version(row)
     return Registered(version=row, activated=activate, reason=reason)

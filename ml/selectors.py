@@ -55,13 +55,22 @@ def model_version_dict(row: ModelVersion) -> dict[str, Any]:
     from ml.training import PRIMARY
 
     return {
-        "kind": row.kind, "version": row.version, "metric": PRIMARY.get(row.kind, ""), "trained_at": row.trained_at,
-        "trained_until": row.trained_until, "samples": row.samples,
-        "algorithm": row.algorithm, "features": list(row.features or []), "metrics": row.metrics or {},
-        "baseline_metrics": row.baseline_metrics or {}, "active": row.active,
-        "activated_at": row.activated_at, "promotion": row.promotion,
-        "drift": row.drift or None, "training_seconds": row.training_seconds,
-    }  # fmt: skip
+        "kind": row.kind,
+        "version": row.version,
+        "metric": PRIMARY.get(row.kind, ""),
+        "trained_at": row.trained_at,
+        "trained_until": row.trained_until,
+        "samples": row.samples,
+        "algorithm": row.algorithm,
+        "features": list(row.features or []),
+        "metrics": row.metrics or {},
+        "baseline_metrics": row.baseline_metrics or {},
+        "active": row.active,
+        "activated_at": row.activated_at,
+        "promotion": row.promotion,
+        "drift": row.drift or None,
+        "training_seconds": row.training_seconds,
+    }
 
 
 # --- decisions -------------------------------------------------------------------------------------------
@@ -90,19 +99,31 @@ def decision_dict(decision: RoutingDecision) -> dict[str, Any]:
     """A decision as the API and `hive decisions --json` show it: `outcome` is null until the task ended."""
     closed = decision.closed_at is not None
     outcome = (
-        {"duration": decision.duration, "success": decision.success, "attempts": decision.attempts,
-         "closed_at": decision.closed_at}
-        if closed else None
-    )  # fmt: skip
+        {
+            "duration": decision.duration,
+            "success": decision.success,
+            "attempts": decision.attempts,
+            "closed_at": decision.closed_at,
+        }
+        if closed
+        else None
+    )
     return {
-        "task": str(decision.task_id), "strategy": decision.strategy,
+        "task": str(decision.task_id),
+        "strategy": decision.strategy,
         "pool": decision.chosen_pool.name if decision.chosen_pool else None,
-        "candidates": list(decision.candidates or []), "confidence": decision.confidence,
-        "model_version": decision.model_version, "fallback": decision.fallback, "reason": decision.reason,
-        "predicted_seconds": decision.predicted_seconds, "predicted_p90": decision.predicted_p90,
-        "predicted_success": decision.predicted_success, "decided_at": decision.decided_at,
-        "decision_ms": decision.decision_ms, "outcome": outcome,
-    }  # fmt: skip
+        "candidates": list(decision.candidates or []),
+        "confidence": decision.confidence,
+        "model_version": decision.model_version,
+        "fallback": decision.fallback,
+        "reason": decision.reason,
+        "predicted_seconds": decision.predicted_seconds,
+        "predicted_p90": decision.predicted_p90,
+        "predicted_success": decision.predicted_success,
+        "decided_at": decision.decided_at,
+        "decision_ms": decision.decision_ms,
+        "outcome": outcome,
+    }
 
 
 # --- insights --------------------------------------------------------------------------------------------
@@ -133,12 +154,18 @@ class PoolForecast:
     def as_dict(self) -> dict[str, Any]:
         p = self.prediction
         return {
-            "pool": p.pool, "p50_seconds": round(p.p50, 3), "p90_seconds": round(p.p90, 3),
-            "success_probability": round(p.success, 4), "expected_attempts": round(p.attempts, 3),
-            "expected_wait_seconds": round(p.wait, 3), "eta_seconds": round(p.expected, 3),
-            "eta": self.eta, "history": p.history, "success_source": p.success_source,
+            "pool": p.pool,
+            "p50_seconds": round(p.p50, 3),
+            "p90_seconds": round(p.p90, 3),
+            "success_probability": round(p.success, 4),
+            "expected_attempts": round(p.attempts, 3),
+            "expected_wait_seconds": round(p.wait, 3),
+            "eta_seconds": round(p.expected, 3),
+            "eta": self.eta,
+            "history": p.history,
+            "success_source": p.success_source,
             "model_version": p.model_version,
-        }  # fmt: skip
+        }
 
 
 def predictions_for(
@@ -155,8 +182,14 @@ def predictions_for(
     this kind submitted now. Raises NoEligiblePool (no pool covers `capabilities`) or NoModel."""
     now = now or timezone.now()
     pools = sorted(eligible_pools(capabilities), key=lambda p: p.name)
-    spec = TaskSpec(task_type=task_type, capabilities=tuple(sorted({c.strip().lower() for c in capabilities})),
-                    priority=priority, complexity=complexity, prompt_length=prompt_length, source=source)  # fmt: skip
+    spec = TaskSpec(
+        task_type=task_type,
+        capabilities=tuple(sorted({c.strip().lower() for c in capabilities})),
+        priority=priority,
+        complexity=complexity,
+        prompt_length=prompt_length,
+        source=source,
+    )
     return [
         PoolForecast(prediction=p, eta=now + timedelta(seconds=p.expected))
         for p in predict_pools(spec=spec, pools=pools, at=now)
@@ -197,12 +230,23 @@ def task_prediction(task: Task, *, now: datetime | None = None) -> dict[str, Any
     found = task_etas_for([task], now=now)
     eta = found.of(task)
     if eta is None:
-        return {"eta_seconds": None, "eta_p90_seconds": None, "eta": None, "wait_seconds": None,
-                "model_version": None, "reason": found.reason or "no prediction for this task"}  # fmt: skip
+        return {
+            "eta_seconds": None,
+            "eta_p90_seconds": None,
+            "eta": None,
+            "wait_seconds": None,
+            "model_version": None,
+            "reason": found.reason or "no prediction for this task",
+        }
     return eta_dict(eta)
 
 
 def eta_dict(eta: Eta) -> dict[str, Any]:
-    return {"eta_seconds": round(eta.seconds, 3), "eta_p90_seconds": round(eta.p90_seconds, 3),
-            "eta": eta.at, "wait_seconds": round(eta.wait, 3), "model_version": eta.model_version,
-            "reason": None}  # fmt: skip
+    return {
+        "eta_seconds": round(eta.seconds, 3),
+        "eta_p90_seconds": round(eta.p90_seconds, 3),
+        "eta": eta.at,
+        "wait_seconds": round(eta.wait, 3),
+        "model_version": eta.model_version,
+        "reason": None,
+    }

@@ -134,10 +134,14 @@ def _train_one(kind: str, *, h: Any, now: datetime, seed: int) -> KindReport:
     done = register(trained, threshold=threshold, compare=compare, primary=training.PRIMARY[kind])
     log.info("%s v%s %s: %s", kind, done.version.version, "activated" if done.activated else "kept", done.reason)
     return KindReport(
-        kind=kind, status="activated" if done.activated else "kept", reason=done.reason,
-        version=done.version.version, metrics=done.version.metrics, baseline_metrics=done.version.baseline_metrics,
+        kind=kind,
+        status="activated" if done.activated else "kept",
+        reason=done.reason,
+        version=done.version.version,
+        metrics=done.version.metrics,
+        baseline_metrics=done.version.baseline_metrics,
         seconds=round(trained.seconds, 3),
-    )  # fmt: skip
+    )
 
 
 def _compare_rows(trained: Any, active_artifact: dict[str, Any], active: ModelVersion) -> tuple[float, float, int]:
@@ -219,8 +223,10 @@ def _due(kind: str, *, now: datetime, every: timedelta, threshold: float) -> str
         return ""
     drift = measure_drift(active)
     if drift and drift["ratio"] > threshold and now - last.trained_at >= DRIFT_MIN_GAP:
-        return (f"drift: error {drift['error']:.4g} on {drift['rows']} newer attempts is {drift['ratio']:+.0%} "
-                f"against the evaluated {drift['evaluated']:.4g}")  # fmt: skip
+        return (
+            f"drift: error {drift['error']:.4g} on {drift['rows']} newer attempts is {drift['ratio']:+.0%} "
+            f"against the evaluated {drift['evaluated']:.4g}"
+        )
     return ""
 
 
@@ -242,7 +248,13 @@ def measure_drift(active: ModelVersion) -> dict[str, Any] | None:
     error = evaluate(active.kind, loaded.artifact, recent)[metric]
     evaluated = active.metrics.get(metric) or 0.0
     ratio = min(MAX_RATIO, (error - evaluated) / evaluated) if evaluated > 0 else (0.0 if error <= 0 else MAX_RATIO)
-    drift = {"metric": metric, "error": round(error, 6), "evaluated": evaluated, "ratio": round(ratio, 4),
-             "rows": len(recent), "checked_at": timezone.now().isoformat()}  # fmt: skip
+    drift = {
+        "metric": metric,
+        "error": round(error, 6),
+        "evaluated": evaluated,
+        "ratio": round(ratio, 4),
+        "rows": len(recent),
+        "checked_at": timezone.now().isoformat(),
+    }
     ModelVersion.objects.filter(id=active.id).update(drift=drift)
     return drift

@@ -55,9 +55,15 @@ Z90 = 1.2815515655446004  # the standard normal's 90th percentile
 class Predictive:
     name = "predictive"
 
-    def __init__(self, *, rng: Any = None, samples: int = SAMPLES, states: PoolStates | None = None,
-                 clock: Callable[[], float] = time.perf_counter,
-                 now: Callable[[], datetime] = timezone.now) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        rng: Any = None,
+        samples: int = SAMPLES,
+        states: PoolStates | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        now: Callable[[], datetime] = timezone.now,
+    ) -> None:
         self._rng = rng
         self.samples = samples
         self.states = states or PoolStates()
@@ -95,36 +101,61 @@ class Predictive:
             return fall("error", f"prediction failed ({type(exc).__name__}: {exc})")
         elapsed = self.clock() - started
         if elapsed > allocation.allocation_timeout:
-            return fall("timeout", f"prediction took {elapsed:.3f}s, above allocation_timeout "
-                        f"{allocation.allocation_timeout:g}s")  # fmt: skip
+            return fall(
+                "timeout",
+                f"prediction took {elapsed:.3f}s, above allocation_timeout {allocation.allocation_timeout:g}s",
+            )
         weights = routing_weights()
         weight = [weights.get(f"{p.pool}|{spec.task_type}", 1.0) for p in predictions]
         shares, first = self._sample(predictions, weight)
         candidates: list[dict[str, Any]] = [
-            {"pool": p.pool, "score": round(p.expected * w, 3), "p50": round(p.p50, 3), "p90": round(p.p90, 3),
-             "p50_model": round(p.p50_model, 3), "correction": round(p.correction, 3), "success": round(p.success, 4),
-             "attempts": round(p.attempts, 3), "wait": round(p.wait, 3), "history": p.history, "weight": round(w, 3),
-             "win_share": round(s, 4)}
+            {
+                "pool": p.pool,
+                "score": round(p.expected * w, 3),
+                "p50": round(p.p50, 3),
+                "p90": round(p.p90, 3),
+                "p50_model": round(p.p50_model, 3),
+                "correction": round(p.correction, 3),
+                "success": round(p.success, 4),
+                "attempts": round(p.attempts, 3),
+                "wait": round(p.wait, 3),
+                "history": p.history,
+                "weight": round(w, 3),
+                "win_share": round(s, 4),
+            }
             for p, w, s in zip(predictions, weight, shares, strict=True)
-        ]  # fmt: skip
+        ]
         version = predictions[0].model_version
         top = max(range(len(pools)), key=lambda i: (shares[i], -candidates[i]["score"]))
         threshold = api.intelligence_framework.confidence_threshold
         if shares[top] < threshold:
-            choice = fall("low_confidence",
-                          f"confidence {shares[top]:.2f} in {pools[top].name} is below confidence_threshold "
-                          f"{threshold:g}", candidates=candidates, model_version=version,
-                          using=PerformanceWeighted(records=self.states.records(pools)))  # fmt: skip
+            choice = fall(
+                "low_confidence",
+                f"confidence {shares[top]:.2f} in {pools[top].name} is below confidence_threshold {threshold:g}",
+                candidates=candidates,
+                model_version=version,
+                using=PerformanceWeighted(records=self.states.records(pools)),
+            )
             # what the model thinks of the pool the fallback chose: still a checkable probability
             choice.confidence = shares[next(i for i, p in enumerate(pools) if p.id == choice.pool.id)]
         else:
             pick = predictions[first]
-            reason = "" if first == top else (
-                f"exploring: {pick.pool} is fastest in {shares[first]:.0%} of posterior samples, "
-                f"{pools[top].name} in {shares[top]:.0%}"
-            )  # fmt: skip
-            choice = Choice(pool=pools[first], strategy=self.name, candidates=candidates, confidence=shares[first],
-                            model_version=version, reason=reason)  # fmt: skip
+            reason = (
+                ""
+                if first == top
+                else (
+                    f"exploring: {pick.pool} is fastest in {shares[first]:.0%} of posterior samples, "
+                    f"{pools[top].name} in {shares[top]:.0%}"
+                )
+            )
+            choice = Choice(
+                pool=pools[first],
+                strategy=self.name,
+                candidates=candidates,
+                confidence=shares[first],
+                model_version=version,
+                reason=reason,
+            )
         chosen = next(p for p in predictions if p.pool_id == choice.pool.id)
         choice.predicted_seconds, choice.predicted_p90 = chosen.p50, chosen.p90
         choice.predicted_success = chosen.success

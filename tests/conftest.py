@@ -88,8 +88,9 @@ class Processes:
 
     def spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, cwd=ROOT, env=child_env(**env), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=child_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         proc.log_path = self.logs / f"{name}.log"  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
@@ -108,8 +109,9 @@ class Processes:
             started = time.monotonic()
             wait_for(
                 lambda: self._check(proc) and Agent.objects.filter(name=node, status="online", pid=proc.pid).exists(),
-                timeout=60, what=f"worker {node} to come online",
-            )  # fmt: skip
+                timeout=60,
+                what=f"worker {node} to come online",
+            )
             # the agent is online a moment before the consumer takes messages
             time.sleep(max(0.0, 0.3 - (time.monotonic() - started)))
         return proc

@@ -42,8 +42,18 @@ if "overloaded once" in prompt and attempt == 1:
     emit(fixtures.OVERLOADED_529)
     sys.exit(1)
 
-print(json.dumps({"type": "system", "subtype": "init", "session_id": "sess-123", "model": fixtures.MODEL,
-                  "tools": ["Bash", "Read"]}), flush=True)  # fmt: skip
+print(
+    json.dumps(
+        {
+            "type": "system",
+            "subtype": "init",
+            "session_id": "sess-123",
+            "model": fixtures.MODEL,
+            "tools": ["Bash", "Read"],
+        }
+    ),
+    flush=True,
+)
 print(json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": f"working on: {prompt}"}]}}))
 failed = "fail" in prompt
 print(

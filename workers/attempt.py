@@ -66,8 +66,12 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
     path: Path | None = None
     try:
         path = workspace.prepare(pool.workspace, str(task.id), attempt.number)
-        contained = containment.plan(pool.runner, pool=pool.name, default_user=settings.HIVE_CONFIG.system.runner_user,
-                                     hidden=[*private_paths(settings.DATABASES), workspace.root(pool.workspace)])  # fmt: skip
+        contained = containment.plan(
+            pool.runner,
+            pool=pool.name,
+            default_user=settings.HIVE_CONFIG.system.runner_user,
+            hidden=[*private_paths(settings.DATABASES), workspace.root(pool.workspace)],
+        )
         (path / "task.json").write_text(json.dumps(task_document(task, attempt.number, path)))
         write_step_inputs(path, task.payload)
         argv = [expand(arg, task, attempt.number, path) for arg in argv]
@@ -253,22 +257,38 @@ def environment(runner: dict, task: Task, attempt: int, path: Path) -> dict[str,
 
 def task_document(task: Task, attempt: int, path: Path) -> dict:
     return {
-        "id": str(task.id), "prompt": task.prompt, "command": task.command, "payload": task.payload,
-        "task_type": task.task_type, "capabilities": task.capabilities, "priority": task.priority,
-        "attempt": attempt, "workspace": str(path),
-    }  # fmt: skip
+        "id": str(task.id),
+        "prompt": task.prompt,
+        "command": task.command,
+        "payload": task.payload,
+        "task_type": task.task_type,
+        "capabilities": task.capabilities,
+        "priority": task.priority,
+        "attempt": attempt,
+        "workspace": str(path),
+    }
 
 
 def interpret(outcome: ProcessOutcome, output_format: str, timeout: float) -> AttemptResult:
     tail = "\n".join(outcome.tail)
     if outcome.start_error:
-        return AttemptResult(outcome=TaskAttempt.Outcome.FAILED, error=outcome.start_error, permanent=True,
-                             is_error=True, output_tail=tail)  # fmt: skip
+        return AttemptResult(
+            outcome=TaskAttempt.Outcome.FAILED,
+            error=outcome.start_error,
+            permanent=True,
+            is_error=True,
+            output_tail=tail,
+        )
     if outcome.stopped:
         return AttemptResult(outcome=TaskAttempt.Outcome.CANCELLED, exit_code=outcome.exit_code, output_tail=tail)
     if outcome.timed_out:
-        return AttemptResult(outcome=TaskAttempt.Outcome.TIMEOUT, exit_code=outcome.exit_code, is_error=True,
-                             error=f"timed out after {timeout:g}s", output_tail=tail)  # fmt: skip
+        return AttemptResult(
+            outcome=TaskAttempt.Outcome.TIMEOUT,
+            exit_code=outcome.exit_code,
+            is_error=True,
+            error=f"timed out after {timeout:g}s",
+            output_tail=tail,
+        )
     result = AttemptResult(
         outcome=TaskAttempt.Outcome.SUCCEEDED if outcome.exit_code == 0 else TaskAttempt.Outcome.FAILED,
         exit_code=outcome.exit_code,
@@ -335,6 +355,11 @@ class Monitor:
         shown = [text[:1000] for text in claude.progress_lines(read)]
         if not shown:
             return  # only stream deltas or control messages: nothing to show
-        publish("task.progress", task=self.attempt.task, agent=self.attempt.agent, attempt=self.attempt.number,
-                lines=shown[-PROGRESS_MAX_LINES:],
-                skipped=len(lines) - len(read) + max(0, len(shown) - PROGRESS_MAX_LINES))  # fmt: skip
+        publish(
+            "task.progress",
+            task=self.attempt.task,
+            agent=self.attempt.agent,
+            attempt=self.attempt.number,
+            lines=shown[-PROGRESS_MAX_LINES:],
+            skipped=len(lines) - len(read) + max(0, len(shown) - PROGRESS_MAX_LINES),
+        )

@@ -106,8 +106,12 @@ def monitor() -> dict:
                 alert_notify.apply_async((change.event_id,), queue="hive.control")
             except Exception as exc:  # the broker away: the alert and its event are stored all the same
                 log.warning("could not queue the webhook of alert event %s: %s", change.event_id, exc)
-    return {"ran": round_.ran, "samples": round_.samples, "pruned": round_.pruned,
-            "changes": [[change.change, change.alert.subject] for change in round_.changes]}  # fmt: skip
+    return {
+        "ran": round_.ran,
+        "samples": round_.samples,
+        "pruned": round_.pruned,
+        "changes": [[change.change, change.alert.subject] for change in round_.changes],
+    }
 
 
 @shared_task(name="hive.alert_notify", bind=True, acks_late=True, ignore_result=True, max_retries=notify.RETRIES)
@@ -121,6 +125,10 @@ def alert_notify(self: CeleryTask[..., str], event_id: int) -> str:
             delay = notify.backoff(self.request.retries)
             log.warning("alert event %s: %s; retrying in %.1fs", event_id, exc, delay)
             raise self.retry(countdown=delay, exc=exc) from None
-        log.error("alert event %s was not delivered to the alerts webhook: %s (after %d attempts)",
-                  event_id, exc, self.request.retries + 1)  # fmt: skip
+        log.error(
+            "alert event %s was not delivered to the alerts webhook: %s (after %d attempts)",
+            event_id,
+            exc,
+            self.request.retries + 1,
+        )
         return f"failed: {exc}"

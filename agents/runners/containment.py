@@ -133,10 +133,16 @@ def plan(
     dirs, files = _existing(hidden) if sandbox else ((), ())
     env = runner.get("env")
     return Containment(
-        uid=uid, user=user, sandbox=sandbox, network=bool(runner.get("sandbox_network", True)),
-        hidden_dirs=dirs, hidden_files=files, explicit_env=frozenset(str(k) for k in env) if isinstance(env, Mapping) else frozenset(),
-        bwrap=bwrap if sandbox else None, setpriv=setpriv,
-    )  # fmt: skip
+        uid=uid,
+        user=user,
+        sandbox=sandbox,
+        network=bool(runner.get("sandbox_network", True)),
+        hidden_dirs=dirs,
+        hidden_files=files,
+        explicit_env=frozenset(str(k) for k in env) if isinstance(env, Mapping) else frozenset(),
+        bwrap=bwrap if sandbox else None,
+        setpriv=setpriv,
+    )
 
 
 def root_problem(containment: Containment, *, pool: str) -> str | None:
@@ -259,13 +265,19 @@ def sandbox_argv(argv: Sequence[str], containment: Containment, *, workspace: Pa
     ws = os.path.realpath(workspace)
     args = [
         containment.bwrap or "bwrap",
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--tmpfs", "/tmp",
-        "--unshare-pid", "--unshare-ipc",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--unshare-pid",
+        "--unshare-ipc",
         "--die-with-parent",
-    ]  # fmt: skip
+    ]
     if not containment.network:
         args.append("--unshare-net")
     for path in sorted(containment.hidden_dirs, key=lambda p: (p.count("/"), p)):

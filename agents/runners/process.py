@@ -128,9 +128,15 @@ def run_process(
             env = contain.environment(env, containment, workspace=cwd)
             command, preexec = _with_parent_death_signal(list(argv), env, containment=containment, cwd=cwd)
             proc = subprocess.Popen(
-                command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec,
-            )  # fmt: skip
+                command,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
         except OSError as exc:
             message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
             log.write((message + "\n").encode())
@@ -190,9 +196,12 @@ def run_process(
         elif stopped:
             log.write(b"[hive] stopped (cancelled or superseded); process tree killed\n")
         return ProcessOutcome(
-            exit_code=proc.returncode, timed_out=timed_out, stopped=stopped,
-            duration=time.monotonic() - started, tail=list(tail),
-        )  # fmt: skip
+            exit_code=proc.returncode,
+            timed_out=timed_out,
+            stopped=stopped,
+            duration=time.monotonic() - started,
+            tail=list(tail),
+        )
 
 
 def hand_over(path: Path, *, uid: int, gid: int) -> None:

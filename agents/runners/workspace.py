@@ -49,8 +49,10 @@ def prepare(spec: dict, task_id: str, attempt: int) -> Path:
         return path
     result = subprocess.run(
         ["git", *NO_HOOKS, "-C", str(repo), "worktree", "add", "--detach", str(path), "HEAD"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if result.returncode != 0:
         raise WorkspaceError(f"git worktree add failed in {repo}: {result.stderr.strip()[-500:]}")
     path.chmod(PRIVATE)
@@ -70,8 +72,9 @@ def release(spec: dict, path: Path, *, force: bool = False) -> None:
     if repo:
         subprocess.run(
             ["git", *NO_HOOKS, "-C", str(repo), "worktree", "remove", "--force", str(path)],
-            capture_output=True, timeout=120,
-        )  # fmt: skip
+            capture_output=True,
+            timeout=120,
+        )
     shutil.rmtree(path, ignore_errors=True)
     if repo:
         subprocess.run(["git", *NO_HOOKS, "-C", str(repo), "worktree", "prune"], capture_output=True, timeout=120)

@@ -195,9 +195,15 @@ def scaling_set(*, pool: str, desired: int, reason: str = "", now: datetime | No
         text = f"manual target {desired}" + (f": {reason.strip()}" if reason.strip() else "")
         AgentPool.objects.filter(id=row.id).update(desired_instances=desired, updated_at=now)
         decision = ScalingDecision.objects.create(
-            pool=row, inputs=state.as_inputs(), previous=row.desired_instances, desired=desired, reason=text,
-            actuator=ScalingDecision.Actuator.MANUAL, applied=True, created_at=now,
-        )  # fmt: skip
+            pool=row,
+            inputs=state.as_inputs(),
+            previous=row.desired_instances,
+            desired=desired,
+            reason=text,
+            actuator=ScalingDecision.Actuator.MANUAL,
+            applied=True,
+            created_at=now,
+        )
         _announce(decision)
     return decision
 
@@ -220,17 +226,30 @@ def _record(
             if standing and last is not None and (last.previous, last.desired) == (state.desired, verdict.desired):
                 return None  # the same recommendation stands
         decision = ScalingDecision.objects.create(
-            pool=pool, inputs=state.as_inputs(), previous=state.desired, desired=verdict.desired,
-            reason=verdict.reason, actuator=actuator, applied=applied, created_at=now,
-        )  # fmt: skip
+            pool=pool,
+            inputs=state.as_inputs(),
+            previous=state.desired,
+            desired=verdict.desired,
+            reason=verdict.reason,
+            actuator=actuator,
+            applied=applied,
+            created_at=now,
+        )
         _announce(decision)
     return decision
 
 
 def _announce(decision: ScalingDecision) -> None:
-    publish("pool.scaled", pool=decision.pool, decision=decision.id, previous=decision.previous,
-            desired=decision.desired, reason=decision.reason, actuator=decision.actuator,
-            applied=decision.applied)  # fmt: skip
+    publish(
+        "pool.scaled",
+        pool=decision.pool,
+        decision=decision.id,
+        previous=decision.previous,
+        desired=decision.desired,
+        reason=decision.reason,
+        actuator=decision.actuator,
+        applied=decision.applied,
+    )
 
 
 def _ask(hook: Callable | None, pool: AgentPool, arg: object) -> float | None:

@@ -36,9 +36,26 @@ class AlertSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Alert
-        fields = ["id", "status", "subject", "resource", "level", "value", "peak", "threshold", "source", "message",
-                  "recommendation", "host", "pool", "agents", "raised_at", "updated_at", "resolved_at",
-                  "resolution"]  # fmt: skip
+        fields = [
+            "id",
+            "status",
+            "subject",
+            "resource",
+            "level",
+            "value",
+            "peak",
+            "threshold",
+            "source",
+            "message",
+            "recommendation",
+            "host",
+            "pool",
+            "agents",
+            "raised_at",
+            "updated_at",
+            "resolved_at",
+            "resolution",
+        ]
         read_only_fields = fields
 
 

@@ -75,8 +75,14 @@ class CostsView(APIView):
             rows: list[dict] = []
         else:
             rows = spend(group_by=p["group_by"], since=since, until=p.get("until"), team=team)
-        body = {"group_by": p["group_by"], "since": since, "until": p.get("until"), "team": team.name if team else None,
-                "total_usd": sum((r["cost_usd"] for r in rows), Decimal(0)), "rows": rows}  # fmt: skip
+        body = {
+            "group_by": p["group_by"],
+            "since": since,
+            "until": p.get("until"),
+            "team": team.name if team else None,
+            "total_usd": sum((r["cost_usd"] for r in rows), Decimal(0)),
+            "rows": rows,
+        }
         return Response(CostsSerializer(body).data)
 
     @staticmethod

@@ -83,8 +83,9 @@ class TrainSerializer(StrictSerializer):
 
 class TrainReportSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField()
-    kinds = serializers.JSONField(help_text="per kind: status (activated, kept, skipped, locked), reason, version, "
-                                            "metrics and the baseline's")  # fmt: skip
+    kinds = serializers.JSONField(
+        help_text="per kind: status (activated, kept, skipped, locked), reason, version, metrics and the baseline's"
+    )
     patterns = serializers.IntegerField(help_text="failure patterns found")
     weights = serializers.JSONField(help_text='routing weights the patterns imply ("pool|type": multiplier)')
     due = serializers.JSONField()
@@ -169,8 +170,13 @@ class DecisionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         p = strict.query(self.request, DecisionQuery)
         caller = caller_of(self.request)
-        return decisions_visible_to(team_id=caller.team_id, staff=caller.staff, task=p.get("task"),
-                                    pool=p.get("pool"), strategy=p.get("strategy"))  # fmt: skip
+        return decisions_visible_to(
+            team_id=caller.team_id,
+            staff=caller.staff,
+            task=p.get("task"),
+            pool=p.get("pool"),
+            strategy=p.get("strategy"),
+        )
 
 
 # --- predictions ---------------------------------------------------------------------------------------
@@ -220,8 +226,12 @@ class PredictView(APIView):
     def get(self, request):
         p = strict.query(request, PredictQuery)
         try:
-            found = predictions_for(capabilities=p["capabilities"], task_type=p["task_type"],
-                                    complexity=p.get("complexity"), priority=p["priority"])  # fmt: skip
+            found = predictions_for(
+                capabilities=p["capabilities"],
+                task_type=p["task_type"],
+                complexity=p.get("complexity"),
+                priority=p["priority"],
+            )
         except NoModel as exc:
             raise NoModelYet(str(exc)) from None
         return Response(PoolPredictionSerializer([f.as_dict() for f in found], many=True).data)

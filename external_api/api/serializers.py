@@ -76,8 +76,21 @@ class AttemptSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TaskAttempt
-        fields = ["number", "outcome", "agent", "started_at", "finished_at", "exit_code", "is_error", "error",
-                  "result", "session_id", "cost_usd", "num_turns", "output_tail"]  # fmt: skip
+        fields = [
+            "number",
+            "outcome",
+            "agent",
+            "started_at",
+            "finished_at",
+            "exit_code",
+            "is_error",
+            "error",
+            "result",
+            "session_id",
+            "cost_usd",
+            "num_turns",
+            "output_tail",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.ANY)
@@ -124,11 +137,21 @@ def etas_of(tasks: list[Task]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for task in live:
         eta = etas.get(str(task.id))
-        value: dict[str, Any] = {"seconds": None, "p90_seconds": None, "at": None, "model_version": "",
-                                 "reason": reason or "not routed to a pool yet"}  # fmt: skip
+        value: dict[str, Any] = {
+            "seconds": None,
+            "p90_seconds": None,
+            "at": None,
+            "model_version": "",
+            "reason": reason or "not routed to a pool yet",
+        }
         if eta is not None:
-            value = {"seconds": round(eta.seconds, 1), "p90_seconds": round(eta.p90_seconds, 1), "at": eta.at,
-                     "model_version": eta.model_version, "reason": ""}  # fmt: skip
+            value = {
+                "seconds": round(eta.seconds, 1),
+                "p90_seconds": round(eta.p90_seconds, 1),
+                "at": eta.at,
+                "model_version": eta.model_version,
+                "reason": "",
+            }
         out[str(task.id)] = EtaSerializer(value).data
     return out
 
@@ -149,10 +172,33 @@ class TaskSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Task
-        fields = ["id", "status", "prompt", "command", "payload", "task_type", "capabilities", "priority",
-                  "complexity", "timeout", "attempts", "max_attempts", "pool", "agent", "team", "source",
-                  "external_ref", "created_at", "queued_at", "started_at", "finished_at", "result", "error",
-                  "hold_reason", "eta"]  # fmt: skip
+        fields = [
+            "id",
+            "status",
+            "prompt",
+            "command",
+            "payload",
+            "task_type",
+            "capabilities",
+            "priority",
+            "complexity",
+            "timeout",
+            "attempts",
+            "max_attempts",
+            "pool",
+            "agent",
+            "team",
+            "source",
+            "external_ref",
+            "created_at",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "result",
+            "error",
+            "hold_reason",
+            "eta",
+        ]
         read_only_fields = fields
         extra_kwargs = {
             "hold_reason": {"help_text": "why the queued task waits (a spent daily budget); empty: it does not"}
@@ -244,8 +290,20 @@ class AgentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Agent
-        fields = ["id", "name", "pool", "status", "host", "pid", "concurrency", "load", "resources",
-                  "last_heartbeat", "started_at", "stopped_at"]  # fmt: skip
+        fields = [
+            "id",
+            "name",
+            "pool",
+            "status",
+            "host",
+            "pid",
+            "concurrency",
+            "load",
+            "resources",
+            "last_heartbeat",
+            "started_at",
+            "stopped_at",
+        ]
         read_only_fields = fields
 
 
@@ -272,9 +330,22 @@ class PoolSerializer(StrictModelSerializer):
 
     class Meta:
         model = AgentPool
-        fields = ["name", "capabilities", "concurrency", "min_instances", "max_instances", "desired_instances",
-                  "allow_commands", "max_attempts", "enabled", "queued", "running", "agents_online", "queue_depth",
-                  "program_missing"]  # fmt: skip
+        fields = [
+            "name",
+            "capabilities",
+            "concurrency",
+            "min_instances",
+            "max_instances",
+            "desired_instances",
+            "allow_commands",
+            "max_attempts",
+            "enabled",
+            "queued",
+            "running",
+            "agents_online",
+            "queue_depth",
+            "program_missing",
+        ]
         read_only_fields = [f for f in fields if f not in ("min_instances", "max_instances", "desired_instances")]
 
     def get_queue_depth(self, pool: AgentPool) -> int | None:

@@ -24,8 +24,9 @@ from external_api.api.views import ERRORS, UUID_PATTERN
 class StepPlanSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
     prompt = serializers.CharField(required=False, help_text="may use {steps.<dependency>.result} and .output")
-    command = serializers.ListField(child=serializers.CharField(), required=False,
-                                    help_text="argv; may use {steps.<dependency>.result} and .output")  # fmt: skip
+    command = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="argv; may use {steps.<dependency>.result} and .output"
+    )
     capabilities = serializers.ListField(child=serializers.CharField(), min_length=1)
     payload = serializers.DictField(required=False)
     task_type = serializers.CharField(required=False)
@@ -34,8 +35,9 @@ class StepPlanSerializer(serializers.Serializer):
     timeout = serializers.FloatField(required=False, help_text="seconds one attempt may run")
     max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=20)
     depends_on = serializers.ListField(child=serializers.CharField(), required=False, help_text="dag only")
-    targets = serializers.ListField(child=serializers.CharField(), required=False,
-                                    help_text="fan_out / consensus: one copy per pool")  # fmt: skip
+    targets = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="fan_out / consensus: one copy per pool"
+    )
     count = serializers.IntegerField(required=False, min_value=1, help_text="fan_out / consensus: N copies")
 
 
@@ -59,8 +61,21 @@ class SessionStepSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SessionStep
-        fields = ["name", "status", "depends_on", "task", "task_status", "pool", "spec", "result", "output_tail",
-                  "reason", "queued_at", "finished_at", "latency"]  # fmt: skip
+        fields = [
+            "name",
+            "status",
+            "depends_on",
+            "task",
+            "task_status",
+            "pool",
+            "spec",
+            "result",
+            "output_tail",
+            "reason",
+            "queued_at",
+            "finished_at",
+            "latency",
+        ]
         read_only_fields = fields
 
 
@@ -87,9 +102,25 @@ class SessionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CoordinationSession
-        fields = ["id", "name", "mode", "status", "team", "source", "continue_on_failure", "consensus_threshold",
-                  "timeout", "created_at", "started_at", "finished_at", "deadline", "decision", "reason",
-                  "steps_total", "steps_done"]  # fmt: skip
+        fields = [
+            "id",
+            "name",
+            "mode",
+            "status",
+            "team",
+            "source",
+            "continue_on_failure",
+            "consensus_threshold",
+            "timeout",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "deadline",
+            "decision",
+            "reason",
+            "steps_total",
+            "steps_done",
+        ]
         read_only_fields = fields
 
 

@@ -46,9 +46,16 @@ from hive_project.health import readiness
 ERROR = ERROR_SCHEMA
 ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 413, 422, 429)}
 # Query parameter -> the lookup it filters by (the values are validated by queries.TaskQuery).
-TASK_FILTERS = {"status": "status", "pool": "pool__name", "agent": "agent__name", "priority": "priority",
-                "type": "task_type", "created_after": "created_at__gte", "created_before": "created_at__lt",
-                "search": "prompt__icontains"}  # fmt: skip
+TASK_FILTERS = {
+    "status": "status",
+    "pool": "pool__name",
+    "agent": "agent__name",
+    "priority": "priority",
+    "type": "task_type",
+    "created_after": "created_at__gte",
+    "created_before": "created_at__lt",
+    "search": "prompt__icontains",
+}
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
@@ -221,8 +228,13 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Updat
 
     def perform_update(self, serializer) -> None:
         pool = serializer.save()
-        publish("pool.resized", pool=pool, min_instances=pool.min_instances, max_instances=pool.max_instances,
-                desired_instances=pool.desired_instances)  # fmt: skip
+        publish(
+            "pool.resized",
+            pool=pool,
+            min_instances=pool.min_instances,
+            max_instances=pool.max_instances,
+            desired_instances=pool.desired_instances,
+        )
 
 
 class EventsView(APIView):
@@ -313,5 +325,10 @@ class PoolScaleView(APIView):
 
 
 def _scale_body(pool: AgentPool) -> dict:
-    return {"pool": pool.name, "desired": pool.desired_instances, "instances": pool.agents.live().count(),
-            "min": pool.min_instances, "max": pool.max_instances}  # fmt: skip
+    return {
+        "pool": pool.name,
+        "desired": pool.desired_instances,
+        "instances": pool.agents.live().count(),
+        "min": pool.min_instances,
+        "max": pool.max_instances,
+    }

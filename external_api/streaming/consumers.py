@@ -133,8 +133,9 @@ def parse_options(query: dict[str, list[str]], conf) -> Options:
     if not conf.compression_enabled:
         compression = None
     batch_size = _number(last("batch_size"), "batch_size", int, 1, conf.batch_size, conf.batch_size)
-    flush_interval = _number(last("flush_interval"), "flush_interval", float, MIN_FLUSH_INTERVAL,
-                             conf.flush_interval, conf.flush_interval)  # fmt: skip
+    flush_interval = _number(
+        last("flush_interval"), "flush_interval", float, MIN_FLUSH_INTERVAL, conf.flush_interval, conf.flush_interval
+    )
     return Options(filters, last_event_id(last("last_event_id") or None), compression, batch_size, flush_interval)
 
 
@@ -268,12 +269,19 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.groups.append(EVENTS_GROUP)  # the base class leaves the group on disconnect
         self.cursor = await database_sync_to_async(_head)(visible_events(viewer))
         self.released = await database_sync_to_async(_head)(Event.objects.all())  # live events come after this id
-        await self.send_message({
-            "type": "welcome", "connection": lease, "head": self.cursor, "filters": self.filters.as_dict(),
-            "viewer": {"ident": viewer.ident, "kind": viewer.kind, "team": viewer.team_id, "staff": viewer.staff},
-            "batch_size": self.batch_size, "flush_interval": self.flush_interval,
-            "heartbeat_interval": self.conf.heartbeat_interval, "compression": self.compression,
-        })  # fmt: skip
+        await self.send_message(
+            {
+                "type": "welcome",
+                "connection": lease,
+                "head": self.cursor,
+                "filters": self.filters.as_dict(),
+                "viewer": {"ident": viewer.ident, "kind": viewer.kind, "team": viewer.team_id, "staff": viewer.staff},
+                "batch_size": self.batch_size,
+                "flush_interval": self.flush_interval,
+                "heartbeat_interval": self.conf.heartbeat_interval,
+                "compression": self.compression,
+            }
+        )
         self.spawn(self.heartbeat_loop())
         self.spawn(self.lease_loop())
         self.spawn(self.credential_loop())
@@ -361,8 +369,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                 last = rows[-1]["id"]
             if len(rows) < limit:
                 break
-        await self.send_message({"type": "replayed", "from": after, "count": count, "last_event_id": self.cursor,
-                                 "truncated": truncated})  # fmt: skip
+        await self.send_message(
+            {"type": "replayed", "from": after, "count": count, "last_event_id": self.cursor, "truncated": truncated}
+        )
 
     # --- live events ------------------------------------------------------------------------------
     async def hive_event(self, message: dict) -> None:

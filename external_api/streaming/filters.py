@@ -35,12 +35,23 @@ GUIDE_EVENT_TYPES: Mapping[str, tuple[str, ...]] = {
 
 # The names a configured filter's `type` may have, per dimension.
 CONFIG_FILTER_TYPES: Mapping[str, str] = {
-    "event_type": "event_types", "event_types": "event_types", "type": "event_types",
-    "pool": "pools", "pools": "pools", "pool_name": "pools", "agent_type": "pools",
-    "agent": "agents", "agents": "agents", "agent_id": "agents", "agent_name": "agents",
-    "task": "tasks", "tasks": "tasks", "task_id": "tasks",
-    "priority": "priorities", "priorities": "priorities",
-}  # fmt: skip
+    "event_type": "event_types",
+    "event_types": "event_types",
+    "type": "event_types",
+    "pool": "pools",
+    "pools": "pools",
+    "pool_name": "pools",
+    "agent_type": "pools",
+    "agent": "agents",
+    "agents": "agents",
+    "agent_id": "agents",
+    "agent_name": "agents",
+    "task": "tasks",
+    "tasks": "tasks",
+    "task_id": "tasks",
+    "priority": "priorities",
+    "priorities": "priorities",
+}
 
 
 class FilterError(ValueError):

@@ -35,8 +35,18 @@ from external_api.webhooks.rules import CustomRules, RulesError, rate_limit_for,
 from external_api.webhooks.signatures import SignatureError, github_verify
 
 KIND = WebhookSource.Kind.CUSTOM
-TASK_FIELDS = {"prompt", "command", "capabilities", "priority", "payload", "task_type", "complexity", "timeout",
-               "max_attempts", "external_ref"}  # fmt: skip
+TASK_FIELDS = {
+    "prompt",
+    "command",
+    "capabilities",
+    "priority",
+    "payload",
+    "task_type",
+    "complexity",
+    "timeout",
+    "max_attempts",
+    "external_ref",
+}
 
 
 @csrf_exempt
@@ -111,8 +121,10 @@ def custom_intent(*, delivery_id: str, idempotent: bool, data: dict | Invalid, r
         return WebhookIntent(**intent, error=data)
     unknown = sorted(set(data) - TASK_FIELDS - {"delivery_id"})
     if unknown:
-        return WebhookIntent(**intent, error=Invalid(f"unknown field(s): {', '.join(unknown)}; a task has "
-                                                     f"{', '.join(sorted(TASK_FIELDS))}"))  # fmt: skip
+        return WebhookIntent(
+            **intent,
+            error=Invalid(f"unknown field(s): {', '.join(unknown)}; a task has {', '.join(sorted(TASK_FIELDS))}"),
+        )
     task = {k: v for k, v in data.items() if k in TASK_FIELDS}
     task.setdefault("capabilities", list(rules.capabilities or []))
     task.setdefault("priority", rules.priority)

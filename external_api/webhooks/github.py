@@ -29,19 +29,22 @@ KIND = WebhookSource.Kind.GITHUB
 @csrf_exempt
 def github_webhook(request: HttpRequest, slug: str = KIND.value) -> HttpResponse:
     opened = intake.open_signed(
-        request, kind=KIND, slug=slug,
+        request,
+        kind=KIND,
+        slug=slug,
         verify=lambda body, source: github_verify(
             body=body, signature=request.headers.get("X-Hub-Signature-256"), secrets=source.secrets()
         ),
-    )  # fmt: skip
+    )
     if isinstance(opened, HttpResponse):
         return opened
     body, source = opened
     delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
     event = request.headers.get("X-GitHub-Event", "").strip()
     if not delivery_id or len(delivery_id) > 200 or not event:
-        return json_error("bad_request", "X-GitHub-Delivery (up to 200 characters) and X-GitHub-Event are required",
-                          400)  # fmt: skip
+        return json_error(
+            "bad_request", "X-GitHub-Delivery (up to 200 characters) and X-GitHub-Event are required", 400
+        )
     try:
         rules = rules_for(source)
     except RulesError as exc:
@@ -50,13 +53,15 @@ def github_webhook(request: HttpRequest, slug: str = KIND.value) -> HttpResponse
     limited = intake.throttled(request, source=source, limit=rate_limit_for(kind=KIND, path=request.path, rules=rules))
     if limited:
         return limited
-    intent = github_intent(delivery_id=delivery_id, event=event, body=body, content_type=request.content_type,
-                           rules=rules)  # fmt: skip
+    intent = github_intent(
+        delivery_id=delivery_id, event=event, body=body, content_type=request.content_type, rules=rules
+    )
     return intake.delivery_response(webhook_delivery_receive(source=source, intent=intent))
 
 
-def github_intent(*, delivery_id: str, event: str, body: bytes, content_type: str | None,
-                  rules: GithubRules) -> WebhookIntent:  # fmt: skip
+def github_intent(
+    *, delivery_id: str, event: str, body: bytes, content_type: str | None, rules: GithubRules
+) -> WebhookIntent:
     """What a verified GitHub delivery asks for (no database access)."""
     try:
         payload = _payload(body, content_type)
@@ -113,8 +118,13 @@ def _issue(intent: DeliveryIdentity, payload: dict, action: str, rules: GithubRu
     else:
         return WebhookIntent(**intent, detail=f"issues.{action} does not become a task")
     title, text = str(issue.get("title") or "").strip(), str(issue.get("body") or "").strip()
-    task = _task(rules, payload, prompt=f"{title}\n\n{text}".strip(), external_ref=str(issue["html_url"]),
-                 key=f"github:issue:{issue['id']}")  # fmt: skip
+    task = _task(
+        rules,
+        payload,
+        prompt=f"{title}\n\n{text}".strip(),
+        external_ref=str(issue["html_url"]),
+        key=f"github:issue:{issue['id']}",
+    )
     # A new issue with a task label sends `opened` and `labeled`: one task, whichever comes first.
     return WebhookIntent(**intent, task=task, conflict_is_duplicate=True)
 
@@ -134,9 +144,15 @@ def _comment(intent: DeliveryIdentity, payload: dict, action: str, rules: Github
     prompt = text[len(prefix) :].strip()
     if not prompt:
         return WebhookIntent(**intent, detail=f"nothing to do after {prefix}")
-    task = _task(rules, payload, prompt=prompt, external_ref=str(comment["html_url"]),
-                 key=f"github:comment:{comment['id']}", issue_title=str(issue.get("title") or ""),
-                 issue_url=str(issue.get("html_url") or ""))  # fmt: skip
+    task = _task(
+        rules,
+        payload,
+        prompt=prompt,
+        external_ref=str(comment["html_url"]),
+        key=f"github:comment:{comment['id']}",
+        issue_title=str(issue.get("title") or ""),
+        issue_url=str(issue.get("html_url") or ""),
+    )
     return WebhookIntent(**intent, task=task, conflict_is_duplicate=True)
 
 
@@ -144,8 +160,19 @@ def _task(rules: GithubRules, payload: dict, *, prompt: str, external_ref: str, 
     repository = payload.get("repository") or {}
     sender = payload.get("sender") or {}
     return {
-        "prompt": prompt, "capabilities": list(rules.capabilities), "priority": rules.priority,
-        "task_type": rules.task_type, "source": "github", "external_ref": external_ref[:300], "idempotency_key": key,
-        "payload": {"github": {"repository": repository.get("full_name"), "sender": sender.get("login"),
-                               "url": external_ref, **context}},
-    }  # fmt: skip
+        "prompt": prompt,
+        "capabilities": list(rules.capabilities),
+        "priority": rules.priority,
+        "task_type": rules.task_type,
+        "source": "github",
+        "external_ref": external_ref[:300],
+        "idempotency_key": key,
+        "payload": {
+            "github": {
+                "repository": repository.get("full_name"),
+                "sender": sender.get("login"),
+                "url": external_ref,
+                **context,
+            }
+        },
+    }

@@ -33,8 +33,9 @@ def accept(request: HttpRequest, *, kind: str, methods: tuple[str, ...] = ("POST
     if not (api.enabled and api.webhook_server.enabled):
         return json_error("not_found", "webhooks are turned off (external_api.webhook_server.enabled)", 404)
     if request.method not in methods:
-        response = json_error("method_not_allowed", f"{request.method} is not allowed here; use {', '.join(methods)}",
-                              405)  # fmt: skip
+        response = json_error(
+            "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(methods)}", 405
+        )
         response["Allow"] = ", ".join(methods)
         return response
     validation = settings.HIVE_CONFIG.security.webhook_server.request_validation
@@ -43,8 +44,12 @@ def accept(request: HttpRequest, *, kind: str, methods: tuple[str, ...] = ("POST
             return json_error("bad_request", f"the {header} header is required", 400)
     media_type = (request.content_type or "").lower()
     if media_type not in validation.allowed_content_types:
-        return json_error("unsupported_media_type", f"Content-Type {media_type or '(none)'!r} is not accepted; send "
-                          f"{' or '.join(validation.allowed_content_types)}", 415)  # fmt: skip
+        return json_error(
+            "unsupported_media_type",
+            f"Content-Type {media_type or '(none)'!r} is not accepted; send "
+            f"{' or '.join(validation.allowed_content_types)}",
+            415,
+        )
     # The middleware refuses a declared Content-Length over the cap before the body is read; this
     # also covers a body sent without one, and the stricter of the two configured caps.
     limit = min(settings.WEBHOOK_MAX_BYTES, validation.max_payload_bytes)
@@ -72,8 +77,14 @@ def source_for(*, kind: str, slug: str) -> WebhookSource | None:
 def _sync_if_config_changed() -> None:
     global _synced_fingerprint
     server = settings.HIVE_CONFIG.external_api.webhook_server
-    material = repr((server.github.secret, server.github.secrets_previous, server.slack.signing_secret,
-                     server.slack.signing_secrets_previous))  # fmt: skip
+    material = repr(
+        (
+            server.github.secret,
+            server.github.secrets_previous,
+            server.slack.signing_secret,
+            server.slack.signing_secrets_previous,
+        )
+    )
     fingerprint = hashlib.sha256(material.encode()).hexdigest()
     if fingerprint != _synced_fingerprint:
         webhook_sources_sync()
@@ -122,8 +133,7 @@ def throttled(request: HttpRequest, *, source: WebhookSource, limit: int) -> Jso
     if wait is None:
         return None
     DELIVERIES.labels(source=source.slug, outcome="throttled").inc()
-    response = json_error("throttled", f"more than {limit} deliveries per minute from {source.slug}; retry later",
-                          429)  # fmt: skip
+    response = json_error("throttled", f"more than {limit} deliveries per minute from {source.slug}; retry later", 429)
     response["Retry-After"] = str(math.ceil(wait))
     return response
 
@@ -143,6 +153,12 @@ def delivery_response(result: DeliveryResult) -> HttpResponse:
         detail = f"delivery {delivery_id} was received before ({result.delivery.outcome})"
     else:
         detail = f"task {task.id} {'queued' if result.outcome == Outcome.ACCEPTED else 'was queued'} on pool {task.routed_pool.name}"
-    body = {"code": result.outcome, "detail": detail, "delivery_id": delivery_id, "task": str(task.id) if task else None,
-            "pool": task.routed_pool.name if task else None, "status": task.status if task else None}  # fmt: skip
+    body = {
+        "code": result.outcome,
+        "detail": detail,
+        "delivery_id": delivery_id,
+        "task": str(task.id) if task else None,
+        "pool": task.routed_pool.name if task else None,
+        "status": task.status if task else None,
+    }
     return JsonResponse(body, status=201 if result.outcome == Outcome.ACCEPTED else 200)

@@ -54,8 +54,11 @@ def config_defaults(kind: str, config=None) -> dict[str, Any]:
     server = (config or settings.HIVE_CONFIG).external_api.webhook_server
     if kind == Kind.GITHUB:
         github = server.github
-        return {"task_labels": github.task_labels, "command_prefix": github.command_prefix,
-                "capabilities": github.capabilities}  # fmt: skip
+        return {
+            "task_labels": github.task_labels,
+            "command_prefix": github.command_prefix,
+            "capabilities": github.capabilities,
+        }
     if kind == Kind.SLACK:
         return {"command": server.slack.command, "capabilities": server.slack.capabilities}
     return {}

@@ -48,9 +48,14 @@ def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def slack_verify(
-    *, body: bytes, timestamp: str | None, signature: str | None, secrets: Iterable[str], now: float,
+    *,
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    secrets: Iterable[str],
+    now: float,
     window: int = SLACK_WINDOW,
-) -> None:  # fmt: skip
+) -> None:
     """Raise SignatureError unless the request is fresh and signed with one of `secrets`."""
     if not signature:
         raise SignatureError("the X-Slack-Signature header is missing")

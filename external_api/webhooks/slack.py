@@ -39,12 +39,17 @@ SLASH_COMMAND = "slash_command"
 @csrf_exempt
 def slack_webhook(request: HttpRequest, slug: str = KIND.value) -> HttpResponse:
     opened = intake.open_signed(
-        request, kind=KIND, slug=slug,
+        request,
+        kind=KIND,
+        slug=slug,
         verify=lambda body, source: slack_verify(
-            body=body, timestamp=request.headers.get("X-Slack-Request-Timestamp"),
-            signature=request.headers.get("X-Slack-Signature"), secrets=source.secrets(), now=time.time(),
+            body=body,
+            timestamp=request.headers.get("X-Slack-Request-Timestamp"),
+            signature=request.headers.get("X-Slack-Signature"),
+            secrets=source.secrets(),
+            now=time.time(),
         ),
-    )  # fmt: skip
+    )
     if isinstance(opened, HttpResponse):
         return opened
     body, source = opened
@@ -109,14 +114,20 @@ def slack_intent(*, fields: dict | None, body: bytes, rules: SlackRules) -> Webh
         return WebhookIntent(**intent, detail=f"this hive answers {rules.command}, not {command or 'nothing'}")
     if not text:
         return WebhookIntent(**intent, detail=f"say what to do: {rules.command} fix the flaky login test")
-    where = {k: str(fields.get(k, "")) for k in ("team_id", "team_domain", "channel_id", "channel_name", "user_id",
-                                                  "user_name", "response_url")}  # fmt: skip
+    where = {
+        k: str(fields.get(k, ""))
+        for k in ("team_id", "team_domain", "channel_id", "channel_name", "user_id", "user_name", "response_url")
+    }
     task = {
-        "prompt": text, "capabilities": list(rules.capabilities), "priority": rules.priority,
-        "task_type": rules.task_type, "source": "slack", "payload": {"slack": {"command": command, **where}},
+        "prompt": text,
+        "capabilities": list(rules.capabilities),
+        "priority": rules.priority,
+        "task_type": rules.task_type,
+        "source": "slack",
+        "payload": {"slack": {"command": command, **where}},
         "external_ref": f"slack:{where['team_id']}/{where['channel_id']}/{where['user_id']}"[:300],
         "idempotency_key": f"slack:{intent['delivery_id']}"[:200],
-    }  # fmt: skip
+    }
     # A retry is the same command, whatever else changed in the form.
     return WebhookIntent(**intent, task=task, conflict_is_duplicate=True)
 

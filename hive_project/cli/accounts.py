@@ -48,10 +48,14 @@ def team_list_cmd() -> None:
     from coordination.models import Team
 
     rows = [
-        (t.name, t.members, "-" if t.budget_usd_per_day is None else f"${t.budget_usd_per_day:.2f}",
-         f"${spent_today(scope='team', ident=t.id):.4f}")
+        (
+            t.name,
+            t.members,
+            "-" if t.budget_usd_per_day is None else f"${t.budget_usd_per_day:.2f}",
+            f"${spent_today(scope='team', ident=t.id):.4f}",
+        )
         for t in Team.objects.annotate(members=Count("memberships"))
-    ]  # fmt: skip
+    ]
     click.echo(table(["TEAM", "MEMBERS", "BUDGET/DAY", "SPENT TODAY"], rows))
 
 
@@ -129,13 +133,17 @@ def apikey_create_cmd(name, scopes, team_name, expires_days) -> None:
 
     expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
     try:
-        key, raw = apikey_create(name=name, scopes=scopes.split(","), team=team_get(name=team_name),
-                                 expires_at=expires_at)  # fmt: skip
+        key, raw = apikey_create(
+            name=name, scopes=scopes.split(","), team=team_get(name=team_name), expires_at=expires_at
+        )
     except HiveError as exc:
         _hive_error(exc)
-    click.echo(f"API key {key.prefix} ({key.name}) for team {key.team.name}, scopes {','.join(key.scopes)}"
-               + (f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "")
-               + " (shown once: store it now)", err=True)  # fmt: skip
+    click.echo(
+        f"API key {key.prefix} ({key.name}) for team {key.team.name}, scopes {','.join(key.scopes)}"
+        + (f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "")
+        + " (shown once: store it now)",
+        err=True,
+    )
     click.echo(raw)
 
 

@@ -27,11 +27,19 @@ def alerts(active_only: bool, level: str | None, resource: str | None, limit: in
         click.echo(json.dumps([alert_dict(a) for a in found], indent=2))
         return
     rows = [
-        (a.id, status(a.status), status(a.level), a.subject, _value(a.resource, a.value),
-         _value(a.resource, a.threshold), ago(a.raised_at), ago(a.resolved_at) if a.resolved_at else "-",
-         clean(a.resolution if a.resolved_at else a.recommendation or a.message)[:100])
+        (
+            a.id,
+            status(a.status),
+            status(a.level),
+            a.subject,
+            _value(a.resource, a.value),
+            _value(a.resource, a.threshold),
+            ago(a.raised_at),
+            ago(a.resolved_at) if a.resolved_at else "-",
+            clean(a.resolution if a.resolved_at else a.recommendation or a.message)[:100],
+        )
         for a in found
-    ]  # fmt: skip
+    ]
     click.echo(table(["ID", "STATUS", "LEVEL", "SUBJECT", "VALUE", "THRESHOLD", "RAISED", "RESOLVED", "NOTE"], rows))
 
 
@@ -42,10 +50,22 @@ def _value(resource: str, value: float) -> str:
 def alert_dict(alert) -> dict:
     """An alert for scripts: the same keys as GET /api/v1/alerts/."""
     return {
-        "id": alert.id, "status": alert.status, "subject": alert.subject, "resource": alert.resource,
-        "level": alert.level, "value": alert.value, "peak": alert.peak, "threshold": alert.threshold,
-        "source": alert.source, "message": alert.message, "recommendation": alert.recommendation,
-        "host": alert.host, "pool": alert.pool.name if alert.pool else None, "agents": alert.agents,
-        "raised_at": alert.raised_at.isoformat(), "updated_at": alert.updated_at.isoformat(),
-        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None, "resolution": alert.resolution,
-    }  # fmt: skip
+        "id": alert.id,
+        "status": alert.status,
+        "subject": alert.subject,
+        "resource": alert.resource,
+        "level": alert.level,
+        "value": alert.value,
+        "peak": alert.peak,
+        "threshold": alert.threshold,
+        "source": alert.source,
+        "message": alert.message,
+        "recommendation": alert.recommendation,
+        "host": alert.host,
+        "pool": alert.pool.name if alert.pool else None,
+        "agents": alert.agents,
+        "raised_at": alert.raised_at.isoformat(),
+        "updated_at": alert.updated_at.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "resolution": alert.resolution,
+    }

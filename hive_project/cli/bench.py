@@ -22,23 +22,56 @@ def _import_path_of_checkout(base: Path) -> None:
 @main.command()
 @click.option("--tasks", "-n", default=2000, show_default=True, type=click.IntRange(10), help="Tasks in scenario 1.")
 @click.option("--latency-tasks", default=200, show_default=True, type=click.IntRange(10), help="Tasks in scenario 2.")
-@click.option("--subscribers", default=500, show_default=True, type=click.IntRange(1, 20000),
-              help="WebSocket subscribers in scenario 4 (the goal is stated at 2000).")  # fmt: skip
-@click.option("--requests", "api_requests", default=1000, show_default=True, type=click.IntRange(10),
-              help="Requests of each kind in scenario 3, deliveries (half as many) in scenario 5.")  # fmt: skip
-@click.option("--learning-tasks", default=90, show_default=True, type=click.IntRange(6),
-              help="Scenario 8: the batch each strategy runs (the history is four times as long).")  # fmt: skip
-@click.option("--learning-train-rows", default=100_000, show_default=True, type=click.IntRange(100),
-              help="Scenario 8: synthetic attempts the training at scale runs on.")  # fmt: skip
+@click.option(
+    "--subscribers",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 20000),
+    help="WebSocket subscribers in scenario 4 (the goal is stated at 2000).",
+)
+@click.option(
+    "--requests",
+    "api_requests",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(10),
+    help="Requests of each kind in scenario 3, deliveries (half as many) in scenario 5.",
+)
+@click.option(
+    "--learning-tasks",
+    default=90,
+    show_default=True,
+    type=click.IntRange(6),
+    help="Scenario 8: the batch each strategy runs (the history is four times as long).",
+)
+@click.option(
+    "--learning-train-rows",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(100),
+    help="Scenario 8: synthetic attempts the training at scale runs on.",
+)
 @click.option("--quick", is_flag=True, help="Small numbers (200 and 50 tasks) for a check in a minute or two.")
-@click.option("--concurrency", "-c", type=click.IntRange(1, 64), help="Worker processes, hive and Celery alike "
-              "(default: the number of cores).")  # fmt: skip
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 64),
+    help="Worker processes, hive and Celery alike (default: the number of cores).",
+)
 @click.option("--scenario", "-s", "only", multiple=True, type=int, help="Run only these scenarios (repeat).")
 @click.option("--profile", is_flag=True, help="Record py-spy profiles of the worker and the submitter in scenario 1.")
-@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the raw numbers go (default: var/bench).")  # fmt: skip
-@click.option("--doc", "doc_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Markdown report to update (default: docs/benchmarks.md).")  # fmt: skip
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the raw numbers go (default: var/bench).",
+)
+@click.option(
+    "--doc",
+    "doc_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Markdown report to update (default: docs/benchmarks.md).",
+)
 @click.option("--no-doc", is_flag=True, help="Do not update the markdown report.")
 @click.option("--keep", is_flag=True, help="Keep the run's temporary var directory (logs, database).")
 def bench(
@@ -74,12 +107,18 @@ def bench(
         subscribers, api_requests = min(subscribers, 100), min(api_requests, 200)
         learning_tasks, learning_train_rows = min(learning_tasks, 30), min(learning_train_rows, 10_000)
     options = scenarios.Options(
-        tasks=tasks, latency_tasks=latency_tasks, concurrency=concurrency or os.cpu_count() or 2, profile=profile,
-        subscribers=subscribers, api_requests=api_requests, webhook_deliveries=max(10, api_requests // 2),
-        learning_history=max(60, 4 * learning_tasks), learning_batch=learning_tasks,
+        tasks=tasks,
+        latency_tasks=latency_tasks,
+        concurrency=concurrency or os.cpu_count() or 2,
+        profile=profile,
+        subscribers=subscribers,
+        api_requests=api_requests,
+        webhook_deliveries=max(10, api_requests // 2),
+        learning_history=max(60, 4 * learning_tasks),
+        learning_batch=learning_tasks,
         learning_train_rows=learning_train_rows,
         results_dir=(results_dir or var_dir() / "bench").resolve(),
-    )  # fmt: skip
+    )
     doc = (doc_path or BASE_DIR / "docs" / "benchmarks.md").resolve()
     chosen = [s for s in scenarios.SCENARIOS if not only or s.number in only]
     try:
@@ -93,8 +132,10 @@ def bench(
 
         call_command("migrate", interactive=False, verbosity=0)
         env = report.environment(run)
-        click.echo(f"bench: {env['database']}, Redis {env['redis_server']} ({env['redis']}), "
-                   f"concurrency {options.concurrency}, var {world.var}")  # fmt: skip
+        click.echo(
+            f"bench: {env['database']}, Redis {env['redis_server']} ({env['redis']}), "
+            f"concurrency {options.concurrency}, var {world.var}"
+        )
         for scenario in chosen:
             if scenario.run is None:
                 click.echo(f"{scenario.number}. {scenario.name}: pending ({scenario.pending})")

@@ -32,8 +32,20 @@ def _hive_error(exc) -> None:
 @click.option("--idempotency-key", help="Submitting again with the same key returns the first task.")
 @click.option("--wait", "-w", is_flag=True, help="Follow the task until it ends; exit 0 only if it succeeded.")
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
-def submit(prompt, command_line, capabilities, priority, task_type, complexity, timeout, max_attempts, payload,
-           idempotency_key, wait, as_json) -> None:  # fmt: skip
+def submit(
+    prompt,
+    command_line,
+    capabilities,
+    priority,
+    task_type,
+    complexity,
+    timeout,
+    max_attempts,
+    payload,
+    idempotency_key,
+    wait,
+    as_json,
+) -> None:
     """Submit a task: a PROMPT for the pool's agent, or --command to run."""
     setup_django()
     from coordination import json_limits
@@ -53,9 +65,18 @@ def submit(prompt, command_line, capabilities, priority, task_type, complexity, 
     require_redis()
     try:
         task = task_submit(
-            prompt=prompt, command=command, capabilities=list(capabilities), priority=priority, task_type=task_type,
-            complexity=complexity, timeout=timeout, max_attempts=max_attempts, payload=data, idempotency_key=idempotency_key, source="cli",
-        )  # fmt: skip
+            prompt=prompt,
+            command=command,
+            capabilities=list(capabilities),
+            priority=priority,
+            task_type=task_type,
+            complexity=complexity,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            payload=data,
+            idempotency_key=idempotency_key,
+            source="cli",
+        )
     except HiveError as exc:
         _hive_error(exc)
     if as_json and not wait:
@@ -86,18 +107,29 @@ def _print_result(task) -> None:
 
 def _task_dict(task) -> dict:
     return {
-        "id": str(task.id), "status": task.status, "pool": task.pool.name if task.pool else None,
-        "agent": task.agent.name if task.agent else None, "prompt": task.prompt, "command": task.command,
-        "capabilities": task.capabilities, "priority": task.priority, "attempts": task.attempts,
-        "max_attempts": task.max_attempts, "result": task.result, "error": task.error,
+        "id": str(task.id),
+        "status": task.status,
+        "pool": task.pool.name if task.pool else None,
+        "agent": task.agent.name if task.agent else None,
+        "prompt": task.prompt,
+        "command": task.command,
+        "capabilities": task.capabilities,
+        "priority": task.priority,
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "result": task.result,
+        "error": task.error,
         "created_at": task.created_at.isoformat(),
         "finished_at": task.finished_at.isoformat() if task.finished_at else None,
-    }  # fmt: skip
+    }
 
 
 @main.command()
-@click.option("--status", "status_filter", type=click.Choice(["pending", "queued", "running", "succeeded", "failed",
-                                                              "cancelled", "dead"]))  # fmt: skip
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["pending", "queued", "running", "succeeded", "failed", "cancelled", "dead"]),
+)
 @click.option("--pool")
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
@@ -132,11 +164,19 @@ def tasks(status_filter, pool, limit, watch, as_json) -> None:
         found = listed()
         etas = task_etas_for(found)  # queued and running tasks only; none without a model
         rows = [
-            (t.short_id, status(t.status), t.pool.name if t.pool else "-", t.agent.name if t.agent else "-",
-             f"{t.attempts}/{t.max_attempts}", t.priority, ago(t.created_at), _eta_cell(etas.of(t)),
-             clean(t.title())[:60])
+            (
+                t.short_id,
+                status(t.status),
+                t.pool.name if t.pool else "-",
+                t.agent.name if t.agent else "-",
+                f"{t.attempts}/{t.max_attempts}",
+                t.priority,
+                ago(t.created_at),
+                _eta_cell(etas.of(t)),
+                clean(t.title())[:60],
+            )
             for t in found
-        ]  # fmt: skip
+        ]
         return table(["ID", "STATUS", "POOL", "AGENT", "TRIES", "PRIORITY", "CREATED", "ETA", "TASK"], rows)
 
     if not watch:
@@ -182,8 +222,12 @@ def show(task_id) -> None:
         _hive_error(exc)
     click.echo(f"task {task.id}  {status(task.status)}")
     pool = task.pool.name if task.pool else "-"
-    click.echo(clean(f"  pool {pool}  priority {task.priority}  type {task.task_type}  "
-                     f"capabilities {', '.join(task.capabilities)}"))  # fmt: skip
+    click.echo(
+        clean(
+            f"  pool {pool}  priority {task.priority}  type {task.task_type}  "
+            f"capabilities {', '.join(task.capabilities)}"
+        )
+    )
     what = "command " + " ".join(task.command) if task.command else "prompt " + task.prompt
     click.echo(f"  {clean(what)[:300]}")
     if task.error:
@@ -194,11 +238,19 @@ def show(task_id) -> None:
     attempts = list(task.attempt_set.select_related("agent"))
     if attempts:
         rows = [
-            (a.number, status(a.outcome), a.agent.name if a.agent else "-", a.exit_code, seconds(a.duration),
-             a.session_id or "-", "-" if a.cost_usd is None else f"${a.cost_usd:.4f}",
-             "-" if a.num_turns is None else a.num_turns, a.log_path or "-")
+            (
+                a.number,
+                status(a.outcome),
+                a.agent.name if a.agent else "-",
+                a.exit_code,
+                seconds(a.duration),
+                a.session_id or "-",
+                "-" if a.cost_usd is None else f"${a.cost_usd:.4f}",
+                "-" if a.num_turns is None else a.num_turns,
+                a.log_path or "-",
+            )
             for a in attempts
-        ]  # fmt: skip
+        ]
         click.echo(table(["#", "OUTCOME", "AGENT", "EXIT", "TIME", "SESSION", "COST", "TURNS", "LOG"], rows))
         for a in attempts:  # what each attempt came to, so a user can resume its session or see why it failed
             if a.error:
@@ -218,8 +270,10 @@ def _show_learning(task) -> None:
 
     prediction = task_prediction(task)
     if prediction is not None and prediction["eta_seconds"] is not None:
-        click.echo(f"  eta: {span(prediction['eta_seconds'])} (p90 {span(prediction['eta_p90_seconds'])}), "
-                   f"about {clock(prediction['eta'])}; model {prediction['model_version']}")  # fmt: skip
+        click.echo(
+            f"  eta: {span(prediction['eta_seconds'])} (p90 {span(prediction['eta_p90_seconds'])}), "
+            f"about {clock(prediction['eta'])}; model {prediction['model_version']}"
+        )
     elif prediction is not None:
         click.echo(f"  eta: unknown ({clean(prediction['reason'])})")
     decision = RoutingDecision.objects.filter(task_id=task.id).first()
@@ -227,8 +281,12 @@ def _show_learning(task) -> None:
         confidence = "" if decision.confidence is None else f", confidence {decision.confidence:.0%}"
         model = f", model {decision.model_version}" if decision.model_version else ""
         fallback = f", fallback {decision.fallback}" if decision.fallback else ""
-        click.echo(clean(f"  routed by {decision.strategy}{confidence}{model}{fallback}"
-                         + (f": {decision.reason}" if decision.reason else "")))  # fmt: skip
+        click.echo(
+            clean(
+                f"  routed by {decision.strategy}{confidence}{model}{fallback}"
+                + (f": {decision.reason}" if decision.reason else "")
+            )
+        )
 
 
 def _result_text(result: object) -> str:
@@ -255,20 +313,33 @@ def agents(as_json) -> None:
         click.echo(json.dumps([_agent_dict(a) for a in found], indent=2))
         return
     rows = [
-        (a.name, a.pool.name, status(a.status), f"{a.load}/{a.concurrency}", ago(a.last_heartbeat),
-         a.resources.get("rss_mb", "-"), a.pid or "-")
+        (
+            a.name,
+            a.pool.name,
+            status(a.status),
+            f"{a.load}/{a.concurrency}",
+            ago(a.last_heartbeat),
+            a.resources.get("rss_mb", "-"),
+            a.pid or "-",
+        )
         for a in found
-    ]  # fmt: skip
+    ]
     click.echo(table(["AGENT", "POOL", "STATUS", "LOAD", "HEARTBEAT", "RSS_MB", "PID"], rows))
 
 
 def _agent_dict(agent) -> dict:
     return {
-        "name": agent.name, "pool": agent.pool.name, "status": agent.status, "load": agent.load,
-        "concurrency": agent.concurrency, "host": agent.host, "pid": agent.pid,
-        "last_heartbeat": agent.last_heartbeat.isoformat(), "started_at": agent.started_at.isoformat(),
+        "name": agent.name,
+        "pool": agent.pool.name,
+        "status": agent.status,
+        "load": agent.load,
+        "concurrency": agent.concurrency,
+        "host": agent.host,
+        "pid": agent.pid,
+        "last_heartbeat": agent.last_heartbeat.isoformat(),
+        "started_at": agent.started_at.isoformat(),
         "resources": agent.resources,
-    }  # fmt: skip
+    }
 
 
 @main.command()
@@ -293,24 +364,56 @@ def pools(as_json) -> None:
         )
         return
     rows = [
-        (p.name, ", ".join(p.capabilities), p.desired_instances, actual(p), p.queued, depths.get(p.queue, "?"),
-         p.running, p.concurrency, f"{p.min_instances}/{p.max_instances}",
-         p.program_missing() or f"{p.program() or 'python'} ok")
+        (
+            p.name,
+            ", ".join(p.capabilities),
+            p.desired_instances,
+            actual(p),
+            p.queued,
+            depths.get(p.queue, "?"),
+            p.running,
+            p.concurrency,
+            f"{p.min_instances}/{p.max_instances}",
+            p.program_missing() or f"{p.program() or 'python'} ok",
+        )
         for p in pools
-    ]  # fmt: skip
-    click.echo(table(["POOL", "CAPABILITIES", "DESIRED", "ACTUAL", "QUEUED", "IN_BROKER", "RUNNING", "CONC",
-                      "MIN/MAX", "AGENT PROGRAM"], rows))  # fmt: skip
+    ]
+    click.echo(
+        table(
+            [
+                "POOL",
+                "CAPABILITIES",
+                "DESIRED",
+                "ACTUAL",
+                "QUEUED",
+                "IN_BROKER",
+                "RUNNING",
+                "CONC",
+                "MIN/MAX",
+                "AGENT PROGRAM",
+            ],
+            rows,
+        )
+    )
 
 
 def _pool_dict(pool, in_broker: int | None, *, online: int) -> dict:
     return {
-        "name": pool.name, "capabilities": pool.capabilities, "agents_online": pool.agents_online,
-        "actual_instances": online, "draining": max(0, pool.agents_online - online),
-        "queued": pool.queued, "in_broker": in_broker, "running": pool.running, "concurrency": pool.concurrency,
-        "min_instances": pool.min_instances, "max_instances": pool.max_instances,
-        "desired_instances": pool.desired_instances, "program": pool.program(),
+        "name": pool.name,
+        "capabilities": pool.capabilities,
+        "agents_online": pool.agents_online,
+        "actual_instances": online,
+        "draining": max(0, pool.agents_online - online),
+        "queued": pool.queued,
+        "in_broker": in_broker,
+        "running": pool.running,
+        "concurrency": pool.concurrency,
+        "min_instances": pool.min_instances,
+        "max_instances": pool.max_instances,
+        "desired_instances": pool.desired_instances,
+        "program": pool.program(),
         "program_missing": pool.program_missing(),
-    }  # fmt: skip
+    }
 
 
 @main.command("status")
@@ -414,10 +517,19 @@ SERVE_PORTS = {"webhooks": "webhook_server", "gateway": "api_gateway", "streamin
     type=click.IntRange(1, 65535),
     help="Default: the role's external_api.<webhook_server|api_gateway|event_streaming>.port, 8000 for all.",
 )
-@click.option("--role", default="all", show_default=True, type=click.Choice(["all", "gateway", "webhooks", "streaming"]),
-              help="Serve one front door (production runs each as its own process) or all of them.")  # fmt: skip
-@click.option("--access-log/--no-access-log", default=False, show_default=True,
-              help="Log every request line (secret query parameters such as api_key= are redacted).")  # fmt: skip
+@click.option(
+    "--role",
+    default="all",
+    show_default=True,
+    type=click.Choice(["all", "gateway", "webhooks", "streaming"]),
+    help="Serve one front door (production runs each as its own process) or all of them.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log every request line (secret query parameters such as api_key= are redacted).",
+)
 def serve(host, port, role, access_log) -> None:
     """Serve the web process with uvicorn: gateway (API, admin, dashboard), webhooks, streaming, or all.
 
@@ -442,8 +554,16 @@ def serve(host, port, role, access_log) -> None:
     # log_config=None: uvicorn's own loggers propagate to the hive's handlers (logging.*), so its
     # lines are JSON when the rest are.
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-    uvicorn.run("hive_project.asgi:application", host=host, port=port, ws="websockets", lifespan="off",
-                log_config=None, log_level=level, access_log=access_log)  # fmt: skip
+    uvicorn.run(
+        "hive_project.asgi:application",
+        host=host,
+        port=port,
+        ws="websockets",
+        lifespan="off",
+        log_config=None,
+        log_level=level,
+        access_log=access_log,
+    )
 
 
 @main.command()

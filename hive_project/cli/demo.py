@@ -16,17 +16,40 @@ PY = sys.executable
 def samples(capability: str) -> list[dict]:
     """Tasks that really run: compute, write files, fail on purpose, time out on purpose."""
     return [
-        {"name": "compute primes", "expect": "succeeded",
-         "command": [PY, "-c", "n=[p for p in range(2, 30000) if all(p % d for d in range(2, int(p**.5) + 1))];"
-                               "print(len(n), 'primes below 30000, largest', n[-1])"]},
-        {"name": "write files", "expect": "succeeded",
-         "command": ["sh", "-c", "mkdir -p out && for i in 1 2 3; do echo line $i > out/f$i.txt; done && "
-                                 "cat out/*.txt | wc -l && ls out"]},
-        {"name": "fail on purpose", "expect": "dead", "max_attempts": 2,
-         "command": ["sh", "-c", "echo 'about to fail' && exit 3"]},
-        {"name": "time out on purpose", "expect": "dead", "max_attempts": 1, "timeout": 2,
-         "command": ["sh", "-c", "echo sleeping; sleep 30"]},
-    ]  # fmt: skip
+        {
+            "name": "compute primes",
+            "expect": "succeeded",
+            "command": [
+                PY,
+                "-c",
+                "n=[p for p in range(2, 30000) if all(p % d for d in range(2, int(p**.5) + 1))];"
+                "print(len(n), 'primes below 30000, largest', n[-1])",
+            ],
+        },
+        {
+            "name": "write files",
+            "expect": "succeeded",
+            "command": [
+                "sh",
+                "-c",
+                "mkdir -p out && for i in 1 2 3; do echo line $i > out/f$i.txt; done && "
+                "cat out/*.txt | wc -l && ls out",
+            ],
+        },
+        {
+            "name": "fail on purpose",
+            "expect": "dead",
+            "max_attempts": 2,
+            "command": ["sh", "-c", "echo 'about to fail' && exit 3"],
+        },
+        {
+            "name": "time out on purpose",
+            "expect": "dead",
+            "max_attempts": 1,
+            "timeout": 2,
+            "command": ["sh", "-c", "echo sleeping; sleep 30"],
+        },
+    ]
 
 
 @main.command()
@@ -45,9 +68,13 @@ def demo(wait_timeout) -> None:
     for pool in AgentPool.objects.filter(enabled=True, allow_commands=True):
         for sample in samples(pool.capabilities[0]):
             task = task_submit(
-                capabilities=[pool.capabilities[0]], command=sample["command"], task_type=f"demo-{sample['name']}",
-                timeout=sample.get("timeout"), max_attempts=sample.get("max_attempts"), source="demo",
-            )  # fmt: skip
+                capabilities=[pool.capabilities[0]],
+                command=sample["command"],
+                task_type=f"demo-{sample['name']}",
+                timeout=sample.get("timeout"),
+                max_attempts=sample.get("max_attempts"),
+                source="demo",
+            )
             submitted.append((sample, pool.name, task))
     click.echo(f"submitted {len(submitted)} tasks to {len({p for _, p, _ in submitted})} pools")
     last: dict[str, str] = {}
@@ -72,9 +99,17 @@ def demo(wait_timeout) -> None:
         attempt = task.attempt_set.order_by("-number").first()
         good = task.status == sample["expect"]
         ok &= good
-        rows.append((pool_name, sample["name"], status(task.status), sample["expect"], task.attempts,
-                     seconds(attempt.duration if attempt else None),
-                     (attempt.output_tail.splitlines() or [""])[-1][:50] if attempt else ""))  # fmt: skip
+        rows.append(
+            (
+                pool_name,
+                sample["name"],
+                status(task.status),
+                sample["expect"],
+                task.attempts,
+                seconds(attempt.duration if attempt else None),
+                (attempt.output_tail.splitlines() or [""])[-1][:50] if attempt else "",
+            )
+        )
     click.echo("")
     click.echo(table(["POOL", "TASK", "STATUS", "EXPECTED", "TRIES", "LAST TRY", "LAST OUTPUT"], rows))
     click.echo("demo " + ("finished as expected" if ok else "did NOT finish as expected"))

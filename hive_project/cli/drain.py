@@ -20,13 +20,20 @@ POLL_SECONDS = 0.5
 
 @main.command()
 @click.argument("agent_name", required=False)
-@click.option("--self", "this_host", is_flag=True,
-              help="Drain the agents of this machine: the workers named <pool>@<host> (a pod) or "
-                   "<pool>-<n>@<host> (hive up), this host's name.")  # fmt: skip
+@click.option(
+    "--self",
+    "this_host",
+    is_flag=True,
+    help="Drain the agents of this machine: the workers named <pool>@<host> (a pod) or "
+    "<pool>-<n>@<host> (hive up), this host's name.",
+)
 @click.option("--pool", help="With --self: only the agent of this pool.")
 @click.option("--wait", is_flag=True, help="Wait until the agent's running attempts have ended; exit 1 on timeout.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds --wait waits at most (default: the longest task timeout of the agents' pools).")  # fmt: skip
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds --wait waits at most (default: the longest task timeout of the agents' pools).",
+)
 def drain(agent_name: str | None, this_host: bool, pool: str | None, wait: bool, timeout: float | None) -> None:
     """Stop an agent taking new tasks; what it runs finishes (exit 0 once drained with --wait)."""
     if bool(agent_name) == this_host:

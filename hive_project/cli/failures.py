@@ -75,9 +75,19 @@ def _is_driver_error(exc: BaseException) -> bool:
 
 
 def _looks_unreachable(text: str) -> bool:
-    signs = ("connection refused", "could not connect", "connection failed", "timeout expired", "no route to host",
-             "could not translate host name", "server closed the connection", "name or service not known",
-             "is the server running", "connection timed out", "terminating connection")  # fmt: skip
+    signs = (
+        "connection refused",
+        "could not connect",
+        "connection failed",
+        "timeout expired",
+        "no route to host",
+        "could not translate host name",
+        "server closed the connection",
+        "name or service not known",
+        "is the server running",
+        "connection timed out",
+        "terminating connection",
+    )
     return any(sign in text for sign in signs)
 
 

@@ -54,8 +54,9 @@ def predict(capabilities, task_type, complexity, priority, json_out) -> None:
     from ml.selectors import predictions_for
 
     try:
-        found = predictions_for(capabilities=list(capabilities), task_type=task_type, complexity=complexity,
-                                priority=priority, source="cli")  # fmt: skip
+        found = predictions_for(
+            capabilities=list(capabilities), task_type=task_type, complexity=complexity, priority=priority, source="cli"
+        )
     except HiveError as exc:
         fail(f"{exc.code}: {exc.detail}")
     except NoModel as exc:
@@ -64,11 +65,19 @@ def predict(capabilities, task_type, complexity, priority, json_out) -> None:
         click.echo(as_json([f.as_dict() for f in found]))
         return
     rows = [
-        (p.pool, span(p.p50), span(p.p90), _percent(p.success), f"{p.attempts:.2f}", span(p.wait),
-         f"{span(p.expected)} ({clock(f.eta)})", p.history)
+        (
+            p.pool,
+            span(p.p50),
+            span(p.p90),
+            _percent(p.success),
+            f"{p.attempts:.2f}",
+            span(p.wait),
+            f"{span(p.expected)} ({clock(f.eta)})",
+            p.history,
+        )
         for f in found
         for p in [f.prediction]
-    ]  # fmt: skip
+    ]
     click.echo(table(["POOL", "P50", "P90", "SUCCESS", "ATTEMPTS", "WAIT", "ETA", "HISTORY"], rows))
     click.echo(f"model: {found[0].prediction.model_version}")
 
@@ -96,12 +105,23 @@ def ml_status(kind, json_out) -> None:
         click.echo("no models yet: `hive ml train` once the hive has finished at least 50 attempts")
         return
     lines = [
-        (r["kind"], f"v{r['version']}", r["trained_at"].astimezone().strftime("%Y-%m-%d %H:%M"), r["samples"],
-         _features(r["features"]), _versus(r), "yes" if r["active"] else "no", _drift(r["drift"]))
+        (
+            r["kind"],
+            f"v{r['version']}",
+            r["trained_at"].astimezone().strftime("%Y-%m-%d %H:%M"),
+            r["samples"],
+            _features(r["features"]),
+            _versus(r),
+            "yes" if r["active"] else "no",
+            _drift(r["drift"]),
+        )
         for r in rows
-    ]  # fmt: skip
-    click.echo(table(["KIND", "VERSION", "TRAINED", "SAMPLES", "FEATURES", "ERROR (MODEL / BASELINE)", "ACTIVE",
-                      "DRIFT"], lines))  # fmt: skip
+    ]
+    click.echo(
+        table(
+            ["KIND", "VERSION", "TRAINED", "SAMPLES", "FEATURES", "ERROR (MODEL / BASELINE)", "ACTIVE", "DRIFT"], lines
+        )
+    )
 
 
 def _features(names: list[str]) -> str:
@@ -124,8 +144,13 @@ def _drift(drift: dict[str, Any] | None) -> str:
 
 
 @ml.command("train")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["duration", "success", "forecast"]),
-              help="Train this kind only (repeat). Default: every kind.")  # fmt: skip
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["duration", "success", "forecast"]),
+    help="Train this kind only (repeat). Default: every kind.",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print the training report as JSON.")
 def ml_train_cmd(kinds, json_out) -> None:
     """Train now from the finished attempts; a version becomes active only when it beats the
@@ -159,8 +184,10 @@ def insights(json_out) -> None:
         return
     click.echo(f"{len(found.patterns)} failure pattern(s) in the last {found.attempts} attempts")
     if found.patterns:
-        rows = [(p.pool, p.task_type, f"{p.failures}/{p.attempts}", _percent(p.rate), f"{p.lift:.1f}", p.signature)
-                for p in found.patterns]  # fmt: skip
+        rows = [
+            (p.pool, p.task_type, f"{p.failures}/{p.attempts}", _percent(p.rate), f"{p.lift:.1f}", p.signature)
+            for p in found.patterns
+        ]
         click.echo(table(["POOL", "TYPE", "FAILED", "RATE", "LIFT", "ERROR"], rows))
     if found.recommendations:
         click.echo("recommendations:")
@@ -191,8 +218,9 @@ def decisions(task_id, pool, strategy, limit, json_out) -> None:
             fail(f"{exc.code}: {exc.detail}")
     if pool and not AgentPool.objects.filter(name=pool).exists():
         fail(f"not_found: no pool {pool!r}")
-    found = decisions_visible_to(team_id=None, staff=True, task=str(task.id) if task else None, pool=pool,
-                                 strategy=strategy)  # fmt: skip
+    found = decisions_visible_to(
+        team_id=None, staff=True, task=str(task.id) if task else None, pool=pool, strategy=strategy
+    )
     rows = [decision_dict(d) for d in found[:limit]]
     if json_out:
         click.echo(as_json(rows))
@@ -200,10 +228,18 @@ def decisions(task_id, pool, strategy, limit, json_out) -> None:
     if task is not None and not rows:
         fail(f"not_found: task {task.short_id} has no routing decision", code=1)
     listing = [
-        (d["decided_at"].astimezone().strftime("%Y-%m-%d %H:%M:%S"), d["task"][:8], d["strategy"], d["pool"] or "-",
-         _percent(d["confidence"]), d["model_version"] or "-", d["fallback"] or "-", _outcome(d["outcome"]))
+        (
+            d["decided_at"].astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            d["task"][:8],
+            d["strategy"],
+            d["pool"] or "-",
+            _percent(d["confidence"]),
+            d["model_version"] or "-",
+            d["fallback"] or "-",
+            _outcome(d["outcome"]),
+        )
         for d in rows
-    ]  # fmt: skip
+    ]
     click.echo(table(["TIME", "TASK", "STRATEGY", "POOL", "CONFIDENCE", "MODEL", "FALLBACK", "OUTCOME"], listing))
     if task is not None:
         _candidates(rows[0])
@@ -220,14 +256,23 @@ def _candidates(decision: dict[str, Any]) -> None:
     if decision["reason"]:
         click.echo(f"reason: {clean(decision['reason'])}")
     if decision["predicted_seconds"] is not None:
-        click.echo(f"predicted: {span(decision['predicted_seconds'])} (p90 {span(decision['predicted_p90'])}), "
-                   f"success {_percent(decision['predicted_success'])}")  # fmt: skip
+        click.echo(
+            f"predicted: {span(decision['predicted_seconds'])} (p90 {span(decision['predicted_p90'])}), "
+            f"success {_percent(decision['predicted_success'])}"
+        )
     candidates = decision["candidates"]
     if not candidates:
         return
     rows = [
-        (c.get("pool"), c.get("score"), span(c.get("p50")), span(c.get("p90")), _percent(c.get("success")),
-         span(c.get("wait")), _percent(c.get("win_share")))
+        (
+            c.get("pool"),
+            c.get("score"),
+            span(c.get("p50")),
+            span(c.get("p90")),
+            _percent(c.get("success")),
+            span(c.get("wait")),
+            _percent(c.get("win_share")),
+        )
         for c in candidates
-    ]  # fmt: skip
+    ]
     click.echo(table(["CANDIDATE", "SCORE", "P50", "P90", "SUCCESS", "WAIT", "BEST IN"], rows))

@@ -42,8 +42,10 @@ def restore(archive: Path, force: bool, check_only: bool) -> None:
     except BackupError as exc:
         fail(f"restore refused: {exc}", code=1)
     verb = "checked" if check_only else "restored"
-    click.echo(f"{verb} {archive} (made {manifest['created_at']}, {manifest['engine']}, "
-               f"{len(manifest['files'])} files, every checksum matches)")  # fmt: skip
+    click.echo(
+        f"{verb} {archive} (made {manifest['created_at']}, {manifest['engine']}, "
+        f"{len(manifest['files'])} files, every checksum matches)"
+    )
 
 
 @main.command()
@@ -59,8 +61,10 @@ def verify(url: str, timeout: float, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([c.__dict__ for c in checks], indent=2))
     else:
-        rows = [(c.name, click.style("pass", fg="green") if c.ok else click.style("FAIL", fg="red"), c.detail)
-                for c in checks]  # fmt: skip
+        rows = [
+            (c.name, click.style("pass", fg="green") if c.ok else click.style("FAIL", fg="red"), c.detail)
+            for c in checks
+        ]
         click.echo(table(["CHECK", "RESULT", "DETAIL"], rows))
     sys.exit(0 if all(c.ok for c in checks) else 1)
 
@@ -124,8 +128,13 @@ def _event_line(event, *, as_json: bool) -> str:
 
 
 @main.command()
-@click.option("--by", "group_by", default="pool", show_default=True,
-              type=click.Choice(["pool", "team", "task_type", "day", "task"]))  # fmt: skip
+@click.option(
+    "--by",
+    "group_by",
+    default="pool",
+    show_default=True,
+    type=click.Choice(["pool", "team", "task_type", "day", "task"]),
+)
 @click.option("--since", help="ISO date or time, or a number of days back (default: 30).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def costs(group_by: str, since: str | None, as_json: bool) -> None:
@@ -141,8 +150,12 @@ def costs(group_by: str, since: str | None, as_json: bool) -> None:
         click.echo(json.dumps(rows, default=str, indent=2))
         return
     total = sum(r["cost_usd"] for r in rows)
-    click.echo(table([group_by.upper(), "COST (USD)", "ATTEMPTS", "PRICED"],
-                     [(r["group"], f"{r['cost_usd']:.4f}", r["attempts"], r["priced_attempts"]) for r in rows]))  # fmt: skip
+    click.echo(
+        table(
+            [group_by.upper(), "COST (USD)", "ATTEMPTS", "PRICED"],
+            [(r["group"], f"{r['cost_usd']:.4f}", r["attempts"], r["priced_attempts"]) for r in rows],
+        )
+    )
     click.echo(f"total {total:.4f} USD since {start:%Y-%m-%d %H:%M} UTC")
 
 

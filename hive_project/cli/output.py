@@ -45,11 +45,23 @@ def clean(text: object, *, multiline: bool = False) -> str:
 
 
 STATUS_COLOURS = {
-    "succeeded": "green", "failed": "red", "dead": "red", "cancelled": "yellow", "running": "cyan",
-    "queued": "blue", "online": "green", "offline": "red", "draining": "yellow",
-    "waiting": "blue", "timed_out": "red", "no_consensus": "yellow",
-    "active": "red", "resolved": "green", "warning": "yellow", "critical": "red",
-}  # fmt: skip
+    "succeeded": "green",
+    "failed": "red",
+    "dead": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "queued": "blue",
+    "online": "green",
+    "offline": "red",
+    "draining": "yellow",
+    "waiting": "blue",
+    "timed_out": "red",
+    "no_consensus": "yellow",
+    "active": "red",
+    "resolved": "green",
+    "warning": "yellow",
+    "critical": "red",
+}
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -54,15 +54,29 @@ def scaling(pool: str | None, limit: int, as_json: bool) -> None:
     decisions = list(scaling_decisions_recent(pool=pool)[:limit])
     if as_json:
         records = [
-            {"id": d.id, "time": d.created_at.isoformat(), "pool": d.pool.name, "previous": d.previous,
-             "desired": d.desired, "actuator": d.actuator, "applied": d.applied, "reason": d.reason}
+            {
+                "id": d.id,
+                "time": d.created_at.isoformat(),
+                "pool": d.pool.name,
+                "previous": d.previous,
+                "desired": d.desired,
+                "actuator": d.actuator,
+                "applied": d.applied,
+                "reason": d.reason,
+            }
             for d in decisions
-        ]  # fmt: skip
+        ]
         click.echo(json.dumps(records, indent=2))
         return
     rows = [
-        (d.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), d.pool.name, f"{d.previous} -> {d.desired}",
-         d.actuator, "applied" if d.applied else "recommended", d.reason)
+        (
+            d.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            d.pool.name,
+            f"{d.previous} -> {d.desired}",
+            d.actuator,
+            "applied" if d.applied else "recommended",
+            d.reason,
+        )
         for d in decisions
-    ]  # fmt: skip
+    ]
     click.echo(table(["TIME", "POOL", "CHANGE", "ACTUATOR", "APPLIED", "REASON"], rows))

@@ -118,13 +118,25 @@ def list_sessions(status_filter: str | None, mode: str | None, limit: int, as_js
         qs = qs.filter(mode=mode)
     found = list(qs[:limit])
     if as_json:
-        listed = [{"id": str(s.id), "name": s.name, "mode": s.mode, "status": s.status, "steps": s.total,
-                   "steps_done": s.done, "reason": s.reason, "created_at": s.created_at.isoformat(),
-                   "finished_at": s.finished_at.isoformat() if s.finished_at else None} for s in found]  # fmt: skip
+        listed = [
+            {
+                "id": str(s.id),
+                "name": s.name,
+                "mode": s.mode,
+                "status": s.status,
+                "steps": s.total,
+                "steps_done": s.done,
+                "reason": s.reason,
+                "created_at": s.created_at.isoformat(),
+                "finished_at": s.finished_at.isoformat() if s.finished_at else None,
+            }
+            for s in found
+        ]
         click.echo(json.dumps(listed, indent=2))
         return
-    rows = [(s.short_id, status(s.status), s.mode, f"{s.done}/{s.total}", ago(s.created_at), s.name[:60])
-            for s in found]  # fmt: skip
+    rows = [
+        (s.short_id, status(s.status), s.mode, f"{s.done}/{s.total}", ago(s.created_at), s.name[:60]) for s in found
+    ]
     click.echo(table(["ID", "STATUS", "MODE", "STEPS", "CREATED", "NAME"], rows))
 
 
@@ -147,17 +159,24 @@ def show(session_id: str, as_json: bool) -> None:
         click.echo(json.dumps(_as_dict(found, steps), indent=2, default=str))
         return
     click.echo(f"session {found.id}  {status(found.status)}  {found.mode}  {found.name!r}")
-    click.echo(f"  created {ago(found.created_at)}, timeout {found.timeout:g}s"
-               + (f", threshold {found.consensus_threshold:g}" if found.consensus_threshold else ""))  # fmt: skip
+    click.echo(
+        f"  created {ago(found.created_at)}, timeout {found.timeout:g}s"
+        + (f", threshold {found.consensus_threshold:g}" if found.consensus_threshold else "")
+    )
     if found.reason:
         click.echo(f"  {found.reason}")
     rows = [
-        (s.name, status(s.status), ", ".join(s.depends_on) or "-", str(s.task_id)[:8] if s.task_id else "-",
-         s.task.pool.name if s.task and s.task.pool else "-",
-         f"{s.latency * 1000:.0f} ms" if s.latency is not None else "-",
-         (s.reason or answer_text(s.result)).replace("\n", " ")[:60])
+        (
+            s.name,
+            status(s.status),
+            ", ".join(s.depends_on) or "-",
+            str(s.task_id)[:8] if s.task_id else "-",
+            s.task.pool.name if s.task and s.task.pool else "-",
+            f"{s.latency * 1000:.0f} ms" if s.latency is not None else "-",
+            (s.reason or answer_text(s.result)).replace("\n", " ")[:60],
+        )
         for s in steps
-    ]  # fmt: skip
+    ]
     click.echo(table(["STEP", "STATUS", "AFTER", "TASK", "POOL", "LATENCY", "RESULT / REASON"], rows))
     if found.decision and "tally" in found.decision:
         d = found.decision
@@ -167,12 +186,27 @@ def show(session_id: str, as_json: bool) -> None:
 
 def _as_dict(found, steps) -> dict:
     return {
-        "id": str(found.id), "name": found.name, "mode": found.mode, "status": found.status, "reason": found.reason,
-        "decision": found.decision, "created_at": found.created_at, "finished_at": found.finished_at,
-        "steps": [{"name": s.name, "status": s.status, "depends_on": s.depends_on,
-                   "task": str(s.task_id) if s.task_id else None, "result": s.result, "reason": s.reason,
-                   "latency": s.latency} for s in steps],
-    }  # fmt: skip
+        "id": str(found.id),
+        "name": found.name,
+        "mode": found.mode,
+        "status": found.status,
+        "reason": found.reason,
+        "decision": found.decision,
+        "created_at": found.created_at,
+        "finished_at": found.finished_at,
+        "steps": [
+            {
+                "name": s.name,
+                "status": s.status,
+                "depends_on": s.depends_on,
+                "task": str(s.task_id) if s.task_id else None,
+                "result": s.result,
+                "reason": s.reason,
+                "latency": s.latency,
+            }
+            for s in steps
+        ],
+    }
 
 
 @session.command("cancel")

@@ -67,18 +67,31 @@ class EmbeddedRedis(Child):
             embedded_redis.stop(self.proc)
 
 
-def plan_children(*, host: str, port: int, flower: bool, flower_port: int, env: dict[str, str],
-                  logs: Path) -> list[Child]:  # fmt: skip
+def plan_children(
+    *, host: str, port: int, flower: bool, flower_port: int, env: dict[str, str], logs: Path
+) -> list[Child]:
     """The hive's processes but the pool workers, which the local actuator runs (`plan_workers`)."""
     from django.conf import settings
 
     node = socket.gethostname()
-    children = [Child("web", [sys.executable, "-m", "hive_project.cli", "serve", "--host", host, "--port", str(port)],
-                      logs / "web.log", env)]  # fmt: skip
+    children = [
+        Child(
+            "web",
+            [sys.executable, "-m", "hive_project.cli", "serve", "--host", host, "--port", str(port)],
+            logs / "web.log",
+            env,
+        )
+    ]
     control = worker_argv(queue="hive.control", node=f"control@{node}", concurrency=1, fair=False)
     children.append(Child("control", control, logs / "control.log", env))
-    children.append(Child("beat", celery_argv("beat", "--loglevel", "INFO", "-s", str(settings.VAR_DIR / "celerybeat-schedule")),
-                          logs / "beat.log", env))  # fmt: skip
+    children.append(
+        Child(
+            "beat",
+            celery_argv("beat", "--loglevel", "INFO", "-s", str(settings.VAR_DIR / "celerybeat-schedule")),
+            logs / "beat.log",
+            env,
+        )
+    )
     if flower:  # `hive flower` puts Flower behind basic auth (hive_project/cli/flower.py)
         argv = [sys.executable, "-m", "hive_project.cli", "flower", f"--port={flower_port}", "--address=127.0.0.1"]
         children.append(Child("flower", argv, logs / "flower.log", env))
@@ -90,8 +103,9 @@ def plan_workers(*, env: dict[str, str], logs: Path) -> LocalActuator:
     configured size when scaling is off), followed as beat and `hive scale` change it."""
     from django.conf import settings
 
-    return LocalActuator(plans=pool_plans(settings.HIVE_CONFIG), env=env, logs=logs, host=socket.gethostname(),
-                         echo=click.echo)  # fmt: skip
+    return LocalActuator(
+        plans=pool_plans(settings.HIVE_CONFIG), env=env, logs=logs, host=socket.gethostname(), echo=click.echo
+    )
 
 
 @main.command()
@@ -137,8 +151,16 @@ def up(host, port, flower, flower_port) -> None:
         flower_login = _flower_login() if flower else ""
         children = plan_children(host=host, port=port, flower=flower, flower_port=flower_port, env=env, logs=logs)
         workers = plan_workers(env=env, logs=logs)
-        _supervise(children, workers=workers, host=host, port=port, flower=flower_login, flower_port=flower_port,
-                   logs=logs, infrastructure=[redis] if redis else [])  # fmt: skip
+        _supervise(
+            children,
+            workers=workers,
+            host=host,
+            port=port,
+            flower=flower_login,
+            flower_port=flower_port,
+            logs=logs,
+            infrastructure=[redis] if redis else [],
+        )
     finally:
         pid_file.unlink(missing_ok=True)
         if redis is not None:
@@ -166,8 +188,10 @@ def _migrate_and_sync() -> list:
     call_command("migrate", interactive=False, verbosity=0)
     pools = pool_sync(config=settings.HIVE_CONFIG)
     webhook_sources_sync(settings.HIVE_CONFIG)
-    click.echo(f"database  {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
-               f"{settings.DATABASES['default']['NAME']} (migrated)")  # fmt: skip
+    click.echo(
+        f"database  {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
+        f"{settings.DATABASES['default']['NAME']} (migrated)"
+    )
     return pools
 
 
@@ -206,8 +230,10 @@ def _runner_user(configured: str | None) -> str | None:
     try:
         created = ensure_system_user(RUNNER_USER)
     except RuntimeError as exc:
-        fail(f"cannot create the user {RUNNER_USER} that agent programs run as ({exc}); create it, "
-             f"or set system.runner_user (LEANVIBE_SYSTEM_RUNNER_USER) to an unprivileged user")  # fmt: skip
+        fail(
+            f"cannot create the user {RUNNER_USER} that agent programs run as ({exc}); create it, "
+            f"or set system.runner_user (LEANVIBE_SYSTEM_RUNNER_USER) to an unprivileged user"
+        )
     click.echo(f"runner    agent programs and command tasks run as {RUNNER_USER}{' (user created)' if created else ''}")
     return RUNNER_USER
 
@@ -221,8 +247,11 @@ def ensure_system_user(name: str) -> bool:
     except KeyError:
         pass
     try:
-        result = subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "--shell",
-                                 "/usr/sbin/nologin", name], capture_output=True, text=True)  # fmt: skip
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+        )
     except OSError as exc:  # no useradd on this machine
         raise RuntimeError(f"cannot run useradd: {exc.strerror or exc}") from None
     if result.returncode == 0:
@@ -300,8 +329,11 @@ def _supervise(
     if password_file.exists():
         click.echo(f"admin     user 'admin', password in {password_file} (change it: hive createadmin)")
     click.echo(f"logs      {logs}/")
-    scaled = "the scaler (hive scale POOL N, hive scaling)" if settings.HIVE_CONFIG.scaling.enabled else (
-        "its configured size (scaling.enabled is false)")  # fmt: skip
+    scaled = (
+        "the scaler (hive scale POOL N, hive scaling)"
+        if settings.HIVE_CONFIG.scaling.enabled
+        else ("its configured size (scaling.enabled is false)")
+    )
     click.echo(f"workers   each pool follows {scaled}; hive pools shows desired and actual")
     click.echo('submit    hive submit --command "python -m pytest -q" --capability python --wait')
     click.echo("Ctrl-C stops the hive.")

@@ -55,8 +55,9 @@ def webhook_add(kind, slug, team_name, secret, capabilities, labels, rate_limit,
     if generated:
         secret = secrets.token_hex(32)
     try:
-        source = webhook_source_create(kind=kind, slug=slug, team=team_get(name=team_name), secret=secret or "",
-                                       rules=rules)  # fmt: skip
+        source = webhook_source_create(
+            kind=kind, slug=slug, team=team_get(name=team_name), secret=secret or "", rules=rules
+        )
     except HiveError as exc:
         _hive_error(exc)
     click.echo(f"webhook source {source.slug} ({source.kind}, team {source.team.name}): POST /webhooks/{kind}/{slug}/")
@@ -68,8 +69,13 @@ def webhook_add(kind, slug, team_name, secret, capabilities, labels, rate_limit,
 @webhook.command("rotate")
 @click.argument("slug")
 @click.option("--secret", required=True, help="The new secret.")
-@click.option("--overlap-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
-              help="How long the current secret stays valid (0: refused at once).")  # fmt: skip
+@click.option(
+    "--overlap-hours",
+    type=click.FloatRange(min=0),
+    default=24.0,
+    show_default=True,
+    help="How long the current secret stays valid (0: refused at once).",
+)
 def webhook_rotate(slug, secret, overlap_hours) -> None:
     """Sign SLUG's deliveries with a new secret; the old one is accepted during the overlap."""
     setup_django()
@@ -81,8 +87,10 @@ def webhook_rotate(slug, secret, overlap_hours) -> None:
     except HiveError as exc:
         _hive_error(exc)
     if source.previous_secret_expires_at:
-        click.echo(f"webhook source {slug}: new secret in use; the previous one is accepted until "
-                   f"{source.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC")  # fmt: skip
+        click.echo(
+            f"webhook source {slug}: new secret in use; the previous one is accepted until "
+            f"{source.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC"
+        )
     else:
         click.echo(f"webhook source {slug}: new secret in use; the previous one is refused")
 
@@ -97,13 +105,22 @@ def webhook_list() -> None:
     from external_api.services import webhook_sources_sync
 
     webhook_sources_sync()
-    sources = WebhookSource.objects.select_related("team").annotate(n=Count("deliveries"),
-                                                                    last=Max("deliveries__received_at"))  # fmt: skip
+    sources = WebhookSource.objects.select_related("team").annotate(
+        n=Count("deliveries"), last=Max("deliveries__received_at")
+    )
     rows = [
-        (s.slug, s.kind, s.team.name, "yes" if s.enabled else "no", _secrets(s), s.n, ago(s.last),
-         json.dumps(s.rules, sort_keys=True) if s.rules else "-")
+        (
+            s.slug,
+            s.kind,
+            s.team.name,
+            "yes" if s.enabled else "no",
+            _secrets(s),
+            s.n,
+            ago(s.last),
+            json.dumps(s.rules, sort_keys=True) if s.rules else "-",
+        )
         for s in sources
-    ]  # fmt: skip
+    ]
     click.echo(table(["SLUG", "KIND", "TEAM", "ENABLED", "SECRETS", "DELIVERIES", "LAST", "RULES"], rows))
 
 

@@ -62,7 +62,7 @@ ENV_ALIASES: Mapping[str, str] = {
     "LEANVIBE_ML_PATTERN_OPTIMIZER_SENSITIVITY": "external_api.ml_enhancements.pattern_optimizer.pattern_detection_sensitivity",
     "LEANVIBE_ML_PREDICTIVE_ANALYTICS_THRESHOLD": "external_api.ml_enhancements.predictive_analytics.prediction_accuracy_threshold",
     "LEANVIBE_ML_ADAPTIVE_LEARNING_RATE": "external_api.ml_enhancements.adaptive_learning.learning_rate",
-}  # fmt: skip
+}
 
 # The guide drops the `external_api.` (and `ml_enhancements.`) part of many names: what follows
 # such a prefix is resolved like a canonical name below that node (LEANVIBE_WEBHOOK_SERVER_PORT).

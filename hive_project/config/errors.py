@@ -34,9 +34,18 @@ class ConfigError(Exception):
 
 _SECRET_KEY_NAME = re.compile(r"(secret|password|token|api_key|signing_key|client_id)", re.IGNORECASE)
 _NUMERIC_ERRORS = {
-    "int_parsing", "int_type", "int_from_float", "float_parsing", "float_type", "finite_number",
-    "greater_than", "greater_than_equal", "less_than", "less_than_equal", "hive_not_bool",
-}  # fmt: skip
+    "int_parsing",
+    "int_type",
+    "int_from_float",
+    "float_parsing",
+    "float_type",
+    "finite_number",
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "hive_not_bool",
+}
 _PLAIN_EXPECTATIONS = {
     "bool_parsing": "true or false",
     "bool_type": "true or false",

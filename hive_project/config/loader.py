@@ -60,8 +60,9 @@ def _check_environment(raw: dict[str, Any], sources: Mapping[tuple[str, ...], st
     if var is None or (isinstance(value, str) and value.strip().lower() in ENVIRONMENTS):
         return
     expected = f"one of {', '.join(ENVIRONMENTS)}"
-    raise ConfigError(f"{var} = {_show(value, var)}: expected {expected}", key="environment", expected=expected,
-                      source=var)  # fmt: skip
+    raise ConfigError(
+        f"{var} = {_show(value, var)}: expected {expected}", key="environment", expected=expected, source=var
+    )
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:

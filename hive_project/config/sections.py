@@ -260,8 +260,13 @@ class RunnerConfig(_Section):
         if self.kind == "command" and self.output_format == "claude-json":
             for name in ("cost_field", "cost_pattern"):
                 if getattr(self, name):
-                    raise _field_error(name, getattr(self, name), "only with output_format text or kind python "
-                                       "(Claude Code's total_cost_usd is read for claude-json)", "output_format")  # fmt: skip
+                    raise _field_error(
+                        name,
+                        getattr(self, name),
+                        "only with output_format text or kind python "
+                        "(Claude Code's total_cost_usd is read for claude-json)",
+                        "output_format",
+                    )
         if self.kind == "python":
             if not self.callable:
                 raise _field_error("callable", self.callable, "a dotted path such as pkg.mod.func when kind is python")

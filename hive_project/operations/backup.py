@@ -293,8 +293,11 @@ def _pg_dump(dest: Path) -> Path:
     name = connection.settings_dict["NAME"]
     done = subprocess.run(
         [_pg_tool("pg_dump"), "-Fc", "--no-owner", "--no-privileges", *args, "--file", str(dest), name],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise BackupError(
             f"pg_dump failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
@@ -306,10 +309,24 @@ def _pg_restore(dump: Path) -> None:
     args, env = _pg_env()
     name = connection.settings_dict["NAME"]
     done = subprocess.run(
-        [_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
-         "--exit-on-error", *args, "--dbname", name, str(dump)],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            _pg_tool("pg_restore"),
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-privileges",
+            "--single-transaction",
+            "--exit-on-error",
+            *args,
+            "--dbname",
+            name,
+            str(dump),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise BackupError(
             f"pg_restore failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"

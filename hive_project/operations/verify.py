@@ -95,9 +95,13 @@ def _canary_and_stream(*, url: str, timeout: float) -> list[Check]:
 
         def submit() -> str:
             task = task_submit(
-                command=CANARY_COMMAND, capabilities=list(pool.capabilities), task_type="canary", timeout=30,
-                max_attempts=1, source="cli",
-            )  # fmt: skip
+                command=CANARY_COMMAND,
+                capabilities=list(pool.capabilities),
+                task_type="canary",
+                timeout=30,
+                max_attempts=1,
+                source="cli",
+            )
             holder["task"] = task
             return str(task.id)
 

@@ -22,8 +22,9 @@ class Persona:
 
 def api_key(team: Team, scopes: list[str]) -> str:
     prefix, raw = ApiKey.generate()
-    ApiKey.objects.create(team=team, name=f"{'-'.join(scopes)} key", prefix=prefix, digest=ApiKey.digest_of(raw),
-                          scopes=scopes)  # fmt: skip
+    ApiKey.objects.create(
+        team=team, name=f"{'-'.join(scopes)} key", prefix=prefix, digest=ApiKey.digest_of(raw), scopes=scopes
+    )
     return raw
 
 
@@ -32,8 +33,9 @@ def user_client(username: str, team: Team | None, *, staff: bool = False) -> API
     if team is not None:
         Membership.objects.create(user=user, team=team)
     client = APIClient()
-    response = client.post("/api/v1/auth/token/", {"username": username, "password": "correct horse battery"},
-                           format="json")  # fmt: skip
+    response = client.post(
+        "/api/v1/auth/token/", {"username": username, "password": "correct horse battery"}, format="json"
+    )
     assert response.status_code == 200, response.content
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
     return client

@@ -117,16 +117,18 @@ def test_admin_actions_need_the_admin_scope(personas, who):
 @pytest.mark.parametrize("who", ["admin_key", "staff"])
 def test_admin_scope_changes_pool_size(personas, who):
     # within the configured bounds (backend: max_instances 2); tests/api/test_input_limits.py covers beyond
-    response = personas[who].client.patch("/api/v1/pools/backend/", {"min_instances": 1, "max_instances": 2},
-                                          format="json")  # fmt: skip
+    response = personas[who].client.patch(
+        "/api/v1/pools/backend/", {"min_instances": 1, "max_instances": 2}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert (response.json()["min_instances"], response.json()["max_instances"]) == (1, 2)
     assert Event.objects.filter(type="pool.resized").count() == 1
 
 
 def test_pool_size_must_be_consistent(personas):
-    response = personas["staff"].client.patch("/api/v1/pools/backend/", {"min_instances": 5, "max_instances": 2},
-                                              format="json")  # fmt: skip
+    response = personas["staff"].client.patch(
+        "/api/v1/pools/backend/", {"min_instances": 5, "max_instances": 2}, format="json"
+    )
     assert response.status_code == 400
     assert "min_instances must be at most max_instances" in response.json()["detail"]
 
@@ -161,8 +163,9 @@ def test_wrong_key_is_refused(personas):
 
 
 def test_custom_event_is_published_to_the_callers_team(personas, teams):
-    response = personas["writer"].client.post("/api/v1/events/", {"type": "custom.deploy", "payload": {"v": 2}},
-                                              format="json")  # fmt: skip
+    response = personas["writer"].client.post(
+        "/api/v1/events/", {"type": "custom.deploy", "payload": {"v": 2}}, format="json"
+    )
     assert response.status_code == 201
     event = Event.objects.get(type="custom.deploy")
     assert event.team == teams[0] and event.payload == {"v": 2}

@@ -69,8 +69,9 @@ def test_redrive_action_requeues_dead_tasks(admin_client):
 
 def test_drain_action_marks_the_agent_draining(admin_client, pools):
     agent = Agent.objects.create(name="backend@box", pool=pools["backend"])
-    response = admin_client.post("/admin/agents/agent/", {"action": "drain", "_selected_action": [str(agent.id)]},
-                                 follow=True)  # fmt: skip
+    response = admin_client.post(
+        "/admin/agents/agent/", {"action": "drain", "_selected_action": [str(agent.id)]}, follow=True
+    )
     assert "Draining 1 agent(s)" in response.content.decode()
     assert Agent.objects.get(id=agent.id).status == Agent.Status.DRAINING
 

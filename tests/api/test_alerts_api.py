@@ -23,10 +23,20 @@ def alert(subject: str, *, level: str = "warning", resolved: bool = False, pool=
     at = timezone.now() - timedelta(seconds=ago)
     resource, _, host = subject.partition("@")
     return Alert.objects.create(
-        subject=subject, resource="queue" if pool else resource, host="" if pool else host, pool=pool, level=level,
-        value=80.0, peak=80.0, threshold=75.0, source="resources.thresholds.warning", message=f"{subject} is over",
-        raised_at=at, updated_at=at, resolved_at=at if resolved else None,
-    )  # fmt: skip
+        subject=subject,
+        resource="queue" if pool else resource,
+        host="" if pool else host,
+        pool=pool,
+        level=level,
+        value=80.0,
+        peak=80.0,
+        threshold=75.0,
+        source="resources.thresholds.warning",
+        message=f"{subject} is over",
+        raised_at=at,
+        updated_at=at,
+        resolved_at=at if resolved else None,
+    )
 
 
 @pytest.fixture
@@ -50,9 +60,26 @@ def test_alerts_every_reader_sees_every_alert_newest_first(personas, alerts, who
 
     assert subjects(response) == ["queue:ios", "cpu@h2", "memory@h1", "disk@h1"]
     first = response.json()[0]
-    assert set(first) == {"id", "status", "subject", "resource", "level", "value", "peak", "threshold", "source",
-                          "message", "recommendation", "host", "pool", "agents", "raised_at", "updated_at",
-                          "resolved_at", "resolution"}  # fmt: skip
+    assert set(first) == {
+        "id",
+        "status",
+        "subject",
+        "resource",
+        "level",
+        "value",
+        "peak",
+        "threshold",
+        "source",
+        "message",
+        "recommendation",
+        "host",
+        "pool",
+        "agents",
+        "raised_at",
+        "updated_at",
+        "resolved_at",
+        "resolution",
+    }
     assert (first["pool"], first["status"], first["resource"]) == ("ios", "active", "queue")
 
 
@@ -93,9 +120,16 @@ def test_alerts_since_keeps_recent_raises(personas, alerts):
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("status=open", "status"), ("level=info", "level"), ("limit=0", "limit"), ("limit=501", "limit"),
-     ("since=yesterday", "since"), ("colour=red", "colour"), ("level=warning&level=critical", "level")],
-)  # fmt: skip
+    [
+        ("status=open", "status"),
+        ("level=info", "level"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("since=yesterday", "since"),
+        ("colour=red", "colour"),
+        ("level=warning&level=critical", "level"),
+    ],
+)
 def test_alerts_bad_filter_is_400_naming_it(personas, alerts, query, field):
     response = personas["reader"].client.get(f"{URL}?{query}")
 
@@ -118,12 +152,20 @@ def test_series_signed_in_gives_each_pools_samples_and_decisions_in_the_window(s
     now = timezone.now()
     backend = pools["backend"]
     for minutes, online in ((90, 9), (50, 1), (20, 2)):  # the first is outside the hour
-        PoolSample.objects.create(pool=backend, at=now - timedelta(minutes=minutes), desired=2, online=online,
-                                  queued=5, running=online)  # fmt: skip
-    ScalingDecision.objects.create(pool=backend, previous=1, desired=2, reason="backlog of 4: 1 -> 2",
-                                   actuator="local", created_at=now - timedelta(minutes=30))  # fmt: skip
-    ScalingDecision.objects.create(pool=backend, previous=2, desired=3, reason="long ago", actuator="local",
-                                   created_at=now - timedelta(hours=3))  # fmt: skip
+        PoolSample.objects.create(
+            pool=backend, at=now - timedelta(minutes=minutes), desired=2, online=online, queued=5, running=online
+        )
+    ScalingDecision.objects.create(
+        pool=backend,
+        previous=1,
+        desired=2,
+        reason="backlog of 4: 1 -> 2",
+        actuator="local",
+        created_at=now - timedelta(minutes=30),
+    )
+    ScalingDecision.objects.create(
+        pool=backend, previous=2, desired=3, reason="long ago", actuator="local", created_at=now - timedelta(hours=3)
+    )
 
     response = signed_in.get(SERIES)
 

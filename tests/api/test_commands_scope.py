@@ -63,8 +63,13 @@ def test_staff_may_submit_a_command_task(personas):
 
 
 def webhook(client, key: str, body: dict):
-    return client.post("/webhooks/custom/", data=json.dumps(body).encode(), content_type="application/json",
-                       HTTP_X_API_KEY=key, HTTP_X_DELIVERY_ID="delivery-1")  # fmt: skip
+    return client.post(
+        "/webhooks/custom/",
+        data=json.dumps(body).encode(),
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+        HTTP_X_DELIVERY_ID="delivery-1",
+    )
 
 
 def test_custom_webhook_command_task_without_the_commands_scope_is_403_and_records_nothing(client, teams):

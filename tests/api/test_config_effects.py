@@ -37,8 +37,10 @@ def test_external_api_off_turns_the_gateway_and_webhooks_off(settings):
     configure(settings, "external_api", "api_gateway", enabled=False)
     refused = client.get("/api/v1/status/")
     assert refused.status_code == 404
-    assert refused.json() == {"code": "not_found",
-                              "detail": "the API gateway is turned off (external_api.api_gateway.enabled)"}  # fmt: skip
+    assert refused.json() == {
+        "code": "not_found",
+        "detail": "the API gateway is turned off (external_api.api_gateway.enabled)",
+    }
     assert client.post("/webhooks/custom/", b"{}", content_type="application/json").status_code == 401  # still on
 
     configure(settings, "external_api", "api_gateway", enabled=True)
@@ -66,12 +68,18 @@ def test_metrics_answer_at_the_configured_path_and_not_when_turned_off(settings)
 
 def test_webhook_request_validation_refuses_missing_headers_and_content_types(settings):
     client = Client()
-    configure(settings, "security", "webhook_server.request_validation",
-              required_headers=["Content-Type", "X-Sender"], allowed_content_types=["application/json"])  # fmt: skip
+    configure(
+        settings,
+        "security",
+        "webhook_server.request_validation",
+        required_headers=["Content-Type", "X-Sender"],
+        allowed_content_types=["application/json"],
+    )
 
     missing = client.post("/webhooks/custom/", b"{}", content_type="application/json")
-    form = client.post("/webhooks/custom/", b"a=1", content_type="application/x-www-form-urlencoded",
-                       HTTP_X_SENDER="ci")  # fmt: skip
+    form = client.post(
+        "/webhooks/custom/", b"a=1", content_type="application/x-www-form-urlencoded", HTTP_X_SENDER="ci"
+    )
 
     assert missing.status_code == 400 and missing.json()["detail"] == "the X-Sender header is required"
     assert form.status_code == 415 and form.json()["code"] == "unsupported_media_type"

@@ -33,8 +33,9 @@ def no_cached_spend():
 
 
 def spent(pool, team: Team | None, cost: str, *, task_type: str = "general", days_ago: int = 0) -> Task:
-    agent, _ = Agent.objects.get_or_create(name=f"{pool.name}@costs", defaults={"pool": pool, "host": HOSTNAME,
-                                                                                "pid": os.getpid()})  # fmt: skip
+    agent, _ = Agent.objects.get_or_create(
+        name=f"{pool.name}@costs", defaults={"pool": pool, "host": HOSTNAME, "pid": os.getpid()}
+    )
     task = task_submit(prompt="work", capabilities=list(pool.capabilities)[:1], team=team, task_type=task_type)
     attempt = task_claim(task_id=str(task.id), agent=agent, pid=os.getpid(), host=HOSTNAME)
     attempt_finish(attempt_id=attempt.id, result=AttemptResult(outcome="succeeded", cost_usd=Decimal(cost)))
@@ -158,8 +159,10 @@ def test_task_detail_shows_why_a_queued_task_is_held(personas, acme_task):
     detail = personas["teammate"].client.get(f"/api/v1/tasks/{acme_task['id']}/").json()
     listed = personas["owner"].client.get("/api/v1/tasks/").json()["results"]
 
-    assert detail["hold_reason"] == ("budget: team acme has spent $0.0000 of its $0.00 a day (UTC); the task waits "
-                                     "until the day turns or the budget is raised")  # fmt: skip
+    assert detail["hold_reason"] == (
+        "budget: team acme has spent $0.0000 of its $0.00 a day (UTC); the task waits "
+        "until the day turns or the budget is raised"
+    )
     assert listed[0]["hold_reason"] == detail["hold_reason"]
     Task.objects.filter(id=acme_task["id"]).update(status=Task.Status.CANCELLED)
     assert personas["owner"].client.get(f"/api/v1/tasks/{acme_task['id']}/").json()["hold_reason"] == ""
@@ -175,12 +178,15 @@ def test_admin_team_budget_change_publishes_it_and_releases_held_tasks(client, p
     client.login(username="root", password="admin password 1")
 
     listing = client.get("/admin/coordination/team/").content.decode()
-    response = client.post(f"/admin/coordination/team/{acme.id}/change/",
-                           {"name": "acme", "budget_usd_per_day": "3.5"}, follow=True)  # fmt: skip
+    response = client.post(
+        f"/admin/coordination/team/{acme.id}/change/", {"name": "acme", "budget_usd_per_day": "3.5"}, follow=True
+    )
 
     assert "acme" in listing and "$0.0000" in listing  # spent today
     assert response.status_code == 200
     assert Team.objects.get(id=acme.id).budget_usd_per_day == Decimal("3.5")
     assert Task.objects.get(id=acme_task["id"]).available_at <= timezone.now()  # sent again now
     assert [e.payload["budget"] for e in Event.objects.filter(type="team.budget").order_by("id")] == [
-        "0.000000", "3.500000"]  # fmt: skip
+        "0.000000",
+        "3.500000",
+    ]

@@ -91,8 +91,12 @@ def test_agent_failures_count_failed_timed_out_and_lost_attempts_and_silent_agen
         attempt_lost(attempt_id=attempt.id, reason="worker vanished")
     assert value(scrape(client), name, agent_type="backend") - before == 3
 
-    silent = Agent.objects.create(name="backend@silent", pool=pools["backend"], host="elsewhere",
-                                  last_heartbeat=timezone.now() - timedelta(minutes=5))  # fmt: skip
+    silent = Agent.objects.create(
+        name="backend@silent",
+        pool=pools["backend"],
+        host="elsewhere",
+        last_heartbeat=timezone.now() - timedelta(minutes=5),
+    )
     stopping = Agent.objects.create(name="backend@stopping", pool=pools["backend"], host="elsewhere")
     with django_capture_on_commit_callbacks(execute=True):
         assert agents_mark_offline(older_than=timedelta(seconds=30)) == 1

@@ -40,8 +40,15 @@ def trained(ml_pools, settings):
 
 
 def submit(persona, **fields) -> Task:
-    return task_submit(capabilities=[CAPABILITY], prompt="p" * 100, task_type="build", complexity=5,
-                       team=persona.team, source="api", **fields)  # fmt: skip
+    return task_submit(
+        capabilities=[CAPABILITY],
+        prompt="p" * 100,
+        task_type="build",
+        complexity=5,
+        team=persona.team,
+        source="api",
+        **fields,
+    )
 
 
 # --- models ----------------------------------------------------------------------------------------------
@@ -249,8 +256,10 @@ def test_predict_before_any_model_is_409_no_model(personas, ml_pools):
     response = personas["reader"].client.get(f"/api/v1/predict/?capabilities={CAPABILITY}")
 
     assert response.status_code == 409
-    assert response.json() == {"code": "no_model",
-                                "detail": "no active duration model yet (train one with enough history)"}  # fmt: skip
+    assert response.json() == {
+        "code": "no_model",
+        "detail": "no active duration model yet (train one with enough history)",
+    }
 
 
 # --- task detail ------------------------------------------------------------------------------------------

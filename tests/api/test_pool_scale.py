@@ -95,8 +95,9 @@ def test_pool_scale_post_by_an_admin_sets_the_target_as_a_manual_decision(person
     assert decision.reason == "manual target 2: quiet night"
 
 
-@pytest.mark.parametrize(("persona", "status"), [("reader", 403), ("writer", 403), ("owner", 403),
-                                                 ("outsider", 403), ("anonymous", 401)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("persona", "status"), [("reader", 403), ("writer", 403), ("owner", 403), ("outsider", 403), ("anonymous", 401)]
+)
 def test_pool_scale_post_without_the_admin_scope_is_refused_and_changes_nothing(personas, backend, persona, status):
     response = personas[persona].client.post(SCALE, {"desired": 2}, format="json")
     assert response.status_code == status

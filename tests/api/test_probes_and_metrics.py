@@ -78,8 +78,14 @@ def test_each_role_serves_only_its_front_door(role, served, absent, tmp_path):
         "import django, json; django.setup(); from django.test import Client; c = Client();"
         f"print(json.dumps({{p: c.get(p).status_code for p in {served + absent + ['/health']!r}}}))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env=child_env(LEANVIBE_SERVE_ROLE=role, DJANGO_SETTINGS_MODULE="hive_project.settings"))  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(LEANVIBE_SERVE_ROLE=role, DJANGO_SETTINGS_MODULE="hive_project.settings"),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     codes = json.loads(out.stdout.strip().splitlines()[-1])
     assert codes["/health"] == 200
@@ -103,10 +109,12 @@ def test_api_requests_are_counted_by_route_and_status(client, personas):
 def test_cors_follows_the_gateway_configuration(client, settings):
     settings.CORS_ALLOW_ALL_ORIGINS = False
     settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
-    allowed = client.options("/api/v1/tasks/", HTTP_ORIGIN="https://app.example.com",
-                             HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")  # fmt: skip
+    allowed = client.options(
+        "/api/v1/tasks/", HTTP_ORIGIN="https://app.example.com", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST"
+    )
     assert allowed["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "x-api-key" in allowed["Access-Control-Allow-Headers"].lower()
-    other = client.options("/api/v1/tasks/", HTTP_ORIGIN="https://evil.example.com",
-                           HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")  # fmt: skip
+    other = client.options(
+        "/api/v1/tasks/", HTTP_ORIGIN="https://evil.example.com", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST"
+    )
     assert "Access-Control-Allow-Origin" not in other

@@ -18,10 +18,14 @@ PLAN = {
     "steps": [
         {"name": "build", "command": ["true"], "capabilities": ["python"]},
         {"name": "lint", "command": ["true"], "capabilities": ["python"]},
-        {"name": "test", "command": ["echo", "{steps.build.result}"], "capabilities": ["python"],
-         "depends_on": ["build", "lint"]},
+        {
+            "name": "test",
+            "command": ["echo", "{steps.build.result}"],
+            "capabilities": ["python"],
+            "depends_on": ["build", "lint"],
+        },
     ],
-}  # fmt: skip
+}
 SESSION_ACTIONS = [("get", URL + "{id}/"), ("post", URL + "{id}/cancel/")]
 ALL_ENDPOINTS = [("get", URL, None), ("post", URL, PLAN), *[(m, p, None) for m, p in SESSION_ACTIONS]]
 
@@ -33,8 +37,12 @@ def call(persona, method: str, path: str, body=None):
 
 
 def stored() -> tuple[int, ...]:
-    return (CoordinationSession.objects.count(), SessionStep.objects.count(), Task.objects.count(),
-            Event.objects.count())  # fmt: skip
+    return (
+        CoordinationSession.objects.count(),
+        SessionStep.objects.count(),
+        Task.objects.count(),
+        Event.objects.count(),
+    )
 
 
 @pytest.fixture
@@ -94,8 +102,11 @@ def test_session_team_members_and_staff_see_and_cancel_the_teams_session(persona
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "cancelled"
-    assert {s["name"]: s["status"] for s in body["steps"]} == {"build": "cancelled", "lint": "cancelled",
-                                                                "test": "cancelled"}  # fmt: skip
+    assert {s["name"]: s["status"] for s in body["steps"]} == {
+        "build": "cancelled",
+        "lint": "cancelled",
+        "test": "cancelled",
+    }
     assert set(Task.objects.values_list("status", flat=True)) == {"cancelled"}
 
 
@@ -140,23 +151,23 @@ def step(name: str, *deps: str, caps: tuple[str, ...] = ("python",)) -> dict:
             with_steps(step("a", "c"), step("b", "a"), step("c", "b")),
             "the steps form a cycle: a -> c -> b -> a",
             id="cycle",
-        ),  # fmt: skip
+        ),
         pytest.param(
             with_steps(step("a"), step("b", "ghost")),
             "step b depends on ghost, which is not a step of this plan",
             id="unknown-dependency",
-        ),  # fmt: skip
+        ),
         pytest.param(
             with_steps(*[step(f"s{i}") for i in range(11)]),
             "the plan has 11 steps (participants); at most 10 are allowed "
             "(external_api.agent_coordination.max_participants)",
             id="too-many-steps",
-        ),  # fmt: skip
+        ),
         pytest.param(
             with_steps(step("a"), step("b", "a", caps=("cobol",))),
             "step b: no pool offers cobol: backend offers api, database, microservices, python",
             id="unroutable",
-        ),  # fmt: skip
+        ),
         pytest.param({"name": "x", "steps": "a,b"}, "steps must be a non-empty list of steps", id="steps-not-a-list"),
         pytest.param(["not", "a", "plan"], "a session plan must be an object", id="not-an-object"),
     ],
@@ -191,8 +202,11 @@ def test_session_unknown_id_is_404(personas):
 
 def test_session_list_filters_by_status_and_mode_and_pages_with_a_cursor(personas, acme_session):
     owner = personas["owner"].client
-    fan = {"name": "fan", "mode": "fan_out", "steps": [{"name": "f", "command": ["true"], "capabilities": ["ui"],
-                                                         "targets": ["frontend", "ios"]}]}  # fmt: skip
+    fan = {
+        "name": "fan",
+        "mode": "fan_out",
+        "steps": [{"name": "f", "command": ["true"], "capabilities": ["ui"], "targets": ["frontend", "ios"]}],
+    }
     fan_id = owner.post(URL, fan, format="json").json()["id"]
     owner.post(f"{URL}{acme_session['id']}/cancel/")
 
@@ -220,8 +234,13 @@ def admin_client(client, pools):
 def test_session_admin_lists_filters_shows_steps_and_cancels(admin_client, acme_session):
     from coordination.sessions import session_create
 
-    other = session_create(plan={"name": "vote on it", "mode": "consensus", "steps": [
-        {"name": "v", "command": ["true"], "capabilities": ["python"], "count": 2}]})  # fmt: skip
+    other = session_create(
+        plan={
+            "name": "vote on it",
+            "mode": "consensus",
+            "steps": [{"name": "v", "command": ["true"], "capabilities": ["python"], "count": 2}],
+        }
+    )
 
     page = admin_client.get("/admin/coordination/coordinationsession/?mode__exact=consensus").content.decode()
     assert "vote on it" in page and "build and test" not in page
@@ -235,7 +254,8 @@ def test_session_admin_lists_filters_shows_steps_and_cancels(admin_client, acme_
     assert "Cancelled 2 session(s)" in response.content.decode()
     assert set(CoordinationSession.objects.values_list("status", flat=True)) == {"cancelled"}
     response = admin_client.post(
-        "/admin/coordination/coordinationsession/", {"action": "cancel", "_selected_action": [str(other.id)]},
+        "/admin/coordination/coordinationsession/",
+        {"action": "cancel", "_selected_action": [str(other.id)]},
         follow=True,
-    )  # fmt: skip
+    )
     assert "only pending or running sessions can be cancelled" in response.content.decode()

@@ -26,8 +26,14 @@ def test_create_sets_server_fields(personas, teams):
 
 
 def test_create_with_server_or_unknown_fields_is_400_naming_each_and_stores_nothing(personas):
-    body = {"prompt": "add tests", "capabilities": ["python"], "status": "succeeded", "attempts": 7, "team": "globex",
-            "agent": "x"}  # fmt: skip
+    body = {
+        "prompt": "add tests",
+        "capabilities": ["python"],
+        "status": "succeeded",
+        "attempts": 7,
+        "team": "globex",
+        "agent": "x",
+    }
     response = personas["owner"].client.post(URL, body, format="json")
     assert response.status_code == 400
     assert sorted(response.json()["fields"]) == ["agent", "attempts", "status", "team"]
@@ -84,8 +90,9 @@ def test_idempotency_key_returns_the_first_task_and_conflicts_on_other_content(p
     again = owner.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="deploy-42")
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"]
-    other = owner.post(URL, {"prompt": "twice", "capabilities": ["python"]}, format="json",
-                       HTTP_IDEMPOTENCY_KEY="deploy-42")  # fmt: skip
+    other = owner.post(
+        URL, {"prompt": "twice", "capabilities": ["python"]}, format="json", HTTP_IDEMPOTENCY_KEY="deploy-42"
+    )
     assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
     assert Task.objects.count() == 1
     # the same key in another team is another task
@@ -96,8 +103,16 @@ def test_idempotency_key_returns_the_first_task_and_conflicts_on_other_content(p
 def test_list_filters_and_cursor_pagination(personas):
     owner = personas["owner"].client
     for i in range(5):
-        owner.post(URL, {"prompt": f"job {i}", "capabilities": ["python"], "task_type": "lint" if i % 2 else "test",
-                         "priority": "critical" if i == 4 else "normal"}, format="json")  # fmt: skip
+        owner.post(
+            URL,
+            {
+                "prompt": f"job {i}",
+                "capabilities": ["python"],
+                "task_type": "lint" if i % 2 else "test",
+                "priority": "critical" if i == 4 else "normal",
+            },
+            format="json",
+        )
     owner.post(URL, {"prompt": "page", "capabilities": ["react"]}, format="json")
     assert len(owner.get(URL + "?pool=frontend").json()["results"]) == 1
     assert len(owner.get(URL + "?type=lint").json()["results"]) == 2
@@ -126,12 +141,32 @@ def test_retrieve_shows_each_attempts_session_cost_turns_and_result_or_error(per
     task = Task.objects.get(id=acme_task["id"])
     now = timezone.now()
     overloaded = "claude API error 529 (API overloaded)"
-    TaskAttempt.objects.create(task=task, number=1, outcome="failed", started_at=now, heartbeat_at=now,
-                               finished_at=now, exit_code=1, is_error=True, error=overloaded, session_id="sess-a",
-                               cost_usd=Decimal("0"), num_turns=1)  # fmt: skip
-    TaskAttempt.objects.create(task=task, number=2, outcome="succeeded", started_at=now, heartbeat_at=now,
-                               finished_at=now, exit_code=0, session_id="sess-b", cost_usd=Decimal("0.4128"),
-                               num_turns=7)  # fmt: skip
+    TaskAttempt.objects.create(
+        task=task,
+        number=1,
+        outcome="failed",
+        started_at=now,
+        heartbeat_at=now,
+        finished_at=now,
+        exit_code=1,
+        is_error=True,
+        error=overloaded,
+        session_id="sess-a",
+        cost_usd=Decimal("0"),
+        num_turns=1,
+    )
+    TaskAttempt.objects.create(
+        task=task,
+        number=2,
+        outcome="succeeded",
+        started_at=now,
+        heartbeat_at=now,
+        finished_at=now,
+        exit_code=0,
+        session_id="sess-b",
+        cost_usd=Decimal("0.4128"),
+        num_turns=7,
+    )
     answer = {"exit_code": 0, "result": "Fixed the login page", "subtype": "success"}
     Task.objects.filter(id=task.id).update(status="succeeded", attempts=2, result=answer)
 
@@ -186,8 +221,9 @@ def test_refresh_tokens_rotate_and_the_old_one_is_blacklisted(personas):
     from rest_framework.test import APIClient
 
     client = APIClient()
-    tokens = client.post("/api/v1/auth/token/", {"username": "olivia", "password": "correct horse battery"},
-                         format="json").json()  # fmt: skip
+    tokens = client.post(
+        "/api/v1/auth/token/", {"username": "olivia", "password": "correct horse battery"}, format="json"
+    ).json()
     rotated = client.post("/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json")
     assert rotated.status_code == 200 and rotated.json()["refresh"] != tokens["refresh"]
     replay = client.post("/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json")

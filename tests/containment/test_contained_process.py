@@ -41,8 +41,16 @@ def contained(sandbox: bool, **runner: object) -> Containment:
 def run(argv: list[str], ws: Path, containment: Containment, **kw) -> ProcessOutcome:
     kw.setdefault("timeout", 20.0)
     kw.setdefault("keep_going", lambda: True)
-    return run_process(argv, cwd=ws, env=dict(os.environ), log_path=ws.parent / "logs" / "1.log",
-                       poll_interval=0.02, check_interval=0.1, containment=containment, **kw)  # fmt: skip
+    return run_process(
+        argv,
+        cwd=ws,
+        env=dict(os.environ),
+        log_path=ws.parent / "logs" / "1.log",
+        poll_interval=0.02,
+        check_interval=0.1,
+        containment=containment,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("sandbox", [False, True], ids=["run_as", "run_as+sandbox"])
@@ -78,8 +86,14 @@ def test_run_process_stop_in_the_sandbox_kills_the_tree(runner_user, workspace_r
     seen: list[str] = []
 
     started = time.monotonic()
-    outcome = run(stubborn_tree(marker), ws, contained(True), keep_going=lambda: not seen,
-                  on_output=seen.extend, output_interval=0.05)  # fmt: skip
+    outcome = run(
+        stubborn_tree(marker),
+        ws,
+        contained(True),
+        keep_going=lambda: not seen,
+        on_output=seen.extend,
+        output_interval=0.05,
+    )
 
     assert outcome.stopped and not outcome.timed_out
     assert time.monotonic() - started < 10
@@ -123,8 +137,9 @@ def test_contained_program_dies_with_its_worker(runner_user, workspace_root, rea
                     env=dict(os.environ), timeout=120,
                     log_path=Path({str(ws.parent / "w.log")!r}), keep_going=lambda: True)
     """).replace("keep_going=lambda: True)", "keep_going=lambda: True, containment=c)")
-    proc = subprocess.Popen([sys.executable, "-c", worker, marker.removeprefix("hive-marker-")], cwd=ROOT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", worker, marker.removeprefix("hive-marker-")], cwd=ROOT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 20
         while not marked(marker):

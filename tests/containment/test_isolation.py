@@ -84,10 +84,15 @@ def test_command_task_of_team_b_gets_nothing_of_team_a_or_of_the_hive(hive, runn
     a_plans = Path(a_attempt.workspace) / "plans.txt"
     wait_for(a_plans.exists, timeout=10, what="team A's workspace file")
     spec = {
-        "read": [*map(str, database), *map(str, secrets), "/proc/{ppid}/environ", f"/proc/{worker.pid}/environ",
-                 f"/proc/{a_attempt.pid}/environ"],
+        "read": [
+            *map(str, database),
+            *map(str, secrets),
+            "/proc/{ppid}/environ",
+            f"/proc/{worker.pid}/environ",
+            f"/proc/{a_attempt.pid}/environ",
+        ],
         "list": [str(var()), str(var() / "workspaces")],
-    }  # fmt: skip
+    }
     if sandbox == "bubblewrap":  # the sandbox keeps tasks apart; run_as alone keeps them from the hive
         spec["read"].append(str(a_plans))
 
@@ -121,8 +126,14 @@ def test_command_task_of_team_b_gets_nothing_of_team_a_or_of_the_hive(hive, runn
 @pytest.mark.parametrize("network", [False, True], ids=["network-off", "network-on"])
 def test_prompt_task_runs_the_agent_program_as_the_pool_user_in_the_sandbox(hive, runner_user, listener, network):
     hive.worker("backend")
-    contain_pool("backend", argv=[SYSTEM_PYTHON, probe_script(), "{prompt}"], output_format="text",
-                 run_as=RUNNER, sandbox="bubblewrap", sandbox_network=network)  # fmt: skip
+    contain_pool(
+        "backend",
+        argv=[SYSTEM_PYTHON, probe_script(), "{prompt}"],
+        output_format="text",
+        run_as=RUNNER,
+        sandbox="bubblewrap",
+        sandbox_network=network,
+    )
     escape = f"probe-escape-{uuid.uuid4().hex}"
     outside = [str(BASE_DIR / escape), f"/etc/{escape}", str(var() / escape), f"/tmp/{escape}"]
     spec = {"list": [str(var())], "write": outside, "connect": [["127.0.0.1", listener]]}

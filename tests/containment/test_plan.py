@@ -30,8 +30,17 @@ def test_plan_as_root_with_run_as_switches_to_that_user_with_its_groups():
 
     assert (planned.uid, planned.user.name, planned.as_root, planned.sandbox) == (NOBODY.pw_uid, "nobody", False, False)
     argv = command(["/bin/echo", "{prompt}"], planned, workspace=Path("/w"), setpriv="/usr/bin/setpriv")
-    assert argv == ["/usr/bin/setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--init-groups",
-                    "--pdeathsig", "KILL", "--", "/bin/echo", "{prompt}"]  # fmt: skip
+    assert argv == [
+        "/usr/bin/setpriv",
+        f"--reuid={NOBODY.pw_uid}",
+        f"--regid={NOBODY.pw_gid}",
+        "--init-groups",
+        "--pdeathsig",
+        "KILL",
+        "--",
+        "/bin/echo",
+        "{prompt}",
+    ]
 
 
 def test_plan_system_runner_user_applies_when_the_pool_names_none():
@@ -95,9 +104,12 @@ def test_sandbox_argv_covers_private_paths_before_binding_the_workspace_and_can_
     secret_in_var = var / "secret_key"
     secret_in_var.write_text("x")
     planned = plan(
-        {"sandbox": "bubblewrap", "sandbox_network": False}, pool="b", euid=0, bwrap="/usr/bin/bwrap",
+        {"sandbox": "bubblewrap", "sandbox_network": False},
+        pool="b",
+        euid=0,
+        bwrap="/usr/bin/bwrap",
         hidden=[var, config, secret_in_var, tmp_path / "absent"],
-    )  # fmt: skip
+    )
     workspace = var / "workspaces" / "t" / "1"
 
     argv = sandbox_argv(["/bin/true"], planned, workspace=workspace)
@@ -117,8 +129,11 @@ def test_sandbox_argv_covers_private_paths_before_binding_the_workspace_and_can_
 def test_environment_of_a_switched_user_names_it_and_drops_the_hives_django_settings(tmp_path):
     planned = plan({"run_as": "nobody", "env": {"HOME": "/srv/agent"}}, pool="b", euid=0)
     # the runner's own env is already in (execute.environment applies it): containment keeps it
-    env = environment({"DJANGO_SETTINGS_MODULE": "hive_project.settings", "HOME": "/srv/agent", "USER": "root",
-                       "PATH": "/usr/bin"}, planned, workspace=tmp_path)  # fmt: skip
+    env = environment(
+        {"DJANGO_SETTINGS_MODULE": "hive_project.settings", "HOME": "/srv/agent", "USER": "root", "PATH": "/usr/bin"},
+        planned,
+        workspace=tmp_path,
+    )
     assert env == {"HOME": "/srv/agent", "USER": "nobody", "LOGNAME": "nobody", "PATH": "/usr/bin"}
     uncontained = {"DJANGO_SETTINGS_MODULE": "hive_project.settings", "HOME": "/root"}
     assert environment(uncontained, None, workspace=tmp_path) == uncontained

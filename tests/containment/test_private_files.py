@@ -47,8 +47,10 @@ def test_protect_private_files_closes_var_but_keeps_the_way_to_the_workspaces(tm
     outside = tmp_path / "elsewhere.sqlite3"  # a SQLite database outside var/
     outside.write_text("rows")
     outside.chmod(0o644)
-    databases = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)},
-                 "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(outside)}}  # fmt: skip
+    databases = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)},
+        "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(outside)},
+    }
 
     assert protect_private_files(databases) == []
 

@@ -16,8 +16,11 @@ ROOT_LINE = (
     "hive: pool {pool}: its runner would run agent programs and command tasks as root without a sandbox; "
     "set runner.run_as to an unprivileged user or runner.sandbox: bubblewrap"
 )
-PRODUCTION = {"LEANVIBE_ENV": "production", "LEANVIBE_SECURITY_SECRET_KEY": "s" * 50,
-              "LEANVIBE_SECURITY_JWT_SIGNING_KEY": "j" * 50}  # fmt: skip
+PRODUCTION = {
+    "LEANVIBE_ENV": "production",
+    "LEANVIBE_SECURITY_SECRET_KEY": "s" * 50,
+    "LEANVIBE_SECURITY_JWT_SIGNING_KEY": "j" * 50,
+}
 
 
 def one_pool_config(tmp_path: Path, runner: str = "") -> Path:
@@ -34,8 +37,22 @@ def hive_lines(stderr: str) -> list[str]:
 
 @pytest.mark.django_db
 def test_pool_worker_in_production_refuses_to_start_with_one_line(runner_user):
-    argv = [sys.executable, "-m", "celery", "-A", "hive_project", "worker", "-Q", "hive.backend", "-n", "refused@test",
-            "-c", "1", "--without-gossip", "--without-mingle"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "hive_project",
+        "worker",
+        "-Q",
+        "hive.backend",
+        "-n",
+        "refused@test",
+        "-c",
+        "1",
+        "--without-gossip",
+        "--without-mingle",
+    ]
 
     done = subprocess.run(argv, cwd=ROOT, env=child_env(**PRODUCTION), capture_output=True, text=True, timeout=90)
 
@@ -64,9 +81,14 @@ def test_check_config_in_production_fails_naming_the_pool_and_the_fix(runner_use
 
 @pytest.mark.parametrize(
     ("runner", "shown"),
-    [(", run_as: hive-agent", "as: hive-agent, no sandbox"),
-     (", sandbox: bubblewrap, sandbox_network: false", "as: the worker's user, in a bubblewrap sandbox (network off)")],
-)  # fmt: skip
+    [
+        (", run_as: hive-agent", "as: hive-agent, no sandbox"),
+        (
+            ", sandbox: bubblewrap, sandbox_network: false",
+            "as: the worker's user, in a bubblewrap sandbox (network off)",
+        ),
+    ],
+)
 def test_check_config_in_production_accepts_a_run_as_user_or_a_sandbox(runner_user, tmp_path, runner, shown):
     argv = [sys.executable, "-m", "hive_project.cli", "check-config", str(one_pool_config(tmp_path, runner))]
 
@@ -79,16 +101,22 @@ def test_check_config_in_production_accepts_a_run_as_user_or_a_sandbox(runner_us
 def test_check_config_in_development_warns_and_passes(runner_user, tmp_path):
     argv = [sys.executable, "-m", "hive_project.cli", "check-config", str(one_pool_config(tmp_path))]
 
-    done = subprocess.run(argv, cwd=ROOT, env=child_env(LEANVIBE_ENV="development"), capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = subprocess.run(
+        argv, cwd=ROOT, env=child_env(LEANVIBE_ENV="development"), capture_output=True, text=True, timeout=60
+    )
 
     assert done.returncode == 0
     assert "warning: " + ROOT_LINE.format(pool="solo").removeprefix("hive: ") in done.stdout.splitlines()
 
 
 def test_check_config_refuses_a_run_as_user_this_machine_does_not_have(runner_user, tmp_path):
-    argv = [sys.executable, "-m", "hive_project.cli", "check-config",
-            str(one_pool_config(tmp_path, ", run_as: no-such-runner"))]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "hive_project.cli",
+        "check-config",
+        str(one_pool_config(tmp_path, ", run_as: no-such-runner")),
+    ]
 
     done = subprocess.run(argv, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60)
 

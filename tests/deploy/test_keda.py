@@ -122,7 +122,7 @@ def test_the_validator_accepts_a_minimal_scaled_object_of_kedas_documentation() 
                         "valueLocation": "components.worker.tasks",
                     },
                 }
-            ],  # fmt: skip
+            ],
         },
     }
     assert keda_problems(minimal) == []
@@ -153,7 +153,7 @@ def _rename(doc: dict[str, Any], path: str, new_key: str) -> dict[str, Any]:
         (
             lambda d: _rename(d, "spec/advanced/horizontalPodAutoscalerConfig", "horizontalPodAutoScalerConfig"),
             "/spec/advanced/horizontalPodAutoScalerConfig: unknown field",
-        ),  # fmt: skip
+        ),
         (
             lambda d: _rename(d, "spec/triggers/0/authenticationRef", "authRef"),
             "/spec/triggers/0/authRef: unknown field",
@@ -178,7 +178,7 @@ def _rename(doc: dict[str, Any], path: str, new_key: str) -> dict[str, Any]:
         "object-for-list",
         "missing-required",
         "wrong-api-version",
-    ],  # fmt: skip
+    ],
 )
 def test_the_validator_refuses_a_misspelled_field_or_a_wrong_type(mutate, expected: str) -> None:
     broken = mutate(example_scaled_object())

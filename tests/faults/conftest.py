@@ -45,8 +45,21 @@ class ScenarioRedis:
     def start(self) -> None:
         from hive_project.embedded_redis import binary
 
-        argv = [binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.workdir), "--daemonize", "no"]  # fmt: skip
+        argv = [
+            binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
+        ]
         with open(self.workdir / "redis.log", "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(self.ping, timeout=20, interval=0.05, what=f"redis-server on port {self.port}")
@@ -94,13 +107,29 @@ class FaultHive(Processes):
         from agents.models import Agent
 
         node = proc.node  # type: ignore[attr-defined]
-        wait_for(lambda: self._check(proc) and Agent.objects.filter(name=node, status="online", pid=proc.pid).exists(),
-                 timeout=timeout, what=f"worker {node} to come online")  # fmt: skip
+        wait_for(
+            lambda: self._check(proc) and Agent.objects.filter(name=node, status="online", pid=proc.pid).exists(),
+            timeout=timeout,
+            what=f"worker {node} to come online",
+        )
         time.sleep(0.3)  # the agent is online a moment before the consumer takes messages
 
     def beat(self, name: str) -> subprocess.Popen:
-        return self.spawn(name, [sys.executable, "-m", "celery", "-A", "hive_project", "beat", "--loglevel", "INFO",
-                                 "-s", str(self.logs / f"{name}-schedule")])  # fmt: skip
+        return self.spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "hive_project",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(self.logs / f"{name}-schedule"),
+            ],
+        )
 
     def submit(self, count: int, marker_dir: Path, *, timeout: float = 120, **options) -> list[str]:
         """Submit `count` marker tasks from a subprocess on the scenario's Redis; their ids, in order."""
@@ -146,8 +175,10 @@ class Outcome:
     duplicates: int
 
     def line(self, scenario: str) -> str:
-        return (f"{scenario}: accepted {self.accepted}, succeeded {self.succeeded}, dead {self.dead}, "
-                f"lost {self.lost}, duplicate effects {self.duplicates}")  # fmt: skip
+        return (
+            f"{scenario}: accepted {self.accepted}, succeeded {self.succeeded}, dead {self.dead}, "
+            f"lost {self.lost}, duplicate effects {self.duplicates}"
+        )
 
 
 def marker_lines(markers: Path, index: int) -> list[str]:
@@ -169,8 +200,10 @@ def snapshot(ids: list[str]) -> dict:
     """What the invariants need, read through the ORM from the database under test."""
     from coordination.models import Event, Task, TaskAttempt
 
-    tasks = {str(i): {"status": st, "attempts": n, "events": []}
-             for i, st, n in Task.objects.filter(id__in=ids).values_list("id", "status", "attempts")}  # fmt: skip
+    tasks = {
+        str(i): {"status": st, "attempts": n, "events": []}
+        for i, st, n in Task.objects.filter(id__in=ids).values_list("id", "status", "attempts")
+    }
     for task_id, event_id, kind in (
         Event.objects.filter(task_id__in=ids).order_by("id").values_list("task_id", "id", "type")
     ):
@@ -231,8 +264,10 @@ def check_batch(ids: list[str], markers: Path, state: dict | None = None) -> Out
         if sum(types.count(f"task.{s}") for s in TERMINAL) > 1:
             problems.append(f"task {task_id} has more than one terminal event: {types}")
     if state["running_attempts"] or state["running_on_offline_agents"]:
-        problems.append(f"{state['running_attempts']} attempts still running, "
-                        f"{state['running_on_offline_agents']} tasks running on offline agents")  # fmt: skip
+        problems.append(
+            f"{state['running_attempts']} attempts still running, "
+            f"{state['running_on_offline_agents']} tasks running on offline agents"
+        )
     outcome = Outcome(len(ids), succeeded, dead, lost, duplicates)
     assert not problems, "\n".join(problems) + f"\n{outcome.line('batch')}"
     return outcome
@@ -301,8 +336,13 @@ class ThrowawayPostgres:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, program: str, *args: str, timeout: float = 60) -> None:
-        done = subprocess.run([*self.as_owner, str(self.bin / program), *args], capture_output=True, text=True,
-                              timeout=timeout, cwd=self.root)  # fmt: skip
+        done = subprocess.run(
+            [*self.as_owner, str(self.bin / program), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+        )
         assert done.returncode == 0, f"{program} {' '.join(args)}: {done.stdout}{done.stderr}"
 
     def start(self) -> None:
@@ -322,14 +362,22 @@ class ThrowawayPostgres:
 
     def stop(self) -> None:
         if self.data.exists():
-            subprocess.run([*self.as_owner, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
-                            "stop"], capture_output=True, timeout=60)  # fmt: skip
+            subprocess.run(
+                [*self.as_owner, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
     def migrate(self) -> None:
-        done = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                              env=child_env(LEANVIBE_DATABASE_URL=self.url), capture_output=True, text=True,
-                              timeout=180)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=child_env(LEANVIBE_DATABASE_URL=self.url),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
     def query(self, sql: str, *params) -> list[tuple]:
@@ -351,28 +399,43 @@ class ThrowawayPostgres:
         wait_for(safe, timeout=timeout, interval=0.25, what=what)
 
     def finished(self, ids: list[str]) -> int:
-        rows = self.query("SELECT count(*) FROM coordination_task WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)",
-                          ids, list(TERMINAL))  # fmt: skip
+        rows = self.query(
+            "SELECT count(*) FROM coordination_task WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)",
+            ids,
+            list(TERMINAL),
+        )
         return rows[0][0]
 
     def fresh_attempt(self, ids: list[str], younger_than: float = 0.2) -> bool:
         """An attempt whose program has just started (so it is mid-sleep, before its effect)."""
-        return bool(self.query("SELECT 1 FROM coordination_taskattempt WHERE task_id = ANY(%s::uuid[]) AND "
-                               "outcome = 'running' AND pgid IS NOT NULL AND started_at > now() - %s * interval '1s'",
-                               ids, younger_than))  # fmt: skip
+        return bool(
+            self.query(
+                "SELECT 1 FROM coordination_taskattempt WHERE task_id = ANY(%s::uuid[]) AND "
+                "outcome = 'running' AND pgid IS NOT NULL AND started_at > now() - %s * interval '1s'",
+                ids,
+                younger_than,
+            )
+        )
 
     def snapshot(self, ids: list[str]) -> dict:
         """What check_batch needs, read from this cluster with plain SQL."""
-        tasks = {i: {"status": s, "attempts": n, "events": []} for i, s, n in self.query(
-            "SELECT id::text, status, attempts FROM coordination_task WHERE id = ANY(%s::uuid[])", ids)}  # fmt: skip
+        tasks = {
+            i: {"status": s, "attempts": n, "events": []}
+            for i, s, n in self.query(
+                "SELECT id::text, status, attempts FROM coordination_task WHERE id = ANY(%s::uuid[])", ids
+            )
+        }
         for task_id, event_id, kind in self.query(
             "SELECT task_id::text, id, type FROM coordination_event WHERE task_id = ANY(%s::uuid[]) ORDER BY id", ids
         ):
             tasks[task_id]["events"].append((event_id, kind))
-        running = self.query("SELECT count(*) FROM coordination_taskattempt WHERE task_id = ANY(%s::uuid[]) "
-                             "AND outcome = 'running'", ids)[0][0]  # fmt: skip
-        offline = self.query("SELECT count(*) FROM coordination_task t JOIN agents_agent a ON a.id = t.agent_id "
-                             "WHERE t.status = 'running' AND a.status = 'offline'")[0][0]  # fmt: skip
+        running = self.query(
+            "SELECT count(*) FROM coordination_taskattempt WHERE task_id = ANY(%s::uuid[]) AND outcome = 'running'", ids
+        )[0][0]
+        offline = self.query(
+            "SELECT count(*) FROM coordination_task t JOIN agents_agent a ON a.id = t.agent_id "
+            "WHERE t.status = 'running' AND a.status = 'offline'"
+        )[0][0]
         return {"tasks": tasks, "running_attempts": running, "running_on_offline_agents": offline}
 
 

@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         accepted.append(str(task.id))
         if args.duplicate:
-            dispatch.dispatch(task_id=str(task.id), queue=task.pool.queue, priority=task.broker_priority,
-                              timeout=task.timeout)  # fmt: skip
+            dispatch.dispatch(
+                task_id=str(task.id), queue=task.pool.queue, priority=task.broker_priority, timeout=task.timeout
+            )
     if args.drop_messages:
         client = dispatch.redis_client()
         client.delete("hive.backend", *(f"hive.backend:{s}" for s in settings.BROKER_PRIORITY_STEPS if s))

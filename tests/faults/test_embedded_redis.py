@@ -82,9 +82,15 @@ def test_embedded_redis_killed_under_hive_up_comes_back_and_every_queued_task_fi
     env = {k: v for k, v in os.environ.items() if k not in ("LEANVIBE_DATABASE_URL", "LEANVIBE_REDIS_URL")}
     env.update(LEANVIBE_VAR_DIR=str(var), PYTHONUNBUFFERED="1")
     port = free_port()
-    up = subprocess.Popen([sys.executable, "-m", "hive_project.cli", "up", "--port", str(port), "--no-flower"],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          start_new_session=True)  # fmt: skip
+    up = subprocess.Popen(
+        [sys.executable, "-m", "hive_project.cli", "up", "--port", str(port), "--no-flower"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while not _ready(port):
@@ -93,10 +99,23 @@ def test_embedded_redis_killed_under_hive_up_comes_back_and_every_queued_task_fi
             time.sleep(0.3)
         (first,) = _redis_servers(up)
         submitted = subprocess.run(
-            [sys.executable, "-m", "tests.faults.submitter", "--count", "10", "--marker-dir", str(markers),
-             "--sleep", "1.0"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tests.faults.submitter",
+                "--count",
+                "10",
+                "--marker-dir",
+                str(markers),
+                "--sleep",
+                "1.0",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         ids = json.loads(submitted.stdout.strip().splitlines()[-1])["accepted"]
         assert len(ids) == 10

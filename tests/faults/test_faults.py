@@ -41,8 +41,12 @@ def test_kill_9_of_a_worker_main_process_mid_batch_loses_nothing(fault_hive, mar
     procs = fault_hive.workers("backend-a", "backend-b")
     fault_hive.control()
     ids = fault_hive.submit(20, markers, sleep=SLEEP)
-    wait_for(lambda: fresh_running_attempt(agent_name="backend-a@test", ids=ids), timeout=60, interval=0.02,
-             what="a task to start on backend-a")  # fmt: skip
+    wait_for(
+        lambda: fresh_running_attempt(agent_name="backend-a@test", ids=ids),
+        timeout=60,
+        interval=0.02,
+        what="a task to start on backend-a",
+    )
 
     os.kill(procs["backend-a"].pid, signal.SIGKILL)  # the main process alone; its pool child is orphaned
 
@@ -74,8 +78,12 @@ def test_sigterm_of_a_worker_mid_batch_finishes_its_task_and_the_rest_run_elsewh
 
     procs = fault_hive.workers("backend-a", "backend-b")
     ids = fault_hive.submit(20, markers, sleep=SLEEP)
-    running = wait_for(lambda: fresh_running_attempt(agent_name="backend-a@test", ids=ids), timeout=60,
-                       interval=0.02, what="a task to start on backend-a")  # fmt: skip
+    running = wait_for(
+        lambda: fresh_running_attempt(agent_name="backend-a@test", ids=ids),
+        timeout=60,
+        interval=0.02,
+        what="a task to start on backend-a",
+    )
 
     os.kill(procs["backend-a"].pid, signal.SIGTERM)  # warm shutdown
 
@@ -132,8 +140,9 @@ def test_poison_task_that_kills_its_worker_process_ends_dead_after_max_attempts(
     fault_hive.workers("backend-a")
     ids = fault_hive.submit(8, markers, sleep=0.1)
     # The program's parent is the pool child that runs the attempt: this kills it, every time.
-    poison_id = fault_hive.submit(1, markers, first=100, max_attempts=2,
-                                  command=json.dumps(["sh", "-c", "kill -9 $PPID; sleep 5"]))[0]  # fmt: skip
+    poison_id = fault_hive.submit(
+        1, markers, first=100, max_attempts=2, command=json.dumps(["sh", "-c", "kill -9 $PPID; sleep 5"])
+    )[0]
 
     settle([*ids, poison_id])
     poison = Task.objects.get(id=poison_id)
@@ -175,8 +184,11 @@ def test_postgresql_restarted_mid_batch_every_accepted_task_still_runs_once(thro
     fault_hive.extra_env["LEANVIBE_DATABASE_URL"] = pg.url
     fault_hive.worker("backend", name="backend-a", wait=False)
     fault_hive.control()
-    pg.wait(lambda: pg.query("SELECT 1 FROM agents_agent WHERE name = 'backend-a@test' AND status = 'online'"),
-            timeout=90, what="backend-a online")  # fmt: skip
+    pg.wait(
+        lambda: pg.query("SELECT 1 FROM agents_agent WHERE name = 'backend-a@test' AND status = 'online'"),
+        timeout=90,
+        what="backend-a online",
+    )
     ids = fault_hive.submit(20, markers, sleep=0.3)
     pg.wait(lambda: pg.finished(ids) >= 3 and pg.fresh_attempt(ids), timeout=60, what="a task to start")
 
@@ -199,8 +211,11 @@ def test_kill_9_of_a_worker_holding_a_delayed_retry_the_task_still_runs(fault_hi
     # Three failures, so the third retry waits 2-4 s in the worker: a window wide enough to see it
     # reserved even when a loaded machine makes the submitting process slow to return.
     count = markers / "tries"
-    fails_thrice = ["sh", "-c", f'echo x >> {count}; [ "$(wc -l < {count})" -ge 4 ] || exit 1; '
-                    f'echo "$HIVE_ATTEMPT" >> {markers / "0"}']  # fmt: skip
+    fails_thrice = [
+        "sh",
+        "-c",
+        f'echo x >> {count}; [ "$(wc -l < {count})" -ge 4 ] || exit 1; echo "$HIVE_ATTEMPT" >> {markers / "0"}',
+    ]
     ids = fault_hive.submit(1, markers, command=json.dumps(fails_thrice), max_attempts=5)
     client = fault_hive.redis.client()
 

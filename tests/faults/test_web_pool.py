@@ -36,8 +36,13 @@ def test_web_process_pool_answers_the_first_request_after_a_postgresql_restart(t
     port = free_port()
     env = child_env(LEANVIBE_DATABASE_URL=pg.url, LEANVIBE_DATABASE_POOL_SIZE="2", LEANVIBE_DATABASE_POOL_TIMEOUT="5")
     log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "hive_project.cli", "serve", "--port", str(port)], cwd=ROOT,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hive_project.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
 
         def up() -> bool:

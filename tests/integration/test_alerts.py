@@ -22,26 +22,41 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 # The worker samples memory only, every 0.2 s; any machine is over a 0.1% warning (and under 100%).
 LOW_MEMORY_THRESHOLD = {
-    "LEANVIBE_RESOURCES_THRESHOLDS_WARNING": "0.1", "LEANVIBE_RESOURCES_THRESHOLDS_CRITICAL": "100",
-    "LEANVIBE_RESOURCES_MONITORING_CPU": "false", "LEANVIBE_RESOURCES_MONITORING_DISK": "false",
-    "LEANVIBE_RESOURCES_MONITORING_NETWORK": "false", "LEANVIBE_RESOURCES_MONITORING_INTERVAL_SECONDS": "0.2",
-}  # fmt: skip
+    "LEANVIBE_RESOURCES_THRESHOLDS_WARNING": "0.1",
+    "LEANVIBE_RESOURCES_THRESHOLDS_CRITICAL": "100",
+    "LEANVIBE_RESOURCES_MONITORING_CPU": "false",
+    "LEANVIBE_RESOURCES_MONITORING_DISK": "false",
+    "LEANVIBE_RESOURCES_MONITORING_NETWORK": "false",
+    "LEANVIBE_RESOURCES_MONITORING_INTERVAL_SECONDS": "0.2",
+}
 
 
 def hive_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(),
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_worker_over_its_memory_threshold_raises_an_alert_posted_to_the_webhook_and_resolved_when_it_stops(hive):
     subject = f"memory@{HOSTNAME}"
     with WebhookReceiver(fail_first=1) as receiver:
         worker = hive.worker("ios", **LOW_MEMORY_THRESHOLD)
-        hive.control(LEANVIBE_PERFORMANCE_MONITORING_INTERVAL="0.5", LEANVIBE_MONITORING_ALERTS_ENABLED="true",
-                     LEANVIBE_MONITORING_ALERTS_WEBHOOK_URL=receiver.url)  # fmt: skip
+        hive.control(
+            LEANVIBE_PERFORMANCE_MONITORING_INTERVAL="0.5",
+            LEANVIBE_MONITORING_ALERTS_ENABLED="true",
+            LEANVIBE_MONITORING_ALERTS_WEBHOOK_URL=receiver.url,
+        )
 
-        alert = wait_for(lambda: Alert.objects.active().filter(subject=subject).first(), timeout=60,
-                         what="the memory alert to be raised")  # fmt: skip
+        alert = wait_for(
+            lambda: Alert.objects.active().filter(subject=subject).first(),
+            timeout=60,
+            what="the memory alert to be raised",
+        )
         assert (alert.level, alert.resource, alert.host, alert.threshold) == ("warning", "memory", HOSTNAME, 0.1)
         assert alert.source == "resources.thresholds.warning" and alert.agents == ["ios@test"]
         assert "ios" in alert.recommendation  # optimization_enabled (the default): what to change
@@ -56,8 +71,12 @@ def test_a_worker_over_its_memory_threshold_raises_an_alert_posted_to_the_webhoo
         listed = hive_cli("alerts", "--json")
         assert listed.returncode == 0, listed.stderr
         [shown] = json.loads(listed.stdout)
-        assert (shown["id"], shown["status"], shown["subject"], shown["level"]) == (alert.id, "active", subject,
-                                                                                    "warning")  # fmt: skip
+        assert (shown["id"], shown["status"], shown["subject"], shown["level"]) == (
+            alert.id,
+            "active",
+            subject,
+            "warning",
+        )
 
         os.killpg(worker.pid, signal.SIGTERM)  # a warm shutdown marks the agent offline
         worker.wait(timeout=30)

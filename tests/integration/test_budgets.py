@@ -32,19 +32,31 @@ PRICED = '["python3", "-m", "tests.priced_agent", "{prompt}"]'
 
 
 def hive_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(),
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def ended(task: Task) -> Task:
-    wait_for(lambda: Task.objects.filter(id=task.id, status__in=Task.TERMINAL_STATUSES).exists(), timeout=30,
-             what=f"task {task.short_id} to end")  # fmt: skip
+    wait_for(
+        lambda: Task.objects.filter(id=task.id, status__in=Task.TERMINAL_STATUSES).exists(),
+        timeout=30,
+        what=f"task {task.short_id} to end",
+    )
     return Task.objects.get(id=task.id)
 
 
 def held(task: Task) -> Event:
-    return wait_for(lambda: Event.objects.filter(task=task, type="task.held").first(), timeout=30,
-                    what=f"task {task.short_id} to be held")  # fmt: skip
+    return wait_for(
+        lambda: Event.objects.filter(task=task, type="task.held").first(),
+        timeout=30,
+        what=f"task {task.short_id} to be held",
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,15 +90,22 @@ def test_a_spent_team_budget_holds_prompt_tasks_until_it_is_raised(hive):
 
     second = task_submit(prompt="second", capabilities=["kubernetes"], team=acme)
     event = held(second)
-    command = task_submit(command=["python3", "-c", "print('no budget needed')"], capabilities=["kubernetes"],
-                          team=acme)  # fmt: skip
+    command = task_submit(
+        command=["python3", "-c", "print('no budget needed')"], capabilities=["kubernetes"], team=acme
+    )
     others = task_submit(prompt="another team's", capabilities=["kubernetes"])
 
     assert ended(command).status == "succeeded" and ended(others).status == "succeeded"
     assert event.payload | {"retry_after": 0} == {
-        "reason": "budget", "scope": "team", "name": "acme", "spent": "0.012300", "budget": "0.010000",
-        "retry_after": 0, "detail": "budget: team acme has spent $0.0123 of its $0.01 a day (UTC); the task "
-        "waits until the day turns or the budget is raised"}  # fmt: skip
+        "reason": "budget",
+        "scope": "team",
+        "name": "acme",
+        "spent": "0.012300",
+        "budget": "0.010000",
+        "retry_after": 0,
+        "detail": "budget: team acme has spent $0.0123 of its $0.01 a day (UTC); the task "
+        "waits until the day turns or the budget is raised",
+    }
     assert event.payload["retry_after"] >= 60
     task = Task.objects.get(id=second.id)
     assert (task.status, task.attempts) == ("queued", 0)
@@ -109,21 +128,30 @@ def test_a_spent_team_budget_holds_prompt_tasks_until_it_is_raised(hive):
     assert (task.status, task.attempts, task.hold_reason) == ("succeeded", 1, "")
     assert Event.objects.filter(task=second, type="task.released").count() == 1
     # the worker drops the cached sum just after it records the attempt's end
-    wait_for(lambda: budgets.spent_today(scope="team", ident=acme.id) == Decimal("0.0246"), timeout=20,
-             what="today's spend to include the second task")  # fmt: skip
+    wait_for(
+        lambda: budgets.spent_today(scope="team", ident=acme.id) == Decimal("0.0246"),
+        timeout=20,
+        what="today's spend to include the second task",
+    )
     listed = hive_cli("team", "list")
     assert "acme" in listed.stdout and "$0.05" in listed.stdout and "$0.0246" in listed.stdout, listed.stdout
 
 
 def test_a_spent_pool_budget_holds_until_the_utc_day_turns(hive):
-    hive.worker("infrastructure", LEANVIBE_AGENTS_INFRASTRUCTURE_BUDGET_USD_PER_DAY="0.01",
-                LEANVIBE_MULTI_AGENT_BUDGET_RECHECK_INTERVAL="0.5")  # fmt: skip
+    hive.worker(
+        "infrastructure",
+        LEANVIBE_AGENTS_INFRASTRUCTURE_BUDGET_USD_PER_DAY="0.01",
+        LEANVIBE_MULTI_AGENT_BUDGET_RECHECK_INTERVAL="0.5",
+    )
     first = task_submit(prompt="first", capabilities=["kubernetes"])
     assert ended(first).status == "succeeded"
     second = task_submit(prompt="second", capabilities=["kubernetes"])
     event = held(second)
-    assert (event.payload["scope"], event.payload["name"], event.payload["spent"]) == ("pool", "infrastructure",
-                                                                                         "0.012300")  # fmt: skip
+    assert (event.payload["scope"], event.payload["name"], event.payload["spent"]) == (
+        "pool",
+        "infrastructure",
+        "0.012300",
+    )
     # it asks again every half second and stays held, with one event for the hold
     for _ in range(3):
         asked = Task.objects.get(id=second.id).dispatched_at
@@ -134,8 +162,9 @@ def test_a_spent_pool_budget_holds_until_the_utc_day_turns(hive):
 
     # The day turns: the spend was yesterday's. (At a real midnight the cached sum's key, which
     # holds the date, changes too; here the cache entry of today is dropped by hand.)
-    TaskAttempt.objects.filter(task=first).update(started_at=TaskAttempt.objects.get(task=first).started_at
-                                                  - timedelta(days=1))  # fmt: skip
+    TaskAttempt.objects.filter(task=first).update(
+        started_at=TaskAttempt.objects.get(task=first).started_at - timedelta(days=1)
+    )
     client = budgets._redis()
     client.delete(*client.scan_iter(f"{budgets.KEY_PREFIX}:*"))
 

@@ -15,8 +15,9 @@ from tests.integration.test_cli import hive_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-TURN_LIMIT = ("claude stopped at its turn limit after 3 turns [terminal_reason: max_turns]: "
-              "Reached maximum number of turns (3)")  # fmt: skip
+TURN_LIMIT = (
+    "claude stopped at its turn limit after 3 turns [terminal_reason: max_turns]: Reached maximum number of turns (3)"
+)
 
 
 def finished(task: Task) -> bool:

@@ -14,8 +14,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def hive_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(**env),
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_submit_wait_prints_the_run_and_exits_0_on_success(hive):
@@ -31,8 +37,9 @@ def test_submit_wait_prints_the_run_and_exits_0_on_success(hive):
 
 def test_submit_wait_exits_1_when_the_task_fails(hive):
     hive.worker("backend")
-    done = hive_cli("submit", "--command", "sh -c 'echo broken >&2; exit 4'", "-c", "python", "--max-attempts", "1",
-                    "--wait")  # fmt: skip
+    done = hive_cli(
+        "submit", "--command", "sh -c 'echo broken >&2; exit 4'", "-c", "python", "--max-attempts", "1", "--wait"
+    )
     assert done.returncode == 1
     assert "broken" in done.stdout
     assert "dead: exited with status 4" in done.stdout

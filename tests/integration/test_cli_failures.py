@@ -29,8 +29,14 @@ def free_port() -> int:
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_line(done: subprocess.CompletedProcess) -> str:
@@ -74,8 +80,11 @@ def test_cli_migrate_sets_the_database_up_and_then_commands_work(migrated_env):
 @pytest.mark.parametrize("args", ANY_COMMANDS, ids=lambda a: " ".join(a))
 def test_cli_with_postgresql_down_says_it_cannot_reach_it(fresh_env, args):
     port = free_port()  # nothing listens there
-    env = dict(fresh_env, LEANVIBE_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/hive",
-               LEANVIBE_REDIS_URL=os.environ["LEANVIBE_REDIS_URL"])  # fmt: skip
+    env = dict(
+        fresh_env,
+        LEANVIBE_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/hive",
+        LEANVIBE_REDIS_URL=os.environ["LEANVIBE_REDIS_URL"],
+    )
 
     done = run(args, env)
 
@@ -144,10 +153,16 @@ def test_cli_on_a_locked_sqlite_database_says_another_process_holds_it(migrated_
 
 @pytest.mark.parametrize(
     "args",
-    [["submit", "-c", "python", "hello"], ["submit", "--command", "true", "-c", "python", "--wait"],
-     ["retry", "abcdef12"], ["redrive", "abcdef12"], ["demo"], ["status"]],
+    [
+        ["submit", "-c", "python", "hello"],
+        ["submit", "--command", "true", "-c", "python", "--wait"],
+        ["retry", "abcdef12"],
+        ["redrive", "abcdef12"],
+        ["demo"],
+        ["status"],
+    ],
     ids=lambda a: " ".join(a),
-)  # fmt: skip
+)
 def test_cli_with_redis_unreachable_says_so_and_stores_nothing(migrated_env, args):
     port = free_port()
     env = dict(migrated_env, LEANVIBE_REDIS_URL=f"redis://127.0.0.1:{port}/0")
@@ -177,13 +192,15 @@ def test_cli_with_the_embedded_redis_not_started_says_run_hive_up(migrated_env):
     [
         (["--payload", '{"a": NaN}'], "hive: invalid_task: --payload is refused: NaN is not a JSON number"),
         (["--payload", '{"a": Infinity}'], "hive: invalid_task: --payload is refused: Infinity is not a JSON number"),
-        (["--payload", '{"a": ' + "[" * 50_000 + "]" * 50_000 + "}"],
-         "hive: invalid_task: --payload is refused: JSON nested deeper than 32 levels"),
+        (
+            ["--payload", '{"a": ' + "[" * 50_000 + "]" * 50_000 + "}"],
+            "hive: invalid_task: --payload is refused: JSON nested deeper than 32 levels",
+        ),
         (["--payload", "[1]"], "hive: invalid_task: payload must be a JSON object"),
         (["--timeout", "nan"], "hive: invalid_task: timeout must be a number of seconds above 0 and at most 86400"),
     ],
     ids=["nan", "infinity", "deep", "not-an-object", "timeout-nan"],
-)  # fmt: skip
+)
 def test_cli_submit_bad_input_is_one_line_and_exit_2(migrated_env, args, says):
     env = dict(migrated_env, LEANVIBE_REDIS_URL=os.environ["LEANVIBE_REDIS_URL"])
 
@@ -198,12 +215,17 @@ def test_cli_submit_bad_input_is_one_line_and_exit_2(migrated_env, args, says):
     [
         (["tasks", "-n", "-1"], "hive tasks: Invalid value for '--limit' / '-n': -1 is not in the range 1<=x<=10000."),
         (["tasks", "-n", "lots"], "hive tasks: Invalid value for '--limit' / '-n': 'lots' is not a valid integer"),
-        (["serve", "--port", "99999"], "hive serve: Invalid value for '--port': 99999 is not in the range 1<=x<=65535."),
-        (["webhook", "add", "custom", "--slug", "x", "--rules", "[" * 5000 + "]" * 5000],
-         "hive: invalid: --rules is refused: JSON nested deeper than 32 levels"),
+        (
+            ["serve", "--port", "99999"],
+            "hive serve: Invalid value for '--port': 99999 is not in the range 1<=x<=65535.",
+        ),
+        (
+            ["webhook", "add", "custom", "--slug", "x", "--rules", "[" * 5000 + "]" * 5000],
+            "hive: invalid: --rules is refused: JSON nested deeper than 32 levels",
+        ),
     ],
     ids=["negative-limit", "word-limit", "port", "deep-rules"],
-)  # fmt: skip
+)
 def test_cli_bad_option_is_one_line_and_exit_2(migrated_env, args, says):
     done = run(args, migrated_env)
 

@@ -33,13 +33,25 @@ from django.conf import settings
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     """Python with the hive's settings loaded from these variables; `code` prints what it found."""
-    return subprocess.run([sys.executable, "-c", PRELUDE + code], cwd=ROOT, env=child_env(**env),
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", PRELUDE + code],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def hive_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(**env),
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def printed(done: subprocess.CompletedProcess) -> dict:
@@ -73,12 +85,19 @@ def test_production_without_jwt_key_check_config_and_start_up_agree_it_is_missin
 
 
 def test_production_with_the_guides_jwt_secret_key_check_config_and_start_up_agree_it_is_set():
-    env = {"LEANVIBE_ENV": "production", "LEANVIBE_SECURITY_SECRET_KEY": "s" * 40,
-           "LEANVIBE_SECURITY_API_GATEWAY_AUTHENTICATION_JWT_SECRET_KEY": "j" * 40}  # fmt: skip
+    env = {
+        "LEANVIBE_ENV": "production",
+        "LEANVIBE_SECURITY_SECRET_KEY": "s" * 40,
+        "LEANVIBE_SECURITY_API_GATEWAY_AUTHENTICATION_JWT_SECRET_KEY": "j" * 40,
+    }
 
     summary = hive_cli("check-config", **env)
-    found = printed(run_python("print(json.dumps([settings.SIMPLE_JWT['SIGNING_KEY'], settings.PRODUCTION, "
-                               "settings.ALLOWED_HOSTS]))", **env))  # fmt: skip
+    found = printed(
+        run_python(
+            "print(json.dumps([settings.SIMPLE_JWT['SIGNING_KEY'], settings.PRODUCTION, settings.ALLOWED_HOSTS]))",
+            **env,
+        )
+    )
 
     assert "jwt signing key set" in summary.stdout
     assert found == ["j" * 40, True, ["localhost", "127.0.0.1"]]
@@ -98,8 +117,11 @@ print(json.dumps({"lifetime": claims["exp"] - claims["iat"], "iss": claims.get("
 
 def test_jwt_keys_set_the_access_tokens_lifetime_issuer_and_algorithm():
     prefix = "LEANVIBE_SECURITY_API_GATEWAY_AUTHENTICATION_JWT_"
-    found = printed(run_python(TOKEN, **{f"{prefix}EXPIRATION": "120", f"{prefix}ISSUER": "hive-test",
-                                         f"{prefix}ALGORITHM": "HS512"}))  # fmt: skip
+    found = printed(
+        run_python(
+            TOKEN, **{f"{prefix}EXPIRATION": "120", f"{prefix}ISSUER": "hive-test", f"{prefix}ALGORITHM": "HS512"}
+        )
+    )
     default = printed(run_python(TOKEN))
 
     assert found == {"lifetime": 120, "iss": "hive-test", "alg": "HS512"}
@@ -117,10 +139,15 @@ print(json.dumps({"preflight": {k: v for k, v in response.headers.items() if k.s
 
 
 def test_cors_keys_set_the_preflight_and_response_headers():
-    found = printed(run_python(PREFLIGHT, LEANVIBE_API_GATEWAY_CORS_ORIGINS="[https://app.example.com]",
-                               LEANVIBE_SECURITY_API_GATEWAY_CORS_CREDENTIALS="true",
-                               LEANVIBE_SECURITY_API_GATEWAY_CORS_MAX_AGE="600",
-                               LEANVIBE_SECURITY_API_GATEWAY_CORS_EXPOSED_HEADERS="[X-Request-ID, X-Total]"))  # fmt: skip
+    found = printed(
+        run_python(
+            PREFLIGHT,
+            LEANVIBE_API_GATEWAY_CORS_ORIGINS="[https://app.example.com]",
+            LEANVIBE_SECURITY_API_GATEWAY_CORS_CREDENTIALS="true",
+            LEANVIBE_SECURITY_API_GATEWAY_CORS_MAX_AGE="600",
+            LEANVIBE_SECURITY_API_GATEWAY_CORS_EXPOSED_HEADERS="[X-Request-ID, X-Total]",
+        )
+    )
 
     preflight, get = found["preflight"], found["get"]
     assert preflight["access-control-allow-origin"] == "https://app.example.com"
@@ -158,9 +185,15 @@ print(json.dumps({"ok": True}))
 
 def test_logging_json_to_a_rotating_file_writes_one_object_per_line_and_rotates_by_size(tmp_path):
     path = tmp_path / "logs" / "hive.log"
-    done = run_python(LOG, LEANVIBE_LOGGING_FORMAT="json", LEANVIBE_LOGGING_HANDLERS="[console, file]",
-                      LEANVIBE_LOGGING_FILE_PATH=str(path), LEANVIBE_LOGGING_FILE_MAX_SIZE="1KB",
-                      LEANVIBE_LOGGING_FILE_BACKUP_COUNT="2", LEANVIBE_LOGGING_LEVEL="INFO")  # fmt: skip
+    done = run_python(
+        LOG,
+        LEANVIBE_LOGGING_FORMAT="json",
+        LEANVIBE_LOGGING_HANDLERS="[console, file]",
+        LEANVIBE_LOGGING_FILE_PATH=str(path),
+        LEANVIBE_LOGGING_FILE_MAX_SIZE="1KB",
+        LEANVIBE_LOGGING_FILE_BACKUP_COUNT="2",
+        LEANVIBE_LOGGING_LEVEL="INFO",
+    )
     printed(done)
 
     assert sorted(p.name for p in path.parent.iterdir()) == ["hive.log", "hive.log.1", "hive.log.2"]
@@ -192,10 +225,13 @@ def test_logging_to_syslog_sends_datagrams_with_the_configured_facility():
         server.bind(("127.0.0.1", 0))
         server.settimeout(10)
         port = server.getsockname()[1]
-        done = run_python("import logging; logging.getLogger('hive.test').warning('to syslog'); print('{}')",
-                          LEANVIBE_LOGGING_HANDLERS="[syslog]", LEANVIBE_LOGGING_FORMAT="json",
-                          LEANVIBE_LOGGING_SYSLOG_FACILITY="local3",
-                          LEANVIBE_LOGGING_SYSLOG_ADDRESS=f"[127.0.0.1, {port}]")  # fmt: skip
+        done = run_python(
+            "import logging; logging.getLogger('hive.test').warning('to syslog'); print('{}')",
+            LEANVIBE_LOGGING_HANDLERS="[syslog]",
+            LEANVIBE_LOGGING_FORMAT="json",
+            LEANVIBE_LOGGING_SYSLOG_FACILITY="local3",
+            LEANVIBE_LOGGING_SYSLOG_ADDRESS=f"[127.0.0.1, {port}]",
+        )
         printed(done)
         datagram = server.recv(65536).decode()
 
@@ -206,8 +242,9 @@ def test_logging_to_syslog_sends_datagrams_with_the_configured_facility():
 def test_log_file_in_a_directory_that_cannot_be_made_stops_start_up_with_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    done = run_python("print('started')", LEANVIBE_LOGGING_HANDLERS="[file]",
-                      LEANVIBE_LOGGING_FILE_PATH=str(blocker / "hive.log"))  # fmt: skip
+    done = run_python(
+        "print('started')", LEANVIBE_LOGGING_HANDLERS="[file]", LEANVIBE_LOGGING_FILE_PATH=str(blocker / "hive.log")
+    )
 
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
@@ -239,8 +276,11 @@ def test_database_echo_logs_every_statement_even_with_debug_off(tmp_path):
 
 # --- the web process: ports, pool ----------------------------------------------------------------
 
-ROLES = {"gateway": "LEANVIBE_API_GATEWAY_PORT", "webhooks": "LEANVIBE_WEBHOOK_SERVER_PORT",
-         "streaming": "LEANVIBE_EVENT_STREAMING_PORT"}  # fmt: skip
+ROLES = {
+    "gateway": "LEANVIBE_API_GATEWAY_PORT",
+    "webhooks": "LEANVIBE_WEBHOOK_SERVER_PORT",
+    "streaming": "LEANVIBE_EVENT_STREAMING_PORT",
+}
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))
@@ -248,8 +288,13 @@ def test_serve_role_without_port_listens_on_the_configured_port(role, tmp_path):
     port = free_port()
     env = child_env(**{ROLES[role]: str(port), "LEANVIBE_WEBHOOK_SERVER_HOST": "127.0.0.1"})
     log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "hive_project.cli", "serve", "--role", role], cwd=ROOT,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hive_project.cli", "serve", "--role", role],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
     def healthy() -> bool:
         try:
@@ -286,8 +331,12 @@ print(json.dumps({"options": settings.DATABASES["default"]["OPTIONS"].get("pool"
 
 @pytest.mark.postgresql  # Django's connection pool is PostgreSQL's: CI's PostgreSQL run has it
 def test_database_pool_keys_size_the_web_process_pool_and_a_pooled_query_runs():
-    env = {"LEANVIBE_DATABASE_POOL_SIZE": "2", "LEANVIBE_DATABASE_MAX_OVERFLOW": "3",
-           "LEANVIBE_DATABASE_POOL_TIMEOUT": "7", "LEANVIBE_DATABASE_POOL_RECYCLE": "900"}  # fmt: skip
+    env = {
+        "LEANVIBE_DATABASE_POOL_SIZE": "2",
+        "LEANVIBE_DATABASE_MAX_OVERFLOW": "3",
+        "LEANVIBE_DATABASE_POOL_TIMEOUT": "7",
+        "LEANVIBE_DATABASE_POOL_RECYCLE": "900",
+    }
 
     web = printed(run_python(POOL, HIVE_TEST_WEB_PROCESS="1", **env))
     worker = printed(run_python(POOL, LEANVIBE_DATABASE_CONN_MAX_AGE="45", **env))
@@ -316,23 +365,36 @@ def test_database_pool_keys_on_sqlite_check_config_says_they_have_no_effect(tmp_
 def test_check_config_explain_lists_every_key_with_value_source_and_reader(tmp_path):
     config = tmp_path / "hive.yaml"
     config.write_text("logging:\n  format: json\n")
-    done = hive_cli("check-config", "--explain", str(config), LEANVIBE_SECURITY_SECRET_KEY="hunter2-secret",
-                    LEANVIBE_DATABASE_URL="")  # fmt: skip
+    done = hive_cli(
+        "check-config",
+        "--explain",
+        str(config),
+        LEANVIBE_SECURITY_SECRET_KEY="hunter2-secret",
+        LEANVIBE_DATABASE_URL="",
+    )
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "logging.format = 'json' [file] -> read by hive_project.logs: json (one object per line) or text" in lines
-    assert "security.secret_key = *** [LEANVIBE_SECURITY_SECRET_KEY] -> read by hive_project.settings: " \
-           "SECRET_KEY (required in production)" in lines  # fmt: skip
+    assert (
+        "security.secret_key = *** [LEANVIBE_SECURITY_SECRET_KEY] -> read by hive_project.settings: "
+        "SECRET_KEY (required in production)" in lines
+    )
     assert "hunter2" not in done.stdout
     assert any(line.startswith("monitoring.metrics_port = 8081 [default] -> no effect: ") for line in lines)
-    assert "scaling.enabled = True [default] -> read by coordination.scaling.policy (beat's hive.scale): " \
-           "off decides nothing, and every pool runs at max(1, min_instances)" in lines  # fmt: skip
-    assert "external_api.intelligence_framework.enabled = True [default] -> read by ml.strategy (the predictive " \
-           "strategy): off, predictive falls back (disabled) and says so" in lines  # fmt: skip
+    assert (
+        "scaling.enabled = True [default] -> read by coordination.scaling.policy (beat's hive.scale): "
+        "off decides nothing, and every pool runs at max(1, min_instances)" in lines
+    )
+    assert (
+        "external_api.intelligence_framework.enabled = True [default] -> read by ml.strategy (the predictive "
+        "strategy): off, predictive falls back (disabled) and says so" in lines
+    )
     assert not any("not read yet" in line for line in lines)
-    assert "monitoring.alerts.webhook_url = not set [default] -> no effect: monitoring.alerts.enabled is false: " \
-           "nothing is posted" in lines  # fmt: skip
+    assert (
+        "monitoring.alerts.webhook_url = not set [default] -> no effect: monitoring.alerts.enabled is false: "
+        "nothing is posted" in lines
+    )
     assert sum(1 for line in lines if line.startswith("agents.backend.")) == 30
     assert lines[-1] == "configuration ok"
 
@@ -352,8 +414,11 @@ def test_check_config_summary_names_only_the_no_effect_keys_the_user_set(tmp_pat
 
 def test_debug_mode_follows_system_debug_mode_outside_production():
     code = "print(json.dumps(settings.DEBUG))"
-    production = {"LEANVIBE_ENV": "production", "LEANVIBE_SECURITY_SECRET_KEY": "s" * 40,
-                  "LEANVIBE_SECURITY_JWT_SIGNING_KEY": "j" * 40}  # fmt: skip
+    production = {
+        "LEANVIBE_ENV": "production",
+        "LEANVIBE_SECURITY_SECRET_KEY": "s" * 40,
+        "LEANVIBE_SECURITY_JWT_SIGNING_KEY": "j" * 40,
+    }
 
     assert printed(run_python(code, LEANVIBE_SYSTEM_DEBUG_MODE="true")) is True
     assert printed(run_python(code, LEANVIBE_SYSTEM_DEBUG_MODE="false")) is False

@@ -24,15 +24,24 @@ HOST = socket.gethostname()  # what Celery's %h expands to, and what --self matc
 
 
 def hive_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(),
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_worker(hive, node: str) -> None:
     """A backend worker named as in a pod (`-n backend@%h`), online before it returns."""
     proc = hive.spawn(node.replace("@", "-"), worker_argv(queue="hive.backend", node=node, concurrency=1, fair=False))
-    wait_for(lambda: hive._check(proc) and Agent.objects.filter(name=node, status="online", pid=proc.pid).exists(),
-             timeout=60, what=f"worker {node} online")  # fmt: skip
+    wait_for(
+        lambda: hive._check(proc) and Agent.objects.filter(name=node, status="online", pid=proc.pid).exists(),
+        timeout=60,
+        what=f"worker {node} online",
+    )
     time.sleep(0.3)  # the agent is online a moment before the consumer takes messages
 
 
@@ -46,8 +55,10 @@ def running(task: Task) -> bool:
 
 def held(marker, release) -> list[str]:
     """Runs until the test creates `release` (60 s at most), then writes the marker: its visible effect."""
-    code = (f"import os, time; t = time.time()\nwhile not os.path.exists({str(release)!r}) and time.time() - t < 60: "
-            f"time.sleep(0.05)\nopen({str(marker)!r}, 'w').write('done')")  # fmt: skip
+    code = (
+        f"import os, time; t = time.time()\nwhile not os.path.exists({str(release)!r}) and time.time() - t < 60: "
+        f"time.sleep(0.05)\nopen({str(marker)!r}, 'w').write('done')"
+    )
     return [sys.executable, "-c", code]
 
 
@@ -58,8 +69,14 @@ def test_drain_self_wait_returns_after_the_running_task_ends_and_the_worker_take
     first = task_submit(capabilities=["python"], command=held(marker, release))
     wait_for(lambda: running(first), timeout=30, what="the task to start")
 
-    drain = subprocess.Popen([sys.executable, "-m", "hive_project.cli", "drain", "--self", "--wait", "--timeout", "60"],
-                             cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    drain = subprocess.Popen(
+        [sys.executable, "-m", "hive_project.cli", "drain", "--self", "--wait", "--timeout", "60"],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: Agent.objects.get(name=node).status == Agent.Status.DRAINING, timeout=60, what="draining")
         time.sleep(1.5)

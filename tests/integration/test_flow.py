@@ -51,8 +51,12 @@ def limited(name: str, **limits) -> AgentPool:
 def contender(*args: object) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.flow_contender", *map(str, args)],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 # --- max_concurrent ---------------------------------------------------------------------------------

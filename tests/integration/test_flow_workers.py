@@ -40,14 +40,19 @@ def test_max_concurrent_holds_across_two_workers(hive, marker_dir):
 
 def test_a_rate_limited_program_pauses_the_pool_and_spends_no_attempt(hive, tmp_path):
     counter = tmp_path / "starts"
-    hive.worker("infrastructure", concurrency=2, LEANVIBE_AGENTS_INFRASTRUCTURE_RUNNER_RATE_LIMIT_BACKOFF_INITIAL="1",
-                LEANVIBE_AGENTS_INFRASTRUCTURE_RUNNER_RATE_LIMIT_BACKOFF_MAX="2")  # fmt: skip
+    hive.worker(
+        "infrastructure",
+        concurrency=2,
+        LEANVIBE_AGENTS_INFRASTRUCTURE_RUNNER_RATE_LIMIT_BACKOFF_INITIAL="1",
+        LEANVIBE_AGENTS_INFRASTRUCTURE_RUNNER_RATE_LIMIT_BACKOFF_MAX="2",
+    )
     tasks = [
         task_submit(prompt=f"rate limited 2 {counter}", capabilities=["kubernetes"], max_attempts=1) for _ in range(3)
     ]
 
-    wait_for(lambda: Task.objects.filter(status__in=Task.TERMINAL_STATUSES).count() == 3, timeout=90,
-             what="3 tasks to end")  # fmt: skip
+    wait_for(
+        lambda: Task.objects.filter(status__in=Task.TERMINAL_STATUSES).count() == 3, timeout=90, what="3 tasks to end"
+    )
 
     assert sorted(Task.objects.values_list("status", flat=True)) == ["succeeded"] * 3
     assert counter.read_text().count("start") >= 5  # two refused starts, three that ran
@@ -59,12 +64,19 @@ def test_a_rate_limited_program_pauses_the_pool_and_spends_no_attempt(hive, tmp_
 
 
 def test_a_worker_over_its_memory_limit_stops_claiming_and_the_task_runs_elsewhere(hive):
-    hive.worker("ios", name="ios-full", LEANVIBE_RESOURCES_ALLOCATION_MEMORY_LIMIT_PERCENT="0.1",
-                LEANVIBE_RESOURCES_MONITORING_INTERVAL_SECONDS="0.2")  # fmt: skip
+    hive.worker(
+        "ios",
+        name="ios-full",
+        LEANVIBE_RESOURCES_ALLOCATION_MEMORY_LIMIT_PERCENT="0.1",
+        LEANVIBE_RESOURCES_MONITORING_INTERVAL_SECONDS="0.2",
+    )
     from agents.models import Agent
 
-    wait_for(lambda: Agent.objects.filter(name="ios-full@test", resources__claiming=False).exists(), timeout=30,
-             what="the full worker to stop claiming")  # fmt: skip
+    wait_for(
+        lambda: Agent.objects.filter(name="ios-full@test", resources__claiming=False).exists(),
+        timeout=30,
+        what="the full worker to stop claiming",
+    )
     task = task_submit(prompt="hello", capabilities=["swift"])
     hive.worker("ios", name="ios-roomy")
 

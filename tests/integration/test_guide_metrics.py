@@ -38,8 +38,11 @@ def test_metrics_after_real_work_report_every_guide_metric(hive, client, tmp_pat
     bad = task_submit(capabilities=["python"], command=[sys.executable, "-c", "raise SystemExit(3)"], max_attempts=1)
     wait_for(lambda: finished(good) and finished(bad), timeout=60, what="both tasks to finish")
     assert (good.status, bad.status) == ("succeeded", "dead")
-    wait_for(lambda: "cpu_percent" in Agent.objects.get(name="backend@test").resources, timeout=30,
-             what="a heartbeat with the worker's resources")  # fmt: skip
+    wait_for(
+        lambda: "cpu_percent" in Agent.objects.get(name="backend@test").resources,
+        timeout=30,
+        what="a heartbeat with the worker's resources",
+    )
 
     response = client.get("/metrics")
     assert response.status_code == 200

@@ -23,8 +23,14 @@ pytestmark = [pytest.mark.integration]
 
 
 def hive(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def get(url: str) -> tuple[int, dict]:
@@ -46,9 +52,15 @@ def fresh_env():
 def test_hive_up_runs_the_whole_hive_and_ctrl_c_stops_every_child(fresh_env):
     env, var = fresh_env
     port = free_port()
-    up = subprocess.Popen([sys.executable, "-m", "hive_project.cli", "up", "--port", str(port), "--no-flower"],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          start_new_session=True)  # fmt: skip
+    up = subprocess.Popen(
+        [sys.executable, "-m", "hive_project.cli", "up", "--port", str(port), "--no-flower"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while get(f"http://127.0.0.1:{port}/ready")[0] != 200:
@@ -63,15 +75,34 @@ def test_hive_up_runs_the_whole_hive_and_ctrl_c_stops_every_child(fresh_env):
         assert (var / "hive.sqlite3").exists() and (var / "redis.sock").exists()
 
         submitted = subprocess.run(
-            [sys.executable, "-m", "hive_project.cli", "submit", "--command", "python3 -c 'print(7 * 6)'",
-             "--capability", "python", "--wait"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "hive_project.cli",
+                "submit",
+                "--command",
+                "python3 -c 'print(7 * 6)'",
+                "--capability",
+                "python",
+                "--wait",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         assert "  | 42" in submitted.stdout
 
-        demo = subprocess.run([sys.executable, "-m", "hive_project.cli", "demo"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=200)  # fmt: skip
+        demo = subprocess.run(
+            [sys.executable, "-m", "hive_project.cli", "demo"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "demo finished as expected" in demo.stdout
         assert demo.stdout.count("succeeded  succeeded") == 8 and demo.stdout.count("dead       dead") == 8

@@ -68,15 +68,22 @@ class HiveUp:
         self.out = tmp_path / "up.out"
         argv = [sys.executable, "-m", "hive_project.cli", "up", "--port", str(free_port()), "--no-flower"]
         with open(self.out, "wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def output(self) -> str:
         return self.out.read_text(errors="replace")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "hive_project.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def workers(self) -> list[psutil.Process]:
         """The pool's worker processes hive up runs now (main processes, not their pool children)."""
@@ -118,10 +125,16 @@ def hive_up(tmp_path) -> Iterator:
     purge_broker()
     started: list[HiveUp] = []
 
-    def start(*, min_instances: int = 1, auto_scale: bool = True, cooldown_minutes: float = 0.1,
-              enabled: bool = True) -> HiveUp:  # fmt: skip
-        up = HiveUp(tmp_path, min_instances=min_instances, auto_scale=str(auto_scale).lower(),
-                    cooldown_minutes=cooldown_minutes, enabled=str(enabled).lower())  # fmt: skip
+    def start(
+        *, min_instances: int = 1, auto_scale: bool = True, cooldown_minutes: float = 0.1, enabled: bool = True
+    ) -> HiveUp:
+        up = HiveUp(
+            tmp_path,
+            min_instances=min_instances,
+            auto_scale=str(auto_scale).lower(),
+            cooldown_minutes=cooldown_minutes,
+            enabled=str(enabled).lower(),
+        )
         started.append(up)
         return up
 
@@ -138,8 +151,10 @@ def sleeper(seconds: float) -> list[str]:
 
 def held(release: Path) -> list[str]:
     """Runs until the test creates `release` (90 s at most)."""
-    code = (f"import os, time; t = time.time()\nwhile not os.path.exists({str(release)!r}) and time.time() - t < 90: "
-            "time.sleep(0.05)")  # fmt: skip
+    code = (
+        f"import os, time; t = time.time()\nwhile not os.path.exists({str(release)!r}) and time.time() - t < 90: "
+        "time.sleep(0.05)"
+    )
     return [sys.executable, "-c", code]
 
 
@@ -161,8 +176,9 @@ def test_a_burst_grows_the_pool_and_it_shrinks_back_with_no_attempt_killed(hive_
     burst = [task_submit(capabilities=[CAPABILITY], command=sleeper(2)) for _ in range(8)]
 
     wait_for(lambda: len(up.workers()) >= 2, timeout=120, what="a second worker process")
-    wait_for(lambda: Task.objects.filter(status="succeeded").count() == len(burst), timeout=240,
-             what="the burst to finish")  # fmt: skip
+    wait_for(
+        lambda: Task.objects.filter(status="succeeded").count() == len(burst), timeout=240, what="the burst to finish"
+    )
 
     def shrunk() -> bool:
         out = up.output()  # every worker stopped has been reaped and said so
@@ -210,22 +226,31 @@ def test_hive_scale_raises_and_lowers_and_the_drained_worker_finishes_its_task_f
 
     release = shared_dir / "release"
     tasks = [task_submit(capabilities=[CAPABILITY], command=held(release)) for _ in range(2)]
-    wait_for(lambda: TaskAttempt.objects.filter(outcome="running").count() == 2, timeout=60,
-             what="both workers to run a task")  # fmt: skip
+    wait_for(
+        lambda: TaskAttempt.objects.filter(outcome="running").count() == 2,
+        timeout=60,
+        what="both workers to run a task",
+    )
     (busy_pid,) = Agent.objects.filter(name=node(2)).values_list("pid", flat=True)
 
     lowered = up.cli("scale", POOL, "1")
     assert lowered.returncode == 0 and "desired 2 -> 1" in lowered.stdout, lowered.stderr
-    wait_for(lambda: Agent.objects.filter(name=node(2), status="draining").exists(), timeout=30,
-             what="the surplus worker to drain")  # fmt: skip
+    wait_for(
+        lambda: Agent.objects.filter(name=node(2), status="draining").exists(),
+        timeout=30,
+        what="the surplus worker to drain",
+    )
     time.sleep(3)  # several rounds of the actuator: a worker that ran an attempt must not be stopped
     assert psutil.pid_exists(busy_pid) and busy_pid in [p.pid for p in up.workers()]
     assert TaskAttempt.objects.filter(agent__name=node(2), outcome="running").count() == 1
     assert f"draining  worker-{POOL}-2 ({node(2)}, 1 running; {POOL} wants 1)" in up.output()
 
     release.touch()
-    wait_for(lambda: [p.pid for p in up.workers()] == [Agent.objects.get(name=node(1)).pid], timeout=120,
-             what="the drained worker to stop")  # fmt: skip
+    wait_for(
+        lambda: [p.pid for p in up.workers()] == [Agent.objects.get(name=node(1)).pid],
+        timeout=120,
+        what="the drained worker to stop",
+    )
 
     assert_no_attempt_killed(tasks)
     assert Agent.objects.get(name=node(2)).status == Agent.Status.OFFLINE
@@ -250,14 +275,20 @@ def test_hive_scale_raises_and_lowers_and_the_drained_worker_finishes_its_task_f
 
 def test_a_pool_at_zero_comes_back_when_work_arrives(hive_up):
     up = hive_up(min_instances=0, cooldown_minutes=0.05)
-    wait_for(lambda: ScalingDecision.objects.filter(desired=0).exists() and not up.workers(), timeout=120,
-             what="the idle pool to go to zero")  # fmt: skip
+    wait_for(
+        lambda: ScalingDecision.objects.filter(desired=0).exists() and not up.workers(),
+        timeout=120,
+        what="the idle pool to go to zero",
+    )
     assert AgentPool.objects.get(name=POOL).desired_instances == 0
 
     task = task_submit(capabilities=[CAPABILITY], command=sleeper(0.1))
 
-    wait_for(lambda: Task.objects.filter(id=task.id, status="succeeded").exists(), timeout=120,
-             what="the task to run on a worker started for it")  # fmt: skip
+    wait_for(
+        lambda: Task.objects.filter(id=task.id, status="succeeded").exists(),
+        timeout=120,
+        what="the task to run on a worker started for it",
+    )
     assert_no_attempt_killed([task])
     woke = ScalingDecision.objects.filter(previous=0, desired__gte=1).first()
     # "work arrived for a pool at zero", or, when beat read the task in the instant between its

@@ -19,8 +19,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def hive_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(),
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _finished(pool, *, cost: str | None, task_type: str = "general", prompt: str = "work"):
@@ -71,8 +77,13 @@ def test_events_lists_a_tasks_events_in_order_and_strips_control_sequences(live_
 
 
 def test_events_follow_prints_new_events_as_they_are_stored(live_pools):
-    follower = subprocess.Popen([sys.executable, "-m", "hive_project.cli", "events", "--follow", "--type", "task.queued"],
-                                cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, text=True)  # fmt: skip
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "hive_project.cli", "events", "--follow", "--type", "task.queued"],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(3)  # the follower has printed what existed and now polls
         task = task_submit(command=["true"], capabilities=["python"])

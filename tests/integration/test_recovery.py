@@ -58,8 +58,10 @@ def test_kill_9_of_a_pool_child_mid_task_runs_it_again_and_its_effect_happens_on
 
 
 def test_kill_9_of_a_whole_worker_sends_its_agent_offline_and_the_task_finishes_elsewhere(hive, marker_dir):
-    workers = {"backend-a@test": hive.worker("backend", name="backend-a"),
-               "backend-b@test": hive.worker("backend", name="backend-b")}  # fmt: skip
+    workers = {
+        "backend-a@test": hive.worker("backend", name="backend-a"),
+        "backend-b@test": hive.worker("backend", name="backend-b"),
+    }
     hive.control()
     marker = marker_dir / "effect"
     task = task_submit(capabilities=["python"], command=slow_marker_command(marker, 4))
@@ -79,9 +81,12 @@ def test_kill_9_of_a_whole_worker_sends_its_agent_offline_and_the_task_finishes_
 
 def test_every_message_deleted_from_redis_while_20_tasks_wait_all_20_still_finish(hive, marker_dir):
     tasks = [
-        task_submit(capabilities=["python"], command=[sys.executable, "-c", f"open({str(marker_dir / str(i))!r}, 'a').write('x')"])
+        task_submit(
+            capabilities=["python"],
+            command=[sys.executable, "-c", f"open({str(marker_dir / str(i))!r}, 'a').write('x')"],
+        )
         for i in range(20)
-    ]  # fmt: skip
+    ]
     assert len(dispatch.task_ids_in_broker(["hive.backend"])) == 20
     purge_broker()  # as a Redis restart without persistence would
     assert dispatch.task_ids_in_broker(["hive.backend"]) == set()

@@ -37,8 +37,12 @@ def test_two_beats_at_once_only_one_acts(live_pools):
         LEANVIBE_MULTI_AGENT_MIN_AGENTS="0",
     )
 
-    beats = [subprocess.Popen([sys.executable, "-c", BEAT], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    beats = [
+        subprocess.Popen(
+            [sys.executable, "-c", BEAT], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [beat.communicate(timeout=60) for beat in beats]
 
     assert [beat.returncode for beat in beats] == [0, 0], [err[-2000:] for _, err in outputs]
@@ -64,8 +68,12 @@ def test_lease_race_has_one_winner_per_round(transactional_db):
     rounds = 12
     env = child_env(DJANGO_SETTINGS_MODULE="hive_project.settings", START_AT=str(time.time() + 6), ROUNDS=str(rounds))
 
-    racers = [subprocess.Popen([sys.executable, "-c", RACER], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for _ in range(3)]  # fmt: skip
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     outputs = [racer.communicate(timeout=60) for racer in racers]
 
     assert [racer.returncode for racer in racers] == [0, 0, 0], [err[-2000:] for _, err in outputs]

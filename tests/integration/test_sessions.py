@@ -36,12 +36,25 @@ def steps_of(session: CoordinationSession) -> dict[str, SessionStep]:
 def test_session_dag_of_three_hands_a_and_b_results_to_c(hive):
     hive.worker("backend", concurrency=2)
     read_files = "import json; print('files', json.load(open('steps/a.json'))['result'], json.load(open('steps/b.json'))['result'])"
-    session = session_create(plan={"name": "pass it along", "mode": "dag", "steps": [
-        {"name": "a", **py("print('computing'); print('alpha')")},
-        {"name": "b", **py("print('beta')")},
-        {"name": "c", "depends_on": ["a", "b"],
-         **py(f"import sys; print('argv', sys.argv[1], sys.argv[2]); {read_files}", "{steps.a.result}", "{steps.b.result}")},
-    ]})  # fmt: skip
+    session = session_create(
+        plan={
+            "name": "pass it along",
+            "mode": "dag",
+            "steps": [
+                {"name": "a", **py("print('computing'); print('alpha')")},
+                {"name": "b", **py("print('beta')")},
+                {
+                    "name": "c",
+                    "depends_on": ["a", "b"],
+                    **py(
+                        f"import sys; print('argv', sys.argv[1], sys.argv[2]); {read_files}",
+                        "{steps.a.result}",
+                        "{steps.b.result}",
+                    ),
+                },
+            ],
+        }
+    )
 
     wait_for(lambda: ended(session), timeout=60, what="the session to end")
 
@@ -59,11 +72,16 @@ def test_session_dag_of_three_hands_a_and_b_results_to_c(hive):
 def test_session_failed_step_cancels_its_dependents_and_the_session_fails(hive, marker_dir):
     hive.worker("backend")
     marker = marker_dir / "never"
-    session = session_create(plan={"name": "break early", "steps": [
-        {"name": "a", **py("import sys; print('broken'); sys.exit(3)", max_attempts=1)},
-        {"name": "b", "depends_on": ["a"], **py(f"open({str(marker)!r}, 'w')")},
-        {"name": "c", "depends_on": ["b"], **py(f"open({str(marker)!r}, 'w')")},
-    ]})  # fmt: skip
+    session = session_create(
+        plan={
+            "name": "break early",
+            "steps": [
+                {"name": "a", **py("import sys; print('broken'); sys.exit(3)", max_attempts=1)},
+                {"name": "b", "depends_on": ["a"], **py(f"open({str(marker)!r}, 'w')")},
+                {"name": "c", "depends_on": ["b"], **py(f"open({str(marker)!r}, 'w')")},
+            ],
+        }
+    )
 
     wait_for(lambda: ended(session), timeout=60, what="the session to end")
 
@@ -78,11 +96,16 @@ def test_session_failed_step_cancels_its_dependents_and_the_session_fails(hive, 
 
 
 def consensus_plan(threshold: float) -> dict:
-    return {"name": f"ship on friday? ({threshold})", "mode": "consensus", "consensus_threshold": threshold, "steps": [
-        {"name": "alice", **py("import json; print(json.dumps({'vote': ' Yes', 'why': 'tests pass'}))")},
-        {"name": "bob", **py("print('I looked at the diff'); print('YES ')")},
-        {"name": "carol", **py("print('no')")},
-    ]}  # fmt: skip
+    return {
+        "name": f"ship on friday? ({threshold})",
+        "mode": "consensus",
+        "consensus_threshold": threshold,
+        "steps": [
+            {"name": "alice", **py("import json; print(json.dumps({'vote': ' Yes', 'why': 'tests pass'}))")},
+            {"name": "bob", **py("print('I looked at the diff'); print('YES ')")},
+            {"name": "carol", **py("print('no')")},
+        ],
+    }
 
 
 def test_session_consensus_of_three_with_two_agreeing_fails_0_7_and_passes_0_6(hive):
@@ -103,10 +126,19 @@ def test_session_consensus_of_three_with_two_agreeing_fails_0_7_and_passes_0_6(h
 def test_session_fan_out_to_two_pools_runs_on_both_and_collects_both_results(hive):
     hive.worker("frontend")
     hive.worker("ios")
-    session = session_create(plan={"name": "check the ui everywhere", "mode": "fan_out", "steps": [
-        {"name": "check", "targets": ["frontend", "ios"],
-         **py("import os; print('checked in', os.environ['HIVE_TASK_ID'][:8])", caps=("ui",))},
-    ]})  # fmt: skip
+    session = session_create(
+        plan={
+            "name": "check the ui everywhere",
+            "mode": "fan_out",
+            "steps": [
+                {
+                    "name": "check",
+                    "targets": ["frontend", "ios"],
+                    **py("import os; print('checked in', os.environ['HIVE_TASK_ID'][:8])", caps=("ui",)),
+                },
+            ],
+        }
+    )
 
     wait_for(lambda: ended(session), timeout=60, what="the session to end")
 
@@ -123,13 +155,24 @@ def test_session_fan_out_to_two_pools_runs_on_both_and_collects_both_results(hiv
 def test_session_past_its_timeout_cancels_the_running_step_and_times_out(hive):
     hive.worker("backend")
     hive.control()
-    session = session_create(plan={"name": "too slow", "timeout": 3, "steps": [
-        {"name": "slow", "command": ["sh", "-c", "sleep 60; echo never"], "capabilities": ["python"]},
-        {"name": "after", "depends_on": ["slow"], "command": ["true"], "capabilities": ["python"]},
-    ]})  # fmt: skip
-    attempt = wait_for(lambda: SessionStep.objects.filter(session=session, name="slow", status="running").exists()
-                       and Task.objects.get(session_step__session=session).attempt_set.filter(pgid__isnull=False).first(),
-                       timeout=30, what="the slow step to run")  # fmt: skip
+    session = session_create(
+        plan={
+            "name": "too slow",
+            "timeout": 3,
+            "steps": [
+                {"name": "slow", "command": ["sh", "-c", "sleep 60; echo never"], "capabilities": ["python"]},
+                {"name": "after", "depends_on": ["slow"], "command": ["true"], "capabilities": ["python"]},
+            ],
+        }
+    )
+    attempt = wait_for(
+        lambda: (
+            SessionStep.objects.filter(session=session, name="slow", status="running").exists()
+            and Task.objects.get(session_step__session=session).attempt_set.filter(pgid__isnull=False).first()
+        ),
+        timeout=30,
+        what="the slow step to run",
+    )
 
     wait_for(lambda: ended(session), timeout=30, what="the session to time out")
 
@@ -151,13 +194,21 @@ def _group_alive(pgid: int) -> bool:
 def test_session_survives_every_worker_killed_mid_session(hive, marker_dir):
     first = [hive.worker("backend"), *hive.control()]
     step = "import sys, time; time.sleep(1.5); open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); print(sys.argv[2])"
-    session = session_create(plan={"name": "keep going", "steps": [
-        {"name": "a", **py(step, str(marker_dir / "a"), "one")},
-        {"name": "b", "depends_on": ["a"], **py(step, str(marker_dir / "b"), "{steps.a.result}-two")},
-        {"name": "c", "depends_on": ["b"], **py(step, str(marker_dir / "c"), "{steps.b.result}-three")},
-    ]})  # fmt: skip
-    wait_for(lambda: SessionStep.objects.filter(session=session, name="b", status="running").exists(), timeout=30,
-             what="step b to run")  # fmt: skip
+    session = session_create(
+        plan={
+            "name": "keep going",
+            "steps": [
+                {"name": "a", **py(step, str(marker_dir / "a"), "one")},
+                {"name": "b", "depends_on": ["a"], **py(step, str(marker_dir / "b"), "{steps.a.result}-two")},
+                {"name": "c", "depends_on": ["b"], **py(step, str(marker_dir / "c"), "{steps.b.result}-three")},
+            ],
+        }
+    )
+    wait_for(
+        lambda: SessionStep.objects.filter(session=session, name="b", status="running").exists(),
+        timeout=30,
+        what="step b to run",
+    )
 
     for proc in first:  # every worker, the control worker and beat, at once
         os.killpg(proc.pid, signal.SIGKILL)
@@ -178,8 +229,14 @@ def test_session_survives_every_worker_killed_mid_session(hive, marker_dir):
 
 
 def hive_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(), capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [PY, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_hive_session_create_wait_prints_the_id_follows_and_exits_0_then_show_and_list(hive, tmp_path):
@@ -211,12 +268,21 @@ def test_hive_session_create_wait_prints_the_id_follows_and_exits_0_then_show_an
 def test_hive_session_create_wait_exits_1_when_the_session_fails_and_refusals_exit_2(hive, tmp_path):
     hive.worker("backend")
     failing = tmp_path / "failing.yaml"
-    failing.write_text("name: doomed\nsteps:\n  - {name: x, command: [sh, -c, 'exit 4'], capabilities: [python], "
-                       "max_attempts: 1}\n")  # fmt: skip
+    failing.write_text(
+        "name: doomed\nsteps:\n  - {name: x, command: [sh, -c, 'exit 4'], capabilities: [python], max_attempts: 1}\n"
+    )
     cyclic = tmp_path / "cyclic.json"
-    cyclic.write_text(json.dumps({"name": "loop", "steps": [
-        {"name": "a", "command": ["true"], "capabilities": ["python"], "depends_on": ["b"]},
-        {"name": "b", "command": ["true"], "capabilities": ["python"], "depends_on": ["a"]}]}))  # fmt: skip
+    cyclic.write_text(
+        json.dumps(
+            {
+                "name": "loop",
+                "steps": [
+                    {"name": "a", "command": ["true"], "capabilities": ["python"], "depends_on": ["b"]},
+                    {"name": "b", "command": ["true"], "capabilities": ["python"], "depends_on": ["a"]},
+                ],
+            }
+        )
+    )
 
     done = hive_cli("session", "create", str(failing), "--wait")
     refused = hive_cli("session", "create", str(cyclic))

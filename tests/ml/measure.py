@@ -31,8 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def setup(database: str, var: str) -> None:
-    os.environ.update(LEANVIBE_DATABASE_URL=database, LEANVIBE_VAR_DIR=var, DJANGO_SETTINGS_MODULE="hive_project.settings",
-                      LEANVIBE_CONFIG=str(ROOT / "tests/fixtures/hive-test.yaml"))  # fmt: skip
+    os.environ.update(
+        LEANVIBE_DATABASE_URL=database,
+        LEANVIBE_VAR_DIR=var,
+        DJANGO_SETTINGS_MODULE="hive_project.settings",
+        LEANVIBE_CONFIG=str(ROOT / "tests/fixtures/hive-test.yaml"),
+    )
     os.environ.setdefault("LEANVIBE_REDIS_URL", "redis://127.0.0.1:6379/11")
     import django
 
@@ -48,7 +52,7 @@ def world():
         causes=[
             Cause(pool="gamma", task_type="build", rate=0.7, error="xcodebuild: not found"),
             Cause(pool="delta", task_type="deploy", rate=0.4, error="docker: permission denied"),
-        ],  # fmt: skip
+        ],
         complexity_risk=0.4,
     )
 
@@ -77,19 +81,40 @@ def build_decisions(pools: dict, tasks: list, *, closed: int = 400, queued: int 
 
     version = "duration v1, success v1"
     RoutingDecision.objects.bulk_create(
-        RoutingDecision(task=t, strategy="predictive", chosen_pool=t.pool, model_version=version,
-                        candidates=[{"pool": name, "p50_model": 20.0} for name in pools], predicted_seconds=20.0,
-                        decided_at=t.queued_at, duration=(t.finished_at - t.started_at).total_seconds(),
-                        success=t.status == Task.Status.SUCCEEDED, closed_at=t.finished_at)
+        RoutingDecision(
+            task=t,
+            strategy="predictive",
+            chosen_pool=t.pool,
+            model_version=version,
+            candidates=[{"pool": name, "p50_model": 20.0} for name in pools],
+            predicted_seconds=20.0,
+            decided_at=t.queued_at,
+            duration=(t.finished_at - t.started_at).total_seconds(),
+            success=t.status == Task.Status.SUCCEEDED,
+            closed_at=t.finished_at,
+        )
         for t in tasks[-closed:]
-    )  # fmt: skip
+    )
     now = timezone.now()
     for pool in pools.values():
         for status in [Task.Status.QUEUED] * queued + [Task.Status.RUNNING] * running:
-            task = Task.objects.create(prompt="waiting", task_type="build", capabilities=[CAPABILITY], pool=pool,
-                                       status=status, timeout=600, queued_at=now)  # fmt: skip
-            RoutingDecision.objects.create(task=task, strategy="predictive", chosen_pool=pool, model_version=version,
-                                           predicted_seconds=15.0, decided_at=now)  # fmt: skip
+            task = Task.objects.create(
+                prompt="waiting",
+                task_type="build",
+                capabilities=[CAPABILITY],
+                pool=pool,
+                status=status,
+                timeout=600,
+                queued_at=now,
+            )
+            RoutingDecision.objects.create(
+                task=task,
+                strategy="predictive",
+                chosen_pool=pool,
+                model_version=version,
+                predicted_seconds=15.0,
+                decided_at=now,
+            )
 
 
 def train(n: int) -> dict:
@@ -97,11 +122,17 @@ def train(n: int) -> dict:
 
     started = time.perf_counter()
     report = ml_train(kinds=["duration", "success"], window=n)
-    out = {"train_seconds": round(time.perf_counter() - started, 1),
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # fmt: skip
+    out = {
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
     for kind in report.kinds:
-        out[kind.kind] = {"status": kind.status, "seconds": kind.seconds, "model": kind.metrics,
-                          "baseline": kind.baseline_metrics}  # fmt: skip
+        out[kind.kind] = {
+            "status": kind.status,
+            "seconds": kind.seconds,
+            "model": kind.metrics,
+            "baseline": kind.baseline_metrics,
+        }
     return out
 
 
@@ -126,8 +157,13 @@ def decide(samples: int, *, profile: bool = False) -> dict:
     types = sorted(world().types)
 
     def spec() -> TaskSpec:
-        return TaskSpec(task_type=rng.choice(types), capabilities=(CAPABILITY,), complexity=rng.randint(1, 10),
-                        prompt_length=rng.randint(10, 400), source="api")  # fmt: skip
+        return TaskSpec(
+            task_type=rng.choice(types),
+            capabilities=(CAPABILITY,),
+            complexity=rng.randint(1, 10),
+            prompt_length=rng.randint(10, 400),
+            source="api",
+        )
 
     def expire() -> None:
         routing.STRATEGIES["predictive"].states._read_at.clear()  # type: ignore[attr-defined]
@@ -163,8 +199,11 @@ def decide(samples: int, *, profile: bool = False) -> dict:
 
 def quantiles(values: list[float]) -> dict:
     ordered = sorted(values)
-    return {"p50": round(ordered[len(ordered) // 2], 3), "p99": round(ordered[int(len(ordered) * 0.99)], 3),
-            "mean": round(sum(ordered) / len(ordered), 3)}  # fmt: skip
+    return {
+        "p50": round(ordered[len(ordered) // 2], 3),
+        "p99": round(ordered[int(len(ordered) * 0.99)], 3),
+        "mean": round(sum(ordered) / len(ordered), 3),
+    }
 
 
 def main() -> None:
@@ -180,14 +219,30 @@ def main() -> None:
     database = f"sqlite:///{var}/measure.sqlite3" if args.database == "sqlite" else args.database
     if args.step != "all":
         setup(database, var)
-        result = {"build": lambda: build(args.attempts), "train": lambda: train(args.attempts),
-                  "decide": lambda: decide(args.decisions, profile=args.profile)}[args.step]()  # fmt: skip
+        result = {
+            "build": lambda: build(args.attempts),
+            "train": lambda: train(args.attempts),
+            "decide": lambda: decide(args.decisions, profile=args.profile),
+        }[args.step]()
         print(json.dumps(result))
         return
     report = {"database": "sqlite" if args.database == "sqlite" else "postgresql"}
     for step in ("build", "train", "decide"):
-        argv = [sys.executable, "-m", "tests.ml.measure", "--step", step, "--attempts", str(args.attempts),
-                "--database", database, "--decisions", str(args.decisions), "--var", var]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.ml.measure",
+            "--step",
+            step,
+            "--attempts",
+            str(args.attempts),
+            "--database",
+            database,
+            "--decisions",
+            str(args.decisions),
+            "--var",
+            var,
+        ]
         if args.profile:
             argv.append("--profile")
         out = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)

@@ -81,8 +81,12 @@ class World:
 def make_pools(names: list[str], *, concurrency: int = 2, agents: int = 2) -> dict[str, AgentPool]:
     pools = {}
     for name in names:
-        pool = AgentPool.objects.create(name=name, capabilities=[CAPABILITY], concurrency=concurrency,
-                                        runner={"kind": "command", "argv": ["true"], "timeout": 600})  # fmt: skip
+        pool = AgentPool.objects.create(
+            name=name,
+            capabilities=[CAPABILITY],
+            concurrency=concurrency,
+            runner={"kind": "command", "argv": ["true"], "timeout": 600},
+        )
         for i in range(agents):
             Agent.objects.create(name=f"{name}-{i}@synthetic", pool=pool)
         pools[name] = pool
@@ -123,12 +127,21 @@ def build_history(
         ok, error, exit_code = world.outcome(rng, pool=pool_name, task_type=task_type, complexity=complexity)
         agent = rng.choice(agents[pool_name])
         task = Task(
-            id=uuid.UUID(int=rng.getrandbits(128), version=4), prompt="p" * rng.randint(10, 400),
-            task_type=task_type, capabilities=[CAPABILITY], complexity=complexity, pool=pools[pool_name],
-            agent=agent, status=Task.Status.SUCCEEDED if ok else Task.Status.DEAD, attempts=1,
-            timeout=world.timeout.get(task_type, 600.0), queued_at=at, started_at=at,
-            finished_at=at + timedelta(seconds=seconds), error=error,
-        )  # fmt: skip
+            id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            prompt="p" * rng.randint(10, 400),
+            task_type=task_type,
+            capabilities=[CAPABILITY],
+            complexity=complexity,
+            pool=pools[pool_name],
+            agent=agent,
+            status=Task.Status.SUCCEEDED if ok else Task.Status.DEAD,
+            attempts=1,
+            timeout=world.timeout.get(task_type, 600.0),
+            queued_at=at,
+            started_at=at,
+            finished_at=at + timedelta(seconds=seconds),
+            error=error,
+        )
         tasks.append(task)
         attempts.append(
             TaskAttempt(
@@ -141,7 +154,7 @@ def build_history(
                 finished_at=at + timedelta(seconds=seconds),
                 exit_code=exit_code,
                 error=error,
-            )  # fmt: skip
+            )
         )
     for i in range(0, n, batch):
         Task.objects.bulk_create(tasks[i : i + batch])
@@ -166,10 +179,18 @@ def build_profiles(pools: Mapping[str, AgentPool]) -> None:
     profiles = []
     for (pool_id, agent_id, ttype), results in rows.items():
         recent = [round(d, 3) for _, d in results][-PerformanceProfile.RECENT_WINDOW :]
-        profiles.append(PerformanceProfile(
-            pool_id=pool_id, agent_id=agent_id, task_type=ttype, count=len(results),
-            successes=sum(ok for ok, _ in results), success_rate=sum(ok for ok, _ in results) / len(results),
-            mean_seconds=sum(d for _, d in results) / len(results), p50_seconds=quantile(recent, 0.5),
-            p95_seconds=quantile(recent, 0.95), recent=recent,
-        ))  # fmt: skip
+        profiles.append(
+            PerformanceProfile(
+                pool_id=pool_id,
+                agent_id=agent_id,
+                task_type=ttype,
+                count=len(results),
+                successes=sum(ok for ok, _ in results),
+                success_rate=sum(ok for ok, _ in results) / len(results),
+                mean_seconds=sum(d for _, d in results) / len(results),
+                p50_seconds=quantile(recent, 0.5),
+                p95_seconds=quantile(recent, 0.95),
+                recent=recent,
+            )
+        )
     PerformanceProfile.objects.bulk_create(profiles)

@@ -21,8 +21,14 @@ PREDICTIVE = {"LEANVIBE_MULTI_AGENT_LOAD_BALANCING_STRATEGY": "predictive"}
 
 
 def hive_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(**env),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -48,8 +54,7 @@ def test_predict_prints_each_eligible_pool_and_the_model(trained):
     assert [line.split()[0] for line in lines[2:4]] == ["fast", "slow"]
     assert lines[-1] == "model: duration v1, success v1"
 
-    as_json = json.loads(hive_cli("predict", "-c", CAPABILITY, "--type", "build", "--complexity", "5",
-                                  "--json").stdout)  # fmt: skip
+    as_json = json.loads(hive_cli("predict", "-c", CAPABILITY, "--type", "build", "--complexity", "5", "--json").stdout)
     fast, slow = as_json
     assert fast["pool"] == "fast" and fast["p50_seconds"] < slow["p50_seconds"]
     assert slow["success_probability"] < fast["success_probability"]
@@ -125,8 +130,9 @@ def test_insights_list_the_injected_cause_and_the_recommendation(ml_pools, world
 
 
 def test_submit_with_complexity_then_decisions_tasks_and_show(trained):
-    done = hive_cli("submit", "--command", "true", "-c", CAPABILITY, "--type", "build", "--complexity", "7",
-                    **PREDICTIVE)  # fmt: skip
+    done = hive_cli(
+        "submit", "--command", "true", "-c", CAPABILITY, "--type", "build", "--complexity", "7", **PREDICTIVE
+    )
     assert done.returncode == 0, done.stderr
     task = Task.objects.get(status=Task.Status.QUEUED)
     assert task.complexity == 7 and task.decision.strategy == "predictive"

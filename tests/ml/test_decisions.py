@@ -106,18 +106,40 @@ def test_attempt_lost_counts_for_success_but_not_for_duration(ml_pools, agent):
 def test_profile_record_is_a_plain_average_then_an_ema_with_the_learning_rate(ml_pools, agent):
     pool_id = ml_pools["fast"].id
     for ok in [True] * 4:
-        profile_record(pool_id=pool_id, agent_id=agent.id, task_type="t", succeeded=ok, seconds=1.0, cost_usd=None,
-                       learning_rate=0.5)  # fmt: skip
-    profile = profile_record(pool_id=pool_id, agent_id=agent.id, task_type="t", succeeded=False, seconds=1.0,
-                             cost_usd=0.2, learning_rate=0.5)  # fmt: skip
+        profile_record(
+            pool_id=pool_id,
+            agent_id=agent.id,
+            task_type="t",
+            succeeded=ok,
+            seconds=1.0,
+            cost_usd=None,
+            learning_rate=0.5,
+        )
+    profile = profile_record(
+        pool_id=pool_id, agent_id=agent.id, task_type="t", succeeded=False, seconds=1.0, cost_usd=0.2, learning_rate=0.5
+    )
     # after 1/0.5 = 2 attempts the learning rate takes over: 1 + 0.5 * (0 - 1)
     assert profile.success_rate == pytest.approx(0.5)
     assert profile.count == 5 and profile.successes == 4 and profile.cost_usd == pytest.approx(0.2)
 
-    first = profile_record(pool_id=pool_id, agent_id=agent.id, task_type="u", succeeded=True, seconds=2.0,
-                           cost_usd=None, learning_rate=0.005)  # fmt: skip
-    second = profile_record(pool_id=pool_id, agent_id=agent.id, task_type="u", succeeded=False, seconds=4.0,
-                            cost_usd=None, learning_rate=0.005)  # fmt: skip
+    first = profile_record(
+        pool_id=pool_id,
+        agent_id=agent.id,
+        task_type="u",
+        succeeded=True,
+        seconds=2.0,
+        cost_usd=None,
+        learning_rate=0.005,
+    )
+    second = profile_record(
+        pool_id=pool_id,
+        agent_id=agent.id,
+        task_type="u",
+        succeeded=False,
+        seconds=4.0,
+        cost_usd=None,
+        learning_rate=0.005,
+    )
     assert first.success_rate == 1.0 and second.success_rate == pytest.approx(0.5)  # plain average while young
     assert second.mean_seconds == pytest.approx(3.0)
 
@@ -125,8 +147,15 @@ def test_profile_record_is_a_plain_average_then_an_ema_with_the_learning_rate(ml
 def test_profile_keeps_p50_and_p95_of_a_bounded_recent_window(ml_pools, agent):
     window = PerformanceProfile.RECENT_WINDOW
     for seconds in range(1, window + 21):
-        profile = profile_record(pool_id=ml_pools["fast"].id, agent_id=agent.id, task_type="w", succeeded=True,
-                                 seconds=float(seconds), cost_usd=None, learning_rate=0.005)  # fmt: skip
+        profile = profile_record(
+            pool_id=ml_pools["fast"].id,
+            agent_id=agent.id,
+            task_type="w",
+            succeeded=True,
+            seconds=float(seconds),
+            cost_usd=None,
+            learning_rate=0.005,
+        )
 
     recent = list(range(21, window + 21))
     assert profile.recent == recent
@@ -139,8 +168,15 @@ def test_pool_records_weigh_agents_by_their_counts(ml_pools):
     a, b = Agent.objects.filter(pool=pool)[:2]
     for agent, outcomes in ((a, [True] * 3), (b, [False])):
         for ok in outcomes:
-            profile_record(pool_id=pool.id, agent_id=agent.id, task_type="x", succeeded=ok, seconds=10.0 if ok else 30.0,
-                           cost_usd=None, learning_rate=0.005)  # fmt: skip
+            profile_record(
+                pool_id=pool.id,
+                agent_id=agent.id,
+                task_type="x",
+                succeeded=ok,
+                seconds=10.0 if ok else 30.0,
+                cost_usd=None,
+                learning_rate=0.005,
+            )
 
     record = pool_records(pool_ids=[pool.id], task_type="x")[(pool.id, "x")]
 
@@ -183,8 +219,9 @@ def test_performance_tracking_off_leaves_the_profiles_alone(ml_pools, agent, set
 
 
 @pytest.mark.parametrize(("rate", "success_rate"), [(0.5, 0.5), (0.005, 2 / 3)])
-def test_finished_attempts_update_the_profile_at_the_configured_learning_rate(ml_pools, agent, settings, rate,
-                                                                              success_rate):  # fmt: skip
+def test_finished_attempts_update_the_profile_at_the_configured_learning_rate(
+    ml_pools, agent, settings, rate, success_rate
+):
     with_config(settings, intelligence_framework={"learning_rate": rate})
 
     for outcome in (Outcome.SUCCEEDED, Outcome.SUCCEEDED, Outcome.FAILED):

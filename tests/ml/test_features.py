@@ -19,15 +19,27 @@ T0 = datetime(2026, 3, 18, 14, 0, tzinfo=UTC)  # a Wednesday, 14:00
 
 
 def attempt(pool, *, start: float, seconds: float | None, outcome: str = "succeeded", **task_fields) -> TaskAttempt:
-    fields = {"task_type": "build", "capabilities": [CAPABILITY, "python"], "complexity": 4, "prompt": "x" * 42,
-              "source": "api", "priority": "high"} | task_fields  # fmt: skip
+    fields = {
+        "task_type": "build",
+        "capabilities": [CAPABILITY, "python"],
+        "complexity": 4,
+        "prompt": "x" * 42,
+        "source": "api",
+        "priority": "high",
+    } | task_fields
     task = Task.objects.create(pool=pool, status="succeeded", timeout=600, **fields)
     started = T0 + timedelta(seconds=start)
     return TaskAttempt.objects.create(
-        task=task, number=1, agent=Agent.objects.filter(pool=pool).first(), outcome=outcome, started_at=started,
-        heartbeat_at=started, finished_at=None if seconds is None else started + timedelta(seconds=seconds),
-        exit_code=0 if outcome == "succeeded" else 1, error="" if outcome == "succeeded" else "boom",
-    )  # fmt: skip
+        task=task,
+        number=1,
+        agent=Agent.objects.filter(pool=pool).first(),
+        outcome=outcome,
+        started_at=started,
+        heartbeat_at=started,
+        finished_at=None if seconds is None else started + timedelta(seconds=seconds),
+        exit_code=0 if outcome == "succeeded" else 1,
+        error="" if outcome == "succeeded" else "boom",
+    )
 
 
 def test_history_rows_carry_task_fields_and_targets_oldest_first(ml_pools):
@@ -79,14 +91,34 @@ def test_pool_loads_count_unfinished_attempts_as_running():
 
 
 def test_feature_spec_codes_frequent_values_first_and_unseen_ones_as_missing():
-    rows = task_rows(pools=["fast", "fast", "slow"], task_type="build", capabilities=[CAPABILITY], priority="critical",
-                     complexity=None, prompt_length=7, source="api", loads=[1, 2, 0], at=T0)  # fmt: skip
+    rows = task_rows(
+        pools=["fast", "fast", "slow"],
+        task_type="build",
+        capabilities=[CAPABILITY],
+        priority="critical",
+        complexity=None,
+        prompt_length=7,
+        source="api",
+        loads=[1, 2, 0],
+        at=T0,
+    )
     spec = fit_spec(rows)
     assert spec.vocab["pool"] == {"fast": 0, "slow": 1}
     assert spec.columns == [*CATEGORICAL, *NUMERIC, f"cap:{CAPABILITY}"]
 
-    X = spec.encode(task_rows(pools=["slow", "new-pool"], task_type="deploy", capabilities=[CAPABILITY, "x"],
-                              priority="low", complexity=3, prompt_length=9, source="cli", loads=[4, 0], at=T0))  # fmt: skip
+    X = spec.encode(
+        task_rows(
+            pools=["slow", "new-pool"],
+            task_type="deploy",
+            capabilities=[CAPABILITY, "x"],
+            priority="low",
+            complexity=3,
+            prompt_length=9,
+            source="cli",
+            loads=[4, 0],
+            at=T0,
+        )
+    )
 
     col = {name: i for i, name in enumerate(spec.columns)}
     assert X[0, col["pool"]] == 1 and math.isnan(X[1, col["pool"]])
@@ -97,8 +129,18 @@ def test_feature_spec_codes_frequent_values_first_and_unseen_ones_as_missing():
 
 
 def test_feature_spec_hides_the_agent_of_masked_rows():
-    rows = task_rows(pools=["fast", "fast"], task_type="build", capabilities=[], priority="normal", complexity=1,
-                     prompt_length=1, source="api", loads=[0, 0], at=T0, agent="fast-0@synthetic")  # fmt: skip
+    rows = task_rows(
+        pools=["fast", "fast"],
+        task_type="build",
+        capabilities=[],
+        priority="normal",
+        complexity=1,
+        prompt_length=1,
+        source="api",
+        loads=[0, 0],
+        at=T0,
+        agent="fast-0@synthetic",
+    )
     spec = fit_spec(rows)
 
     X = spec.encode(rows, mask_agent=[True, False])

@@ -32,8 +32,7 @@ HISTORY = 60
 
 def agent_program(base: float) -> dict:
     code = f"import sys, time; time.sleep({base} * int(sys.argv[1])); print('done', sys.argv[1])"
-    return {"kind": "command", "argv": [sys.executable, "-c", code, "{prompt}"], "timeout": 60,
-            "output_format": "text"}  # fmt: skip
+    return {"kind": "command", "argv": [sys.executable, "-c", code, "{prompt}"], "timeout": 60, "output_format": "text"}
 
 
 def set_programs() -> None:
@@ -71,8 +70,11 @@ def test_predictive_learns_from_real_attempts_and_routes_to_the_faster_pool(hive
 
     # a retraining on the same history is not better by the adaptation threshold: kept, not activated
     ModelVersion.objects.filter(kind="duration").update(trained_at=timezone.now() - timedelta(hours=2))
-    v2 = wait_for(lambda: ModelVersion.objects.filter(kind="duration", version=2).first(), timeout=90,
-                  what="the hourly retraining")  # fmt: skip
+    v2 = wait_for(
+        lambda: ModelVersion.objects.filter(kind="duration", version=2).first(),
+        timeout=90,
+        what="the hourly retraining",
+    )
     v1.refresh_from_db()
     assert v1.active and not v2.active, [(v.version, v.active, v.promotion) for v in ModelVersion.objects.all()]
     assert "does not beat duration v1" in v2.promotion and "the 50% the adaptation threshold asks" in v2.promotion

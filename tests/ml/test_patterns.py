@@ -21,13 +21,16 @@ pytestmark = pytest.mark.django_db
     ("error", "exit_code", "expected"),
     [
         ("xcodebuild: not found", 127, "exit 127: xcodebuild: not found"),
-        ("\n  FileNotFoundError: [Errno 2] No such file: /tmp/work/a1/x.py\nmore", 1,
-         "exit 1: FileNotFoundError: [Errno <n>] No such file: <path>"),
+        (
+            "\n  FileNotFoundError: [Errno 2] No such file: /tmp/work/a1/x.py\nmore",
+            1,
+            "exit 1: FileNotFoundError: [Errno <n>] No such file: <path>",
+        ),
         ("push of 3f2a4c1e-1111-2222-3333-444455556666 at deadbeef12 failed", None, "push of <id> at <hex> failed"),
         ("fetch https://example.com/a?b=1 timed out after 30.5s", 2, "exit 2: fetch <url> timed out after <n>s"),
         ("", None, "timeout"),
     ],
-)  # fmt: skip
+)
 def test_normalise_error_masks_what_varies_between_occurrences(error, exit_code, expected):
     assert normalise_error(error=error, exit_code=exit_code, outcome="timeout") == expected
 
@@ -40,17 +43,26 @@ def test_binomial_tail_known_values():
 
 def noisy_world(causes: list[Cause]) -> World:
     """Four pools, four types, 7% generic failures spread evenly, plus the given causes."""
-    return World(speed={"a": 1.0, "b": 1.0, "c": 1.2, "d": 0.8},
-                 types={"build": 20.0, "test": 5.0, "lint": 2.0, "deploy": 30.0}, reliability=0.93, causes=causes)  # fmt: skip
+    return World(
+        speed={"a": 1.0, "b": 1.0, "c": 1.2, "d": 0.8},
+        types={"build": 20.0, "test": 5.0, "lint": 2.0, "deploy": 30.0},
+        reliability=0.93,
+        causes=causes,
+    )
 
 
 def test_find_patterns_reports_the_injected_causes_and_nothing_else():
     pools = make_pools(["a", "b", "c", "d"])
     causes = [
         Cause(pool="a", task_type="build", rate=0.7, error="xcodebuild: not found", exit_code=127),
-        Cause(pool="c", task_type="deploy", rate=0.35, error="docker: permission denied on /var/run/docker.sock",
-              exit_code=126),
-    ]  # fmt: skip
+        Cause(
+            pool="c",
+            task_type="deploy",
+            rate=0.35,
+            error="docker: permission denied on /var/run/docker.sock",
+            exit_code=126,
+        ),
+    ]
     build_history(noisy_world(causes), n=4000, pools=pools, seed=11)
 
     found = find_patterns(history(), sensitivity=0.8)
@@ -118,9 +130,14 @@ def test_aggressiveness_zero_reports_only(settings):
 
 def test_a_cause_on_every_pool_is_the_task_not_a_pool():
     pools = make_pools(["a", "b"])
-    world = World(speed={"a": 1.0, "b": 1.0}, types={"migrate": 10.0, "test": 5.0},
-                  causes=[Cause(pool=p, task_type="migrate", rate=0.6, error="relation users does not exist",
-                                exit_code=1) for p in ("a", "b")])  # fmt: skip
+    world = World(
+        speed={"a": 1.0, "b": 1.0},
+        types={"migrate": 10.0, "test": 5.0},
+        causes=[
+            Cause(pool=p, task_type="migrate", rate=0.6, error="relation users does not exist", exit_code=1)
+            for p in ("a", "b")
+        ],
+    )
     build_history(world, n=2000, pools=pools, seed=14)
     h = history()
 
@@ -142,8 +159,11 @@ def test_timeout_risk_names_the_type_whose_p95_nears_its_timeout(settings):
     migrations = history()["task_type"].count("migrate")
     (rec,) = [r for r in found.recommendations if r.kind == "raise_timeout"]
     assert rec.task_type == "migrate"
-    assert re.fullmatch(rf"p95 duration of type migrate is \d\.\d of its timeout \(100s, {migrations} attempts\): "
-                        r"raise the timeout", rec.text)  # fmt: skip
+    assert re.fullmatch(
+        rf"p95 duration of type migrate is \d\.\d of its timeout \(100s, {migrations} attempts\): "
+        r"raise the timeout",
+        rec.text,
+    )
 
 
 def test_insights_report_patterns_above_the_configured_sensitivity(settings):

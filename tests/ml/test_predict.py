@@ -21,10 +21,19 @@ SPEC = TaskSpec(task_type="build", capabilities=(CAPABILITY,), complexity=5, pro
 
 
 def active_task(pool, *, status: str = Task.Status.QUEUED, predicted: float | None = 100.0, **fields) -> Task:
-    task = Task.objects.create(pool=pool, status=status, timeout=600, capabilities=[CAPABILITY], task_type="build",
-                               complexity=5, queued_at=timezone.now(), **fields)  # fmt: skip
-    RoutingDecision.objects.create(task=task, strategy="predictive", chosen_pool=pool, predicted_seconds=predicted,
-                                   decided_at=timezone.now())  # fmt: skip
+    task = Task.objects.create(
+        pool=pool,
+        status=status,
+        timeout=600,
+        capabilities=[CAPABILITY],
+        task_type="build",
+        complexity=5,
+        queued_at=timezone.now(),
+        **fields,
+    )
+    RoutingDecision.objects.create(
+        task=task, strategy="predictive", chosen_pool=pool, predicted_seconds=predicted, decided_at=timezone.now()
+    )
     return task
 
 

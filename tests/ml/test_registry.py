@@ -35,9 +35,17 @@ def test_first_duration_model_that_beats_the_baseline_is_activated(ml_pools, wor
 
 
 def trained(mae: float, baseline: float) -> Trained:
-    return Trained(kind="duration", algorithm="test", artifact={"kind": "duration"}, features=["pool"],
-                   metrics={"mae_p50": mae, "rows": 100}, baseline_metrics={"mae_p50": baseline, "rows": 100},
-                   samples=500, trained_until=timezone.now(), seconds=0.1)  # fmt: skip
+    return Trained(
+        kind="duration",
+        algorithm="test",
+        artifact={"kind": "duration"},
+        features=["pool"],
+        metrics={"mae_p50": mae, "rows": 100},
+        baseline_metrics={"mae_p50": baseline, "rows": 100},
+        samples=500,
+        trained_until=timezone.now(),
+        seconds=0.1,
+    )
 
 
 def test_register_model_not_better_than_the_baseline_stays_inactive():
@@ -55,8 +63,9 @@ def test_register_replaces_the_active_version_only_by_the_adaptation_threshold(n
     first = registry.register(trained(3.0, 9.0), threshold=0.15, compare=None, primary="mae_p50")
     assert first.activated and first.version.version == 1
 
-    done = registry.register(trained(new, 99.0), threshold=0.15, primary="mae_p50",
-                             compare=lambda _t, _artifact, active: (new, old, 42))  # fmt: skip
+    done = registry.register(
+        trained(new, 99.0), threshold=0.15, primary="mae_p50", compare=lambda _t, _artifact, active: (new, old, 42)
+    )
 
     assert done.activated is activated and done.version.version == 2
     assert versions("duration") == [(1, not activated), (2, activated)]
@@ -150,5 +159,12 @@ def test_only_one_version_per_kind_can_be_active(ml_pools, world):
     row = ModelVersion.objects.get(kind="duration")
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        ModelVersion.objects.create(kind="duration", version=2, trained_at=row.trained_at, samples=1,
-                                    artifact=row.artifact, sha256=row.sha256, active=True)  # fmt: skip
+        ModelVersion.objects.create(
+            kind="duration",
+            version=2,
+            trained_at=row.trained_at,
+            samples=1,
+            artifact=row.artifact,
+            sha256=row.sha256,
+            active=True,
+        )

@@ -49,8 +49,11 @@ def test_ml_train_without_enough_history_says_so_for_each_kind(ml_pools, world):
 
     report = ml_train()
 
-    assert [(k.kind, k.status) for k in report.kinds] == [("duration", "skipped"), ("success", "skipped"),
-                                                          ("forecast", "skipped")]  # fmt: skip
+    assert [(k.kind, k.status) for k in report.kinds] == [
+        ("duration", "skipped"),
+        ("success", "skipped"),
+        ("forecast", "skipped"),
+    ]
     assert report.of("duration").reason == "20 finished attempts, fewer than 50: no duration model yet"
 
 
@@ -113,8 +116,14 @@ def test_forecast_is_retrained_at_its_own_update_frequency(ml_pools, settings):
         settings, adaptive_learning={"enabled": False}, predictive_analytics={"model_update_frequency": "daily"}
     )
     now = timezone.now()
-    ModelVersion.objects.create(kind="forecast", version=1, trained_at=now - timedelta(hours=2), samples=0,
-                                artifact="forecast-v1.joblib", sha256="0" * 64)  # fmt: skip
+    ModelVersion.objects.create(
+        kind="forecast",
+        version=1,
+        trained_at=now - timedelta(hours=2),
+        samples=0,
+        artifact="forecast-v1.joblib",
+        sha256="0" * 64,
+    )
     assert ml_retrain_if_due(now=now).due == {}
 
     with_config(settings, predictive_analytics={"model_update_frequency": "hourly"})
@@ -161,10 +170,20 @@ def test_metrics_endpoint_exposes_model_error_decisions_and_prediction_error(ml_
 
 def test_closing_a_decision_observes_the_prediction_error(ml_pools):
     task = Task.objects.create(pool=ml_pools["fast"], status=Task.Status.SUCCEEDED, timeout=60, attempts=1)
-    RoutingDecision.objects.create(task=task, strategy="predictive", chosen_pool=ml_pools["fast"],
-                                   predicted_seconds=10.0, decided_at=task.created_at)  # fmt: skip
-    attempt = task.attempt_set.create(number=1, started_at=task.created_at, heartbeat_at=task.created_at,
-                                      finished_at=task.created_at + timedelta(seconds=14), outcome="succeeded")  # fmt: skip
+    RoutingDecision.objects.create(
+        task=task,
+        strategy="predictive",
+        chosen_pool=ml_pools["fast"],
+        predicted_seconds=10.0,
+        decided_at=task.created_at,
+    )
+    attempt = task.attempt_set.create(
+        number=1,
+        started_at=task.created_at,
+        heartbeat_at=task.created_at,
+        finished_at=task.created_at + timedelta(seconds=14),
+        outcome="succeeded",
+    )
     before = REGISTRY.get_sample_value("hive_prediction_error_seconds_bucket", {"le": "5.0"}) or 0
     below = REGISTRY.get_sample_value("hive_prediction_error_seconds_bucket", {"le": "2.5"}) or 0
 
@@ -180,8 +199,14 @@ def test_pool_worker_process_imports_neither_scikit_learn_nor_numpy():
         "import django, sys; django.setup(); import workers.tasks, workers.signals, hive_project.celery; "
         "print(sorted(m for m in ('sklearn', 'numpy', 'scipy', 'joblib') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child_env(DJANGO_SETTINGS_MODULE="hive_project.settings"),
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=child_env(DJANGO_SETTINGS_MODULE="hive_project.settings"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

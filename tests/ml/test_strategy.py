@@ -44,8 +44,9 @@ def trained(ml_pools, world):
 
 
 def submit(n: int, *, task_type: str = "build") -> list[RoutingDecision]:
-    tasks = [task_submit(capabilities=[CAPABILITY], prompt=f"task {i}", task_type=task_type, complexity=5)
-             for i in range(n)]  # fmt: skip
+    tasks = [
+        task_submit(capabilities=[CAPABILITY], prompt=f"task {i}", task_type=task_type, complexity=5) for i in range(n)
+    ]
     return [RoutingDecision.objects.get(task=t) for t in tasks]
 
 
@@ -174,8 +175,9 @@ def test_predictive_scales_a_pool_that_turned_slow_by_its_recent_outcomes(ml_poo
     assert len(decisions) >= CORRECTION_MIN_ROWS
     Task.objects.update(status=Task.Status.SUCCEEDED)  # finished: no queue to wait behind
     for d in decisions:  # the fast pool now takes 4x what the model says
-        RoutingDecision.objects.filter(id=d.id).update(duration=d.predicted_seconds * 4, success=True,
-                                                      closed_at=d.decided_at)  # fmt: skip
+        RoutingDecision.objects.filter(id=d.id).update(
+            duration=d.predicted_seconds * 4, success=True, closed_at=d.decided_at
+        )
     strategy = Predictive(rng=np.random.default_rng(0), states=PoolStates(max_age=0))
 
     choice = strategy.choose(list(ml_pools.values()), spec=BUILD)

@@ -27,10 +27,15 @@ pytestmark = pytest.mark.django_db
 
 def mixed_matrix(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[bool]]:
     """Two categorical columns (one with NaN) and three numeric ones (one with NaN)."""
-    X = np.column_stack([
-        rng.integers(0, 6, n).astype(float), rng.integers(0, 40, n).astype(float),
-        rng.normal(size=n), rng.normal(size=n), rng.integers(1, 11, n).astype(float),
-    ])  # fmt: skip
+    X = np.column_stack(
+        [
+            rng.integers(0, 6, n).astype(float),
+            rng.integers(0, 40, n).astype(float),
+            rng.normal(size=n),
+            rng.normal(size=n),
+            rng.integers(1, 11, n).astype(float),
+        ]
+    )
     X[rng.random(n) < 0.1, 1] = np.nan
     X[rng.random(n) < 0.1, 3] = np.nan
     return X, [True, True, False, False, False]
@@ -50,8 +55,9 @@ def test_compiled_boosting_regressor_gives_sklearn_predictions():
     rng = np.random.default_rng(7)
     X, categorical = mixed_matrix(rng, 3000)
     y = X[:, 0] * 3 + np.where(np.isnan(X[:, 1]), 2, X[:, 1] % 5) + np.nan_to_num(X[:, 3]) + rng.normal(size=3000)
-    model = HistGradientBoostingRegressor(loss="quantile", quantile=0.9, categorical_features=categorical,
-                                          max_iter=60, random_state=0).fit(X, y)  # fmt: skip
+    model = HistGradientBoostingRegressor(
+        loss="quantile", quantile=0.9, categorical_features=categorical, max_iter=60, random_state=0
+    ).fit(X, y)
     Z = scored_rows(rng, X)
 
     assert np.allclose(raw_hgb(compile_hgb(model), Z), model.predict(Z), atol=1e-9)
@@ -144,8 +150,12 @@ def test_train_success_probabilities_are_calibrated_and_at_least_the_base_rate(m
     # calibrated: close to the probabilities the outcomes were drawn from, row by row and on average
     held = trained.held_out
     p = apply_success(trained.candidate, _routing_rows(held))
-    truth = np.array([world.success_probability(pool=pool, task_type=t, complexity=c)
-                      for pool, t, c in zip(held["pool"], held["task_type"], held["complexity"], strict=True)])  # fmt: skip
+    truth = np.array(
+        [
+            world.success_probability(pool=pool, task_type=t, complexity=c)
+            for pool, t, c in zip(held["pool"], held["task_type"], held["complexity"], strict=True)
+        ]
+    )
     assert float(np.mean(np.abs(p - truth))) < 0.08
     for rows in (truth < 0.5, truth >= 0.5):
         assert abs(p[rows].mean() - truth[rows].mean()) < 0.08

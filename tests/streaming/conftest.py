@@ -33,8 +33,13 @@ class WebsocketCommunicator(ApplicationCommunicator):
         from urllib.parse import unquote, urlparse
 
         parsed = urlparse(path)
-        self.scope = {"type": "websocket", "path": unquote(parsed.path), "query_string": parsed.query.encode(),
-                      "headers": headers or [], "subprotocols": subprotocols or []}  # fmt: skip
+        self.scope = {
+            "type": "websocket",
+            "path": unquote(parsed.path),
+            "query_string": parsed.query.encode(),
+            "headers": headers or [],
+            "subprotocols": subprotocols or [],
+        }
         super().__init__(application, self.scope)
 
     async def connect(self, timeout: float = 1) -> tuple[bool, Any]:
@@ -125,8 +130,13 @@ class Stream:
         return [e["id"] for e in self.events]
 
 
-async def open_stream(query: str = "", *, headers: list[tuple[bytes, bytes]] | None = None,
-                      subprotocols: list[str] | None = None, compression: str | None = None) -> Stream:  # fmt: skip
+async def open_stream(
+    query: str = "",
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    subprotocols: list[str] | None = None,
+    compression: str | None = None,
+) -> Stream:
     """A connected, admitted client that has received its welcome."""
     communicator = await connect(query, headers=headers, subprotocols=subprotocols)
     accepted, _ = await communicator.connect(timeout=TIMEOUT)
@@ -205,8 +215,12 @@ def stream_config(settings):
         config = settings.HIVE_CONFIG
         api = config.external_api
         gateway = {k: values.pop(k) for k in ("cors_origins", "cors_enabled") if k in values}
-        api = api.model_copy(update={"event_streaming": api.event_streaming.model_copy(update=values),
-                                     "api_gateway": api.api_gateway.model_copy(update=gateway)})  # fmt: skip
+        api = api.model_copy(
+            update={
+                "event_streaming": api.event_streaming.model_copy(update=values),
+                "api_gateway": api.api_gateway.model_copy(update=gateway),
+            }
+        )
         settings.HIVE_CONFIG = config.model_copy(update={"external_api": api})
 
     return change

@@ -20,8 +20,16 @@ from django.contrib.auth.models import User
 from hive_project.launch import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PASSWORD = "correct horse battery"
 
 pytestmark = [
@@ -118,8 +126,14 @@ def test_dashboard_shows_a_task_run_live(hive, settings):
 
             # A coordination session: its DAG appears live and its steps turn succeeded.
             step = {"command": [sys.executable, "-c", "print('step done')"], "capabilities": ["python"]}
-            plan = {"name": "dashboard dag", "steps": [{"name": "a", **step}, {"name": "b", **step},
-                                                        {"name": "c", "depends_on": ["a", "b"], **step}]}  # fmt: skip
+            plan = {
+                "name": "dashboard dag",
+                "steps": [
+                    {"name": "a", **step},
+                    {"name": "b", **step},
+                    {"name": "c", "depends_on": ["a", "b"], **step},
+                ],
+            }
             session = http("POST", f"{base}/api/v1/sessions/", plan, token)
             drawn = f'#sessions [data-session-id="{session["id"]}"]'
             page.wait_for_selector(f"{drawn} svg", timeout=15_000)
@@ -238,10 +252,15 @@ def test_dashboard_charts_each_pool_over_the_hour_and_shows_an_alert_live(hive, 
     User.objects.create_user("sam", password=PASSWORD, is_staff=True)
     hive.worker("backend", LEANVIBE_RESOURCES_MONITORING_CPU="false")  # a busy machine's 100% raises no alert
     # monitoring every half second; three tasks queued on a pool make an alert
-    hive.control(LEANVIBE_PERFORMANCE_MONITORING_INTERVAL="0.5",
-                 LEANVIBE_PERFORMANCE_MONITORING_ALERT_THRESHOLDS_TASK_QUEUE_LENGTH="3")  # fmt: skip
-    wait_for(lambda: PoolSample.objects.filter(pool__name="backend", online=1).count() >= 3, timeout=60,
-             what="the monitoring beat to sample the pools")  # fmt: skip
+    hive.control(
+        LEANVIBE_PERFORMANCE_MONITORING_INTERVAL="0.5",
+        LEANVIBE_PERFORMANCE_MONITORING_ALERT_THRESHOLDS_TASK_QUEUE_LENGTH="3",
+    )
+    wait_for(
+        lambda: PoolSample.objects.filter(pool__name="backend", online=1).count() >= 3,
+        timeout=60,
+        what="the monitoring beat to sample the pools",
+    )
     token = http("POST", f"{base}/api/v1/auth/token/", {"username": "sam", "password": PASSWORD})["access"]
     problems: list[str] = []
 
@@ -281,15 +300,17 @@ def test_dashboard_charts_each_pool_over_the_hour_and_shows_an_alert_live(hive, 
         assert page.inner_text("#alert-count") == "1 active"
         page.wait_for_function(
             "sel => (document.querySelector(sel)?.textContent || '').includes('3 queued')",
-            arg='#charts figure[data-pool="ios"] figcaption', timeout=20_000,
-        )  # fmt: skip
+            arg='#charts figure[data-pool="ios"] figcaption',
+            timeout=20_000,
+        )
 
         # A scaling decision is marked on the pool's chart as it is made.
         in_thread(scaling_set, pool="backend", desired=2, reason="dashboard test")
         page.wait_for_function(
             "sel => (document.querySelector(sel)?.title || '').includes('manual target 2: dashboard test')",
-            arg=chart, timeout=15_000,
-        )  # fmt: skip
+            arg=chart,
+            timeout=15_000,
+        )
         assert int(page.get_attribute(chart, "data-decisions")) >= 1
         assert "→2" in page.inner_text(f"{chart} figcaption")
         marks = page.evaluate(COUNT_COLOUR, [f"{chart} canvas", 180, 35, 24])  # the dashed red decision mark
@@ -329,14 +350,18 @@ def test_dashboard_shows_a_queued_tasks_eta_once_a_model_is_trained(hive, settin
         task = http("POST", f"{base}/api/v1/tasks/", {"command": ["true"], "capabilities": ["python"]}, token)
         card = f'#tasks [data-task-id="{task["id"]}"]'
         page.wait_for_selector(f'{card}[data-status="queued"]', timeout=15_000)
-        page.wait_for_function("sel => document.querySelector(sel)?.textContent === 'ETA: no model yet'",
-                               arg=f"{card} .eta", timeout=20_000)  # fmt: skip
+        page.wait_for_function(
+            "sel => document.querySelector(sel)?.textContent === 'ETA: no model yet'",
+            arg=f"{card} .eta",
+            timeout=20_000,
+        )
 
         assert in_thread(train_duration_model, pool=task["pool"]) == "activated"
 
         # the page fetches ETAs again while a task waits; the server picks the new version up by itself
-        page.wait_for_function("sel => /^ETA \\d/.test(document.querySelector(sel)?.textContent || '')",
-                               arg=f"{card} .eta", timeout=60_000)  # fmt: skip
+        page.wait_for_function(
+            "sel => /^ETA \\d/.test(document.querySelector(sel)?.textContent || '')", arg=f"{card} .eta", timeout=60_000
+        )
         shown = page.inner_text(f"{card} .eta")
         title = page.get_attribute(f"{card} .eta", "title")
     listed = next(t for t in http("GET", f"{base}/api/v1/tasks/", token=token)["results"] if t["id"] == task["id"])

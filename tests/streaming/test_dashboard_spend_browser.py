@@ -28,8 +28,11 @@ PASSWORD = "correct horse battery"
 
 
 def succeeded(task: Task) -> None:
-    wait_for(lambda: Task.objects.filter(id=task.id, status="succeeded").exists(), timeout=60,
-             what=f"task {task.short_id} to succeed")  # fmt: skip
+    wait_for(
+        lambda: Task.objects.filter(id=task.id, status="succeeded").exists(),
+        timeout=60,
+        what=f"task {task.short_id} to succeed",
+    )
 
 
 def submit_prompt(base: str, key: str, prompt: str) -> dict:

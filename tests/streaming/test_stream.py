@@ -78,8 +78,9 @@ def test_every_credential_works(world):
             {"subprotocols": ["hive.events", f"hive.token.{jwt}"]},
             {"headers": [cookie]},
         ):
-            stream = await open_stream(kwargs.get("query", ""), headers=kwargs.get("headers"),
-                                       subprotocols=kwargs.get("subprotocols"))  # fmt: skip
+            stream = await open_stream(
+                kwargs.get("query", ""), headers=kwargs.get("headers"), subprotocols=kwargs.get("subprotocols")
+            )
             viewers.append(stream.welcome["viewer"])
             await stream.close()
         return viewers
@@ -122,8 +123,13 @@ def test_origin_check(world, stream_config):
 
     # a malformed last_event_id makes every admitted connection close with 4400; a foreign origin
     # is refused before that with 4403 (this key-authenticated socket may use the gateway's origins)
-    assert run(scenario()) == {"allowed": 4400, "foreign": 4403, "same host": 4400,
-                               "same host, other port": 4403, "no origin (a program)": 4400}  # fmt: skip
+    assert run(scenario()) == {
+        "allowed": 4400,
+        "foreign": 4403,
+        "same host": 4400,
+        "same host, other port": 4403,
+        "no origin (a program)": 4400,
+    }
 
 
 def test_any_origin_when_configured_with_a_star(world, stream_config):
@@ -215,8 +221,13 @@ def test_filters_on_connect_and_by_subscribe(world, stream_config, live_pools):
 
         await stream.send({"action": "subscribe", "priorities": ["critical", "high"]})
         subscribed = await stream.message("subscribed")
-        assert subscribed["filters"] == {"event_types": [], "pools": [], "agents": [], "tasks": [],
-                                         "priorities": ["critical", "high"]}  # fmt: skip
+        assert subscribed["filters"] == {
+            "event_types": [],
+            "pools": [],
+            "agents": [],
+            "tasks": [],
+            "priorities": ["critical", "high"],
+        }
         skipped += [
             await apublish("task.progress", task=ui, lines=["y"]),
             await apublish("custom.ping", pool=backend_pool),
@@ -492,8 +503,19 @@ def test_live_events_that_overtake_each_other_are_put_back_in_order(world, strea
     stream_config(batch_size=1)
 
     def event(id: int) -> dict:
-        return {"type": "hive.event", "event": {"id": id, "type": "custom.order", "task": None, "agent": None,
-                                                "pool": None, "team": None, "payload": {}, "at": "2030-01-01T00:00:00Z"}}  # fmt: skip
+        return {
+            "type": "hive.event",
+            "event": {
+                "id": id,
+                "type": "custom.order",
+                "task": None,
+                "agent": None,
+                "pool": None,
+                "team": None,
+                "payload": {},
+                "at": "2030-01-01T00:00:00Z",
+            },
+        }
 
     async def scenario():
         stream = await open_stream(f"api_key={world.acme_key}")

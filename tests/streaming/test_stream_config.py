@@ -31,8 +31,9 @@ def test_streaming_off_refuses_the_websocket(world, settings, switch):
 
 def test_stream_token_is_read_from_the_configured_header_and_prefix(settings):
     security = settings.HIVE_CONFIG.security
-    auth = security.event_streaming.authentication.model_copy(update={"token_header": "X-Hive-Token",
-                                                                      "token_prefix": "Token"})  # fmt: skip
+    auth = security.event_streaming.authentication.model_copy(
+        update={"token_header": "X-Hive-Token", "token_prefix": "Token"}
+    )
     streaming = security.event_streaming.model_copy(update={"authentication": auth})
     _with(settings, security=security.model_copy(update={"event_streaming": streaming}))
 

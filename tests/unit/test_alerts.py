@@ -29,10 +29,20 @@ from coordination.scaling.policy import PoolState
 from hive_project.config import AlertThresholdsConfig
 
 NOW = timezone.now()
-MEMORY_WARNING = {"resource": "memory", "level": "warning", "value": 80.0, "threshold": 75.0,
-                  "source": "resources.thresholds.warning"}  # fmt: skip
-MEMORY_CRITICAL = {**MEMORY_WARNING, "level": "critical", "value": 95.0, "threshold": 90.0,
-                   "source": "resources.thresholds.critical"}  # fmt: skip
+MEMORY_WARNING = {
+    "resource": "memory",
+    "level": "warning",
+    "value": 80.0,
+    "threshold": 75.0,
+    "source": "resources.thresholds.warning",
+}
+MEMORY_CRITICAL = {
+    **MEMORY_WARNING,
+    "level": "critical",
+    "value": 95.0,
+    "threshold": 90.0,
+    "source": "resources.thresholds.critical",
+}
 
 
 def configure(settings, **changes: object) -> None:
@@ -55,9 +65,15 @@ def report(agent: str, host: str, *alerts: dict, pool: str = "backend", **values
 def heartbeat(pool: AgentPool, name: str, *alerts: dict, host: str = "host-1", **values: float) -> Agent:
     """An online agent whose last heartbeat reported these alert levels (as workers.agent does)."""
     agent, _ = Agent.objects.update_or_create(
-        name=name, defaults={"pool": pool, "host": host, "status": Agent.Status.ONLINE,
-                             "last_heartbeat": timezone.now(), "resources": {**values, "alerts": list(alerts)}},
-    )  # fmt: skip
+        name=name,
+        defaults={
+            "pool": pool,
+            "host": host,
+            "status": Agent.Status.ONLINE,
+            "last_heartbeat": timezone.now(),
+            "resources": {**values, "alerts": list(alerts)},
+        },
+    )
     return agent
 
 
@@ -76,18 +92,33 @@ def queue(pool: AgentPool, n: int) -> None:
         ([report("a@h1", "h1")], []),
         ([report("a@h1", "h1", MEMORY_WARNING)], [("memory@h1", "warning", 80.0, ("a@h1",))]),
         # two agents on one host measure the same machine: one condition, the highest level, both named
-        ([report("a@h1", "h1", MEMORY_WARNING), report("b@h1", "h1", MEMORY_CRITICAL)],
-         [("memory@h1", "critical", 95.0, ("a@h1", "b@h1"))]),
+        (
+            [report("a@h1", "h1", MEMORY_WARNING), report("b@h1", "h1", MEMORY_CRITICAL)],
+            [("memory@h1", "critical", 95.0, ("a@h1", "b@h1"))],
+        ),
         # two hosts: two conditions
-        ([report("a@h1", "h1", MEMORY_WARNING), report("b@h2", "h2", MEMORY_WARNING)],
-         [("memory@h1", "warning", 80.0, ("a@h1",)), ("memory@h2", "warning", 80.0, ("b@h2",))]),
+        (
+            [report("a@h1", "h1", MEMORY_WARNING), report("b@h2", "h2", MEMORY_WARNING)],
+            [("memory@h1", "warning", 80.0, ("a@h1",)), ("memory@h2", "warning", 80.0, ("b@h2",))],
+        ),
         # what is not a well-formed report is skipped, not raised
-        ([report("a@h1", "h1", {"resource": "swap", "level": "warning", "value": 1, "threshold": 1, "source": "x"},
-                 {**MEMORY_WARNING, "level": "panic"}, {**MEMORY_WARNING, "value": "80"},
-                 {**MEMORY_WARNING, "value": float("nan")}, "memory")], []),
+        (
+            [
+                report(
+                    "a@h1",
+                    "h1",
+                    {"resource": "swap", "level": "warning", "value": 1, "threshold": 1, "source": "x"},
+                    {**MEMORY_WARNING, "level": "panic"},
+                    {**MEMORY_WARNING, "value": "80"},
+                    {**MEMORY_WARNING, "value": float("nan")},
+                    "memory",
+                )
+            ],
+            [],
+        ),
     ],
     ids=["nobody", "no-alerts", "one", "same-host-highest", "two-hosts", "malformed"],
-)  # fmt: skip
+)
 def test_resource_conditions_table(reports, expected):
     got = [(c.subject, c.level, c.value, c.agents) for c in resource_conditions(reports)]
 
@@ -113,52 +144,98 @@ def test_queue_conditions_warn_from_task_queue_length_up():
 
 
 def state(**values) -> PoolState:
-    base = {"pool": "backend", "now": NOW, "instances": 1, "desired": 1, "concurrency": 2, "min_instances": 0,
-            "max_instances": 4, "running": 2, "ready": 10, "delayed": 0}  # fmt: skip
+    base = {
+        "pool": "backend",
+        "now": NOW,
+        "instances": 1,
+        "desired": 1,
+        "concurrency": 2,
+        "min_instances": 0,
+        "max_instances": 4,
+        "running": 2,
+        "ready": 10,
+        "delayed": 0,
+    }
     return PoolState(**(base | values))
 
 
-QUEUE = Condition(subject="queue:backend", resource="queue", level="warning", value=10, threshold=5, source="k",
-                  message="m", pool="backend")  # fmt: skip
-MEMORY = Condition(subject="memory@h1", resource="memory", level="warning", value=80, threshold=75, source="k",
-                   message="m", host="h1")  # fmt: skip
+QUEUE = Condition(
+    subject="queue:backend",
+    resource="queue",
+    level="warning",
+    value=10,
+    threshold=5,
+    source="k",
+    message="m",
+    pool="backend",
+)
+MEMORY = Condition(
+    subject="memory@h1", resource="memory", level="warning", value=80, threshold=75, source="k", message="m", host="h1"
+)
 
 
 @pytest.mark.parametrize(
     ("condition", "pool_state", "applies", "expected"),
     [
         (QUEUE, state(instances=0, desired=1), True, "no worker of pool backend is online (1 wanted)"),
-        (QUEUE, state(instances=4, desired=4), True, "pool backend is at its max_instances (4): raise "
-                                                     "agents.backend.max_instances or agents.backend.concurrency (2)"),
+        (
+            QUEUE,
+            state(instances=4, desired=4),
+            True,
+            "pool backend is at its max_instances (4): raise "
+            "agents.backend.max_instances or agents.backend.concurrency (2)",
+        ),
         (QUEUE, state(), False, "run `hive scale backend 2` or set scaling.auto_scale: true"),
         (QUEUE, state(desired=3), True, "the scaler is growing pool backend (1 online, 3 wanted, at most 4)"),
-        (MEMORY, None, True, "lower the concurrency of backend, ios on h1, or give it more memory; its workers "
-                             "stop claiming above resources.allocation.memory_limit_percent (75%)"),
-        (Condition(**{**MEMORY.__dict__, "resource": "disk", "subject": "disk@h1"}), None, True,
-         "free disk on h1: workspaces kept after their attempts"),
+        (
+            MEMORY,
+            None,
+            True,
+            "lower the concurrency of backend, ios on h1, or give it more memory; its workers "
+            "stop claiming above resources.allocation.memory_limit_percent (75%)",
+        ),
+        (
+            Condition(**{**MEMORY.__dict__, "resource": "disk", "subject": "disk@h1"}),
+            None,
+            True,
+            "free disk on h1: workspaces kept after their attempts",
+        ),
     ],
     ids=["no-worker", "at-max", "scaling-not-applied", "scaler-growing", "memory", "disk"],
-)  # fmt: skip
+)
 def test_recommend_table(condition, pool_state, applies, expected):
     pools = {"backend": pool_state} if pool_state else {}
 
-    advice = recommend(condition, pools=pools, host_pools=["backend", "ios"], scaling_applies=applies,
-                       limit_percent=75.0)  # fmt: skip
+    advice = recommend(
+        condition, pools=pools, host_pools=["backend", "ios"], scaling_applies=applies, limit_percent=75.0
+    )
 
     assert expected in advice
 
 
 def test_webhook_body_is_slack_text_with_the_alert_fields():
-    raised = {"id": 7, "type": "alert.raised", "pool": None, "at": "2026-01-01T00:00:00+00:00",
-              "payload": {"alert": 3, "subject": "memory@h1", "level": "critical", "escalated_from": "warning",
-                          "message": "memory at 95.0% on h1 (>= 90%, resources.thresholds.critical)",
-                          "recommendation": "lower the concurrency"}}  # fmt: skip
+    raised = {
+        "id": 7,
+        "type": "alert.raised",
+        "pool": None,
+        "at": "2026-01-01T00:00:00+00:00",
+        "payload": {
+            "alert": 3,
+            "subject": "memory@h1",
+            "level": "critical",
+            "escalated_from": "warning",
+            "message": "memory at 95.0% on h1 (>= 90%, resources.thresholds.critical)",
+            "recommendation": "lower the concurrency",
+        },
+    }
     resolved = {**raised, "type": "alert.resolved", "payload": {**raised["payload"], "resolution": "back under"}}
 
     body = webhook_body(raised)
 
-    assert body["text"] == (":rotating_light: [critical] (was warning) memory at 95.0% on h1 (>= 90%, "
-                            "resources.thresholds.critical)\nrecommended: lower the concurrency")  # fmt: skip
+    assert body["text"] == (
+        ":rotating_light: [critical] (was warning) memory at 95.0% on h1 (>= 90%, "
+        "resources.thresholds.critical)\nrecommended: lower the concurrency"
+    )
     assert body["event"] == "alert.raised" and body["event_id"] == 7
     assert body["alert"]["subject"] == "memory@h1" and body["alert"]["level"] == "critical"
     assert webhook_body(resolved)["text"] == ":white_check_mark: resolved: memory@h1: back under"
@@ -243,8 +320,13 @@ def test_alerts_evaluate_queue_over_task_queue_length_raises_a_warning_with_advi
     [change] = alerts_evaluate()
 
     alert = change.alert
-    assert (alert.subject, alert.pool.name, alert.level, alert.value, alert.threshold) == ("queue:ios", "ios",
-                                                                                         "warning", 5.0, 5.0)  # fmt: skip
+    assert (alert.subject, alert.pool.name, alert.level, alert.value, alert.threshold) == (
+        "queue:ios",
+        "ios",
+        "warning",
+        5.0,
+        5.0,
+    )
     assert alert.message.startswith("pool ios has 5 tasks queued (>= 5,")
     assert "no worker of pool ios is online" in alert.recommendation
     assert Event.objects.get(type="alert.raised").pool == monitored["ios"]
@@ -265,8 +347,16 @@ def test_alerts_evaluate_without_optimization_carries_no_recommendation(settings
 
 
 def test_one_active_alert_per_subject_is_kept_by_the_database(monitored):
-    fields = {"subject": "memory@h1", "resource": "memory", "level": "warning", "value": 80, "peak": 80,
-              "threshold": 75, "source": "k", "message": "m"}  # fmt: skip
+    fields = {
+        "subject": "memory@h1",
+        "resource": "memory",
+        "level": "warning",
+        "value": 80,
+        "peak": 80,
+        "threshold": 75,
+        "source": "k",
+        "message": "m",
+    }
     Alert.objects.create(**fields)
 
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -278,8 +368,14 @@ def test_one_active_alert_per_subject_is_kept_by_the_database(monitored):
 
 def test_monitoring_tick_records_pool_samples_and_prunes_them_after_a_day(monitored):
     queue(monitored["backend"], 2)
-    old = PoolSample.objects.create(pool=monitored["backend"], at=timezone.now() - timedelta(days=1, seconds=1),
-                                    desired=1, online=0, queued=0, running=0)  # fmt: skip
+    old = PoolSample.objects.create(
+        pool=monitored["backend"],
+        at=timezone.now() - timedelta(days=1, seconds=1),
+        desired=1,
+        online=0,
+        queued=0,
+        running=0,
+    )
 
     round_ = monitoring_tick()
 
@@ -340,21 +436,42 @@ class Consumer:
 @pytest.mark.parametrize(
     ("resource", "changes", "level", "source"),
     [
-        ("memory", {"resources__thresholds__warning": 0.0, "resources__thresholds__critical": 100.0},
-         "warning", "resources.thresholds.warning"),
-        ("memory", {"resources__thresholds__warning": 0.0, "resources__thresholds__critical": 0.0},
-         "critical", "resources.thresholds.critical"),
-        ("memory", {"resources__thresholds__warning": 100.0, "resources__thresholds__critical": 100.0,
-                    "external_api__performance_monitoring__alert_thresholds__memory_usage": 0.0},
-         "warning", "external_api.performance_monitoring.alert_thresholds.memory_usage"),
-        ("cpu", {"resources__thresholds__warning": 100.0, "resources__thresholds__critical": 100.0,
-                 "external_api__performance_monitoring__alert_thresholds__cpu_usage": 0.0},
-         "warning", "external_api.performance_monitoring.alert_thresholds.cpu_usage"),
+        (
+            "memory",
+            {"resources__thresholds__warning": 0.0, "resources__thresholds__critical": 100.0},
+            "warning",
+            "resources.thresholds.warning",
+        ),
+        (
+            "memory",
+            {"resources__thresholds__warning": 0.0, "resources__thresholds__critical": 0.0},
+            "critical",
+            "resources.thresholds.critical",
+        ),
+        (
+            "memory",
+            {
+                "resources__thresholds__warning": 100.0,
+                "resources__thresholds__critical": 100.0,
+                "external_api__performance_monitoring__alert_thresholds__memory_usage": 0.0,
+            },
+            "warning",
+            "external_api.performance_monitoring.alert_thresholds.memory_usage",
+        ),
+        (
+            "cpu",
+            {
+                "resources__thresholds__warning": 100.0,
+                "resources__thresholds__critical": 100.0,
+                "external_api__performance_monitoring__alert_thresholds__cpu_usage": 0.0,
+            },
+            "warning",
+            "external_api.performance_monitoring.alert_thresholds.cpu_usage",
+        ),
     ],
     ids=["warning", "critical", "memory-usage", "cpu-usage"],
-)  # fmt: skip
-def test_heartbeat_reports_alert_levels_under_the_workers_thresholds(settings, pools, resource, changes, level,
-                                                                     source):  # fmt: skip
+)
+def test_heartbeat_reports_alert_levels_under_the_workers_thresholds(settings, pools, resource, changes, level, source):
     only = {f"resources__monitoring__{name}": name == resource for name in ("cpu", "memory", "disk", "network")}
     configure(settings, **only, **changes)
     beat = heartbeat_of(pools["ios"])
@@ -370,9 +487,14 @@ def test_heartbeat_reports_alert_levels_under_the_workers_thresholds(settings, p
 
 
 def test_heartbeat_under_every_threshold_reports_no_alert(settings, pools):
-    configure(settings, resources__monitoring__cpu=False, resources__monitoring__disk=False,
-              resources__thresholds__warning=100.0, resources__thresholds__critical=100.0,
-              external_api__performance_monitoring__alert_thresholds__memory_usage=1.0)  # fmt: skip
+    configure(
+        settings,
+        resources__monitoring__cpu=False,
+        resources__monitoring__disk=False,
+        resources__thresholds__warning=100.0,
+        resources__thresholds__critical=100.0,
+        external_api__performance_monitoring__alert_thresholds__memory_usage=1.0,
+    )
 
     assert heartbeat_of(pools["ios"]).watch_resources()["alerts"] == []
 

@@ -15,8 +15,9 @@ PROGRAM = str(BASE_DIR / "bench" / "learning_agent.py")
 
 
 def agent(pool: str, prompt: str, marker: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-S", PROGRAM, pool, prompt, marker], capture_output=True, text=True,
-                          timeout=30)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-S", PROGRAM, pool, prompt, marker], capture_output=True, text=True, timeout=30
+    )
 
 
 def test_the_program_fails_with_its_pools_cause_and_repeats_itself_for_one_task(tmp_path):

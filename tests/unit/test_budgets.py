@@ -60,18 +60,28 @@ def test_config_cost_and_budget_keys_reach_the_pool(tmp_path):
         ("budget_usd_per_day: -1", "agents.backend.budget_usd_per_day = -1: expected"),
         ("budget_usd_per_day: true", "agents.backend.budget_usd_per_day = True: expected a number >= 0"),
         ("budget_usd_per_day: 0.0000001", "agents.backend.budget_usd_per_day = 1e-07: expected"),
-        ("runner: {output_format: text, cost_field: 'usage..cost'}",
-         "agents.backend.runner.cost_field = 'usage..cost': expected a JSON field name"),
-        ("runner: {output_format: text, cost_pattern: 'cost: \\$[0-9.]+'}",
-         "agents.backend.runner.cost_pattern = 'cost: \\\\$[0-9.]+': expected a regular expression with exactly one group"),
-        ("runner: {output_format: text, cost_pattern: 'cost ([0-9.]+'}",
-         "agents.backend.runner.cost_pattern = 'cost ([0-9.]+': expected a regular expression (missing )"),
-        ("runner: {output_format: text, cost_field: c, cost_pattern: '(x)'}",
-         "agents.backend.runner.cost_pattern = '(x)': expected not both cost_field and cost_pattern"),
-        ("runner: {cost_field: total_cost}",
-         "agents.backend.runner.cost_field = 'total_cost': expected only with output_format text or kind python"),
+        (
+            "runner: {output_format: text, cost_field: 'usage..cost'}",
+            "agents.backend.runner.cost_field = 'usage..cost': expected a JSON field name",
+        ),
+        (
+            "runner: {output_format: text, cost_pattern: 'cost: \\$[0-9.]+'}",
+            "agents.backend.runner.cost_pattern = 'cost: \\\\$[0-9.]+': expected a regular expression with exactly one group",
+        ),
+        (
+            "runner: {output_format: text, cost_pattern: 'cost ([0-9.]+'}",
+            "agents.backend.runner.cost_pattern = 'cost ([0-9.]+': expected a regular expression (missing )",
+        ),
+        (
+            "runner: {output_format: text, cost_field: c, cost_pattern: '(x)'}",
+            "agents.backend.runner.cost_pattern = '(x)': expected not both cost_field and cost_pattern",
+        ),
+        (
+            "runner: {cost_field: total_cost}",
+            "agents.backend.runner.cost_field = 'total_cost': expected only with output_format text or kind python",
+        ),
     ],
-)  # fmt: skip
+)
 def test_config_bad_cost_or_budget_key_names_it(tmp_path, fragment, message):
     with pytest.raises(ConfigError) as caught:
         config(tmp_path, POOL % fragment)
@@ -94,16 +104,24 @@ def _outcome(*lines: str) -> ProcessOutcome:
 @pytest.mark.parametrize(
     ("runner", "command", "lines", "expected"),
     [
-        ({"cost_field": "usage.cost_usd"}, None, ['{"usage": {"cost_usd": 0.5}}', '{"usage": {"cost_usd": 0.25}}',
-                                                  '{"other": 1}'], Decimal("0.25")),
-        ({"cost_pattern": r"Total cost: \$(\S+)"}, None, ["Total cost: $n/a", "Total cost: $1,234.50", "bye"],
-         Decimal("1234.50")),
+        (
+            {"cost_field": "usage.cost_usd"},
+            None,
+            ['{"usage": {"cost_usd": 0.5}}', '{"usage": {"cost_usd": 0.25}}', '{"other": 1}'],
+            Decimal("0.25"),
+        ),
+        (
+            {"cost_pattern": r"Total cost: \$(\S+)"},
+            None,
+            ["Total cost: $n/a", "Total cost: $1,234.50", "bye"],
+            Decimal("1234.50"),
+        ),
         ({"cost_pattern": r"Total cost: \$(\S+)"}, None, ["no cost here"], None),
         ({"cost_field": "usage.cost_usd"}, ["sh", "-c", "echo"], ['{"usage": {"cost_usd": 0.5}}'], None),
         ({}, None, ['{"usage": {"cost_usd": 0.5}}'], None),
     ],
     ids=["field-last-value", "pattern-last-number", "pattern-nothing", "command-task-not-read", "no-rule"],
-)  # fmt: skip
+)
 def test_with_cost_reads_the_pools_rule_from_its_agent_programs_output(pools, runner, command, lines, expected):
     pool = pools["ios"]
     pool.runner = {**pool.runner, **runner}
@@ -126,12 +144,15 @@ def test_with_cost_leaves_claude_json_to_the_claude_reader(pools):
 
 
 def _spent(pool, *, cost: str | None, team: Team | None = None, started_at: datetime | None = None) -> Task:
-    agent, _ = Agent.objects.get_or_create(name=f"{pool.name}@budget", defaults={"pool": pool, "host": HOSTNAME,
-                                                                                 "pid": os.getpid()})  # fmt: skip
+    agent, _ = Agent.objects.get_or_create(
+        name=f"{pool.name}@budget", defaults={"pool": pool, "host": HOSTNAME, "pid": os.getpid()}
+    )
     task = task_submit(prompt="spend", capabilities=list(pool.capabilities)[:1], team=team)
     attempt = task_claim(task_id=str(task.id), agent=agent, pid=os.getpid(), host=HOSTNAME)
-    attempt_finish(attempt_id=attempt.id, result=AttemptResult(
-        outcome=TaskAttempt.Outcome.SUCCEEDED, cost_usd=Decimal(cost) if cost else None))  # fmt: skip
+    attempt_finish(
+        attempt_id=attempt.id,
+        result=AttemptResult(outcome=TaskAttempt.Outcome.SUCCEEDED, cost_usd=Decimal(cost) if cost else None),
+    )
     if started_at is not None:
         TaskAttempt.objects.filter(id=attempt.id).update(started_at=started_at)
     return task
@@ -225,8 +246,14 @@ def test_task_hold_keeps_the_task_queued_and_publishes_held_once_per_hold(pools,
     assert task.available_at > timezone.now() + timedelta(seconds=50)
     [held] = Event.objects.filter(task=task, type="task.held")
     assert held.payload | {"detail": "", "retry_after": 0} == {
-        "reason": "budget", "scope": "team", "name": "acme", "spent": "0.000000", "budget": "0.000000",
-        "detail": "", "retry_after": 0}  # fmt: skip
+        "reason": "budget",
+        "scope": "team",
+        "name": "acme",
+        "spent": "0.000000",
+        "budget": "0.000000",
+        "detail": "",
+        "retry_after": 0,
+    }
 
     budgets.team_budget_set(team=acme, budget=Decimal("1"))
     assert budgets.task_budget_admit(task_id=str(task.id)) is None

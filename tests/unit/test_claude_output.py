@@ -28,8 +28,16 @@ def line(**obj) -> str:
 
 
 def result_line(*, is_error: bool = False, text: str = "done", **extra) -> str:
-    return line(type="result", subtype="error_during_execution" if is_error else "success", is_error=is_error,
-                result=text, session_id="sess-1", total_cost_usd=0.0123, num_turns=4, **extra)  # fmt: skip
+    return line(
+        type="result",
+        subtype="error_during_execution" if is_error else "success",
+        is_error=is_error,
+        result=text,
+        session_id="sess-1",
+        total_cost_usd=0.0123,
+        num_turns=4,
+        **extra,
+    )
 
 
 def ended(*tail: str, exit_code: int | None = 0, timed_out=False, stopped=False, start_error="") -> ProcessOutcome:
@@ -37,8 +45,12 @@ def ended(*tail: str, exit_code: int | None = 0, timed_out=False, stopped=False,
 
 
 def make_task(**fields) -> Task:
-    defaults = {"id": uuid.UUID("12345678-1234-5678-1234-567812345678"), "prompt": "fix the login page",
-                "payload": {"branch": "main", "issue": 42}, "timeout": 60}  # fmt: skip
+    defaults = {
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "prompt": "fix the login page",
+        "payload": {"branch": "main", "issue": 42},
+        "timeout": 60,
+    }
     return Task(**(defaults | fields))
 
 
@@ -73,11 +85,16 @@ def test_find_result_without_result_returns_none(lines):
 
 
 def test_readable_assistant_message_shows_its_text_and_tools():
-    message = line(type="assistant", message={"content": [
-        {"type": "text", "text": "Reading the tests."},
-        {"type": "tool_use", "name": "Bash", "input": {"command": "pytest"}},
-        {"type": "text", "text": "Done."},
-    ]})  # fmt: skip
+    message = line(
+        type="assistant",
+        message={
+            "content": [
+                {"type": "text", "text": "Reading the tests."},
+                {"type": "tool_use", "name": "Bash", "input": {"command": "pytest"}},
+                {"type": "text", "text": "Done."},
+            ]
+        },
+    )
 
     assert claude.readable(message) == "Reading the tests. [tool Bash] pytest Done."
 
@@ -255,46 +272,129 @@ READINGS = {  # fixture: (classification, session, model, cost, turns, what the 
     "JSON_RESULT_OLD": (claude.OK, "abc-123-def", "", D("0.003"), 1, ""),
     "VERBOSE_JSON_ARRAY": (claude.OK, S, "claude-opus-4-5-20251101", D("0.0215"), 1, ""),
     "ROLE_KEYED_ARRAY": (claude.OK, S, "claude-3-7-sonnet-20250219", D("0.0029"), 1, ""),
-    "MAX_TURNS_STREAM": (claude.PERMANENT, S, M, D("0.4128"), 3,
-                         "claude stopped at its turn limit after 3 turns [terminal_reason: max_turns]: "
-                         "Reached maximum number of turns (3)"),
+    "MAX_TURNS_STREAM": (
+        claude.PERMANENT,
+        S,
+        M,
+        D("0.4128"),
+        3,
+        "claude stopped at its turn limit after 3 turns [terminal_reason: max_turns]: "
+        "Reached maximum number of turns (3)",
+    ),
     "MAX_TURNS_BARE": (claude.PERMANENT, S, M, D("0.4128"), 2, "claude stopped at its turn limit after 2 turns"),
-    "VERBOSE_JSON_PRETTY": (claude.PERMANENT, S, M, D("0.4128"), 1,
-                            "claude stopped at its turn limit after 1 turn [terminal_reason: max_turns]: "
-                            "Reached maximum number of turns (1)"),
-    "BAD_MODEL": (claude.PERMANENT, S, "claude-nonexistent-model", D("0"), 1,
-                  "claude API error 404 (model not found or not available): There's an issue with the selected "
-                  "model (claude-nonexistent-model)."),
-    "BAD_MODEL_BEFORE_STATUS": (claude.PERMANENT, S, M, D("0"), 1,
-                                "claude API error 404 (model not found or not available): API Error: 404 "),
-    "AUTH_FAILED": (claude.PERMANENT, S, M, D("0"), 1,
-                    "claude API error 401 (authentication failed): Invalid API key · Fix external API key"),
-    "AUTH_FAILED_ASSISTANT_ONLY": (claude.PERMANENT, S, M, None, None,
-                                   "claude API error 401 (authentication failed): Invalid API key · Please run /login"),
+    "VERBOSE_JSON_PRETTY": (
+        claude.PERMANENT,
+        S,
+        M,
+        D("0.4128"),
+        1,
+        "claude stopped at its turn limit after 1 turn [terminal_reason: max_turns]: "
+        "Reached maximum number of turns (1)",
+    ),
+    "BAD_MODEL": (
+        claude.PERMANENT,
+        S,
+        "claude-nonexistent-model",
+        D("0"),
+        1,
+        "claude API error 404 (model not found or not available): There's an issue with the selected "
+        "model (claude-nonexistent-model).",
+    ),
+    "BAD_MODEL_BEFORE_STATUS": (
+        claude.PERMANENT,
+        S,
+        M,
+        D("0"),
+        1,
+        "claude API error 404 (model not found or not available): API Error: 404 ",
+    ),
+    "AUTH_FAILED": (
+        claude.PERMANENT,
+        S,
+        M,
+        D("0"),
+        1,
+        "claude API error 401 (authentication failed): Invalid API key · Fix external API key",
+    ),
+    "AUTH_FAILED_ASSISTANT_ONLY": (
+        claude.PERMANENT,
+        S,
+        M,
+        None,
+        None,
+        "claude API error 401 (authentication failed): Invalid API key · Please run /login",
+    ),
     "PERMISSION_DENIED": (claude.PERMANENT, S, M, D("0.4128"), 2, "claude was refused permission for Bash, Write"),
-    "RATE_LIMITED_429": (claude.RATE_LIMITED, S, M, D("0"), 1,
-                         "claude API error 429 (rate limited): API Error: Rate limit reached"),
-    "RATE_LIMITED_BEFORE_STATUS": (claude.RATE_LIMITED, S, M, D("0"), 1,
-                                   "claude is rate limited [terminal_reason: api_error]: API Error: Rate limit reached"),
+    "RATE_LIMITED_429": (
+        claude.RATE_LIMITED,
+        S,
+        M,
+        D("0"),
+        1,
+        "claude API error 429 (rate limited): API Error: Rate limit reached",
+    ),
+    "RATE_LIMITED_BEFORE_STATUS": (
+        claude.RATE_LIMITED,
+        S,
+        M,
+        D("0"),
+        1,
+        "claude is rate limited [terminal_reason: api_error]: API Error: Rate limit reached",
+    ),
     "OVERLOADED_529": (claude.TRANSIENT, S, M, D("0"), 1, "claude API error 529 (API overloaded)"),
     "OVERLOADED_PROSE": (claude.TRANSIENT, S, M, D("0"), 1, "claude API error 529 (API overloaded): API Error: 529 "),
     "SERVER_ERROR_500": (claude.TRANSIENT, S, M, D("0"), 1, "claude API error 500 (API server error): API Error: 500"),
-    "NETWORK_IDLE": (claude.TRANSIENT, S, M, D("0"), 1,
-                     "claude lost its connection to the API [terminal_reason: api_error]: API Error: Stream idle "
-                     "timeout - no chunks received"),
-    "ERROR_DURING_EXECUTION": (claude.TRANSIENT, S, M, D("0.4128"), 3,
-                               "claude lost its connection to the API: Tool execution failed: connection error; "
-                               "Unable to write to /etc/hosts"),
-    "ERROR_DURING_EXECUTION_BARE": (claude.TRANSIENT, S, M, D("0.6571631500000001"), 0,
-                                    "claude reported error_during_execution"),
-    "USAGE_LIMIT_TEXT": (claude.RATE_LIMITED, "", "", None, None,
-                         "claude is rate limited: Claude AI usage limit reached|1755615600"),
-    "WRONG_FLAGS_TEXT": (claude.PERMANENT, "", "", None, None,
-                         "claude was started with a wrong configuration: Error: When using --print, "
-                         "--output-format=stream-json requires --verbose"),
-    "INVALID_KEY_TEXT": (claude.PERMANENT, "", "", None, None,
-                         "claude could not authenticate: Invalid API key · Please run /login"),
-}  # fmt: skip
+    "NETWORK_IDLE": (
+        claude.TRANSIENT,
+        S,
+        M,
+        D("0"),
+        1,
+        "claude lost its connection to the API [terminal_reason: api_error]: API Error: Stream idle "
+        "timeout - no chunks received",
+    ),
+    "ERROR_DURING_EXECUTION": (
+        claude.TRANSIENT,
+        S,
+        M,
+        D("0.4128"),
+        3,
+        "claude lost its connection to the API: Tool execution failed: connection error; Unable to write to /etc/hosts",
+    ),
+    "ERROR_DURING_EXECUTION_BARE": (
+        claude.TRANSIENT,
+        S,
+        M,
+        D("0.6571631500000001"),
+        0,
+        "claude reported error_during_execution",
+    ),
+    "USAGE_LIMIT_TEXT": (
+        claude.RATE_LIMITED,
+        "",
+        "",
+        None,
+        None,
+        "claude is rate limited: Claude AI usage limit reached|1755615600",
+    ),
+    "WRONG_FLAGS_TEXT": (
+        claude.PERMANENT,
+        "",
+        "",
+        None,
+        None,
+        "claude was started with a wrong configuration: Error: When using --print, "
+        "--output-format=stream-json requires --verbose",
+    ),
+    "INVALID_KEY_TEXT": (
+        claude.PERMANENT,
+        "",
+        "",
+        None,
+        None,
+        "claude could not authenticate: Invalid API key · Please run /login",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", READINGS)
@@ -331,11 +431,14 @@ def test_read_output_success_reads_durations_and_result():
 
     assert (reading.duration_ms, reading.duration_api_ms, reading.finished) == (48_213, 41_007, True)
     assert reading.result == "Fixed the inverted comparison in login.py; all 12 tests pass."
-    assert reading.rate_limit == claude.RateLimit("allowed_warning", datetime(2026, 3, 25, 14, tzinfo=UTC),
-                                                  "five_hour", 0.91)  # fmt: skip
+    assert reading.rate_limit == claude.RateLimit(
+        "allowed_warning", datetime(2026, 3, 25, 14, tzinfo=UTC), "five_hour", 0.91
+    )
     assert reading.retry_after is None  # not limited: nothing to wait for
-    assert reading.extra() == {"classification": "ok", "rate_limit": {
-        "status": "allowed_warning", "type": "five_hour", "resets_at": "2026-03-25T14:00:00+00:00"}}  # fmt: skip
+    assert reading.extra() == {
+        "classification": "ok",
+        "rate_limit": {"status": "allowed_warning", "type": "five_hour", "resets_at": "2026-03-25T14:00:00+00:00"},
+    }
 
 
 def test_read_output_429_waits_until_the_rate_limit_event_says_it_resets():
@@ -344,9 +447,13 @@ def test_read_output_429_waits_until_the_rate_limit_event_says_it_resets():
     assert reading.api_error_status == 429
     assert reading.rate_limit.status == "rejected" and reading.rate_limit.limit_type == "five_hour"
     assert reading.retry_after == 7200.0
-    assert reading.extra() == {"classification": "rate_limited", "api_error_status": 429, "retry_after": 7200.0,
-                               "terminal_reason": "api_error", "rate_limit": {"status": "rejected", "type": "five_hour",
-                               "resets_at": "2026-03-25T14:00:00+00:00"}}  # fmt: skip
+    assert reading.extra() == {
+        "classification": "rate_limited",
+        "api_error_status": 429,
+        "retry_after": 7200.0,
+        "terminal_reason": "api_error",
+        "rate_limit": {"status": "rejected", "type": "five_hour", "resets_at": "2026-03-25T14:00:00+00:00"},
+    }
 
 
 def test_read_output_429_without_a_reset_time_leaves_retry_after_unknown():
@@ -373,8 +480,9 @@ def test_read_output_usage_limit_text_reads_its_reset_time():
 
 
 def test_read_output_rejected_limit_event_classifies_an_unexplained_error_as_rate_limited():
-    lines = fixtures.dump(fixtures.rate_limit_event("rejected"), fixtures.result("error_during_execution",
-                                                                                  is_error=True, errors=[]))  # fmt: skip
+    lines = fixtures.dump(
+        fixtures.rate_limit_event("rejected"), fixtures.result("error_during_execution", is_error=True, errors=[])
+    )
     reading = claude.read_output(lines, now=NOW)
 
     assert (reading.classification, reading.retry_after) == (claude.RATE_LIMITED, 7200.0)
@@ -388,14 +496,23 @@ def test_read_output_rejected_limit_event_on_a_success_is_still_ok():
 
 @pytest.mark.parametrize(
     ("status", "classification", "label"),
-    [(400, "permanent", "invalid request"), (401, "permanent", "authentication failed"),
-     (402, "permanent", "billing error"), (403, "permanent", "permission denied"),
-     (404, "permanent", "model not found or not available"), (413, "permanent", "request too large"),
-     (418, "permanent", "request refused"), (408, "transient", "request timed out"),
-     (429, "rate_limited", "rate limited"), (500, "transient", "API server error"), (502, "transient", "bad gateway"),
-     (503, "transient", "service unavailable"), (529, "transient", "API overloaded"),
-     (599, "transient", "API server error")],
-)  # fmt: skip
+    [
+        (400, "permanent", "invalid request"),
+        (401, "permanent", "authentication failed"),
+        (402, "permanent", "billing error"),
+        (403, "permanent", "permission denied"),
+        (404, "permanent", "model not found or not available"),
+        (413, "permanent", "request too large"),
+        (418, "permanent", "request refused"),
+        (408, "transient", "request timed out"),
+        (429, "rate_limited", "rate limited"),
+        (500, "transient", "API server error"),
+        (502, "transient", "bad gateway"),
+        (503, "transient", "service unavailable"),
+        (529, "transient", "API overloaded"),
+        (599, "transient", "API server error"),
+    ],
+)
 def test_read_output_api_error_status_decides_the_classification(status, classification, label):
     reading = claude.read_output(fixtures.dump(fixtures.api_error(status, "")), now=NOW)
 
@@ -404,12 +521,17 @@ def test_read_output_api_error_status_decides_the_classification(status, classif
 
 @pytest.mark.parametrize(
     ("prose", "classification"),
-    [("Credit balance is too low", "permanent"), ("Prompt is too long", "permanent"),
-     ("API Error: Repeated 529 Overloaded errors", "transient"), ("Overloaded", "transient"),
-     ("API Error: Connection error.", "transient"), ("You've hit your limit · resets 1pm (Europe/Lisbon)", "rate_limited"),
-     ("OAuth token has expired. Please obtain a new token or refresh your existing token.", "permanent"),
-     ("Something odd happened", "transient")],
-)  # fmt: skip
+    [
+        ("Credit balance is too low", "permanent"),
+        ("Prompt is too long", "permanent"),
+        ("API Error: Repeated 529 Overloaded errors", "transient"),
+        ("Overloaded", "transient"),
+        ("API Error: Connection error.", "transient"),
+        ("You've hit your limit · resets 1pm (Europe/Lisbon)", "rate_limited"),
+        ("OAuth token has expired. Please obtain a new token or refresh your existing token.", "permanent"),
+        ("Something odd happened", "transient"),
+    ],
+)
 def test_read_output_api_error_prose_without_status_is_classified_by_its_words(prose, classification):
     assert claude.read_output(fixtures.dump(fixtures.api_error(None, prose)), now=NOW).classification == classification
 
@@ -439,8 +561,9 @@ def test_read_output_ignores_noise_around_the_messages():
 
 
 def test_read_output_several_results_takes_the_last():
-    lines = fixtures.dump(fixtures.result(result="first", total_cost_usd=0.1),
-                          fixtures.result(result="second", total_cost_usd=0.25))  # fmt: skip
+    lines = fixtures.dump(
+        fixtures.result(result="first", total_cost_usd=0.1), fixtures.result(result="second", total_cost_usd=0.25)
+    )
 
     reading = claude.read_output(lines, now=NOW)
 
@@ -463,9 +586,12 @@ def test_read_output_model_comes_from_model_usage_when_init_was_cut_off():
 
 @pytest.mark.parametrize(
     ("fields", "turns"),
-    [({"total_cost_usd": "n/a", "num_turns": True}, None), ({"total_cost_usd": -1, "num_turns": "4"}, None),
-     ({"total_cost_usd": None}, 7)],
-)  # fmt: skip
+    [
+        ({"total_cost_usd": "n/a", "num_turns": True}, None),
+        ({"total_cost_usd": -1, "num_turns": "4"}, None),
+        ({"total_cost_usd": None}, 7),
+    ],
+)
 def test_read_output_odd_values_are_left_unknown(fields, turns):
     reading = claude.read_output(fixtures.dump(fixtures.result(result="ok") | fields), now=NOW)
 
@@ -474,10 +600,15 @@ def test_read_output_odd_values_are_left_unknown(fields, turns):
 
 @pytest.mark.parametrize(
     "lines",
-    [[], ["plain output", "all done"], ['{"level": "info", "msg": "started"}', '{"type": "log", "text": "x"}'],
-     ["[1, 2, 3]"], ["{not json"]],
+    [
+        [],
+        ["plain output", "all done"],
+        ['{"level": "info", "msg": "started"}', '{"type": "log", "text": "x"}'],
+        ["[1, 2, 3]"],
+        ["{not json"],
+    ],
     ids=["empty", "text", "other-json", "array-of-numbers", "broken"],
-)  # fmt: skip
+)
 def test_read_output_not_claude_code_returns_none(lines):
     assert claude.read_output(lines, now=NOW) is None
 
@@ -489,8 +620,10 @@ def test_interpret_max_turns_fails_permanently_with_the_reason():
     result = interpret(ended(*fixtures.MAX_TURNS_STREAM, exit_code=1), "claude-json", 60)
 
     assert (result.outcome, result.permanent, result.is_error) == (Outcome.FAILED, True, True)
-    assert result.error == ("claude stopped at its turn limit after 3 turns [terminal_reason: max_turns]: "
-                            "Reached maximum number of turns (3)")  # fmt: skip
+    assert result.error == (
+        "claude stopped at its turn limit after 3 turns [terminal_reason: max_turns]: "
+        "Reached maximum number of turns (3)"
+    )
     assert (result.session_id, result.num_turns, result.cost_usd) == (S, 3, Decimal("0.4128"))
     assert result.extra["classification"] == "permanent"
     assert result.result == {"exit_code": 1, "result": None, "subtype": "error_max_turns"}
@@ -548,5 +681,9 @@ def test_interpret_success_reported_but_nonzero_exit_fails_on_the_exit_status():
 def test_interpret_claude_json_pool_with_plain_output_falls_back_to_the_exit_status():
     result = interpret(ended("Traceback (most recent call last):", "KeyError: 'x'", exit_code=1), "claude-json", 60)
 
-    assert (result.outcome, result.permanent, result.error, result.extra) == (Outcome.FAILED, False,
-                                                                              "exited with status 1", {})  # fmt: skip
+    assert (result.outcome, result.permanent, result.error, result.extra) == (
+        Outcome.FAILED,
+        False,
+        "exited with status 1",
+        {},
+    )

@@ -48,11 +48,13 @@ def test_readable_thinking_is_shortened_to_one_line():
         (tool_use("Grep", pattern="def login", path="app"), "[tool Grep] def login"),
         (tool_use("WebFetch", url="https://example.com", prompt="summarise"), "[tool WebFetch] https://example.com"),
         (tool_use("TodoWrite", todos=[{"content": "a"}, {"content": "b"}]), "[tool TodoWrite] 2 todos"),
-        (tool_use("mcp__github__create_issue", title="Bug", labels=["p1"]),
-         '[tool mcp__github__create_issue] title=Bug, labels=["p1"]'),
+        (
+            tool_use("mcp__github__create_issue", title="Bug", labels=["p1"]),
+            '[tool mcp__github__create_issue] title=Bug, labels=["p1"]',
+        ),
         (tool_use("ExitPlanMode"), "[tool ExitPlanMode]"),
     ],
-)  # fmt: skip
+)
 def test_readable_tool_use_names_the_tool_and_what_it_does(block, expected):
     assert shown(assistant(block)) == expected
 
@@ -70,8 +72,9 @@ def test_readable_tool_result_blocks_and_errors():
 
 
 def test_readable_assistant_error_says_so():
-    line = shown(assistant(text("Invalid API key · Please run /login"), model="<synthetic>",
-                           error="authentication_failed"))  # fmt: skip
+    line = shown(
+        assistant(text("Invalid API key · Please run /login"), model="<synthetic>", error="authentication_failed")
+    )
 
     assert line == "[error authentication_failed] Invalid API key · Please run /login"
 
@@ -81,13 +84,20 @@ def test_readable_assistant_error_says_so():
     [
         (fixtures.result(result="All 12 tests pass"), "[result] All 12 tests pass"),
         (fixtures.result(result=""), "[result]"),
-        (fixtures.result("error_max_turns", is_error=True, num_turns=3, terminal_reason="max_turns",
-                         errors=["Reached maximum number of turns (3)"]),
-         "[result] claude stopped at its turn limit after 3 turns [terminal_reason: max_turns]: "
-         "Reached maximum number of turns (3)"),
+        (
+            fixtures.result(
+                "error_max_turns",
+                is_error=True,
+                num_turns=3,
+                terminal_reason="max_turns",
+                errors=["Reached maximum number of turns (3)"],
+            ),
+            "[result] claude stopped at its turn limit after 3 turns [terminal_reason: max_turns]: "
+            "Reached maximum number of turns (3)",
+        ),
         (fixtures.api_error(529, ""), "[result] claude API error 529 (API overloaded)"),
     ],
-)  # fmt: skip
+)
 def test_readable_result_says_how_the_run_ended(message, expected):
     assert shown(message) == expected
 
@@ -95,12 +105,14 @@ def test_readable_result_says_how_the_run_ended(message, expected):
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        (fixtures.rate_limit_event("allowed_warning", utilization=0.85),
-         "[rate limit] allowed_warning (five_hour), 85% used, resets 2026-03-25 14:00 UTC"),
+        (
+            fixtures.rate_limit_event("allowed_warning", utilization=0.85),
+            "[rate limit] allowed_warning (five_hour), 85% used, resets 2026-03-25 14:00 UTC",
+        ),
         (fixtures.rate_limit_event("rejected", resets_at=None, kind="seven_day"), "[rate limit] rejected (seven_day)"),
         ({"type": "rate_limit_event", "rate_limit_info": {}}, "[rate limit]"),
     ],
-)  # fmt: skip
+)
 def test_readable_rate_limit_event(message, expected):
     assert shown(message) == expected
 
@@ -125,37 +137,57 @@ def test_readable_messages_with_nothing_to_show_are_none(message):
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        ({"type": "system", "subtype": "hook_response", "hook_name": "PreToolUse:Bash", "exit_code": 2,
-          "outcome": "error", "stderr": "blocked by policy\n"}, "[hook PreToolUse:Bash] failed: blocked by policy"),
+        (
+            {
+                "type": "system",
+                "subtype": "hook_response",
+                "hook_name": "PreToolUse:Bash",
+                "exit_code": 2,
+                "outcome": "error",
+                "stderr": "blocked by policy\n",
+            },
+            "[hook PreToolUse:Bash] failed: blocked by policy",
+        ),
         ({"type": "system", "subtype": "compact_boundary"}, "[compacted the conversation]"),
-        ({"type": "system", "subtype": "api_retry", "attempt": 2, "max_retries": 10, "error_status": 529},
-         "[retry] API error 529, attempt 2 of 10"),
+        (
+            {"type": "system", "subtype": "api_retry", "attempt": 2, "max_retries": 10, "error_status": 529},
+            "[retry] API error 529, attempt 2 of 10",
+        ),
         ({"type": "system", "subtype": "mirror_error"}, "[system mirror_error]"),
         ({"type": "user", "message": {"role": "user", "content": "fix the login page"}}, "[prompt] fix the login page"),
         ({"type": "tool_progress", "tool_name": "Bash", "elapsed_time_seconds": 12}, "[tool Bash] running for 12s"),
         ({"type": "conversation_reset", "new_conversation_id": "c2"}, "[conversation_reset]"),
     ],
-)  # fmt: skip
+)
 def test_readable_other_message_kinds(message, expected):
     assert shown(message) == expected
 
 
 @pytest.mark.parametrize(
     "line",
-    ["plain progress line", "", "{broken json", '{"level": "info", "msg": "started"}', "[1, 2]", "[]",
-     '[{"type": "result", "is_error": false, "result": "x"}, 3]'],
-)  # fmt: skip
+    [
+        "plain progress line",
+        "",
+        "{broken json",
+        '{"level": "info", "msg": "started"}',
+        "[1, 2]",
+        "[]",
+        '[{"type": "result", "is_error": false, "result": "x"}, 3]',
+    ],
+)
 def test_readable_lines_that_are_not_claude_messages_pass_through(line):
     assert claude.readable(line) == line
 
 
 def test_readable_one_line_array_shows_each_message_on_its_own_line():
-    assert claude.readable(fixtures.VERBOSE_JSON_ARRAY[0]) == "\n".join([
-        f"[init] session {fixtures.SESSION} started, model claude-opus-4-5-20251101, 6 tools (Claude Code 2.0.76); "
-        "MCP servers failed: atlassian",
-        "Hi!",
-        "[result] Hi!",
-    ])  # fmt: skip
+    assert claude.readable(fixtures.VERBOSE_JSON_ARRAY[0]) == "\n".join(
+        [
+            f"[init] session {fixtures.SESSION} started, model claude-opus-4-5-20251101, 6 tools (Claude Code 2.0.76); "
+            "MCP servers failed: atlassian",
+            "Hi!",
+            "[result] Hi!",
+        ]
+    )
 
 
 @pytest.mark.parametrize("name", ALL_RUNS)
@@ -179,12 +211,16 @@ def test_progress_lines_reads_a_pretty_printed_document_whole():
         "[tool error] make: *** [test] Error 2",
         "[result] claude stopped at its turn limit after 1 turn [terminal_reason: max_turns]: "
         "Reached maximum number of turns (1)",
-    ]  # fmt: skip
+    ]
 
 
 def test_progress_lines_reads_the_role_keyed_array_of_early_versions():
     assert claude.progress_lines(fixtures.ROLE_KEYED_ARRAY) == [
-        "[prompt] say hello!", "Hello!", "[system] Total cost: $0.0029", "[result] Hello!"]  # fmt: skip
+        "[prompt] say hello!",
+        "Hello!",
+        "[system] Total cost: $0.0029",
+        "[result] Hello!",
+    ]
 
 
 def test_progress_lines_drops_the_silent_and_keeps_plain_text():

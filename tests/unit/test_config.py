@@ -284,32 +284,122 @@ def test_python_runner_with_dotted_callable_and_payload_placeholders_load(tmp_pa
 # --- refusals ------------------------------------------------------------------------------------
 
 BAD_FILES = [
-    pytest.param("multi_agent: {max_agents: lots}", "multi_agent.max_agents = 'lots': expected an integer > 0", id="wrong-type"),
-    pytest.param("system: {max_concurrent_tasks: yes}", "system.max_concurrent_tasks = True: expected an integer > 0", id="bool-for-number"),
-    pytest.param("agents: {backend: {capabilities: [python], concurrency: 65}}", "agents.backend.concurrency = 65: expected an integer from 1 to 64", id="out-of-range"),
-    pytest.param("resources: {allocation: {cpu_limit_percent: 101}}", "resources.allocation.cpu_limit_percent = 101: expected a number > 0 and <= 100", id="percent-over-100"),
-    pytest.param("multi_agent: {max_agent: 3}", "multi_agent.max_agent = 3: expected one of the keys enabled, max_agents,", id="unknown-key"),
+    pytest.param(
+        "multi_agent: {max_agents: lots}", "multi_agent.max_agents = 'lots': expected an integer > 0", id="wrong-type"
+    ),
+    pytest.param(
+        "system: {max_concurrent_tasks: yes}",
+        "system.max_concurrent_tasks = True: expected an integer > 0",
+        id="bool-for-number",
+    ),
+    pytest.param(
+        "agents: {backend: {capabilities: [python], concurrency: 65}}",
+        "agents.backend.concurrency = 65: expected an integer from 1 to 64",
+        id="out-of-range",
+    ),
+    pytest.param(
+        "resources: {allocation: {cpu_limit_percent: 101}}",
+        "resources.allocation.cpu_limit_percent = 101: expected a number > 0 and <= 100",
+        id="percent-over-100",
+    ),
+    pytest.param(
+        "multi_agent: {max_agent: 3}",
+        "multi_agent.max_agent = 3: expected one of the keys enabled, max_agents,",
+        id="unknown-key",
+    ),
     pytest.param("systen: {}", "systen = {}: expected one of the sections system, multi_agent,", id="unknown-section"),
-    pytest.param("agents: {backend: {capabilities: [python], concurency: 2}}", "agents.backend.concurency = 2: expected one of the keys capabilities,", id="unknown-pool-field"),
-    pytest.param("agents: {Backend: {capabilities: [python]}}", "agents = 'Backend': expected pool names of lowercase letters", id="bad-pool-name"),
-    pytest.param("agents: {backend: {capabilities: []}}", "agents.backend.capabilities = []: expected a non-empty list of capabilities", id="empty-capabilities"),
-    pytest.param("agents: {backend: {max_instances: 2}}", "agents.backend.capabilities = <missing>: expected a value", id="missing-capabilities"),
-    pytest.param("agents: {backend: {capabilities: [python], runner: {argv: [tool, '{foo}']}}}", "agents.backend.runner.argv = ['tool', '{foo}']: expected placeholders among {prompt},", id="bad-placeholder"),
-    pytest.param("agents: {backend: {capabilities: [python], runner: {kind: python}}}", "agents.backend.runner.callable = None: expected a dotted path such as pkg.mod.func", id="python-runner-without-callable"),
-    pytest.param("agents: {backend: {capabilities: [python], runner: {kind: python, callable: nodots}}}", "agents.backend.runner.callable = 'nodots': expected a dotted path", id="callable-not-dotted"),
-    pytest.param("agents: {backend: {capabilities: [python], min_instances: 3, max_instances: 2}}", "agents.backend.min_instances = 3: expected at most max_instances (2)", id="pool-min-over-max"),
-    pytest.param("multi_agent: {min_agents: 30, max_agents: 20}", "multi_agent.min_agents = 30: expected at most max_agents (20)", id="agents-min-over-max"),
-    pytest.param("external_api: {webhook_server: {max_payload_size: 10 megs}}", "external_api.webhook_server.max_payload_size = '10 megs': expected a size such as", id="bad-size"),
-    pytest.param("system: {log_level: verbose}", "system.log_level = 'verbose': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL", id="bad-log-level"),
-    pytest.param("scaling: {strategies: {scale_down: {factor: 1.2}}}", "scaling.strategies.scale_down.factor = 1.2: expected a number > 0 and < 1", id="scale-down-factor"),
-    pytest.param("resources: {thresholds: {warning: 95, critical: 90}}", "resources.thresholds.warning = 95.0: expected at most critical (90)", id="warning-over-critical"),
-    pytest.param("logging: {handlers: [console, filez]}", "logging.handlers[1] = 'filez': expected one of console, file, syslog", id="bad-list-item"),
-    pytest.param("external_api: {api_gateway: {cors_origins: ['example.com/']}}", "external_api.api_gateway.cors_origins[0] = 'example.com/': expected an origin", id="bad-origin"),
-    pytest.param("database: {url: 'mysql://u:pw1234@h/db'}", "database.url = 'mysql://u:***@h/db': expected a URL such as postgresql://", id="bad-database-url-masked"),
-    pytest.param("multi_agent: {heartbeat_interval: 100}", "multi_agent.heartbeat_interval = 100.0: expected less than failure_threshold x health_check_interval (90s)", id="heartbeat-too-slow"),
-    pytest.param("multi_agent: {max_agents: 2}", "multi_agent.max_agents = 2: expected at least the pools' min_instances added up (4)", id="pools-need-more-agents"),
+    pytest.param(
+        "agents: {backend: {capabilities: [python], concurency: 2}}",
+        "agents.backend.concurency = 2: expected one of the keys capabilities,",
+        id="unknown-pool-field",
+    ),
+    pytest.param(
+        "agents: {Backend: {capabilities: [python]}}",
+        "agents = 'Backend': expected pool names of lowercase letters",
+        id="bad-pool-name",
+    ),
+    pytest.param(
+        "agents: {backend: {capabilities: []}}",
+        "agents.backend.capabilities = []: expected a non-empty list of capabilities",
+        id="empty-capabilities",
+    ),
+    pytest.param(
+        "agents: {backend: {max_instances: 2}}",
+        "agents.backend.capabilities = <missing>: expected a value",
+        id="missing-capabilities",
+    ),
+    pytest.param(
+        "agents: {backend: {capabilities: [python], runner: {argv: [tool, '{foo}']}}}",
+        "agents.backend.runner.argv = ['tool', '{foo}']: expected placeholders among {prompt},",
+        id="bad-placeholder",
+    ),
+    pytest.param(
+        "agents: {backend: {capabilities: [python], runner: {kind: python}}}",
+        "agents.backend.runner.callable = None: expected a dotted path such as pkg.mod.func",
+        id="python-runner-without-callable",
+    ),
+    pytest.param(
+        "agents: {backend: {capabilities: [python], runner: {kind: python, callable: nodots}}}",
+        "agents.backend.runner.callable = 'nodots': expected a dotted path",
+        id="callable-not-dotted",
+    ),
+    pytest.param(
+        "agents: {backend: {capabilities: [python], min_instances: 3, max_instances: 2}}",
+        "agents.backend.min_instances = 3: expected at most max_instances (2)",
+        id="pool-min-over-max",
+    ),
+    pytest.param(
+        "multi_agent: {min_agents: 30, max_agents: 20}",
+        "multi_agent.min_agents = 30: expected at most max_agents (20)",
+        id="agents-min-over-max",
+    ),
+    pytest.param(
+        "external_api: {webhook_server: {max_payload_size: 10 megs}}",
+        "external_api.webhook_server.max_payload_size = '10 megs': expected a size such as",
+        id="bad-size",
+    ),
+    pytest.param(
+        "system: {log_level: verbose}",
+        "system.log_level = 'verbose': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        id="bad-log-level",
+    ),
+    pytest.param(
+        "scaling: {strategies: {scale_down: {factor: 1.2}}}",
+        "scaling.strategies.scale_down.factor = 1.2: expected a number > 0 and < 1",
+        id="scale-down-factor",
+    ),
+    pytest.param(
+        "resources: {thresholds: {warning: 95, critical: 90}}",
+        "resources.thresholds.warning = 95.0: expected at most critical (90)",
+        id="warning-over-critical",
+    ),
+    pytest.param(
+        "logging: {handlers: [console, filez]}",
+        "logging.handlers[1] = 'filez': expected one of console, file, syslog",
+        id="bad-list-item",
+    ),
+    pytest.param(
+        "external_api: {api_gateway: {cors_origins: ['example.com/']}}",
+        "external_api.api_gateway.cors_origins[0] = 'example.com/': expected an origin",
+        id="bad-origin",
+    ),
+    pytest.param(
+        "database: {url: 'mysql://u:pw1234@h/db'}",
+        "database.url = 'mysql://u:***@h/db': expected a URL such as postgresql://",
+        id="bad-database-url-masked",
+    ),
+    pytest.param(
+        "multi_agent: {heartbeat_interval: 100}",
+        "multi_agent.heartbeat_interval = 100.0: expected less than failure_threshold x health_check_interval (90s)",
+        id="heartbeat-too-slow",
+    ),
+    pytest.param(
+        "multi_agent: {max_agents: 2}",
+        "multi_agent.max_agents = 2: expected at least the pools' min_instances added up (4)",
+        id="pools-need-more-agents",
+    ),
     pytest.param("agents: {}", "agents = {}: expected at least one pool", id="no-pools"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("text", "message"), BAD_FILES)
@@ -327,20 +417,85 @@ def test_bad_value_in_file_is_refused_in_one_line_naming_the_key(tmp_path, text,
 
 
 BAD_VARIABLES = [
-    pytest.param({"LEANVIBE_MULTI_AGENT_MAX_AGENTS": "many"}, "multi_agent.max_agents = 'many': expected an integer > 0", "LEANVIBE_MULTI_AGENT_MAX_AGENTS", id="wrong-type"),
-    pytest.param({"LEANVIBE_WEBHOOK_SERVER_PORT": "70000"}, "external_api.webhook_server.port = 70000: expected an integer from 1 to 65535", "LEANVIBE_WEBHOOK_SERVER_PORT", id="guide-alias-out-of-range"),
-    pytest.param({"LEANVIBE_SYSTEM_DEBUG_MODE": "maybe"}, "system.debug_mode = 'maybe': expected true or false", "LEANVIBE_SYSTEM_DEBUG_MODE", id="bad-bool"),
-    pytest.param({"LEANVIBE_MULTI_AGENT_MIN_AGENTS": "50"}, "multi_agent.min_agents = 50: expected at most max_agents (20)", "LEANVIBE_MULTI_AGENT_MIN_AGENTS", id="cross-field"),
-    pytest.param({"LEANVIBE_MULTI_AGENT_MAX_AGENTS": "3"}, "multi_agent.min_agents = 5: expected at most max_agents (3)", "LEANVIBE_MULTI_AGENT_MAX_AGENTS", id="cross-field-other-side"),
-    pytest.param({"LEANVIBE_AGENTS_BACKEND_RUNNER_ARGV": "[tool, '{foo}']"}, "agents.backend.runner.argv = ['tool', '{foo}']: expected placeholders", "LEANVIBE_AGENTS_BACKEND_RUNNER_ARGV", id="bad-placeholder"),
-    pytest.param({"LEANVIBE_EXTERNAL_API_WEBHOOK_SERVER_CORS_ORIGINS": "[a"}, "external_api.webhook_server.cors_origins = '[a': expected a YAML value", "LEANVIBE_EXTERNAL_API_WEBHOOK_SERVER_CORS_ORIGINS", id="bad-yaml"),
-    pytest.param({"LEANVIBE_MULTI_AGENT_MAX_AGENT": "5"}, "LEANVIBE_MULTI_AGENT_MAX_AGENT = '5': expected a variable that names a config key such as LEANVIBE_MULTI_AGENT_MAX_AGENTS", None, id="unknown-variable"),
-    pytest.param({"LEANVIBE_AGENTS_BACKEN_CONCURRENCY": "4"}, "LEANVIBE_AGENTS_BACKEN_CONCURRENCY = '4': expected a variable that names a config key such as LEANVIBE_AGENTS_BACKEND_CONCURRENCY", None, id="unknown-pool"),
-    pytest.param({"LEANVIBE_SECURITY_SECRET_KY": "hunter2"}, "LEANVIBE_SECURITY_SECRET_KY = '***': expected a variable", None, id="unknown-secret-masked"),
-    pytest.param({"LEANVIBE_WEBHOOK_PORT": "1", "LEANVIBE_WEBHOOK_SERVER_PORT": "2"}, "external_api.webhook_server.port = '2': expected one variable, not both LEANVIBE_WEBHOOK_PORT and LEANVIBE_WEBHOOK_SERVER_PORT", "LEANVIBE_WEBHOOK_SERVER_PORT", id="two-variables-one-key"),
-    pytest.param({"LEANVIBE_SECURITY_SECRET_KEY_FILE": "/nonexistent/secret"}, "security.secret_key = '/nonexistent/secret': expected a readable UTF-8 file", "LEANVIBE_SECURITY_SECRET_KEY_FILE", id="missing-secret-file"),
-    pytest.param({"LEANVIBE_SYSTEM_LOG_LEVEL": "a\nb"}, "system.log_level = 'a\\nb': expected one of DEBUG,", "LEANVIBE_SYSTEM_LOG_LEVEL", id="newline-in-value"),
-]  # fmt: skip
+    pytest.param(
+        {"LEANVIBE_MULTI_AGENT_MAX_AGENTS": "many"},
+        "multi_agent.max_agents = 'many': expected an integer > 0",
+        "LEANVIBE_MULTI_AGENT_MAX_AGENTS",
+        id="wrong-type",
+    ),
+    pytest.param(
+        {"LEANVIBE_WEBHOOK_SERVER_PORT": "70000"},
+        "external_api.webhook_server.port = 70000: expected an integer from 1 to 65535",
+        "LEANVIBE_WEBHOOK_SERVER_PORT",
+        id="guide-alias-out-of-range",
+    ),
+    pytest.param(
+        {"LEANVIBE_SYSTEM_DEBUG_MODE": "maybe"},
+        "system.debug_mode = 'maybe': expected true or false",
+        "LEANVIBE_SYSTEM_DEBUG_MODE",
+        id="bad-bool",
+    ),
+    pytest.param(
+        {"LEANVIBE_MULTI_AGENT_MIN_AGENTS": "50"},
+        "multi_agent.min_agents = 50: expected at most max_agents (20)",
+        "LEANVIBE_MULTI_AGENT_MIN_AGENTS",
+        id="cross-field",
+    ),
+    pytest.param(
+        {"LEANVIBE_MULTI_AGENT_MAX_AGENTS": "3"},
+        "multi_agent.min_agents = 5: expected at most max_agents (3)",
+        "LEANVIBE_MULTI_AGENT_MAX_AGENTS",
+        id="cross-field-other-side",
+    ),
+    pytest.param(
+        {"LEANVIBE_AGENTS_BACKEND_RUNNER_ARGV": "[tool, '{foo}']"},
+        "agents.backend.runner.argv = ['tool', '{foo}']: expected placeholders",
+        "LEANVIBE_AGENTS_BACKEND_RUNNER_ARGV",
+        id="bad-placeholder",
+    ),
+    pytest.param(
+        {"LEANVIBE_EXTERNAL_API_WEBHOOK_SERVER_CORS_ORIGINS": "[a"},
+        "external_api.webhook_server.cors_origins = '[a': expected a YAML value",
+        "LEANVIBE_EXTERNAL_API_WEBHOOK_SERVER_CORS_ORIGINS",
+        id="bad-yaml",
+    ),
+    pytest.param(
+        {"LEANVIBE_MULTI_AGENT_MAX_AGENT": "5"},
+        "LEANVIBE_MULTI_AGENT_MAX_AGENT = '5': expected a variable that names a config key such as LEANVIBE_MULTI_AGENT_MAX_AGENTS",
+        None,
+        id="unknown-variable",
+    ),
+    pytest.param(
+        {"LEANVIBE_AGENTS_BACKEN_CONCURRENCY": "4"},
+        "LEANVIBE_AGENTS_BACKEN_CONCURRENCY = '4': expected a variable that names a config key such as LEANVIBE_AGENTS_BACKEND_CONCURRENCY",
+        None,
+        id="unknown-pool",
+    ),
+    pytest.param(
+        {"LEANVIBE_SECURITY_SECRET_KY": "hunter2"},
+        "LEANVIBE_SECURITY_SECRET_KY = '***': expected a variable",
+        None,
+        id="unknown-secret-masked",
+    ),
+    pytest.param(
+        {"LEANVIBE_WEBHOOK_PORT": "1", "LEANVIBE_WEBHOOK_SERVER_PORT": "2"},
+        "external_api.webhook_server.port = '2': expected one variable, not both LEANVIBE_WEBHOOK_PORT and LEANVIBE_WEBHOOK_SERVER_PORT",
+        "LEANVIBE_WEBHOOK_SERVER_PORT",
+        id="two-variables-one-key",
+    ),
+    pytest.param(
+        {"LEANVIBE_SECURITY_SECRET_KEY_FILE": "/nonexistent/secret"},
+        "security.secret_key = '/nonexistent/secret': expected a readable UTF-8 file",
+        "LEANVIBE_SECURITY_SECRET_KEY_FILE",
+        id="missing-secret-file",
+    ),
+    pytest.param(
+        {"LEANVIBE_SYSTEM_LOG_LEVEL": "a\nb"},
+        "system.log_level = 'a\\nb': expected one of DEBUG,",
+        "LEANVIBE_SYSTEM_LOG_LEVEL",
+        id="newline-in-value",
+    ),
+]
 
 
 @pytest.mark.parametrize(("env", "message", "variable"), BAD_VARIABLES)

@@ -19,8 +19,12 @@ from hive_project.config.explain import COMPATIBLE, explain, leaves, no_effect_l
 
 TESTS = Path(__file__).resolve().parent.parent
 FIXTURES = TESTS / "fixtures"
-GUIDE_FILES = ("guide_config_production.yaml", "guide_configmap.yaml", "guide_external_api_config.yaml",
-               "guide_external_api_security.yaml")  # fmt: skip
+GUIDE_FILES = (
+    "guide_config_production.yaml",
+    "guide_configmap.yaml",
+    "guide_external_api_config.yaml",
+    "guide_external_api_security.yaml",
+)
 GUIDE_SECRETS = {"JWT_SECRET_KEY": "j" * 40, "OAUTH2_CLIENT_ID": "client", "OAUTH2_CLIENT_SECRET": "secret"}
 INTEGRATION = "integration/test_config_effects.py"
 
@@ -178,7 +182,7 @@ SHOWN_BY = {
     "security.event_streaming.authentication.token_header": "streaming/test_stream_config.py::test_stream_token_is_read_from_the_configured_header_and_prefix",
     "security.event_streaming.authentication.token_prefix": "streaming/test_stream_config.py::test_stream_token_is_read_from_the_configured_header_and_prefix",
     "security.event_streaming.access_control.subscription_auth_required": "streaming/test_stream.py::test_anonymous_viewers_when_streaming_auth_is_off_see_only_team_less_events",
-}  # fmt: skip
+}
 
 
 def _test_functions(relative: str) -> set[str]:
@@ -219,9 +223,11 @@ def test_guide_file_every_key_acts_in_a_named_test_or_check_config_says_it_has_n
 
 def test_check_config_lines_are_one_per_key_and_name_the_reason(tmp_path):
     path = tmp_path / "hive.yaml"
-    path.write_text("external_api:\n  api_gateway:\n    request_timeout: 60\n  webhook_server:\n"
-                    "    endpoints:\n      - {path: /a, methods: [POST], auth_required: false, rate_limit: 5}\n"
-                    "      - {path: /b, methods: [PUT], rate_limit: 6}\n")  # fmt: skip
+    path.write_text(
+        "external_api:\n  api_gateway:\n    request_timeout: 60\n  webhook_server:\n"
+        "    endpoints:\n      - {path: /a, methods: [POST], auth_required: false, rate_limit: 5}\n"
+        "      - {path: /b, methods: [PUT], rate_limit: 6}\n"
+    )
 
     lines = no_effect_lines(load_config(path, environ={}))
 
@@ -247,11 +253,15 @@ def test_check_config_names_keys_set_by_a_variable(tmp_path):
                 "LEANVIBE_ML_PREDICTIVE_ANALYTICS_THRESHOLD": "0.9",
                 "LEANVIBE_EXTERNAL_API_ML_ENHANCEMENTS_PREDICTIVE_ANALYTICS_FORECAST_HORIZON_DAYS": "3",
             },
-        )  # fmt: skip
+        )
     )
 
-    assert any(line.endswith("no effect: monitoring.health_check_port (every web process serves /health and "
-                              "/ready on its own port)") for line in lines)  # fmt: skip
+    assert any(
+        line.endswith(
+            "no effect: monitoring.health_check_port (every web process serves /health and /ready on its own port)"
+        )
+        for line in lines
+    )
     assert (
         "has no effect here: monitoring.alerts.enabled (monitoring.alerts.webhook_url is not set: nothing is posted)"
         in lines
@@ -296,10 +306,16 @@ def test_explain_lists_every_leaf_once_with_its_source(tmp_path):
     lines = explain(config).splitlines()
 
     assert len(lines) == len(list(leaves(config)))
-    assert "database.url = 'postgresql://hive:***@db:5432/hive' [file] -> read by hive_project.settings: " \
-           "DATABASES (SQLite in var/ when empty)" in lines  # fmt: skip
-    assert "security.api_key = *** [LEANVIBE_SECURITY_API_KEY] -> read by hive_project.metrics: the token a " \
-           "Prometheus scraper sends" in lines  # fmt: skip
-    assert "database.connection_pool_size = 4 [default] -> read by hive_project.settings: DATABASES OPTIONS pool " \
-           "min_size (the web process)" in lines  # fmt: skip
+    assert (
+        "database.url = 'postgresql://hive:***@db:5432/hive' [file] -> read by hive_project.settings: "
+        "DATABASES (SQLite in var/ when empty)" in lines
+    )
+    assert (
+        "security.api_key = *** [LEANVIBE_SECURITY_API_KEY] -> read by hive_project.metrics: the token a "
+        "Prometheus scraper sends" in lines
+    )
+    assert (
+        "database.connection_pool_size = 4 [default] -> read by hive_project.settings: DATABASES OPTIONS pool "
+        "min_size (the web process)" in lines
+    )
     assert "pw123" not in "\n".join(lines) and "k" * 30 not in "\n".join(lines)

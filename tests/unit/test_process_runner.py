@@ -59,9 +59,16 @@ def spawned() -> Iterator[list[int]]:
 
 def run(argv: list[str], tmp_path: Path, *, keep_going=lambda: True, timeout: float = 20.0, **kw) -> ProcessOutcome:
     return run_process(
-        argv, cwd=tmp_path, env=dict(os.environ), timeout=timeout, log_path=tmp_path / "logs" / "1.log",
-        keep_going=keep_going, poll_interval=0.02, check_interval=0.1, **kw,
-    )  # fmt: skip
+        argv,
+        cwd=tmp_path,
+        env=dict(os.environ),
+        timeout=timeout,
+        log_path=tmp_path / "logs" / "1.log",
+        keep_going=keep_going,
+        poll_interval=0.02,
+        check_interval=0.1,
+        **kw,
+    )
 
 
 def test_run_process_normal_exit_reports_code_tail_and_log(tmp_path):
@@ -77,9 +84,13 @@ def test_run_process_normal_exit_reports_code_tail_and_log(tmp_path):
 
 def test_run_process_runs_in_cwd_with_env(tmp_path):
     outcome = run_process(
-        ["sh", "-c", 'pwd; echo "$GREETING"'], cwd=tmp_path, env={"PATH": os.environ["PATH"], "GREETING": "hi"},
-        timeout=10, log_path=tmp_path / "x.log", keep_going=lambda: True,
-    )  # fmt: skip
+        ["sh", "-c", 'pwd; echo "$GREETING"'],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "GREETING": "hi"},
+        timeout=10,
+        log_path=tmp_path / "x.log",
+        keep_going=lambda: True,
+    )
 
     assert outcome.exit_code == 0
     assert outcome.tail == [str(tmp_path), "hi"]
@@ -109,8 +120,9 @@ def test_run_process_timeout_kills_a_tree_that_ignores_sigterm(tmp_path, spawned
 def test_run_process_keep_going_false_stops_within_two_seconds(tmp_path, spawned):
     stop_at = time.monotonic() + 0.3
 
-    outcome = run([PY, "-c", STUBBORN_TREE], tmp_path, keep_going=lambda: time.monotonic() < stop_at,
-                  on_start=spawned.append)  # fmt: skip
+    outcome = run(
+        [PY, "-c", STUBBORN_TREE], tmp_path, keep_going=lambda: time.monotonic() < stop_at, on_start=spawned.append
+    )
 
     spawned.extend(pids_in(outcome))
     assert outcome.stopped is True and outcome.timed_out is False

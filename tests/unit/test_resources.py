@@ -68,8 +68,10 @@ def test_gate_changed_table(previous, current, change):
     assert gate_changed(previous, current) == change
 
 
-@pytest.mark.parametrize(("percent", "level"), [(0, "ok"), (74.9, "ok"), (75, "warning"), (89.9, "warning"),
-                                                (90, "critical"), (100, "critical")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("percent", "level"),
+    [(0, "ok"), (74.9, "ok"), (75, "warning"), (89.9, "warning"), (90, "critical"), (100, "critical")],
+)
 def test_level_of_table(percent, level):
     assert level_of(percent, THRESHOLDS) == level
 
@@ -82,25 +84,49 @@ def test_resource_alerts_take_the_higher_rule():
     )
 
     assert alerts == [
-        Alert("cpu", "warning", 86.0, 75.0, "resources.thresholds.warning",
-              "cpu at 86.0% (>= 75%, resources.thresholds.warning)"),
-        Alert("memory", "warning", 72.0, 70.0, "external_api.performance_monitoring.alert_thresholds.memory_usage",
-              "memory at 72.0% (>= 70%, external_api.performance_monitoring.alert_thresholds.memory_usage)"),
-        Alert("disk", "critical", 93.0, 90.0, "resources.thresholds.critical",
-              "disk at 93.0% (>= 90%, resources.thresholds.critical)"),
-    ]  # fmt: skip
+        Alert(
+            "cpu",
+            "warning",
+            86.0,
+            75.0,
+            "resources.thresholds.warning",
+            "cpu at 86.0% (>= 75%, resources.thresholds.warning)",
+        ),
+        Alert(
+            "memory",
+            "warning",
+            72.0,
+            70.0,
+            "external_api.performance_monitoring.alert_thresholds.memory_usage",
+            "memory at 72.0% (>= 70%, external_api.performance_monitoring.alert_thresholds.memory_usage)",
+        ),
+        Alert(
+            "disk",
+            "critical",
+            93.0,
+            90.0,
+            "resources.thresholds.critical",
+            "disk at 93.0% (>= 90%, resources.thresholds.critical)",
+        ),
+    ]
 
 
 def test_resource_alerts_quiet_when_under_every_bar():
-    assert resource_alerts(sample(cpu_percent=50, memory_percent=60, disk_percent=70), thresholds=THRESHOLDS,
-                           alert_thresholds=ALERTS) == []  # fmt: skip
+    assert (
+        resource_alerts(
+            sample(cpu_percent=50, memory_percent=60, disk_percent=70), thresholds=THRESHOLDS, alert_thresholds=ALERTS
+        )
+        == []
+    )
 
 
 def test_queue_alerts_at_the_bar():
     alerts = queue_alerts({"backend": 100, "ios": 99, "frontend": 250}, alert_thresholds=ALERTS)
 
-    assert [(a.subject, a.level, a.value) for a in alerts] == [("queue:backend", "warning", 100.0),
-                                                               ("queue:frontend", "warning", 250.0)]  # fmt: skip
+    assert [(a.subject, a.level, a.value) for a in alerts] == [
+        ("queue:backend", "warning", 100.0),
+        ("queue:frontend", "warning", 250.0),
+    ]
     assert alerts[0].message == (
         "pool backend has 100 tasks queued (>= 100, external_api.performance_monitoring.alert_thresholds"
         ".task_queue_length)"
@@ -118,8 +144,13 @@ def test_sampler_reads_this_machine(tmp_path):
     for value in (got.cpu_percent, got.memory_percent, got.disk_percent):
         assert value is not None and 0 <= value <= 100
     assert got.net_sent_per_second is not None and got.net_sent_per_second >= 0
-    assert set(got.as_dict()) == {"cpu_percent", "memory_percent", "disk_percent", "net_sent_per_second",
-                                  "net_recv_per_second"}  # fmt: skip
+    assert set(got.as_dict()) == {
+        "cpu_percent",
+        "memory_percent",
+        "disk_percent",
+        "net_sent_per_second",
+        "net_recv_per_second",
+    }
 
 
 def test_sampler_skips_what_monitoring_disables(tmp_path):
@@ -153,8 +184,12 @@ def test_sampler_measures_against_cgroup_limits(tmp_path):
 
 def test_sampler_latest_samples_once_per_interval(tmp_path):
     now = [1000.0]
-    sampler = ResourceSampler(ResourceMonitoringConfig(interval_seconds=5), disk_path=tmp_path,
-                              cgroup_root=tmp_path / "none", clock=lambda: now[0])  # fmt: skip
+    sampler = ResourceSampler(
+        ResourceMonitoringConfig(interval_seconds=5),
+        disk_path=tmp_path,
+        cgroup_root=tmp_path / "none",
+        clock=lambda: now[0],
+    )
 
     first = sampler.latest()
     now[0] += 4.9

@@ -47,11 +47,23 @@ def add_history(pool: AgentPool, outcomes: list[str], *, seconds: float, task_ty
     for task in add_tasks(pool, len(outcomes), status=Status.SUCCEEDED, task_type=task_type):
         outcome = outcomes.pop()
         TaskAttempt.objects.create(
-            task=task, number=1, agent=agent, outcome=outcome, started_at=finished - timedelta(seconds=seconds),
-            heartbeat_at=finished, finished_at=finished,
-        )  # fmt: skip
-        profile_record(pool_id=pool.id, agent_id=agent.id, task_type=task_type, succeeded=outcome == "succeeded",
-                       seconds=seconds, cost_usd=None, learning_rate=0.005)  # fmt: skip
+            task=task,
+            number=1,
+            agent=agent,
+            outcome=outcome,
+            started_at=finished - timedelta(seconds=seconds),
+            heartbeat_at=finished,
+            finished_at=finished,
+        )
+        profile_record(
+            pool_id=pool.id,
+            agent_id=agent.id,
+            task_type=task_type,
+            succeeded=outcome == "succeeded",
+            seconds=seconds,
+            cost_usd=None,
+            learning_rate=0.005,
+        )
 
 
 # --- eligible pools ---------------------------------------------------------------------------------

@@ -14,15 +14,29 @@ from hive_project.config import load_config
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 SETTINGS = ScalingSettings(
-    up_threshold=0.8, up_factor=1.5, down_threshold=0.3, down_factor=0.7, cooldown_seconds=180,
-    interval_seconds=5, fleet_max_instances=20, fleet_min_instances=0, max_concurrent_tasks=50,
-)  # fmt: skip
+    up_threshold=0.8,
+    up_factor=1.5,
+    down_threshold=0.3,
+    down_factor=0.7,
+    cooldown_seconds=180,
+    interval_seconds=5,
+    fleet_max_instances=20,
+    fleet_min_instances=0,
+    max_concurrent_tasks=50,
+)
 
 
 def state(**fields) -> PoolState:
     changed = fields.pop("changed_ago", None)
-    base = {"pool": "backend", "now": NOW, "instances": 1, "desired": 1, "concurrency": 1,
-            "min_instances": 0, "max_instances": 4}  # fmt: skip
+    base = {
+        "pool": "backend",
+        "now": NOW,
+        "instances": 1,
+        "desired": 1,
+        "concurrency": 1,
+        "min_instances": 0,
+        "max_instances": 4,
+    }
     if changed is not None:
         base["last_change_at"] = NOW - timedelta(seconds=changed)
     return PoolState(**(base | fields))
@@ -32,46 +46,95 @@ def state(**fields) -> PoolState:
 CASES = [
     ("burst-jumps-to-max", dict(running=1, ready=39), {}, 4, "backlog of 39: 1 -> 4"),
     ("backlog-ignores-cooldown", dict(running=1, ready=39, changed_ago=10), {}, 4, "1 -> 4"),
-    ("factor-is-the-least-step", dict(instances=10, desired=10, max_instances=30, running=10, ready=1), {}, 15,
-     "10 -> 15"),
+    (
+        "factor-is-the-least-step",
+        dict(instances=10, desired=10, max_instances=30, running=10, ready=1),
+        {},
+        15,
+        "10 -> 15",
+    ),
     ("needed-beats-factor", dict(instances=2, desired=2, max_instances=20, running=2, ready=10), {}, 15, "2 -> 15"),
-    ("busy-no-backlog-waits-cooldown", dict(instances=2, desired=2, running=2, changed_ago=60), {}, 2,
-     "busy without a backlog; may grow after the cooldown (120s)"),
-    ("busy-no-backlog-grows-after-cooldown", dict(instances=2, desired=2, running=2, changed_ago=400), {}, 3,
-     "busy without a backlog: 2 -> 3"),
-    ("ready-on-free-slot-is-no-backlog", dict(instances=2, desired=2, running=1, ready=1, changed_ago=30), {}, 2,
-     "busy without a backlog"),
+    (
+        "busy-no-backlog-waits-cooldown",
+        dict(instances=2, desired=2, running=2, changed_ago=60),
+        {},
+        2,
+        "busy without a backlog; may grow after the cooldown (120s)",
+    ),
+    (
+        "busy-no-backlog-grows-after-cooldown",
+        dict(instances=2, desired=2, running=2, changed_ago=400),
+        {},
+        3,
+        "busy without a backlog: 2 -> 3",
+    ),
+    (
+        "ready-on-free-slot-is-no-backlog",
+        dict(instances=2, desired=2, running=1, ready=1, changed_ago=30),
+        {},
+        2,
+        "busy without a backlog",
+    ),
     ("at-maximum", dict(instances=4, desired=4, running=4, ready=10), {}, 4, "at its maximum of 4"),
-    ("scale-up-on-its-way-not-asked-twice", dict(instances=1, desired=3, max_instances=10, running=1, ready=1), {},
-     3, "within 30%..80%"),
+    (
+        "scale-up-on-its-way-not-asked-twice",
+        dict(instances=1, desired=3, max_instances=10, running=1, ready=1),
+        {},
+        3,
+        "within 30%..80%",
+    ),
     ("within-band", dict(instances=2, desired=2, running=1), {}, 2, "utilisation 50%"),
     ("down-waits-cooldown", dict(instances=4, desired=4, running=1, changed_ago=60), {}, 4, "in cooldown for 120s"),
-    ("down-by-factor", dict(instances=10, desired=10, max_instances=20, running=2, changed_ago=181), {}, 7,
-     "10 -> 7"),
+    ("down-by-factor", dict(instances=10, desired=10, max_instances=20, running=2, changed_ago=181), {}, 7, "10 -> 7"),
     ("down-at-least-one-fewer", dict(instances=2, desired=2, concurrency=2, running=1), {}, 1, "2 -> 1"),
-    ("idle-keeps-one-for-retries", dict(instances=2, desired=2, delayed=1), {}, 1,
-     "idle (nothing running or ready): 2 -> 1 (1 queued task(s) wait in backoff)"),
-    ("down-never-below-the-work", dict(instances=10, desired=10, max_instances=20, running=6),
-     dict(down_threshold=0.7, up_threshold=0.75, down_factor=0.1), 8, "10 -> 8"),
+    (
+        "idle-keeps-one-for-retries",
+        dict(instances=2, desired=2, delayed=1),
+        {},
+        1,
+        "idle (nothing running or ready): 2 -> 1 (1 queued task(s) wait in backoff)",
+    ),
+    (
+        "down-never-below-the-work",
+        dict(instances=10, desired=10, max_instances=20, running=6),
+        dict(down_threshold=0.7, up_threshold=0.75, down_factor=0.1),
+        8,
+        "10 -> 8",
+    ),
     ("idle-straight-to-minimum", dict(instances=4, desired=4, min_instances=1), {}, 1, "idle"),
     ("idle-to-zero", dict(changed_ago=400), {}, 0, "1 -> 0"),
     ("zero-stays-zero", dict(instances=0, desired=0), {}, 0, "idle at zero"),
-    ("work-wakes-zero-despite-cooldown", dict(instances=0, desired=0, ready=1, changed_ago=10), {}, 1,
-     "work arrived for a pool at zero"),
+    (
+        "work-wakes-zero-despite-cooldown",
+        dict(instances=0, desired=0, ready=1, changed_ago=10),
+        {},
+        1,
+        "work arrived for a pool at zero",
+    ),
     ("work-wakes-zero-one-slot-per-task", dict(instances=0, desired=0, concurrency=2, ready=5), {}, 3, "start 3"),
     ("retries-in-backoff-keep-one", dict(running=0, delayed=2), {}, 1, "already at its floor"),
     ("retries-in-backoff-wake-zero", dict(instances=0, desired=0, delayed=2), {}, 1, "wait in backoff"),
     ("forecast-keeps-one-warm", dict(forecast_per_hour=60.0), {}, 1, "forecast expects 60 tasks an hour"),
     ("thin-forecast-lets-it-sleep", dict(forecast_per_hour=10.0), {}, 0, "idle"),
-    ("forecast-raises-the-load", dict(instances=2, desired=2, max_instances=10, running=1, forecast_per_hour=3600.0,
-                                      mean_task_seconds=3.0), {}, 4, "2 -> 4"),
-    ("short-predicted-work-holds", dict(running=1, ready=5, predicted_work_seconds=4.0), {}, 1,
-     "clears within one interval"),
+    (
+        "forecast-raises-the-load",
+        dict(instances=2, desired=2, max_instances=10, running=1, forecast_per_hour=3600.0, mean_task_seconds=3.0),
+        {},
+        4,
+        "2 -> 4",
+    ),
+    (
+        "short-predicted-work-holds",
+        dict(running=1, ready=5, predicted_work_seconds=4.0),
+        {},
+        1,
+        "clears within one interval",
+    ),
     ("long-predicted-work-grows", dict(running=1, ready=5, predicted_work_seconds=600.0), {}, 4, "1 -> 4"),
     ("disabled-holds", dict(running=1, ready=39), dict(enabled=False), 1, "scaling is disabled"),
     ("above-bounds-clamped", dict(desired=6, instances=6), {}, 4, "outside the pool's bounds 0..4"),
     ("below-minimum-raised", dict(desired=1, min_instances=2), {}, 2, "outside the pool's bounds 2..4"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("fields", "changes", "desired", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -120,10 +183,18 @@ def test_settings_from_config_reads_every_key(tmp_path):
     got = ScalingSettings.from_config(load_config(path, environ={}))
 
     assert got == ScalingSettings(
-        enabled=True, auto_scale=False, up_threshold=0.7, up_factor=2.0, down_threshold=0.2, down_factor=0.5,
-        cooldown_seconds=120.0, interval_seconds=3.0, fleet_max_instances=10, fleet_min_instances=3,
+        enabled=True,
+        auto_scale=False,
+        up_threshold=0.7,
+        up_factor=2.0,
+        down_threshold=0.2,
+        down_factor=0.5,
+        cooldown_seconds=120.0,
+        interval_seconds=3.0,
+        fleet_max_instances=10,
+        fleet_min_instances=3,
         max_concurrent_tasks=30,
-    )  # fmt: skip
+    )
 
 
 # --- across pools -------------------------------------------------------------------------------
@@ -200,10 +271,17 @@ def test_fleet_limit_random_fleets_stay_within_bounds_and_caps():
             high = rng.randint(max(1, low), 8)
             current = rng.randint(low, high)
             states[name] = state(
-                pool=name, instances=rng.randint(0, high), desired=current, concurrency=rng.randint(1, 3),
-                min_instances=low, max_instances=high, running=rng.randint(0, 10), ready=rng.randint(0, 30),
-                delayed=rng.randint(0, 2), changed_ago=rng.choice([None, 30, 600]),
-            )  # fmt: skip
+                pool=name,
+                instances=rng.randint(0, high),
+                desired=current,
+                concurrency=rng.randint(1, 3),
+                min_instances=low,
+                max_instances=high,
+                running=rng.randint(0, 10),
+                ready=rng.randint(0, 30),
+                delayed=rng.randint(0, 2),
+                changed_ago=rng.choice([None, 30, 600]),
+            )
         verdicts = fleet_limit(states, {n: decide(s, settings) for n, s in states.items()}, settings)
 
         for name, verdict in verdicts.items():

@@ -59,8 +59,13 @@ def test_evaluate_backlog_scales_up_and_records_decision(scaling):
     assert desired("backend") == 2
     event = Event.objects.get(type="pool.scaled", pool=scaling["backend"])
     assert event.payload | {"decision": 0} == {
-        "decision": 0, "previous": 1, "desired": 2, "reason": backend.reason, "actuator": "local", "applied": True,
-    }  # fmt: skip
+        "decision": 0,
+        "previous": 1,
+        "desired": 2,
+        "reason": backend.reason,
+        "actuator": "local",
+        "applied": True,
+    }
 
 
 def test_evaluate_idle_pools_go_to_zero(scaling):

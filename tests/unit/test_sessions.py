@@ -51,14 +51,18 @@ def run(agents, django_capture_on_commit_callbacks):
     def finish(session: CoordinationSession, name: str, *, ok: bool = True, output: str = "", result=None) -> Task:
         step = session.steps.select_related("task__pool").get(name=name)
         assert step.task is not None, f"step {name} is {step.status}, not queued"
-        attempt = task_claim(task_id=str(step.task_id), agent=agents[step.task.pool.name], pid=os.getpid(),
-                             host=HOSTNAME)  # fmt: skip
+        attempt = task_claim(
+            task_id=str(step.task_id), agent=agents[step.task.pool.name], pid=os.getpid(), host=HOSTNAME
+        )
         assert attempt is not None
         outcome = AttemptResult(
-            outcome="succeeded" if ok else "failed", exit_code=0 if ok else 3, output_tail=output,
-            error="" if ok else "exited with status 3", permanent=not ok,
+            outcome="succeeded" if ok else "failed",
+            exit_code=0 if ok else 3,
+            output_tail=output,
+            error="" if ok else "exited with status 3",
+            permanent=not ok,
             result=(result if result is not None else {"exit_code": 0, "output": output}) if ok else None,
-        )  # fmt: skip
+        )
         with django_capture_on_commit_callbacks(execute=True):
             attempt_finish(attempt_id=attempt.id, result=outcome)
         return Task.objects.get(id=step.task_id)
@@ -71,8 +75,12 @@ def statuses(session: CoordinationSession) -> dict[str, str]:
 
 
 def counts() -> tuple[int, ...]:
-    return (CoordinationSession.objects.count(), SessionStep.objects.count(), Task.objects.count(),
-            Event.objects.count())  # fmt: skip
+    return (
+        CoordinationSession.objects.count(),
+        SessionStep.objects.count(),
+        Task.objects.count(),
+        Event.objects.count(),
+    )
 
 
 # --- refused plans --------------------------------------------------------------------------------
@@ -83,46 +91,46 @@ REFUSED = [
         plan(cmd("a"), cmd("b", "a", "d"), cmd("c", "b"), cmd("d", "c")),
         "the steps form a cycle: b -> d -> c -> b",
         id="longer-cycle",
-    ),  # fmt: skip
+    ),
     pytest.param(plan(cmd("a", "a")), "the steps form a cycle: a -> a", id="self-cycle"),
     pytest.param(
         plan(cmd("a"), cmd("b", "x")), "step b depends on x, which is not a step of this plan", id="unknown-dependency"
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan(*[cmd(f"s{i}") for i in range(11)]),
         "the plan has 11 steps (participants); at most 10 are allowed",
         id="too-many-steps",
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan(cmd("v", count=11), mode="consensus"), "the plan has 11 steps (participants)", id="too-many-copies"
-    ),  # fmt: skip
+    ),
     pytest.param(plan(cmd("a"), cmd("b", caps=("cobol",))), "step b: no pool offers cobol:", id="unroutable"),
     pytest.param(
         plan(cmd("a", caps=("ui",), targets=["backend", "ios"]), mode="fan_out"),
         "step a-backend: pool backend cannot run it (eligible: frontend, ios)",
         id="target-cannot-run",
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan(cmd("a", targets=["nowhere"]), mode="fan_out"),
         "step a-nowhere: there is no enabled pool nowhere",
         id="target-unknown",
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan(cmd("a", priority="urgent")), "step a: priority must be one of low, normal, high, critical", id="bad-spec"
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan({"name": "a", "capabilities": ["python"]}), "step a: a task needs a prompt or a command", id="no-prompt"
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan(cmd("a"), cmd("b", command=["echo", "{steps.a.result}"])),
         "step b uses {steps.a.result} but does not depend on a",
         id="placeholder-not-a-dependency",
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan(cmd("a"), cmd("b", "a", command=["echo", "{steps.a.exit}"])),
         "step b: {steps.a.exit} reads nothing",
         id="placeholder-field",
-    ),  # fmt: skip
+    ),
     pytest.param(plan(cmd("a", colour="red")), "step a: unknown field 'colour'", id="unknown-step-field"),
     pytest.param(plan(cmd("a"), cmd("a")), "two steps are named a", id="duplicate-name"),
     pytest.param(plan(cmd("a b")), "steps[0].name must start with a letter", id="bad-name"),
@@ -134,23 +142,23 @@ REFUSED = [
         plan(cmd("a"), cmd("b", "a"), mode="fan_out"),
         "step b: depends_on applies to dag sessions only",
         id="depends-in-fan-out",
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan(cmd("a"), timeout=601),
         "timeout must be a number of seconds above 0 and at most 600",
         id="timeout-over-the-limit",
-    ),  # fmt: skip
+    ),
     pytest.param(plan(cmd("a"), mode="swarm"), "mode must be one of dag, fan_out, consensus, not 'swarm'", id="mode"),
     pytest.param(
         plan(cmd("a"), consensus_threshold=0.5),
         "consensus_threshold applies to consensus sessions only",
         id="threshold-outside-consensus",
-    ),  # fmt: skip
+    ),
     pytest.param(
         plan(cmd("v", count=3), mode="consensus", consensus_threshold=1.5),
         "consensus_threshold must be a number above 0 and at most 1",
         id="threshold-range",
-    ),  # fmt: skip
+    ),
     pytest.param(plan(cmd("a", payload={"steps": 1})), "step a: payload.steps is reserved", id="reserved-payload"),
     pytest.param({"mode": "dag", "steps": [cmd("a")]}, "name must be the session's goal", id="no-name"),
     pytest.param(plan(), "steps must be a non-empty list of steps", id="no-steps"),
@@ -174,9 +182,12 @@ def test_session_create_refused_plan_raises_invalid_session_and_stores_nothing(p
 def test_session_create_when_coordination_is_switched_off_is_refused(pools, settings):
     conf = settings.HIVE_CONFIG.external_api.agent_coordination
     settings.HIVE_CONFIG = settings.HIVE_CONFIG.model_copy(
-        update={"external_api": settings.HIVE_CONFIG.external_api.model_copy(
-            update={"agent_coordination": conf.model_copy(update={"enabled": False})})}
-    )  # fmt: skip
+        update={
+            "external_api": settings.HIVE_CONFIG.external_api.model_copy(
+                update={"agent_coordination": conf.model_copy(update={"enabled": False})}
+            )
+        }
+    )
 
     with pytest.raises(InvalidSession) as caught:
         session_create(plan=plan(cmd("a")))
@@ -188,9 +199,12 @@ def test_session_create_when_coordination_is_switched_off_is_refused(pools, sett
 def test_session_create_max_participants_comes_from_the_configuration(pools, settings):
     conf = settings.HIVE_CONFIG.external_api.agent_coordination
     settings.HIVE_CONFIG = settings.HIVE_CONFIG.model_copy(
-        update={"external_api": settings.HIVE_CONFIG.external_api.model_copy(
-            update={"agent_coordination": conf.model_copy(update={"max_participants": 2})})}
-    )  # fmt: skip
+        update={
+            "external_api": settings.HIVE_CONFIG.external_api.model_copy(
+                update={"agent_coordination": conf.model_copy(update={"max_participants": 2})}
+            )
+        }
+    )
 
     with pytest.raises(InvalidSession) as caught:
         session_create(plan=plan(cmd("a"), cmd("b"), cmd("c")))
@@ -214,11 +228,19 @@ def test_session_create_dag_queues_only_the_steps_that_wait_for_nothing(pools):
 
 
 def test_session_advance_dag_hands_results_to_the_dependent_in_its_payload_and_prompt(pools, run):
-    session = session_create(plan=plan(
-        cmd("a"), cmd("b"),
-        {"name": "c", "prompt": "combine {steps.a.result} and {steps.b.output}", "capabilities": ["python"],
-         "command": ["echo", "{steps.a.result}"], "depends_on": ["a", "b"]},
-    ))  # fmt: skip
+    session = session_create(
+        plan=plan(
+            cmd("a"),
+            cmd("b"),
+            {
+                "name": "c",
+                "prompt": "combine {steps.a.result} and {steps.b.output}",
+                "capabilities": ["python"],
+                "command": ["echo", "{steps.a.result}"],
+                "depends_on": ["a", "b"],
+            },
+        )
+    )
 
     run(session, "a", output="first line\n42\n")
     assert statuses(session)["c"] == "waiting"
@@ -228,9 +250,12 @@ def test_session_advance_dag_hands_results_to_the_dependent_in_its_payload_and_p
     assert step.status == "queued"
     assert step.task.prompt == "combine first line\n42 and from b"
     assert step.task.command == ["echo", "{steps.a.result}"]  # the runner fills argv from the payload
-    assert step.task.payload["steps"]["a"] == {"status": "succeeded", "result": "first line\n42",
-                                               "output": "first line\n42\n",
-                                               "task": str(session.steps.get(name="a").task_id)}  # fmt: skip
+    assert step.task.payload["steps"]["a"] == {
+        "status": "succeeded",
+        "result": "first line\n42",
+        "output": "first line\n42\n",
+        "task": str(session.steps.get(name="a").task_id),
+    }
     assert step.task.payload["steps"]["b"]["result"] == "from b"
     assert step.latency is not None and 0 <= step.latency < 5
 
@@ -329,8 +354,11 @@ def test_session_fan_out_to_two_pools_runs_a_copy_on_each_and_collects_both(pool
 
     session.refresh_from_db()
     assert session.status == "succeeded"
-    assert session.decision == {"results": {"lint-frontend": "clean", "lint-ios": "2 warnings"}, "succeeded": 2,
-                                "failed": 0}  # fmt: skip
+    assert session.decision == {
+        "results": {"lint-frontend": "clean", "lint-ios": "2 warnings"},
+        "succeeded": 2,
+        "failed": 0,
+    }
 
 
 @pytest.mark.parametrize(("threshold", "status", "answer"), [(0.7, "no_consensus", None), (0.6, "succeeded", "yes")])
@@ -476,8 +504,9 @@ def test_find_cycle_names_the_cycle_or_none():
 def test_runner_fills_step_placeholders_in_one_pass_and_writes_step_files(tmp_path):
     from workers.attempt import expand, write_step_inputs
 
-    payload = {"steps": {"a": {"status": "succeeded", "result": "{payload.missing} 42", "output": "x\n42",
-                               "task": "t-1"}}}  # fmt: skip
+    payload = {
+        "steps": {"a": {"status": "succeeded", "result": "{payload.missing} 42", "output": "x\n42", "task": "t-1"}}
+    }
     task = Task(id="00000000-0000-0000-0000-000000000001", prompt="p", payload=payload, timeout=1)
 
     assert expand("got {steps.a.result}", task, 1, tmp_path) == "got {payload.missing} 42"

@@ -51,25 +51,50 @@ def raw(body: bytes | dict) -> bytes:
     return body if isinstance(body, bytes) else json.dumps(body).encode()
 
 
-def post_github(client, body: bytes | dict, *, event: str = "issues", delivery: str | None = None,
-                secret: str = GITHUB_SECRET, signature: str | None = None, path: str = "/webhooks/github/",
-                content_type: str = "application/json"):  # fmt: skip
+def post_github(
+    client,
+    body: bytes | dict,
+    *,
+    event: str = "issues",
+    delivery: str | None = None,
+    secret: str = GITHUB_SECRET,
+    signature: str | None = None,
+    path: str = "/webhooks/github/",
+    content_type: str = "application/json",
+):
     data = raw(body)
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-               "X-Hub-Signature-256": signature if signature is not None else github_signature(secret, data)}  # fmt: skip
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature if signature is not None else github_signature(secret, data),
+    }
     return client.post(path, data=data, content_type=content_type, headers=headers)
 
 
-def issue_event(*, action: str = "opened", labels=("hive",), number: int = 7, association: str = "MEMBER",
-                label: str | None = None, title: str = "Login fails on Safari",
-                body: str | None = "Steps: open /login in Safari 17.") -> dict:  # fmt: skip
+def issue_event(
+    *,
+    action: str = "opened",
+    labels=("hive",),
+    number: int = 7,
+    association: str = "MEMBER",
+    label: str | None = None,
+    title: str = "Login fails on Safari",
+    body: str | None = "Steps: open /login in Safari 17.",
+) -> dict:
     event = {
         "action": action,
-        "issue": {"id": 1000 + number, "number": number, "title": title, "body": body,
-                  "html_url": f"https://github.com/acme/web/issues/{number}", "author_association": association,
-                  "labels": [{"name": name} for name in labels]},
-        "repository": {"full_name": "acme/web"}, "sender": {"login": "octocat"},
-    }  # fmt: skip
+        "issue": {
+            "id": 1000 + number,
+            "number": number,
+            "title": title,
+            "body": body,
+            "html_url": f"https://github.com/acme/web/issues/{number}",
+            "author_association": association,
+            "labels": [{"name": name} for name in labels],
+        },
+        "repository": {"full_name": "acme/web"},
+        "sender": {"login": "octocat"},
+    }
     if label is not None:
         event["label"] = {"name": label}
     return event
@@ -79,30 +104,55 @@ def comment_event(text: str, *, action: str = "created", association: str = "OWN
     return {
         "action": action,
         "issue": {"id": 1007, "number": 7, "title": "Login fails", "html_url": "https://github.com/acme/web/issues/7"},
-        "comment": {"id": comment_id, "body": text, "author_association": association,
-                    "html_url": f"https://github.com/acme/web/issues/7#issuecomment-{comment_id}"},
-        "repository": {"full_name": "acme/web"}, "sender": {"login": "octocat"},
-    }  # fmt: skip
+        "comment": {
+            "id": comment_id,
+            "body": text,
+            "author_association": association,
+            "html_url": f"https://github.com/acme/web/issues/7#issuecomment-{comment_id}",
+        },
+        "repository": {"full_name": "acme/web"},
+        "sender": {"login": "octocat"},
+    }
 
 
-def slack_headers(body: bytes, *, secret: str = SLACK_SECRET, timestamp: str | None = None,
-                  extra: dict | None = None) -> dict:  # fmt: skip
+def slack_headers(
+    body: bytes, *, secret: str = SLACK_SECRET, timestamp: str | None = None, extra: dict | None = None
+) -> dict:
     timestamp = timestamp if timestamp is not None else str(int(time.time()))
-    return {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": slack_signature(secret, timestamp, body),
-            **(extra or {})}  # fmt: skip
+    return {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": slack_signature(secret, timestamp, body),
+        **(extra or {}),
+    }
 
 
 def slash_command(text: str, *, command: str = "/hive", trigger_id: str = "398738663015.47445629121.803a0bc8") -> bytes:
-    return urlencode({
-        "token": "legacy", "team_id": "T1DC2JH3J", "team_domain": "acme", "channel_id": "G8PSS9T3V",
-        "channel_name": "eng", "user_id": "U2CERLKJA", "user_name": "roadrunner", "command": command, "text": text,
-        "response_url": "https://hooks.slack.com/commands/T1DC2JH3J/397700885554/96rGlfmibIGlgcZRskXaIFfN",
-        "trigger_id": trigger_id,
-    }).encode()  # fmt: skip
+    return urlencode(
+        {
+            "token": "legacy",
+            "team_id": "T1DC2JH3J",
+            "team_domain": "acme",
+            "channel_id": "G8PSS9T3V",
+            "channel_name": "eng",
+            "user_id": "U2CERLKJA",
+            "user_name": "roadrunner",
+            "command": command,
+            "text": text,
+            "response_url": "https://hooks.slack.com/commands/T1DC2JH3J/397700885554/96rGlfmibIGlgcZRskXaIFfN",
+            "trigger_id": trigger_id,
+        }
+    ).encode()
 
 
-def post_slack(client, body: bytes, *, content_type: str = "application/x-www-form-urlencoded",
-               path: str = "/webhooks/slack/", headers: dict | None = None, **signing):  # fmt: skip
+def post_slack(
+    client,
+    body: bytes,
+    *,
+    content_type: str = "application/x-www-form-urlencoded",
+    path: str = "/webhooks/slack/",
+    headers: dict | None = None,
+    **signing,
+):
     """Post signed (override `secret`/`timestamp`), or with exactly `headers` when given."""
     headers = headers if headers is not None else slack_headers(body, **signing)
     return client.post(path, data=body, content_type=content_type, headers=headers)

@@ -27,29 +27,39 @@ def test_api_keys_are_listed_without_their_secret_and_can_be_revoked(admin_clien
     secret = raw.removeprefix(f"hive_{key.prefix}_")  # the secret itself may contain "_"
     assert secret not in detail and key.digest not in detail
     assert admin_client.get("/admin/external_api/apikey/add/").status_code == 403
-    response = admin_client.post("/admin/external_api/apikey/", {"action": "revoke", "_selected_action": [key.id]},
-                                 follow=True)  # fmt: skip
+    response = admin_client.post(
+        "/admin/external_api/apikey/", {"action": "revoke", "_selected_action": [key.id]}, follow=True
+    )
     assert "Revoked 1 API key(s)" in response.content.decode()
     assert ApiKey.objects.get().revoked_at is not None
 
 
 def test_webhook_sources_show_the_secrets_state_never_the_secret_and_rules_are_validated(admin_client, client):
-    source = webhook_source_create(kind="github", slug="github", team=apikey_create(name="x", scopes=["read"])[0].team,
-                                   secret="very secret value")  # fmt: skip
+    source = webhook_source_create(
+        kind="github", slug="github", team=apikey_create(name="x", scopes=["read"])[0].team, secret="very secret value"
+    )
     page = admin_client.get(f"/admin/external_api/webhooksource/{source.id}/change/").content.decode()
     assert "very secret value" not in page and "current" in page
-    response = admin_client.post(f"/admin/external_api/webhooksource/{source.id}/change/",
-                                 {"team": source.team_id, "enabled": "on", "rules": '{"capabilities": "python"}'})  # fmt: skip
+    response = admin_client.post(
+        f"/admin/external_api/webhooksource/{source.id}/change/",
+        {"team": source.team_id, "enabled": "on", "rules": '{"capabilities": "python"}'},
+    )
     assert response.status_code == 200 and "webhook source rules: capabilities" in response.content.decode()
     assert WebhookSource.objects.get().rules == {}
-    response = admin_client.post(f"/admin/external_api/webhooksource/{source.id}/change/",
-                                 {"team": source.team_id, "enabled": "on", "rules": '{"priority": "high"}'})  # fmt: skip
+    response = admin_client.post(
+        f"/admin/external_api/webhooksource/{source.id}/change/",
+        {"team": source.team_id, "enabled": "on", "rules": '{"priority": "high"}'},
+    )
     assert response.status_code == 302 and WebhookSource.objects.get().rules == {"priority": "high"}
 
 
 def test_deliveries_are_listed_read_only(admin_client, client):
-    webhook_source_create(kind="github", slug="github", team=apikey_create(name="x", scopes=["read"])[0].team,
-                          secret="github secret for the tests")  # fmt: skip
+    webhook_source_create(
+        kind="github",
+        slug="github",
+        team=apikey_create(name="x", scopes=["read"])[0].team,
+        secret="github secret for the tests",
+    )
     post_github(client, {"zen": "z"}, event="ping", delivery="d-admin")
     page = admin_client.get("/admin/external_api/webhookdelivery/?outcome__exact=ping").content.decode()
     assert "d-admin" in page

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def hive_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hive_project.cli", *args], cwd=ROOT, env=child_env(**env),
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hive_project.cli", *args],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_apikey_create_list_revoke(live_pools):
@@ -38,14 +44,22 @@ def test_apikey_create_list_revoke(live_pools):
 
     body = json.dumps({"prompt": "lint the repo", "capabilities": ["python"]})
     client = Client()
-    assert client.post("/webhooks/custom/", data=body, content_type="application/json",
-                       headers={"X-API-Key": raw}).status_code == 201  # fmt: skip
+    assert (
+        client.post(
+            "/webhooks/custom/", data=body, content_type="application/json", headers={"X-API-Key": raw}
+        ).status_code
+        == 201
+    )
     assert Task.objects.get().team.name == "acme"
 
     revoked = hive_cli("apikey", "revoke", key.prefix)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
-    assert client.post("/webhooks/custom/", data=body, content_type="application/json",
-                       headers={"X-API-Key": raw}).status_code == 401  # fmt: skip
+    assert (
+        client.post(
+            "/webhooks/custom/", data=body, content_type="application/json", headers={"X-API-Key": raw}
+        ).status_code
+        == 401
+    )
     assert "revoked" in hive_cli("apikey", "list").stdout
 
     bad = hive_cli("apikey", "create", "--name", "x", "--scopes", "root")
@@ -70,8 +84,9 @@ def test_team_and_user_create(live_pools, settings):
 
 
 def test_webhook_add_rotate_list(live_pools):
-    added = hive_cli("webhook", "add", "github", "--slug", "web", "--team", "default", "-c", "python", "--label",
-                     "agent")  # fmt: skip
+    added = hive_cli(
+        "webhook", "add", "github", "--slug", "web", "--team", "default", "-c", "python", "--label", "agent"
+    )
     assert added.returncode == 0, added.stderr
     assert "POST /webhooks/github/web/" in added.stdout
     secret = added.stdout.split("secret: ", 1)[1].strip()

@@ -16,8 +16,13 @@ from external_api.webhooks.signatures import github_signature
 pytestmark = pytest.mark.django_db
 
 URL = "/webhooks/custom/"
-TASK = {"prompt": "summarise yesterday's alerts", "capabilities": ["python"], "priority": "high",
-        "payload": {"alerts": 3}, "task_type": "report"}  # fmt: skip
+TASK = {
+    "prompt": "summarise yesterday's alerts",
+    "capabilities": ["python"],
+    "priority": "high",
+    "payload": {"alerts": 3},
+    "task_type": "report",
+}
 
 
 @pytest.fixture
@@ -82,8 +87,12 @@ def test_a_write_key_creates_the_task_in_its_team(client, keys, acme, who):
 
 
 def test_the_authorization_header_works_too(client, keys):
-    response = client.post(URL, data=json.dumps(TASK), content_type="application/json",
-                           headers={"Authorization": f"Api-Key {keys['writer']}"})  # fmt: skip
+    response = client.post(
+        URL,
+        data=json.dumps(TASK),
+        content_type="application/json",
+        headers={"Authorization": f"Api-Key {keys['writer']}"},
+    )
     assert response.status_code == 201
 
 
@@ -148,25 +157,35 @@ def test_a_delivery_id_reused_for_other_work_is_409(client, keys):
 def test_a_named_custom_source_of_another_team_is_404(client, keys):
     globex = Team.objects.create(name="globex")
     webhook_source_create(kind="custom", slug="globex-ci", team=globex)
-    response = client.post("/webhooks/custom/globex-ci/", data=json.dumps(TASK), content_type="application/json",
-                           headers={"X-API-Key": keys["writer"]})  # fmt: skip
+    response = client.post(
+        "/webhooks/custom/globex-ci/",
+        data=json.dumps(TASK),
+        content_type="application/json",
+        headers={"X-API-Key": keys["writer"]},
+    )
     assert response.status_code == 404 and Task.objects.count() == 0
 
 
 def test_a_custom_source_with_a_secret_also_needs_the_signature(client, keys, acme):
     webhook_source_create(kind="custom", slug="signed", team=acme, secret="shh")
     data = json.dumps(TASK).encode()
-    unsigned = client.post("/webhooks/custom/signed/", data=data, content_type="application/json",
-                           headers={"X-API-Key": keys["writer"]})  # fmt: skip
+    unsigned = client.post(
+        "/webhooks/custom/signed/", data=data, content_type="application/json", headers={"X-API-Key": keys["writer"]}
+    )
     assert unsigned.status_code == 401 and Task.objects.count() == 0
-    signed = client.post("/webhooks/custom/signed/", data=data, content_type="application/json",
-                         headers={"X-API-Key": keys["writer"], "X-Hub-Signature-256": github_signature("shh", data)})  # fmt: skip
+    signed = client.post(
+        "/webhooks/custom/signed/",
+        data=data,
+        content_type="application/json",
+        headers={"X-API-Key": keys["writer"], "X-Hub-Signature-256": github_signature("shh", data)},
+    )
     assert signed.status_code == 201
 
 
 def test_put_is_allowed_and_get_is_405(client, keys):
-    response = client.put(URL, data=json.dumps(TASK), content_type="application/json",
-                          headers={"X-API-Key": keys["writer"]})  # fmt: skip
+    response = client.put(
+        URL, data=json.dumps(TASK), content_type="application/json", headers={"X-API-Key": keys["writer"]}
+    )
     assert response.status_code == 201
     refused = client.get(URL, headers={"X-API-Key": keys["writer"]})
     assert refused.status_code == 405 and refused["Allow"] == "POST, PUT"

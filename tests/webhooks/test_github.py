@@ -27,8 +27,14 @@ def nothing_stored() -> bool:
 
 def test_githubs_test_vector_is_accepted_on_a_full_request(client, acme):
     webhook_source_create(kind="github", slug="vector", team=acme, secret=VECTOR_SECRET)
-    response = post_github(client, b"Hello, World!", event="ping", delivery="d-vector", signature=VECTOR_SIGNATURE,
-                           path="/webhooks/github/vector/")  # fmt: skip
+    response = post_github(
+        client,
+        b"Hello, World!",
+        event="ping",
+        delivery="d-vector",
+        signature=VECTOR_SIGNATURE,
+        path="/webhooks/github/vector/",
+    )
     assert response.status_code == 200, response.content
     assert response.json()["code"] == "pong"
     assert WebhookDelivery.objects.get().outcome == WebhookDelivery.Outcome.PING
@@ -73,9 +79,14 @@ def test_a_labelled_issue_becomes_a_task_with_the_rules_capabilities(client, git
     response = post_github(client, issue_event(), delivery="d-issue")
     assert response.status_code == 201, response.content
     task = Task.objects.get()
-    assert response.json() == {"code": "accepted", "detail": f"task {task.id} queued on pool backend",
-                               "delivery_id": "d-issue", "task": str(task.id), "pool": "backend",
-                               "status": "queued"}  # fmt: skip
+    assert response.json() == {
+        "code": "accepted",
+        "detail": f"task {task.id} queued on pool backend",
+        "delivery_id": "d-issue",
+        "task": str(task.id),
+        "pool": "backend",
+        "status": "queued",
+    }
     assert task.prompt == "Login fails on Safari\n\nSteps: open /login in Safari 17."
     assert task.capabilities == ["api", "python"] and task.priority == "high"
     assert task.external_ref == "https://github.com/acme/web/issues/7"
@@ -141,7 +152,7 @@ def test_a_replayed_delivery_creates_no_second_task(client, github):
         "edited",
         "outsider-comment",
         "empty-command",
-    ],  # fmt: skip
+    ],
 )
 def test_other_events_are_204_and_recorded_as_ignored(client, github, event, body, why):
     response = post_github(client, body, event=event)
@@ -199,9 +210,12 @@ def test_a_valid_delivery_that_is_not_json_is_400_and_rejected(client, github):
 
 def test_a_delivery_without_an_id_is_400_and_stores_nothing(client, github):
     body = b'{"zen": "x"}'
-    response = client.post("/webhooks/github/", data=body, content_type="application/json",
-                           headers={"X-GitHub-Event": "ping",
-                                    "X-Hub-Signature-256": github_signature(GITHUB_SECRET, body)})  # fmt: skip
+    response = client.post(
+        "/webhooks/github/",
+        data=body,
+        content_type="application/json",
+        headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": github_signature(GITHUB_SECRET, body)},
+    )
     assert response.status_code == 400 and response.json()["code"] == "bad_request"
     assert nothing_stored()
 

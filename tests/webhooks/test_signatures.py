@@ -58,8 +58,13 @@ def test_github_verify_accepts_any_current_secret_during_a_rotation():
 
 def test_slack_signature_matches_slacks_published_example():
     assert slack_signature(SLACK_SECRET, SLACK_TIMESTAMP, SLACK_BODY) == SLACK_SIGNATURE
-    slack_verify(body=SLACK_BODY, timestamp=SLACK_TIMESTAMP, signature=SLACK_SIGNATURE, secrets=[SLACK_SECRET],
-                 now=int(SLACK_TIMESTAMP) + 299)  # fmt: skip
+    slack_verify(
+        body=SLACK_BODY,
+        timestamp=SLACK_TIMESTAMP,
+        signature=SLACK_SIGNATURE,
+        secrets=[SLACK_SECRET],
+        now=int(SLACK_TIMESTAMP) + 299,
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,19 +83,29 @@ def test_slack_signature_matches_slacks_published_example():
 )
 def test_slack_verify_refuses_a_stale_or_malformed_timestamp(timestamp, now_offset, reason):
     with pytest.raises(SignatureError, match=reason):
-        slack_verify(body=SLACK_BODY, timestamp=timestamp, signature=SLACK_SIGNATURE, secrets=[SLACK_SECRET],
-                     now=int(SLACK_TIMESTAMP) + now_offset)  # fmt: skip
+        slack_verify(
+            body=SLACK_BODY,
+            timestamp=timestamp,
+            signature=SLACK_SIGNATURE,
+            secrets=[SLACK_SECRET],
+            now=int(SLACK_TIMESTAMP) + now_offset,
+        )
 
 
 def test_slack_verify_refuses_a_changed_body_or_another_secret():
     now = int(SLACK_TIMESTAMP)
     with pytest.raises(SignatureError, match="does not match"):
-        slack_verify(body=SLACK_BODY + b"x", timestamp=SLACK_TIMESTAMP, signature=SLACK_SIGNATURE,
-                     secrets=[SLACK_SECRET], now=now)  # fmt: skip
+        slack_verify(
+            body=SLACK_BODY + b"x",
+            timestamp=SLACK_TIMESTAMP,
+            signature=SLACK_SIGNATURE,
+            secrets=[SLACK_SECRET],
+            now=now,
+        )
     with pytest.raises(SignatureError, match="does not match"):
-        slack_verify(body=SLACK_BODY, timestamp=SLACK_TIMESTAMP, signature=SLACK_SIGNATURE, secrets=["other"],
-                     now=now)  # fmt: skip
+        slack_verify(body=SLACK_BODY, timestamp=SLACK_TIMESTAMP, signature=SLACK_SIGNATURE, secrets=["other"], now=now)
     # the timestamp is signed: moving it forward to look fresh breaks the signature
     with pytest.raises(SignatureError, match="does not match"):
-        slack_verify(body=SLACK_BODY, timestamp=str(now + 1), signature=SLACK_SIGNATURE, secrets=[SLACK_SECRET],
-                     now=now)  # fmt: skip
+        slack_verify(
+            body=SLACK_BODY, timestamp=str(now + 1), signature=SLACK_SIGNATURE, secrets=[SLACK_SECRET], now=now
+        )

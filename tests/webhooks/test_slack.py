@@ -57,8 +57,9 @@ def test_a_wrong_secret_or_no_signature_is_401(client, slack):
 
 
 def test_url_verification_is_answered_only_when_signed(client, slack):
-    body = json.dumps({"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
-                       "type": "url_verification"}).encode()  # fmt: skip
+    body = json.dumps(
+        {"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}
+    ).encode()
     unsigned = post_slack(client, body, content_type="application/json", headers={})
     assert unsigned.status_code == 401 and "challenge" not in unsigned.json()
     assert nothing_stored()
@@ -70,8 +71,12 @@ def test_url_verification_is_answered_only_when_signed(client, slack):
 
 def test_a_retry_with_x_slack_retry_num_creates_no_second_task(client, slack):
     first = post_slack(client, slash_command("fix the build"))
-    retry = post_slack(client, slash_command("fix the build"), timestamp=str(int(time.time()) + 2),
-                       extra={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})  # fmt: skip
+    retry = post_slack(
+        client,
+        slash_command("fix the build"),
+        timestamp=str(int(time.time()) + 2),
+        extra={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+    )
     assert first.status_code == retry.status_code == 200
     task = Task.objects.get()
     assert str(task.id) in retry.json()["text"]
@@ -79,8 +84,13 @@ def test_a_retry_with_x_slack_retry_num_creates_no_second_task(client, slack):
 
 
 def test_events_api_callbacks_are_recorded_once_by_event_id_and_ignored(client, slack):
-    body = json.dumps({"type": "event_callback", "event_id": "Ev0PV52K25",
-                       "event": {"type": "app_mention", "text": "<@U0LAN0Z89> hi"}}).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "event_id": "Ev0PV52K25",
+            "event": {"type": "app_mention", "text": "<@U0LAN0Z89> hi"},
+        }
+    ).encode()
     first = post_slack(client, body, content_type="application/json")
     retry = post_slack(client, body, content_type="application/json", extra={"X-Slack-Retry-Num": "1"})
     assert first.status_code == 204 and retry.status_code == 200 and retry.json()["code"] == "duplicate"
@@ -143,7 +153,6 @@ def test_the_slack_rate_limit_is_429_with_retry_after(client, slack):
 
 def test_a_signed_body_that_is_neither_form_nor_json_is_rejected(client, slack):
     body = b"\xff\xfe not json"
-    response = client.post("/webhooks/slack/", data=body, content_type="application/json",
-                           headers=slack_headers(body))  # fmt: skip
+    response = client.post("/webhooks/slack/", data=body, content_type="application/json", headers=slack_headers(body))
     assert response.status_code == 400 and response.json()["code"] == "invalid"
     assert WebhookDelivery.objects.get().outcome == "rejected"

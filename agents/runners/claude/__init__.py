@@ -36,6 +36,17 @@ from agents.runners.claude.reading import (
 )
 
 __all__ = [
-    "OK", "PERMANENT", "RATE_LIMITED", "TRANSIENT", "ClaudeReading", "RateLimit", "cost", "describe",
-    "find_result", "messages", "progress_lines", "read_output", "readable",
-]  # fmt: skip
+    "OK",
+    "PERMANENT",
+    "RATE_LIMITED",
+    "TRANSIENT",
+    "ClaudeReading",
+    "RateLimit",
+    "cost",
+    "describe",
+    "find_result",
+    "messages",
+    "progress_lines",
+    "read_output",
+    "readable",
+]

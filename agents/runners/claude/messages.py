@@ -7,9 +7,21 @@ from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-MESSAGE_TYPES = {"system", "assistant", "user", "result", "rate_limit_event", "stream_event", "control_request",
-                 "control_response", "control_cancel_request", "keep_alive", "tool_progress", "auth_status",
-                 "conversation_reset"}  # fmt: skip
+MESSAGE_TYPES = {
+    "system",
+    "assistant",
+    "user",
+    "result",
+    "rate_limit_event",
+    "stream_event",
+    "control_request",
+    "control_response",
+    "control_cancel_request",
+    "keep_alive",
+    "tool_progress",
+    "auth_status",
+    "conversation_reset",
+}
 
 
 def json_objects(lines: list[str]) -> list[dict[str, Any]]:

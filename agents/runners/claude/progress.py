@@ -12,8 +12,18 @@ RESULT_LIMIT = 500  # characters of a result shown
 DETAIL_LIMIT = 200  # characters of thinking, a prompt, a tool's input or output shown
 QUIET_TYPES = {"stream_event", "control_request", "control_response", "control_cancel_request", "keep_alive"}
 # The argument that says what a tool call does: Bash's command, Read's file, Grep's pattern, Task's description.
-TOOL_SUMMARY_KEYS = ("command", "file_path", "notebook_path", "pattern", "url", "query", "description", "prompt",
-                     "path", "skill")  # fmt: skip
+TOOL_SUMMARY_KEYS = (
+    "command",
+    "file_path",
+    "notebook_path",
+    "pattern",
+    "url",
+    "query",
+    "description",
+    "prompt",
+    "path",
+    "skill",
+)
 
 
 def readable(line: str) -> str | None:
@@ -102,8 +112,10 @@ def _describe_system(message: dict[str, Any]) -> str | None:
     if subtype == "init":
         listed = message.get("tools")
         tools = listed if isinstance(listed, list) else []
-        text = (f"[init] session {message.get('session_id') or '?'} started, model {message.get('model') or '?'}, "
-                f"{len(tools)} tools")  # fmt: skip
+        text = (
+            f"[init] session {message.get('session_id') or '?'} started, model {message.get('model') or '?'}, "
+            f"{len(tools)} tools"
+        )
         if message.get("claude_code_version"):
             text += f" (Claude Code {message['claude_code_version']})"
         mcp = message.get("mcp_servers")
@@ -123,8 +135,10 @@ def _describe_system(message: dict[str, Any]) -> str | None:
     if subtype == "compact_boundary":
         return "[compacted the conversation]"
     if subtype == "api_retry":
-        return (f"[retry] API error {message.get('error_status') or message.get('error') or '?'}, attempt "
-                f"{message.get('attempt', '?')} of {message.get('max_retries', '?')}")  # fmt: skip
+        return (
+            f"[retry] API error {message.get('error_status') or message.get('error') or '?'}, attempt "
+            f"{message.get('attempt', '?')} of {message.get('max_retries', '?')}"
+        )
     said = short(" ".join(texts_of(content_of(message))), DETAIL_LIMIT)  # 0.2.x: {"role": "system", "content": …}
     return f"[system{' ' + subtype if subtype else ''}]" + (f" {said}" if said else "")
 

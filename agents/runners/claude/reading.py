@@ -21,14 +21,28 @@ FAILURE_REASONS = {"max_turns", "api_error"}
 ERROR_DETAIL_LIMIT = 500  # characters of Claude's own words kept in an error
 
 STATUS_LABELS = {
-    400: "invalid request", 401: "authentication failed", 402: "billing error", 403: "permission denied",
-    404: "model not found or not available", 408: "request timed out", 413: "request too large",
-    429: "rate limited", 500: "API server error", 502: "bad gateway", 503: "service unavailable",
-    504: "gateway timeout", 529: "API overloaded",
-}  # fmt: skip
+    400: "invalid request",
+    401: "authentication failed",
+    402: "billing error",
+    403: "permission denied",
+    404: "model not found or not available",
+    408: "request timed out",
+    413: "request too large",
+    429: "rate limited",
+    500: "API server error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+    529: "API overloaded",
+}
 # The `error` on an assistant message that Claude Code made out of an API failure.
-ASSISTANT_ERROR_STATUS = {"authentication_failed": 401, "billing_error": 402, "rate_limit": 429,
-                          "invalid_request": 400, "server_error": 500}  # fmt: skip
+ASSISTANT_ERROR_STATUS = {
+    "authentication_failed": 401,
+    "billing_error": 402,
+    "rate_limit": 429,
+    "invalid_request": 400,
+    "server_error": 500,
+}
 
 API_ERROR_STATUS = re.compile(r"API Error:?\s*(\d{3})\b")
 USAGE_LIMIT_RESET = re.compile(r"usage limit reached\|(\d{9,11})")  # "Claude AI usage limit reached|1755615600"
@@ -36,26 +50,65 @@ RETRY_AFTER = re.compile(r"retry[- ]after\W{0,3}(\d+(?:\.\d+)?)", re.IGNORECASE)
 # (pattern, classification, headline, also trusted in plain text). The first match wins:
 # "You've hit your limit … /login to switch to an API usage-billed account" is a limit, not a login.
 TEXT_CAUSES: list[tuple[re.Pattern[str], str, str, bool]] = [
-    (re.compile(r"rate[ _-]?limit(?:ed|_error| reached| exceeded)|usage limit|hit your limit|too many requests", re.I),
-     RATE_LIMITED, "claude is rate limited", True),
-    (re.compile(r"invalid api key|authentication[_ ](?:error|failed)|could not resolve authentication|run /login|"
-                r"oauth token|not logged in|x-api-key|\bunauthori[sz]ed\b", re.I),
-     PERMANENT, "claude could not authenticate", True),
+    (
+        re.compile(
+            r"rate[ _-]?limit(?:ed|_error| reached| exceeded)|usage limit|hit your limit|too many requests", re.I
+        ),
+        RATE_LIMITED,
+        "claude is rate limited",
+        True,
+    ),
+    (
+        re.compile(
+            r"invalid api key|authentication[_ ](?:error|failed)|could not resolve authentication|run /login|"
+            r"oauth token|not logged in|x-api-key|\bunauthori[sz]ed\b",
+            re.I,
+        ),
+        PERMANENT,
+        "claude could not authenticate",
+        True,
+    ),
     (re.compile(r"credit balance is too low|billing_error", re.I), PERMANENT, "claude's account cannot pay", True),
-    (re.compile(r"issue with the selected model|not_found_error|model\W.{0,80}(?:not (?:be )?found|may not exist)|"
-                r"invalid model", re.I),
-     PERMANENT, "claude's model is not available", True),
-    (re.compile(r"prompt is too long|context (?:window|length) exceeded", re.I),
-     PERMANENT, "the prompt is too long for the model", True),
-    (re.compile(r"requires --verbose|--verbose must be used|unknown option|error: option|allowed choices are", re.I),
-     PERMANENT, "claude was started with a wrong configuration", True),
+    (
+        re.compile(
+            r"issue with the selected model|not_found_error|model\W.{0,80}(?:not (?:be )?found|may not exist)|"
+            r"invalid model",
+            re.I,
+        ),
+        PERMANENT,
+        "claude's model is not available",
+        True,
+    ),
+    (
+        re.compile(r"prompt is too long|context (?:window|length) exceeded", re.I),
+        PERMANENT,
+        "the prompt is too long for the model",
+        True,
+    ),
+    (
+        re.compile(r"requires --verbose|--verbose must be used|unknown option|error: option|allowed choices are", re.I),
+        PERMANENT,
+        "claude was started with a wrong configuration",
+        True,
+    ),
     (re.compile(r"overloaded", re.I), TRANSIENT, "the API is overloaded", False),
-    (re.compile(r"internal server error|server_error|service unavailable|bad gateway", re.I),
-     TRANSIENT, "the API failed", False),
-    (re.compile(r"connection error|econnreset|econnrefused|etimedout|enotfound|eai_again|socket hang up|"
-                r"fetch failed|network error|stream idle timeout|request timed out", re.I),
-     TRANSIENT, "claude lost its connection to the API", False),
-]  # fmt: skip
+    (
+        re.compile(r"internal server error|server_error|service unavailable|bad gateway", re.I),
+        TRANSIENT,
+        "the API failed",
+        False,
+    ),
+    (
+        re.compile(
+            r"connection error|econnreset|econnrefused|etimedout|enotfound|eai_again|socket hang up|"
+            r"fetch failed|network error|stream idle timeout|request timed out",
+            re.I,
+        ),
+        TRANSIENT,
+        "claude lost its connection to the API",
+        False,
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -106,8 +159,11 @@ class ClaudeReading:
             extra["terminal_reason"] = self.terminal_reason
         if self.rate_limit is not None:
             resets_at = self.rate_limit.resets_at
-            extra["rate_limit"] = {"status": self.rate_limit.status, "type": self.rate_limit.limit_type,
-                                   "resets_at": resets_at.isoformat() if resets_at else None}  # fmt: skip
+            extra["rate_limit"] = {
+                "status": self.rate_limit.status,
+                "type": self.rate_limit.limit_type,
+                "resets_at": resets_at.isoformat() if resets_at else None,
+            }
         return extra
 
 
