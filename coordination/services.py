@@ -108,10 +108,12 @@ def task_submit(
     routed = choice.pool
     submission.payload_fields_check(pool=routed, command=spec["command"], payload=spec["payload"])
     now = timezone.now()
-    budget = spec.pop("max_attempts") or routed.max_attempts
-    timeout = spec.pop("timeout") or routed.timeout
+    # `spec` stays whole: a raced idempotency key compares every field of it below
+    budget = spec["max_attempts"] or routed.max_attempts
+    timeout = spec["timeout"] or routed.timeout
+    fields = {k: v for k, v in spec.items() if k not in ("max_attempts", "timeout")}
     task = Task(
-        **spec,
+        **fields,
         pool=routed,
         team=team,
         status=Task.Status.QUEUED,

@@ -258,3 +258,25 @@ def test_task_submit_refused_task_registers_no_commit_callback(pools, django_cap
         submit(priority="urgent")
 
     assert callbacks == []
+
+
+@pytest.mark.parametrize(("timeout", "outcome"), [(30, "same task"), (60, "conflict")])
+def test_task_submit_raced_by_the_same_key_compares_every_field_with_the_winner(pools, monkeypatch, timeout, outcome):
+    from coordination import services
+
+    real_route = services.route
+    winner: list[Task] = []
+
+    def racing_route(*args, **kwargs):
+        # another submit with the key stores first, after this one found no task with it
+        monkeypatch.setattr(services, "route", real_route)
+        winner.append(task_submit(capabilities=["python"], prompt="p", idempotency_key="k", timeout=30))
+        return real_route(*args, **kwargs)
+
+    monkeypatch.setattr(services, "route", racing_route)
+    if outcome == "same task":
+        assert task_submit(capabilities=["python"], prompt="p", idempotency_key="k", timeout=timeout) == winner[0]
+    else:
+        with pytest.raises(IdempotencyConflict, match="with another timeout"):
+            task_submit(capabilities=["python"], prompt="p", idempotency_key="k", timeout=timeout)
+    assert Task.objects.count() == 1
