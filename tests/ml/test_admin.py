@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 
 from coordination.models import RoutingDecision, Task
 from coordination.services import task_cancel, task_submit
+from ml import registry
 from ml.models import ModelVersion
 from ml.services import ml_train
 from tests.ml.conftest import with_config
@@ -113,3 +114,19 @@ def test_task_page_shows_the_decision_that_placed_it(staff, ml_pools, settings):
     assert "Routing decision" in text
     assert decision.reason in text and "predictive" in text and "no_model" in text
     assert Task.objects.get(id=task.id).pool.name in text
+
+
+def test_task_page_shows_a_queued_tasks_eta_or_why_there_is_none(staff, ml_pools, world):
+    before = task_submit(capabilities=[CAPABILITY], prompt="before any model", task_type="build")
+    assert "none: no active duration model yet" in page(staff.get(f"/admin/coordination/task/{before.id}/change/"))
+
+    build_history(world, n=600, pools=ml_pools, seed=1)
+    ml_train(kinds=["duration"])
+    registry.forget()  # this process checked for models a moment ago
+    queued = task_submit(capabilities=[CAPABILITY], prompt="after training", task_type="build", complexity=5)
+    text = page(staff.get(f"/admin/coordination/task/{queued.id}/change/"))
+
+    assert "ETA" in text and "(p90 " in text and "duration v1" in text
+    task_cancel(task=queued)
+    assert "ETA" in (cancelled := page(staff.get(f"/admin/coordination/task/{queued.id}/change/")))
+    assert "duration v1" not in cancelled
