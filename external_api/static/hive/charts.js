@@ -17,22 +17,7 @@
   let refreshEvery = 30000;
   let periodic = null;
 
-  const $ = (selector) => document.querySelector(selector);
-
-  function el(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs)) {
-      if (value === null || value === undefined) continue;
-      if (key === "class") node.className = value;
-      else if (key === "dataset") Object.assign(node.dataset, value);
-      else node.setAttribute(key, value);
-    }
-    for (const child of children) {
-      if (child === null || child === undefined) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
+  const { $, el } = window.hiveDom; // dashboard.js
 
   async function getJSON(path) {
     const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });

@@ -47,6 +47,8 @@
     }
     return node;
   }
+  // shared with the dashboard's other panels (spend.js, charts.js load after this file)
+  window.hiveDom = { $, el };
 
   function problem(message) {
     const box = $("#problem");

@@ -7,15 +7,7 @@
   const REFRESH_MS = 30000;
   const DAY_MS = 24 * 3600 * 1000;
 
-  function el(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs)) {
-      if (key === "dataset") Object.assign(node.dataset, value);
-      else node.setAttribute(key, value);
-    }
-    for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    return node;
-  }
+  const { el } = window.hiveDom; // dashboard.js
 
   async function spend(groupBy, since) {
     const params = new URLSearchParams({ group_by: groupBy, since: since.toISOString() });
