@@ -163,6 +163,10 @@ def results_table(run: Run) -> list[tuple[str, str]]:
         from bench.learning import rows as learning_rows
 
         rows += learning_rows(run.results["learning"])
+    if run.results.get("controlplane"):
+        from bench.controlplane import rows as controlplane_rows
+
+        rows += controlplane_rows(run.results["controlplane"])
     for scenario in SCENARIOS:
         if scenario.pending:
             rows.append((f"{scenario.number}. {scenario.name}", f"pending: {scenario.pending}"))

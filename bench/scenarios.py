@@ -11,6 +11,8 @@
    grow from 1 to 4 instances, against a pool fixed at 4; a rate-limited agent program.
 8. learning (bench/learning.py): pools that differ by a hidden table; history, training, one batch
    under each strategy, adaptation to a pool that gets slow, failure patterns, training at scale.
+9. control-plane (bench/controlplane.py): beat's cycle (reconcile, health, scaling) over 1M task
+   rows and 500 agents on PostgreSQL; the statements of one agent heartbeat.
 
 Every wait is bounded; a scenario that cannot finish raises BenchError with the reason.
 """
@@ -52,6 +54,9 @@ class Options:
     learning_batch: int = 90  # scenario 8: the batch each strategy runs
     learning_adapt: int = 50  # scenario 8: most tasks sent after the change
     learning_train_rows: int = 100_000  # scenario 8: synthetic attempts trained on
+    controlplane_rows: int = 1_000_000  # scenario 9, PostgreSQL only: task rows beat's cycle runs over
+    controlplane_agents: int = 500  # scenario 9
+    controlplane_rounds: int = 7  # scenario 9: measured beat cycles
     profile: bool = False
     results_dir: Path = Path("var/bench")
 
@@ -561,6 +566,12 @@ def _learning(run: Run) -> None:
     scenario_learning(run)
 
 
+def _controlplane(run: Run) -> None:
+    from bench.controlplane import scenario_controlplane
+
+    scenario_controlplane(run)
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(1, "throughput", scenario_throughput),
     Scenario(2, "latency", scenario_latency),
@@ -570,4 +581,5 @@ SCENARIOS: list[Scenario] = [
     Scenario(6, "memory", scenario_memory),
     Scenario(7, "autoscaling", _autoscaling),
     Scenario(8, "learning", _learning),
+    Scenario(9, "control-plane", _controlplane),
 ]

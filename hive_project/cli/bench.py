@@ -102,10 +102,12 @@ def bench(
     from bench import report, scenarios
     from bench.world import BenchError, world_close, world_open
 
+    controlplane_rows = scenarios.Options.controlplane_rows
     if quick:
         tasks, latency_tasks = min(tasks, 200), min(latency_tasks, 50)
         subscribers, api_requests = min(subscribers, 100), min(api_requests, 200)
         learning_tasks, learning_train_rows = min(learning_tasks, 30), min(learning_train_rows, 10_000)
+        controlplane_rows = 100_000
     options = scenarios.Options(
         tasks=tasks,
         latency_tasks=latency_tasks,
@@ -117,6 +119,7 @@ def bench(
         learning_history=max(60, 4 * learning_tasks),
         learning_batch=learning_tasks,
         learning_train_rows=learning_train_rows,
+        controlplane_rows=controlplane_rows,
         results_dir=(results_dir or var_dir() / "bench").resolve(),
     )
     doc = (doc_path or BASE_DIR / "docs" / "benchmarks.md").resolve()
