@@ -133,6 +133,14 @@ class Task(models.Model):
             models.Index(fields=["status", "dispatched_at"]),
             models.Index(fields=["team", "-created_at"]),
             models.Index(fields=["team", "status", "-created_at"]),
+            # Beat's reads of the work in hand (coordination.scaling.services.pool_states, every
+            # scaling and monitoring round): the few active rows only, never the finished history,
+            # and every column they read, so PostgreSQL answers from the index alone.
+            models.Index(
+                fields=["pool", "status", "available_at"],
+                condition=models.Q(status__in=["pending", "queued", "running"]),
+                name="task_active_pool",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -207,7 +215,13 @@ class TaskAttempt(models.Model):
         ordering = ["task", "number"]
         constraints = [models.UniqueConstraint(fields=["task", "number"], name="attempt_number_unique")]
         # started_at: today's spend, which budgets read before every start (coordination.budgets)
-        indexes = [models.Index(fields=["outcome", "heartbeat_at"]), models.Index(fields=["started_at"])]
+        indexes = [
+            models.Index(fields=["outcome", "heartbeat_at"]),
+            models.Index(fields=["started_at"]),
+            # An agent's running attempts (recovery when it goes offline or restarts, drain): not
+            # the thousands it has finished.
+            models.Index(fields=["agent"], condition=models.Q(outcome="running"), name="attempt_running_agent"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task.short_id}#{self.number} {self.outcome}"

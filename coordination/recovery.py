@@ -59,15 +59,18 @@ def agents_mark_offline(*, older_than: timedelta) -> int:
             )
             count_agent_failure(pool=agent.pool.name)  # a clean shutdown (scale-in) is no failure
         count += 1
-        for attempt in TaskAttempt.objects.filter(agent=agent, outcome=TaskAttempt.Outcome.RUNNING):
-            attempt_lost(attempt_id=attempt.id, reason=f"agent {agent.name} went offline")
+        running = TaskAttempt.objects.filter(agent=agent, outcome=TaskAttempt.Outcome.RUNNING).order_by("id")
+        for attempt_id in list(running.values_list("id", flat=True)):
+            attempt_lost(attempt_id=attempt_id, reason=f"agent {agent.name} went offline")
     return count
 
 
 def attempts_recover_stale(*, older_than: timedelta) -> int:
     """Running attempts whose runner stopped beating (its process died) are lost."""
     cutoff = timezone.now() - older_than
-    stale = TaskAttempt.objects.filter(outcome=TaskAttempt.Outcome.RUNNING, heartbeat_at__lt=cutoff)
+    # Ordered by id, not by the model's (task, number), which joins every stale attempt to its task
+    # and sorts them: the order does not matter, each one is recovered on its own.
+    stale = TaskAttempt.objects.filter(outcome=TaskAttempt.Outcome.RUNNING, heartbeat_at__lt=cutoff).order_by("id")
     count = 0
     for attempt_id in stale.values_list("id", flat=True):
         attempt_lost(attempt_id=attempt_id, reason="the attempt stopped sending heartbeats")

@@ -17,13 +17,12 @@ import threading
 
 import psutil
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, connection
 
 from agents.models import Agent, AgentPool
 from agents.resources import ClaimGate, ResourceSampler, claim_gate, gate_changed, resource_alerts
 from coordination.fleet import agent_heartbeat, agent_register, agent_stopped
 from coordination.flow import Admission
-from coordination.models import Task
 from coordination.processes import HOSTNAME
 from hive_project.paths import var_dir
 
@@ -88,14 +87,22 @@ class Heartbeat(threading.Thread):
                 connection.close()
 
     def beat(self) -> None:
-        close_old_connections()
-        load = Task.objects.filter(agent_id=self.agent.id, status=Task.Status.RUNNING).count()
+        """One heartbeat: a single `UPDATE ... RETURNING status` (coordination.fleet.agent_heartbeat).
+
+        The thread keeps its connection between beats and does not check it first (Django's health
+        check is a second round trip on every beat): a connection the server dropped fails the
+        UPDATE, which is then sent once more on a new connection.
+        """
         report = resources() | self.watch_resources()
-        if not agent_heartbeat(agent_id=self.agent.id, load=load, resources=report):
+        try:
+            status = agent_heartbeat(agent_id=self.agent.id, resources=report)
+        except (InterfaceError, OperationalError):
+            connection.close()
+            status = agent_heartbeat(agent_id=self.agent.id, resources=report)
+        if status is None:
             log.warning("agent %s was marked offline; registering again", self.agent.name)
             self.agent = register(self.agent.name, self.agent.pool, self.agent.concurrency)
-        status = Agent.objects.filter(id=self.agent.id).values_list("status", flat=True).first()
-        if status == Agent.Status.DRAINING and not self.drained:
+        elif status == Agent.Status.DRAINING and not self.drained:
             self.consumer.cancel_task_queue(self.agent.pool.queue)
             self.drained = True
 
