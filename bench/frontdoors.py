@@ -272,36 +272,37 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
     logs = run.world.var / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[asyncio.subprocess.Process] = []
-    failures: list[str] = []
+    failed = 0  # subscribers that could not connect, or were closed before the end
+    samples: list[str] = []
     from bench.loadgen import Connection
 
     conn = Connection(HOST, api_port)
     sent: dict[int, float] = {}
+    answered: dict[int, float] = {}  # when the POST's answer came (the event is committed by then)
     reports: list[dict] = []
     try:
-        for i, share in enumerate(shares):
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "bench.stream_subscribers",
-                    url,
-                    str(share),
-                    str(k),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=open(logs / f"subscribers-{i}.log", "ab"),
-                    env=env,
-                    cwd=str(BASE_DIR),
-                    limit=2**24,
-                )
-            )
         connected = 0
-        for proc in procs:  # each process connects its share in waves, all processes at once
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout=60 + 60 * m / 50)
-            ready = json.loads(line or b'{"ready": 0, "failed": 0, "failures": ["the process ended"]}')
+        for i, share in enumerate(shares):  # one process after the other connects its share
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.stream_subscribers",
+                url,
+                str(share),
+                str(k),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=open(logs / f"subscribers-{i}.log", "ab"),
+                env=env,
+                cwd=str(BASE_DIR),
+                limit=2**24,
+            )
+            procs.append(proc)
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=120 + 2 * share)
+            ready = json.loads(line or b'{"ready": 0, "failed": 1, "failures": ["the process ended"]}')
             connected += ready["ready"]
-            failures += ready["failures"]
+            failed += ready["failed"]
+            samples += ready["failures"]
         await asyncio.sleep(0.5)
         for seq in range(-2, k):  # two unmeasured events first: every subscriber's path warmed up
             sent[seq] = time.time()
@@ -313,8 +314,9 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
                     {"X-API-Key": key},
                 )
             )
+            answered[seq] = time.time()
             if status != 201:
-                failures.append(f"POST /api/v1/events/ answered {status}: {body[:200]!r}")
+                samples.append(f"POST /api/v1/events/ answered {status}: {body[:200]!r}")
             await asyncio.sleep(run.options.stream_gap)
         deadline = time.monotonic() + 10
         for proc in procs:  # a process answers when all its subscribers have every event
@@ -333,7 +335,8 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
             await proc.wait()
     arrivals: dict[int, list[float]] = {}
     for report in reports:
-        failures += report.get("failures", [])
+        failed += report.get("dropped", 0)
+        samples += report.get("failures", [])
         for seq, (first, last, count) in (report.get("arrivals") or {}).items():
             seen = arrivals.setdefault(int(seq), [first, last, 0])
             seen[0], seen[1], seen[2] = min(seen[0], first), max(seen[1], last), seen[2] + count
@@ -343,11 +346,12 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
     return {
         "subscribers": connected,
         "subscriber_processes": p,
-        "connect_failures": len(failures),
-        "failure_sample": failures[:3],
+        "connect_failures": failed,
+        "failure_sample": samples[:3],
         "missed": k - len(complete),
         "latencies_ms": latencies,
         "first_subscriber_ms": percentiles(first) if len(first) > 1 else None,
+        "post_ms": percentiles([1000 * (answered[s] - sent[s]) for s in range(k) if s in answered]) if k > 1 else None,
     }
 
 
