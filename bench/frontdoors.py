@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import resource
 import sys
 import time
 import uuid
@@ -26,6 +25,7 @@ from bench.loadgen import Outcome, drive, json_request
 from bench.scenarios import Goal, Run, _alive, _clear_queue, _get, percentiles
 from bench.world import FRONT_CAPABILITY, FRONT_POOL, GITHUB_SECRET, wait_until
 from hive_project.launch import free_port
+from hive_project.paths import BASE_DIR
 
 HOST = "127.0.0.1"
 BIG_TABLE_ROWS = 1_000_000
@@ -91,14 +91,6 @@ def _check(outcome: Outcome, ok: set[int], what: str) -> None:
         from bench.world import BenchError
 
         raise BenchError(f"{what}: unexpected answers {bad}, {outcome.errors} connection errors")
-
-
-def _raise_nofile(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # --- scenario 3: the REST API ---------------------------------------------------------------------
@@ -223,9 +215,6 @@ def _copy_tasks(rows: int) -> None:
 # --- scenario 4: stream fan-out ---------------------------------------------------------------------
 def scenario_stream(run: Run) -> None:
     m, k = run.options.subscribers, run.options.stream_events
-    limit = _raise_nofile(max(4096, 2 * m + 512))
-    if limit < m + 256:
-        run.notes.append(f"RLIMIT_NOFILE is {limit}: fewer subscribers than asked may connect")
     key = _prepare(run)
     settings = {**STREAM_SETTINGS, "LEANVIBE_EXTERNAL_API_EVENT_STREAMING_MAX_CONNECTIONS": str(m + 100)}
     streamer, stream_port = _serve(run, "web-stream", role="streaming", **settings)
@@ -267,51 +256,54 @@ def scenario_stream(run: Run) -> None:
     run.goals.append(Goal(f"streaming process peak RSS, {used} subscribers", "(reported)", rss, f"{rss:.0f} MB", None))
 
 
+def subscriber_processes(m: int) -> int:
+    """How many processes the M subscribers are spread over: 4 to 8, about 250 in each."""
+    return max(1, min(m, 8, max(4, -(-m // 250))))
+
+
 async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, k: int) -> dict:
-    import websockets
-
+    """M subscribers spread over several processes (bench/stream_subscribers.py); K events posted
+    one by one. Each process reports, per event, its first and last arrival and how many of its
+    subscribers had it; the publisher's clock and theirs are the same (time.time, one machine)."""
     url = f"ws://{HOST}:{stream_port}/ws/events/?api_key={key}&event_types=custom.bench"
-    received: dict[int, list[float]] = {}  # event seq -> arrival times
-    ready = 0
-    failures: list[str] = []
-    stop = asyncio.Event()
-
-    async def subscriber() -> None:
-        nonlocal ready
-        try:
-            async with websockets.connect(
-                url, open_timeout=60, max_queue=None, ping_interval=None, compression=None
-            ) as ws:
-                welcome = json.loads(await ws.recv())
-                if welcome.get("type") != "welcome":
-                    failures.append(f"first frame {welcome.get('type')!r}")
-                    return
-                ready += 1
-                while not stop.is_set():
-                    frame = await ws.recv()
-                    now = time.time()
-                    message = json.loads(frame)
-                    for event in message.get("events") or ():
-                        seq = (event.get("payload") or {}).get("seq")
-                        if seq is not None:
-                            received.setdefault(seq, []).append(now)
-        except (OSError, websockets.ConnectionClosed, TimeoutError) as exc:
-            if not stop.is_set():
-                failures.append(f"{exc.__class__.__name__}: {exc}"[:200])
-
-    tasks: list[asyncio.Task] = []
-    for start in range(0, m, 50):  # connect in waves, so the listen backlog never overflows
-        tasks += [asyncio.create_task(subscriber()) for _ in range(min(50, m - start))]
-        deadline = time.monotonic() + 60
-        while ready + len(failures) < len(tasks) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-    await asyncio.sleep(0.5)
-    connected = ready
+    p = subscriber_processes(m)
+    shares = [m // p + (1 if i < m % p else 0) for i in range(p)]
+    env = run.world.child_env()
+    logs = run.world.var / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: list[asyncio.subprocess.Process] = []
+    failed = 0  # subscribers that could not connect, or were closed before the end
+    samples: list[str] = []
     from bench.loadgen import Connection
 
     conn = Connection(HOST, api_port)
     sent: dict[int, float] = {}
+    answered: dict[int, float] = {}  # when the POST's answer came (the event is committed by then)
+    reports: list[dict] = []
     try:
+        connected = 0
+        for i, share in enumerate(shares):  # one process after the other connects its share
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.stream_subscribers",
+                url,
+                str(share),
+                str(k),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=open(logs / f"subscribers-{i}.log", "ab"),
+                env=env,
+                cwd=str(BASE_DIR),
+                limit=2**24,
+            )
+            procs.append(proc)
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=120 + 2 * share)
+            ready = json.loads(line or b'{"ready": 0, "failed": 1, "failures": ["the process ended"]}')
+            connected += ready["ready"]
+            failed += ready["failed"]
+            samples += ready["failures"]
+        await asyncio.sleep(0.5)
         for seq in range(-2, k):  # two unmeasured events first: every subscriber's path warmed up
             sent[seq] = time.time()
             status, body = await conn.send(
@@ -322,28 +314,44 @@ async def _fan_out(run: Run, key: str, stream_port: int, api_port: int, m: int, 
                     {"X-API-Key": key},
                 )
             )
+            answered[seq] = time.time()
             if status != 201:
-                failures.append(f"POST /api/v1/events/ answered {status}: {body[:200]!r}")
+                samples.append(f"POST /api/v1/events/ answered {status}: {body[:200]!r}")
             await asyncio.sleep(run.options.stream_gap)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(len(received.get(s, ())) < connected for s in range(k)):
-            await asyncio.sleep(0.05)
+        for proc in procs:  # a process answers when all its subscribers have every event
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout=max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                proc.stdin.write(b"stop\n")
+                await proc.stdin.drain()
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+            reports.append(json.loads(line or b"{}"))
     finally:
         await conn.close()
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    complete = [s for s in range(k) if len(received.get(s, ())) >= connected]
-    latencies = [1000 * (max(received[s]) - sent[s]) for s in complete]
-    first = [1000 * (min(received[s]) - sent[s]) for s in complete]
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+    arrivals: dict[int, list[float]] = {}
+    for report in reports:
+        failed += report.get("dropped", 0)
+        samples += report.get("failures", [])
+        for seq, (first, last, count) in (report.get("arrivals") or {}).items():
+            seen = arrivals.setdefault(int(seq), [first, last, 0])
+            seen[0], seen[1], seen[2] = min(seen[0], first), max(seen[1], last), seen[2] + count
+    complete = [s for s in range(k) if s in arrivals and arrivals[s][2] >= connected]
+    latencies = [1000 * (arrivals[s][1] - sent[s]) for s in complete]
+    first = [1000 * (arrivals[s][0] - sent[s]) for s in complete]
     return {
         "subscribers": connected,
-        "connect_failures": len(failures),
-        "failure_sample": failures[:3],
+        "subscriber_processes": p,
+        "connect_failures": failed,
+        "failure_sample": samples[:3],
         "missed": k - len(complete),
         "latencies_ms": latencies,
         "first_subscriber_ms": percentiles(first) if len(first) > 1 else None,
+        "post_ms": percentiles([1000 * (answered[s] - sent[s]) for s in range(k) if s in answered]) if k > 1 else None,
     }
 
 

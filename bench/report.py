@@ -206,7 +206,8 @@ def _front_door_rows(results: dict) -> list[tuple[str, str]]:
         rss = st["streaming_rss_mb"]
         rows.append(
             (
-                f"4. fan-out publish → last of {st['subscribers']} subscribers ({st['events']} events)",
+                f"4. fan-out publish → last of {st['subscribers']} subscribers "
+                f"({st.get('subscriber_processes', 1)} processes, {st['events']} events)",
                 f"{_p(st)}; first subscriber {_p({'latency_ms': st.get('first_subscriber_ms')})}; "
                 f"missed {st['missed']}",
             )

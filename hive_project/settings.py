@@ -171,7 +171,7 @@ DATABASE_ECHO = HIVE_CONFIG.database.echo  # hive_project.apps logs every statem
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
-# --- Redis: broker, channel layer, cache. The embedded server listens on a socket in var/ -------
+# --- Redis: broker, event stream, cache. The embedded server listens on a socket in var/ -------
 def redis_url() -> str:
     return HIVE_CONFIG.redis.url or f"unix://{embedded_redis_socket()}"
 
@@ -191,18 +191,6 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "hive",
-    }
-}
-
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # channels_redis waits up to 5 s per receive; a read timeout at 5 s would kill idle sockets
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-            "prefix": "hive:asgi:",
-            "capacity": 1000,
-        },
     }
 }
 

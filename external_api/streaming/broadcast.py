@@ -1,55 +1,79 @@
-"""Pushing committed events to the WebSocket subscribers through the Channels layer.
+"""Pushing committed events to the WebSocket subscribers: one Redis PUBLISH per event.
 
-Group sends go through one long-lived event loop per process, so the Redis connection pool of
-channels_redis is reused instead of being rebuilt for every event, and one queue drained by one
-task keeps events in the order they were committed (concurrent sends would overtake each other).
+Every streaming process holds one subscription to the events channel and hands each event to its
+own sockets (fanout.py), so an event costs one PUBLISH however many subscribers there are, where a
+channel-layer group send costs work per member. The publish runs in one background thread per
+process, fed by a queue: the committing thread does not wait for Redis, and one thread sending in
+queue order keeps a process's events in the order they were committed. Messages that queued up
+while the thread was busy go in one pipeline (one round trip).
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 import os
+import queue
 import threading
 from typing import Any
 
+from django.conf import settings
+
 log = logging.getLogger(__name__)
 
-EVENTS_GROUP = "hive.events"
+PIPELINE_MAX = 200  # messages sent in one round trip when many queued up
 
-_loop: asyncio.AbstractEventLoop | None = None
-_queue: asyncio.Queue | None = None
-_loop_lock = threading.Lock()
-_loop_pid: int | None = None
+_queue: queue.SimpleQueue[dict[str, Any]] | None = None
+_lock = threading.Lock()
+_pid: int | None = None
+
+
+def events_channel() -> str:
+    """The Redis pub/sub channel of the events. Pub/sub ignores the database number, so it is
+    part of the name: two hives on one Redis server (different databases) stay apart."""
+    from redis.connection import parse_url
+
+    return f"hive:stream:events:{parse_url(settings.REDIS_URL).get('db') or 0}"
+
+
+def encode(message: dict[str, Any]) -> str:
+    """The event as JSON, in the form the stream sends it (fanout reuses the text)."""
+    return json.dumps(message, separators=(",", ":"), default=str)
 
 
 def announce(message: dict[str, Any]) -> None:
-    """An announcer for `coordination.events`: queue the message for the group send."""
-    loop, queue = _background_sender()
-    loop.call_soon_threadsafe(queue.put_nowait, message)
+    """An announcer for `coordination.events`: queue the message for the publishing thread."""
+    _sender().put(message)
 
 
-def _background_sender() -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
-    global _loop, _queue, _loop_pid
-    with _loop_lock:
-        if _loop is None or _queue is None or _loop_pid != os.getpid():  # a forked worker child needs its own loop
-            loop = asyncio.new_event_loop()
-            queue: asyncio.Queue = asyncio.Queue()
-            loop.call_soon(lambda: loop.create_task(_drain(queue)))
-            threading.Thread(target=loop.run_forever, name="hive-events", daemon=True).start()
-            _loop, _queue, _loop_pid = loop, queue, os.getpid()
-        return _loop, _queue
+def _sender() -> queue.SimpleQueue[dict[str, Any]]:
+    global _queue, _pid
+    with _lock:
+        if _queue is None or _pid != os.getpid():  # a forked worker child needs its own thread
+            _queue, _pid = queue.SimpleQueue(), os.getpid()
+            threading.Thread(target=_publish_forever, args=(_queue,), name="hive-events", daemon=True).start()
+        return _queue
 
 
-async def _drain(queue: asyncio.Queue) -> None:
-    from channels.layers import get_channel_layer
+def _publish_forever(messages: queue.SimpleQueue[dict[str, Any]]) -> None:
+    from coordination.dispatch import redis_client
 
-    layer = get_channel_layer()
+    client = redis_client()
+    channel = events_channel()
     while True:
-        message = await queue.get()
-        if layer is None:
-            continue
+        batch = [messages.get()]
+        while len(batch) < PIPELINE_MAX:
+            try:
+                batch.append(messages.get_nowait())
+            except queue.Empty:
+                break
         try:
-            await layer.group_send(EVENTS_GROUP, {"type": "hive.event", "event": message})
-        except Exception:
-            log.warning("could not push event %s to the stream", message.get("id"), exc_info=True)
+            if len(batch) == 1:
+                client.publish(channel, encode(batch[0]))
+            else:
+                pipe = client.pipeline(transaction=False)
+                for message in batch:
+                    pipe.publish(channel, encode(message))
+                pipe.execute()
+        except Exception:  # the Event rows are the record: a client can replay them (last_event_id)
+            log.warning("could not push events %s to the stream", [m.get("id") for m in batch], exc_info=True)

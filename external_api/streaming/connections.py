@@ -19,6 +19,7 @@ from django.conf import settings
 
 KEY = "hive:stream:connections"
 LEASE_SECONDS = 60.0
+POOL_SIZE = 50  # Redis connections of one process's streams
 
 _ADMIT = """
 local now = tonumber(ARGV[1])
@@ -34,13 +35,16 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] =
 
 
 def client() -> aioredis.Redis:
-    """One client (with its connection pool) per event loop."""
+    """One client per event loop. Its pool makes a command wait for a free connection: redis-py's
+    default pool fails past 100 connections in use, and 2,000 streams closing at once (or renewing
+    their leases together) would then leave their leases to run out."""
     loop = asyncio.get_running_loop()
     found = _clients.get(loop)
     if found is None:
-        found = _clients[loop] = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=10
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=POOL_SIZE, timeout=10, socket_connect_timeout=3, socket_timeout=10
         )
+        found = _clients[loop] = aioredis.Redis(connection_pool=pool)
     return found
 
 

@@ -29,10 +29,13 @@ an API key without the read scope), 4429 too many connections (`max_connections`
 Redis across processes) or too many failed authentications from the address, 1013 streaming
 disabled or Redis unavailable.
 
-Replay and live events meet without gap or duplicate: the consumer joins the group before it
-reads the Event table, the channel layer holds live events while the replay runs (a consumer
-handles one message at a time), and a live event already replayed (or at or below the client's
-`last_event_id`) is dropped by id.
+Live events come from the process's one Redis subscription (fanout.py), which queues each event
+for every stream of the process; one task per stream sends them, so a slow socket holds up only
+itself (its queue is bounded: past INBOX_LIMIT waiting events it drops new ones, as the channel
+layer's capacity did). Replay and live events meet without gap or duplicate: the stream joins the
+subscription before it reads the Event table, live events wait in its queue while a replay runs
+(both hold the stream's order lock), and a live event already replayed (or at or below the
+client's `last_event_id`) is dropped by id.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import json
 import logging
 import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +60,7 @@ from redis.exceptions import RedisError
 from coordination.models import Event, Task
 from coordination.selectors import events_visible_to
 from external_api.access import Caller
-from external_api.streaming import connections
+from external_api.streaming import connections, fanout, rechecks
 from external_api.streaming.auth import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
@@ -65,10 +68,9 @@ from external_api.streaming.auth import (
     StreamAuthError,
     authenticate,
     credentials,
-    reauthenticate,
 )
 from external_api.streaming.auth import query_of as _query_of
-from external_api.streaming.broadcast import EVENTS_GROUP
+from external_api.streaming.broadcast import encode
 from external_api.streaming.filters import FilterError, Filters
 from external_api.streaming.metrics import BATCH_SIZE, CONNECTIONS_ACTIVE, CONNECTIONS_REFUSED, EVENTS_CONSUMED
 from external_api.streaming.origins import host_of, origin_allowed, origin_of
@@ -81,12 +83,14 @@ CLOSE_TRY_AGAIN = 1013
 
 SUBPROTOCOLS = ("hive.v1", "hive.events")  # answered when offered, in this order of preference
 RECHECK_MAX = 30.0  # an open stream's credential is checked again at least this often (seconds)
+RECHECK_SHARE = 1.0  # streams of one credential share a check this recent (at most a quarter heartbeat)
 REPLAY_CHUNK = 500
 REPLAY_LIMIT = 10_000  # beyond this a client pages through GET /api/v1/events/?after=
 MIN_FLUSH_INTERVAL = 0.05
 PRIORITY_CACHE = 10_000
 UNAVAILABLE = "the stream is unavailable, try again later"
 GAP_WAIT = 0.25  # how long a live event waits for an earlier one that has not arrived
+INBOX_LIMIT = 1000  # live events waiting for one stream's socket; past it new ones are dropped
 ALGORITHMS = ("gzip", "zlib", "deflate")
 
 
@@ -196,6 +200,7 @@ def _type_label(event_type: str) -> str:
 
 class EventStreamConsumer(AsyncWebsocketConsumer):
     viewer: Caller | None = None
+    hub: fanout.Hub | None = None
     lease: str | None = None
     expires_at: float | None = None  # when the stream's JWT runs out
     ended = False  # the server closed the stream: nothing more is sent
@@ -224,6 +229,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.held: dict[int, dict] = {}  # live events waiting for an earlier one
         self.released = 0
         self.gap_timer: asyncio.TimerHandle | None = None
+        self.inbox: deque[fanout.LiveEvent] = deque()
+        self.inbox_ready = asyncio.Event()
+        self.dropped = 0
         subprotocol = choose_subprotocol(self.scope.get("subprotocols") or [])
 
         if not (self.conf.enabled and settings.HIVE_CONFIG.external_api.enabled):
@@ -261,12 +269,13 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.flush_interval = options.flush_interval
         self.compression = options.compression
 
+        hub = fanout.hub()
         try:
-            await self.channel_layer.group_add(EVENTS_GROUP, self.channel_name)
-        except (RedisError, OSError) as err:
-            log.warning("event stream: cannot join the events group (%s)", err)
+            await hub.join(self)
+        except (RedisError, OSError, TimeoutError) as err:
+            log.warning("event stream: cannot subscribe to the events (%s)", err)
             return await self.refuse(CLOSE_TRY_AGAIN, UNAVAILABLE, "redis", None, accepted=True)
-        self.groups.append(EVENTS_GROUP)  # the base class leaves the group on disconnect
+        self.hub = hub
         self.cursor = await database_sync_to_async(_head)(visible_events(viewer))
         self.released = await database_sync_to_async(_head)(Event.objects.all())  # live events come after this id
         await self.send_message(
@@ -287,6 +296,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.spawn(self.credential_loop())
         if options.last_event_id is not None:
             await self.replay(options.last_event_id)
+        self.spawn(self.live_loop())  # after the first replay: live events waited in the inbox
 
     async def refuse(self, code: int, detail: str, reason: str, subprotocol: str | None, *, accepted: bool = False):
         """Accept, then close with `code`: a browser cannot read why a handshake was refused."""
@@ -301,6 +311,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                 timer.cancel()
         for task in list(getattr(self, "background", ())):
             task.cancel()
+        if self.hub is not None:
+            self.hub.leave(self)
+            self.hub = None
         if self.lease is not None:
             CONNECTIONS_ACTIVE.labels(connection_type=self.principal.kind).dec()
             try:
@@ -334,11 +347,12 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             after = last_event_id(message.get("last_event_id"))
         except FilterError as err:
             return await self.error("invalid_filter", str(err))
-        await self.flush()  # what waits was chosen by the old filters
-        self.filters = filters
-        await self.send_message({"type": "subscribed", "filters": filters.as_dict(), "last_event_id": self.cursor})
-        if after is not None:
-            await self.replay(after)
+        async with self.order_lock:  # no live event is decided while the filters change
+            await self.flush()  # what waits was chosen by the old filters
+            self.filters = filters
+            await self.send_message({"type": "subscribed", "filters": filters.as_dict(), "last_event_id": self.cursor})
+            if after is not None:
+                await self._replay(after)
 
     async def error(self, code: str, detail: str) -> None:
         await self.send_message({"type": "error", "code": code, "detail": detail})
@@ -374,8 +388,27 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         )
 
     # --- live events ------------------------------------------------------------------------------
-    async def hive_event(self, message: dict) -> None:
-        """One event from coordination.events.publish, via the channel layer group.
+    def offer(self, event: fanout.LiveEvent) -> None:
+        """Called by the hub for every published event: queue it for live_loop, never wait."""
+        if self.ended:
+            return
+        if len(self.inbox) >= INBOX_LIMIT:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("event stream %s: the client reads too slowly, %d events dropped", self.lease, self.dropped)
+            return
+        self.inbox.append(event)
+        self.inbox_ready.set()
+
+    async def live_loop(self) -> None:
+        while not self.ended:
+            await self.inbox_ready.wait()
+            self.inbox_ready.clear()
+            while self.inbox and not self.ended:
+                await self.live_event(self.inbox.popleft())
+
+    async def live_event(self, event: dict) -> None:
+        """One event from coordination.events.publish, via the process's subscription.
 
         Every subscriber is sent every event, so the ids it sees are contiguous (the database
         counts them). Publishers announce concurrently and can overtake each other by a few
@@ -383,7 +416,6 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         predecessor may have been rolled back) and is released in id order."""
         if self.lease is None or self.ended:
             return
-        event = message["event"]
         async with self.order_lock:
             if event["id"] <= self.released:  # late, or from before this stream started
                 return await self.decide(event)
@@ -464,10 +496,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     async def _send_batch(self, events: list[dict], *, replay: bool) -> None:
         if self.ended:
             return
-        body: dict[str, Any] = {"type": "batch", "events": events}
-        if replay:
-            body["replay"] = True
-        data = json.dumps(body, separators=(",", ":"), default=str)
+        # a live event carries its JSON text, shared by every socket it goes to
+        texts = ",".join(getattr(event, "text", None) or encode(event) for event in events)
+        data = '{"type":"batch","events":[' + texts + ('],"replay":true}' if replay else "]}")
         if self.compression:
             await self.send(bytes_data=compress(data.encode(), self.compression))
         else:
@@ -510,7 +541,8 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         while self.lease is not None and not self.ended:
             await asyncio.sleep(self.recheck_delay())
             try:
-                fresh = await database_sync_to_async(reauthenticate)(self.scope, self.principal)
+                share = min(RECHECK_SHARE, self.conf.heartbeat_interval / 4)
+                fresh = await rechecks.recheck(self.scope, self.principal, share=share)
             except StreamAuthError as err:
                 log.info("event stream %s (%s): closed, %s", self.lease, self.principal.ident, err)
                 CONNECTIONS_REFUSED.labels(reason="credential_ended").inc()

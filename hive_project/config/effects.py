@@ -294,7 +294,7 @@ CORE: tuple[Effect, ...] = (
         f"{SETTINGS}: CONN_MAX_AGE of workers, beat and the CLI (the web process pools)",
         _sqlite,
     ),
-    acts("redis.url", f"{SETTINGS}: Celery broker, channel layer, cache, rate limits (embedded when empty)"),
+    acts("redis.url", f"{SETTINGS}: Celery broker, event stream (pub/sub), cache, rate limits (embedded when empty)"),
     acts("logging.level", f"{SETTINGS}: LOGGING root level"),
     acts("logging.format", "hive_project.logs: json (one object per line) or text"),
     acts("logging.handlers", "hive_project.logs: console (stderr), file (rotating), syslog"),

@@ -1,5 +1,5 @@
-"""Helpers for the event-stream tests: WebSocket clients on the real ASGI application and the real
-Redis channel layer, events published for real (`coordination.events.publish` after commit), and
+"""Helpers for the event-stream tests: WebSocket clients on the real ASGI application and a real
+Redis subscription, events published for real (`coordination.events.publish` after commit), and
 configuration overrides."""
 
 from __future__ import annotations
