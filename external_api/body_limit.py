@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -140,9 +141,9 @@ class WsgiBodyLimit:
         declared = environ.get("CONTENT_LENGTH") or None
         if declared is not None:
             if not declared.strip().isdigit():
-                return _wsgi_error(start_response, 400, "bad_request", "Content-Length is not a number")
+                return _wsgi_error(environ, start_response, 400, "bad_request", "Content-Length is not a number")
             if int(declared) > limit:
-                return _wsgi_error(start_response, 413, "payload_too_large", _too_large(limit))
+                return _wsgi_error(environ, start_response, 413, "payload_too_large", _too_large(limit))
             return self.app(environ, start_response)
         if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             return self.app(environ, start_response)  # no body at all
@@ -150,7 +151,7 @@ class WsgiBodyLimit:
         while chunk := stream.read(READ_CHUNK):
             size += len(chunk)
             if size > limit:
-                return _wsgi_error(start_response, 413, "payload_too_large", _too_large(limit))
+                return _wsgi_error(environ, start_response, 413, "payload_too_large", _too_large(limit))
             chunks.append(chunk)
         environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
         environ["CONTENT_LENGTH"] = str(size)
@@ -161,11 +162,31 @@ def _too_large(limit: int) -> str:
     return f"the request body is larger than {limit} bytes"
 
 
-def _wsgi_error(start_response: Callable[..., Any], status: int, code: str, detail: str) -> list[bytes]:
+class _ThenStopReading(list):
+    """The error's body; once the server has sent it, the connection reads no more. gunicorn
+    ignores an application's `Connection: close` and, to keep the connection alive, would read
+    and discard the rest of the body (a flood) before the next request: shutting the socket's
+    reading side makes that read end at once, and the connection closes."""
+
+    def __init__(self, body: bytes, sock: socket.socket | None) -> None:
+        super().__init__([body])
+        self.sock = sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RD)
+            except OSError:  # the client is gone already
+                pass
+
+
+def _wsgi_error(
+    environ: dict[str, Any], start_response: Callable[..., Any], status: int, code: str, detail: str
+) -> list[bytes]:
     body = json.dumps({"code": code, "detail": detail}).encode()
     reason = {400: "Bad Request", 413: "Request Entity Too Large"}[status]
     start_response(
         f"{status} {reason}",
         [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
     )
-    return [body]
+    return _ThenStopReading(body, environ.get("gunicorn.socket"))
