@@ -19,6 +19,7 @@ from rest_framework import serializers
 from agents.models import Agent, AgentPool
 from coordination import submission as bounds
 from coordination.models import Event, Priority, RoutingDecision, Task, TaskAttempt
+from external_api.api.representation import FlatRepresentation
 from external_api.api.strict import (
     JsonObjectField,
     StrictCharField,
@@ -165,7 +166,7 @@ class TaskListSerializer(serializers.ListSerializer):
         return super().to_representation(tasks)
 
 
-class TaskSerializer(serializers.ModelSerializer):
+class TaskSerializer(FlatRepresentation, serializers.ModelSerializer):
     pool = serializers.CharField(source="pool.name", default=None, allow_null=True, read_only=True)
     agent = serializers.CharField(source="agent.name", default=None, allow_null=True, read_only=True)
     team = serializers.CharField(source="team.name", default=None, allow_null=True, read_only=True)

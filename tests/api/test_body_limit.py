@@ -162,7 +162,8 @@ def _answer(sock: socket.socket, answer: bytes) -> tuple[str, Any]:
         answer += sock.recv(65536)
     head_end = answer.index(b"\r\n\r\n") + 4
     fields = {
-        name.lower(): value for name, value in (line.split(b": ", 1) for line in answer[: head_end - 4].split(b"\r\n")[1:])
+        name.lower(): value
+        for name, value in (line.split(b": ", 1) for line in answer[: head_end - 4].split(b"\r\n")[1:])
     }
     length = int(fields[b"content-length"])
     while len(answer) < head_end + length:
@@ -194,7 +195,18 @@ def test_the_gunicorn_roles_answer_a_chunked_flood_early_and_take_a_chunked_task
     key = api_key(Team.objects.create(name="acme"), ["read", "write", "commands"])
     ports = {role: free_port() for role in ("webhooks", "gateway")}
     for role, port in ports.items():
-        argv = [sys.executable, "-m", "hive_project.cli", "serve", "--role", role, "--port", str(port), "--workers", "1"]
+        argv = [
+            sys.executable,
+            "-m",
+            "hive_project.cli",
+            "serve",
+            "--role",
+            role,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
         server = hive.spawn(f"web-{role}", argv)
         wait_until_serving(f"http://127.0.0.1:{port}", server)
         assert "gunicorn" in server.log_path.read_text().lower()
