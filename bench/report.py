@@ -183,18 +183,20 @@ def _front_door_rows(results: dict) -> list[tuple[str, str]]:
     api = results.get("api")
     if api:
         c = api["concurrency"]
-        for key, label in (("create", "POST /api/v1/tasks/"), ("list", "GET /api/v1/tasks/?status=queued&pool=…")):
-            part = api[key]
-            rows.append(
-                (
-                    f"3. {label} ({part['requests']} requests, concurrency {c})",
-                    f"{part['requests_per_s']:.0f} req/s, {_p(part)}",
+        sides = (("hive", "hive"), ("peer", "plain DRF ModelViewSet"), ("hive_uvicorn", "hive under uvicorn"))
+        for key, label in (("create", "POST"), ("list", "GET filtered list")):
+            for side, name in sides:
+                part = api[side][key]
+                rows.append(
+                    (
+                        f"3. {name}: {label} ({part['requests']} requests, concurrency {c})",
+                        f"{part['requests_per_s']:.0f} req/s, {_p(part)}",
+                    )
                 )
-            )
-        one = api.get("list_one_at_a_time")
+        one = api["hive"].get("list_one_at_a_time")
         if one:
             rows.append((f"3. filtered list one at a time, {one['rows']} rows", _p(one)))
-        big = api.get("list_at_1m_rows") or {}
+        big = api["hive"].get("list_at_1m_rows") or {}
         shown = (
             f"skipped: {big['skipped']}"
             if big.get("skipped")

@@ -12,6 +12,11 @@ middleware sits in front:
   `Content-Length` it turned out to have: DRF ignores a body whose length was not declared,
   which made a chunked JSON POST look empty ("capabilities: This field is required").
 
+Under WSGI (gunicorn, the gateway and webhook roles) `WsgiBodyLimit` does the same in front of
+Django's WSGI handler: a declared length is checked without reading, a chunked body is read from
+`wsgi.input` chunk by chunk and counted, and one within the limit reaches Django whole, with the
+`CONTENT_LENGTH` it turned out to have (Django reads nothing of a body without one).
+
 The limit is `external_api.webhook_server.max_payload_size` (and the stricter
 `security.webhook_server.request_validation.max_payload_size`) under `/webhooks/`, and
 `external_api.api_gateway.max_request_size` everywhere else. Both are read per request, so a
@@ -20,8 +25,10 @@ reloaded configuration applies at once. The 413 is JSON `{code, detail}` like ev
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+import socket
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from django.conf import settings
@@ -116,3 +123,70 @@ async def _error(send: Send, status: int, code: str, detail: str) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+# --- WSGI -------------------------------------------------------------------------------------------
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+READ_CHUNK = 64 * 1024
+
+
+class WsgiBodyLimit:
+    """Wraps a WSGI application the way BodyLimitMiddleware wraps an ASGI one."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        limit = body_limit(environ.get("PATH_INFO", ""))
+        declared = environ.get("CONTENT_LENGTH") or None
+        if declared is not None:
+            if not declared.strip().isdigit():
+                return _wsgi_error(environ, start_response, 400, "bad_request", "Content-Length is not a number")
+            if int(declared) > limit:
+                return _wsgi_error(environ, start_response, 413, "payload_too_large", _too_large(limit))
+            return self.app(environ, start_response)
+        if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return self.app(environ, start_response)  # no body at all
+        stream, chunks, size = environ["wsgi.input"], [], 0
+        while chunk := stream.read(READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                return _wsgi_error(environ, start_response, 413, "payload_too_large", _too_large(limit))
+            chunks.append(chunk)
+        environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+        environ["CONTENT_LENGTH"] = str(size)
+        return self.app(environ, start_response)
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes"
+
+
+class _ThenStopReading(list):
+    """The error's body; once the server has sent it, the connection reads no more. gunicorn
+    ignores an application's `Connection: close` and, to keep the connection alive, would read
+    and discard the rest of the body (a flood) before the next request: shutting the socket's
+    reading side makes that read end at once, and the connection closes."""
+
+    def __init__(self, body: bytes, sock: socket.socket | None) -> None:
+        super().__init__([body])
+        self.sock = sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RD)
+            except OSError:  # the client is gone already
+                pass
+
+
+def _wsgi_error(
+    environ: dict[str, Any], start_response: Callable[..., Any], status: int, code: str, detail: str
+) -> list[bytes]:
+    body = json.dumps({"code": code, "detail": detail}).encode()
+    reason = {400: "Bad Request", 413: "Request Entity Too Large"}[status]
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
+    )
+    return _ThenStopReading(body, environ.get("gunicorn.socket"))

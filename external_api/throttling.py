@@ -1,7 +1,8 @@
 """Per-route rate limits from the configuration, counted in Redis so all processes share them.
 
 A fixed one-minute window per caller and route: INCR is atomic, so concurrent requests in
-several web processes never overshoot the limit.
+several web processes never overshoot the limit; the key is created with its expiry first (SET NX
+EX), so a counter never outlives its window.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import logging
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
 from external_api.access import caller_of
@@ -31,17 +33,29 @@ def route_limit(path: str) -> tuple[str, int]:
     return best
 
 
+def _count(cache_key: str) -> int:
+    """This window's count after one more request. On Redis one round trip: SET NX with the
+    window's expiry, then INCR, pipelined (Django's add, then incr, took three: add, EXISTS, INCR)."""
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        try:
+            return 1 if cache.add(cache_key, 1, timeout=WINDOW + 5) else cache.incr(cache_key)
+        except ValueError:  # expired between add and incr
+            cache.add(cache_key, 1, timeout=WINDOW + 5)
+            return 1
+    key = backend.make_and_validate_key(cache_key)
+    pipe = backend._cache.get_client(key, write=True).pipeline(transaction=False)
+    pipe.set(key, 0, ex=WINDOW + 5, nx=True)
+    pipe.incr(key)
+    return int(pipe.execute()[1])
+
+
 def hit(key: str, limit: int) -> float | None:
     """Count one request; None if allowed, else seconds until the window resets."""
     now = time.time()
     window = int(now // WINDOW)
-    cache_key = f"rl:{key}:{window}"
     try:
-        try:
-            count = 1 if cache.add(cache_key, 1, timeout=WINDOW + 5) else cache.incr(cache_key)
-        except ValueError:  # expired between add and incr
-            cache.add(cache_key, 1, timeout=WINDOW + 5)
-            count = 1
+        count = _count(f"rl:{key}:{window}")
     except Exception as exc:  # Redis away: let requests through rather than refuse every one
         log.warning("rate limit counter unavailable (%s); not limiting", exc)
         return None

@@ -13,19 +13,26 @@ from collections.abc import Callable
 
 APP = "hive_project"
 
-_web_process = False
+_web_server: str | None = None  # "asgi" or "wsgi" in a process that serves HTTP
 
 
-def mark_web_process() -> None:
-    """Call before the settings load in a process that serves ASGI (`hive serve`, hive_project.asgi):
-    its database connections then come from a pool. Kept in the process, not in a variable, so
-    the processes it starts do not inherit it."""
-    global _web_process
-    _web_process = True
+def mark_web_process(server: str = "asgi") -> None:
+    """Call before the settings load in a process that serves HTTP: "asgi" (uvicorn: `hive serve
+    --role all|streaming`, hive_project.asgi) draws its database connections from a pool;
+    "wsgi" (gunicorn: `hive serve --role gateway|webhooks`) keeps one persistent connection per
+    worker thread, on SQLite too. Kept in the process, not in a variable, so the processes it
+    starts do not inherit it."""
+    global _web_server
+    _web_server = server
 
 
 def is_web_process() -> bool:
-    return _web_process
+    """An ASGI web process (its database connections come from a pool)."""
+    return _web_server == "asgi"
+
+
+def is_wsgi_process() -> bool:
+    return _web_server == "wsgi"
 
 
 def celery_argv(*args: str, app: str = APP) -> list[str]:

@@ -1,12 +1,12 @@
 """Secrets in URLs never reach the logs.
 
 Programs may authenticate to the event stream (and the API) with `?api_key=` or `?token=`;
-uvicorn writes every request line, query string included, to its access log
-(`uvicorn.access`) and every WebSocket handshake to `uvicorn.error`. `SecretQueryFilter` rewrites
+uvicorn and gunicorn write every request line, query string included, to their access logs
+(`uvicorn.access`, `gunicorn.access`) and every WebSocket handshake to `uvicorn.error`. `SecretQueryFilter` rewrites
 such values to `[redacted]` in the message and its arguments before any handler formats them.
-`install()` puts it on the loggers that write request lines; the ASGI module calls it, so a web
-process started by `hive serve`, `hive up` or a bare `uvicorn hive_project.asgi:application`
-is covered.
+`install()` puts it on the loggers that write request lines; the ASGI and WSGI modules call it,
+so a web process started by `hive serve`, `hive up`, a bare `uvicorn hive_project.asgi:application`
+or `gunicorn hive_project.wsgi:application` is covered.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from typing import Any
 REDACTED = "[redacted]"
 # query parameters that carry a credential (names compared case-insensitively)
 SECRET_PARAMETERS = ("api_key", "apikey", "token", "access_token", "refresh_token", "password", "secret", "key")
-REQUEST_LOGGERS = ("uvicorn.access", "uvicorn.error", "django.server", "django.request", "daphne.access")
+REQUEST_LOGGERS = (
+    "uvicorn.access",
+    "uvicorn.error",
+    "gunicorn.access",
+    "django.server",
+    "django.request",
+    "daphne.access",
+)
 
 _NAMES = "|".join(re.escape(name) for name in SECRET_PARAMETERS)
 # a name at the start or after ?, &, ;, a space or a quote; the value runs to the next separator
@@ -45,7 +52,10 @@ class SecretQueryFilter(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(_redact_value(arg) for arg in record.args)
         elif isinstance(record.args, dict):
-            record.args = {key: _redact_value(value) for key, value in record.args.items()}
+            # gunicorn's access log passes its atoms as a dict subclass that answers "-" for a
+            # missing key: rewritten in place (they are made for this one record), it keeps that.
+            for key, value in list(record.args.items()):
+                record.args[key] = _redact_value(value)
         return True
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from hive_project.config import ConfigError, load_config
-from hive_project.launch import is_web_process
+from hive_project.launch import is_web_process, is_wsgi_process
 from hive_project.logs import logging_settings
 from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir, write_private
 
@@ -34,7 +34,8 @@ except ConfigError as err:
 ENVIRONMENT = HIVE_CONFIG.environment  # LEANVIBE_ENV, validated: development, production or test
 PRODUCTION = HIVE_CONFIG.production
 VAR_DIR = var_dir()
-WEB_PROCESS = is_web_process()
+WEB_PROCESS = is_web_process()  # ASGI: database connections from a pool
+WSGI_PROCESS = is_wsgi_process()  # gunicorn threads: persistent connections, on SQLite too
 
 
 def _development_secret_key() -> str:
@@ -154,9 +155,12 @@ def database_settings(url: str | None) -> dict:
 def _sqlite(path: Path) -> dict:
     # WAL lets readers run beside the one writer; IMMEDIATE transactions take the write lock at
     # BEGIN so two workers never deadlock upgrading a read lock; the timeout makes them queue.
+    # A gunicorn thread keeps its connection: opening one runs the PRAGMAs, and closing the
+    # last one checkpoints the WAL, both per request otherwise.
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(path),
+        "CONN_MAX_AGE": HIVE_CONFIG.database.conn_max_age if WSGI_PROCESS else 0,
         "OPTIONS": {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",

@@ -97,6 +97,7 @@ def _register() -> None:
         learning,
         ops,
         scaling,
+        serve,
         sessions,
         up,
         webhooks,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 import sys
 import time
@@ -502,68 +501,6 @@ def check_config(path, explain) -> None:
             click.echo(f"hive: {line}", err=True)
         fail(refusals[-1])
     click.echo("configuration ok")
-
-
-SERVE_PORTS = {"webhooks": "webhook_server", "gateway": "api_gateway", "streaming": "event_streaming"}
-
-
-@main.command()
-@click.option(
-    "--host", default=None, help="Default: external_api.webhook_server.host for --role webhooks, else 127.0.0.1."
-)
-@click.option(
-    "--port",
-    default=None,
-    type=click.IntRange(1, 65535),
-    help="Default: the role's external_api.<webhook_server|api_gateway|event_streaming>.port, 8000 for all.",
-)
-@click.option(
-    "--role",
-    default="all",
-    show_default=True,
-    type=click.Choice(["all", "gateway", "webhooks", "streaming"]),
-    help="Serve one front door (production runs each as its own process) or all of them.",
-)
-@click.option(
-    "--access-log/--no-access-log",
-    default=False,
-    show_default=True,
-    help="Log every request line (secret query parameters such as api_key= are redacted).",
-)
-def serve(host, port, role, access_log) -> None:
-    """Serve the web process with uvicorn: gateway (API, admin, dashboard), webhooks, streaming, or all.
-
-    Every role also answers /health, /ready and /metrics. Database connections come from a pool
-    (PostgreSQL: database.connection_pool_size, max_overflow, pool_timeout, pool_recycle).
-    """
-    import os
-
-    from hive_project.launch import mark_web_process
-
-    os.environ["LEANVIBE_SERVE_ROLE"] = role  # read by the settings, so set before Django loads
-    mark_web_process()
-    setup_django()
-    import uvicorn
-    from django.conf import settings
-
-    api = settings.HIVE_CONFIG.external_api
-    if port is None:
-        port = getattr(api, SERVE_PORTS[role]).port if role in SERVE_PORTS else 8000
-    if host is None:
-        host = api.webhook_server.host if role == "webhooks" else "127.0.0.1"
-    # log_config=None: uvicorn's own loggers propagate to the hive's handlers (logging.*), so its
-    # lines are JSON when the rest are.
-    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-    uvicorn.run(
-        "hive_project.asgi:application",
-        host=host,
-        port=port,
-        ws="websockets",
-        lifespan="off",
-        log_config=None,
-        log_level=level,
-        access_log=access_log,
-    )
 
 
 @main.command()

@@ -87,7 +87,7 @@ STREAM = "external_api.streaming"
 POOLS = "coordination.fleet.pool_sync -> AgentPool"
 ATTEMPT = "workers.attempt"
 SERVE = "hive serve --role"
-NO_TIMEOUT = "uvicorn has no per-request timeout; set one at the proxy (nginx proxy_read_timeout)"
+NO_TIMEOUT = "gunicorn and uvicorn have no per-request timeout; set one at the proxy (nginx proxy_read_timeout)"
 
 _POLICY = "coordination.scaling.policy (beat's hive.scale)"
 _GATE = "workers.agent heartbeat: the worker stops claiming above it"
@@ -291,8 +291,8 @@ CORE: tuple[Effect, ...] = (
     acts("database.echo", "hive_project.apps: every SQL statement to the django.db.backends logger at DEBUG"),
     acts(
         "database.conn_max_age",
-        f"{SETTINGS}: CONN_MAX_AGE of workers, beat and the CLI (the web process pools)",
-        _sqlite,
+        f"{SETTINGS}: CONN_MAX_AGE of the gateway and webhook servers (gunicorn threads, SQLite too), "
+        "and on PostgreSQL of workers, beat and the CLI (the ASGI web process pools)",
     ),
     acts("redis.url", f"{SETTINGS}: Celery broker, event stream (pub/sub), cache, rate limits (embedded when empty)"),
     acts("logging.level", f"{SETTINGS}: LOGGING root level"),

@@ -161,7 +161,10 @@ def _answer(sock: socket.socket, answer: bytes) -> tuple[str, Any]:
     while b"\r\n\r\n" not in answer:
         answer += sock.recv(65536)
     head_end = answer.index(b"\r\n\r\n") + 4
-    fields = dict(line.split(b": ", 1) for line in answer[: head_end - 4].split(b"\r\n")[1:])
+    fields = {
+        name.lower(): value
+        for name, value in (line.split(b": ", 1) for line in answer[: head_end - 4].split(b"\r\n")[1:])
+    }
     length = int(fields[b"content-length"])
     while len(answer) < head_end + length:
         answer += sock.recv(65536)
@@ -185,3 +188,37 @@ def test_a_real_server_answers_a_chunked_flood_early_and_takes_a_chunked_task(hi
     (status, body), _ = chunked_upload(port, "/api/v1/tasks/", headers, task)
     assert status == "HTTP/1.1 201 Created", body
     assert Task.objects.get(id=body["id"]).prompt == "chunked over TCP"
+
+
+def test_the_gunicorn_roles_answer_a_chunked_flood_early_and_take_a_chunked_task(hive, pools):
+    """`hive serve --role webhooks|gateway` run under gunicorn (WSGI): the same caps, the same answers."""
+    key = api_key(Team.objects.create(name="acme"), ["read", "write", "commands"])
+    ports = {role: free_port() for role in ("webhooks", "gateway")}
+    for role, port in ports.items():
+        argv = [
+            sys.executable,
+            "-m",
+            "hive_project.cli",
+            "serve",
+            "--role",
+            role,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        server = hive.spawn(f"web-{role}", argv)
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
+        assert "gunicorn" in server.log_path.read_text().lower()
+
+    (status, body), sent = chunked_upload(
+        ports["webhooks"], "/webhooks/custom/", {"Content-Type": "application/json"}, None, total=HUNDRED_MB
+    )
+    assert status.startswith("HTTP/1.1 413 ") and body["code"] == "payload_too_large"
+    assert sent < HUNDRED_MB / 4
+
+    task = json.dumps({"command": ["true"], "capabilities": ["python"], "prompt": "chunked to gunicorn"}).encode()
+    headers = {"Content-Type": "application/json", "X-API-Key": key}
+    (status, body), _ = chunked_upload(ports["gateway"], "/api/v1/tasks/", headers, task)
+    assert status == "HTTP/1.1 201 Created", body
+    assert Task.objects.get(id=body["id"]).prompt == "chunked to gunicorn"

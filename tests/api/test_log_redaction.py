@@ -81,3 +81,25 @@ def test_a_real_web_process_logs_requests_with_the_key_redacted(argv, hive, pool
     log = wait_for_text(server.log_path, '"WebSocket /ws/events/?api_key=[redacted]"')
     assert '"GET /api/v1/status/?api_key=[redacted]&token=[redacted] HTTP/1.1" 200' in log
     assert key not in log and key.split("_")[2] not in log and "eyJsecret" not in log
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["-m", "gunicorn", "hive_project.wsgi:application", "--access-logfile", "-"], id="gunicorn"),
+        pytest.param(["-m", "hive_project.cli", "serve", "--role", "gateway", "--access-log"], id="hive-serve-gateway"),
+    ],
+)
+def test_a_real_wsgi_process_logs_requests_with_the_key_redacted(argv, hive, pools):
+    key = api_key(Team.objects.create(name="acme"), ["read"])
+    port = free_port()
+    bind = ["--bind", f"127.0.0.1:{port}"] if "gunicorn" in argv else ["--port", str(port)]
+    server = hive.spawn("web", [sys.executable, *argv, *bind])
+    base = f"http://127.0.0.1:{port}"
+    wait_until_serving(base, server)
+
+    with urllib.request.urlopen(f"{base}/api/v1/status/?api_key={key}&token=eyJsecret.jwt.value", timeout=10):
+        pass
+
+    log = wait_for_text(server.log_path, '"GET /api/v1/status/?api_key=[redacted]&token=[redacted] HTTP/1.1" 200')
+    assert key not in log and key.split("_")[2] not in log and "eyJsecret" not in log

@@ -237,7 +237,7 @@ def test_check_config_lines_are_one_per_key_and_name_the_reason(tmp_path):
         "accepted for compatibility with the guide, has no effect: external_api.webhook_server.endpoints[].auth_required "
         "(every webhook is authenticated by its signature or a team's API key)",
         "accepted for compatibility with the guide, has no effect: external_api.api_gateway.request_timeout "
-        "(uvicorn has no per-request timeout; set one at the proxy (nginx proxy_read_timeout))",
+        "(gunicorn and uvicorn have no per-request timeout; set one at the proxy (nginx proxy_read_timeout))",
     ]
 
 
