@@ -123,7 +123,7 @@ class RedisPublisher:
             connection.release()
             self._usable = False
             return
-        channel = connection.default_channel  # kept open for the process's life, like its client
+        channel: Any = connection.default_channel  # kombu's Redis channel; kept open for the process's life
         self._sep = channel.sep
         self._connection = connection
         self._client = channel.Client(connection_pool=channel.pool)
