@@ -38,6 +38,7 @@ from coordination.metrics import (
 from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, TaskQuerySet, Team
 from coordination.results import AttemptResult
 from coordination.routing import TaskSpec, route
+from coordination.rows import row_insert
 from coordination.snapshot import routing_snapshot
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def task_submit(
     )
     try:
         with transaction.atomic():
-            task.save(force_insert=True)
+            row_insert(task)
             decision_record(task=task, choice=choice)
             publish(
                 "task.queued",
