@@ -7,11 +7,12 @@ from django.utils import timezone
 from coordination.metrics import PREDICTION_ERROR
 from coordination.models import RoutingDecision, Task, TaskAttempt
 from coordination.routing import Choice
+from coordination.rows import row_insert
 
 
 def decision_record(*, task: Task, choice: Choice) -> RoutingDecision:
     """Store the Choice that placed `task` (inside the submit transaction)."""
-    return RoutingDecision.objects.create(
+    decision = RoutingDecision(
         task=task,
         strategy=choice.strategy,
         chosen_pool=choice.pool,
@@ -26,6 +27,8 @@ def decision_record(*, task: Task, choice: Choice) -> RoutingDecision:
         decided_at=timezone.now(),
         decision_ms=round(choice.decision_ms, 3),
     )
+    row_insert(decision)
+    return decision
 
 
 def decision_close(*, task: Task, attempt: TaskAttempt | None) -> bool:

@@ -41,6 +41,25 @@ class Membership(models.Model):
 DEFAULT_TEAM = "default"
 
 
+class RoutingToken(models.Model):
+    """A random number that database triggers replace whenever a pool or team row changes.
+
+    Triggers (migration 0007), not signals, so that every writer counts: the admin, the API, the
+    CLI, `QuerySet.update`, raw SQL and other processes. On PostgreSQL the trigger runs at commit
+    (a deferred constraint trigger), so the row lock it takes is the last one a transaction asks
+    for and cannot join a deadlock. A process caches the enabled pools and the default team with
+    the token it read first, and reads them again only when the token differs
+    (coordination.snapshot). Random, not a counter: a rolled-back change must not let a later
+    change come back to a value some process has already cached.
+    """
+
+    name = models.CharField(max_length=40, primary_key=True)
+    token = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.token}"
+
+
 class Priority(models.TextChoices):
     LOW = "low"
     NORMAL = "normal"

@@ -30,6 +30,7 @@ from agents.models import Agent, AgentPool
 from agents.profiles import PoolRecord, pool_records
 from coordination.errors import NoEligiblePool
 from coordination.models import Priority, Source, Task
+from coordination.snapshot import Snapshot, routing_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,13 +89,19 @@ class AllocationStrategy(Protocol):
     def choose(self, pools: Sequence[AgentPool], *, spec: TaskSpec) -> Choice: ...
 
 
-def eligible_pools(capabilities: Sequence[str], *, needs_commands: bool = False) -> list[AgentPool]:
-    """Enabled pools covering every capability, or NoEligiblePool naming what each pool offers."""
+def eligible_pools(
+    capabilities: Sequence[str], *, needs_commands: bool = False, snapshot: Snapshot | None = None
+) -> list[AgentPool]:
+    """Enabled pools covering every capability, or NoEligiblePool naming what each pool offers.
+
+    `snapshot` (coordination.snapshot) spares the check of the routing token when the caller has
+    just read one."""
     required = sorted({c.strip().lower() for c in capabilities})
-    pools = list(AgentPool.objects.filter(enabled=True))
-    eligible = [p for p in pools if p.covers(required) and (p.allow_commands or not needs_commands)]
+    snapshot = snapshot or routing_snapshot()
+    eligible = [p for p in snapshot.pools if p.covers(required) and (p.allow_commands or not needs_commands)]
     if eligible:
-        return eligible
+        return snapshot.copies(eligible)
+    pools = snapshot.pools
     offers = "; ".join(f"{p.name} offers {', '.join(sorted(p.capabilities))}" for p in pools) or "no pools"
     what = "+".join(required)
     if needs_commands and any(p.covers(required) for p in pools):
@@ -267,7 +274,12 @@ def current_strategy() -> AllocationStrategy | None:
 
 
 def route(
-    spec: TaskSpec, *, needs_commands: bool, only: str | None = None, clock: Callable[[], float] = time.perf_counter
+    spec: TaskSpec,
+    *,
+    needs_commands: bool,
+    only: str | None = None,
+    snapshot: Snapshot | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Choice:
     """Choose a pool for a task: eligible pools, then the configured strategy. Raises NoEligiblePool.
 
@@ -275,7 +287,7 @@ def route(
     how long the decision took (`decision_ms`, matching and strategy together).
     """
     started = clock()
-    pools = eligible_pools(spec.capabilities, needs_commands=needs_commands)
+    pools = eligible_pools(spec.capabilities, needs_commands=needs_commands, snapshot=snapshot)
     name = settings.HIVE_CONFIG.multi_agent.load_balancing_strategy
     strategy = current_strategy()
     if only is not None:

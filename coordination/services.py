@@ -38,6 +38,8 @@ from coordination.metrics import (
 from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, TaskQuerySet, Team
 from coordination.results import AttemptResult
 from coordination.routing import TaskSpec, route
+from coordination.rows import row_insert
+from coordination.snapshot import routing_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,8 @@ def task_submit(
         source=source,
         external_ref=external_ref,
     )
-    team = team or team_default()
+    snapshot = routing_snapshot()
+    team = team or snapshot.default_team() or team_default()
     if idempotency_key:
         existing = Task.objects.select_related("pool").filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -104,6 +107,7 @@ def task_submit(
         ),
         needs_commands=bool(spec["command"]),
         only=pool,
+        snapshot=snapshot,
     )
     routed = choice.pool
     submission.payload_fields_check(pool=routed, command=spec["command"], payload=spec["payload"])
@@ -126,7 +130,7 @@ def task_submit(
     )
     try:
         with transaction.atomic():
-            task.save(force_insert=True)
+            row_insert(task)
             decision_record(task=task, choice=choice)
             publish(
                 "task.queued",
@@ -151,7 +155,9 @@ def task_submit(
 
 def team_default() -> Team:
     """The team of tasks submitted from this machine (CLI, Python, demo) without one."""
-    team, _ = Team.objects.get_or_create(name=DEFAULT_TEAM)
+    team = routing_snapshot().default_team()
+    if team is None:
+        team, _ = Team.objects.get_or_create(name=DEFAULT_TEAM)
     return team
 
 

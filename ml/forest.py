@@ -220,11 +220,15 @@ def predict_success(model: Mapping[str, Any], X: np.ndarray, *, categorical: lis
     return expit(-(calibration["a"] * raw + calibration["b"]))
 
 
-def apply_duration(artifact: dict[str, Any], rows: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(p50, p90) seconds of one attempt for each row, from a duration artifact."""
+def apply_duration(
+    artifact: dict[str, Any], rows: Mapping[str, Any], *, X: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(p50, p90) seconds of one attempt for each row, from a duration artifact. `X`: the rows as
+    this artifact's spec encodes them, when the caller has them already."""
     import numpy as np
 
-    X = _spec(artifact).encode(rows)
+    if X is None:
+        X = artifact_spec(artifact).encode(rows)
     if "_joint" not in artifact:  # both quantiles in one walk; built once per loaded artifact
         artifact["_joint"] = joint([artifact["p50"], artifact["p90"]])
     raw50, raw90 = raw_joint(artifact["_joint"], X)
@@ -233,13 +237,26 @@ def apply_duration(artifact: dict[str, Any], rows: Mapping[str, Any]) -> tuple[n
     return p50, p90
 
 
-def apply_success(artifact: Mapping[str, Any], rows: Mapping[str, Any]) -> np.ndarray:
-    """Probability that one attempt succeeds, for each row, from a success artifact."""
-    spec = _spec(artifact)
-    return predict_success(artifact["model"], spec.encode(rows), categorical=spec.categorical)
+def apply_success(artifact: Mapping[str, Any], rows: Mapping[str, Any], *, X: np.ndarray | None = None) -> np.ndarray:
+    """Probability that one attempt succeeds, for each row, from a success artifact (`X` as for
+    apply_duration)."""
+    spec = artifact_spec(artifact)
+    return predict_success(artifact["model"], spec.encode(rows) if X is None else X, categorical=spec.categorical)
 
 
-def _spec(artifact: Mapping[str, Any]) -> Any:
+def same_encoding(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether two artifacts encode rows alike (same vocabularies and capabilities), so one
+    encoding serves both. Compared once per pair of loaded artifacts: the answer is kept on `second`."""
+    if first.get("spec") is None or second.get("spec") is None:
+        return False
+    known = second.setdefault("_same_encoding", {})
+    key = id(first["spec"])
+    if key not in known:
+        known[key] = (first["spec"], first["spec"] == second["spec"])  # the spec kept: its id stays its own
+    return bool(known[key][1])
+
+
+def artifact_spec(artifact: Mapping[str, Any]) -> Any:
     """The artifact's FeatureSpec (the registry keeps a built one under `_spec` once loaded)."""
     from ml.features import FeatureSpec
 

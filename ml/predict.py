@@ -259,7 +259,7 @@ def predict_pools(
     """
     import numpy as np
 
-    from ml.forest import apply_duration, apply_success
+    from ml.forest import apply_duration, apply_success, artifact_spec, same_encoding
 
     models = models or active_models()
     duration = models.models.get("duration")
@@ -278,12 +278,14 @@ def predict_pools(
         loads=[pool_states[p.id].running for p in pools],
         at=at or timezone.now(),
     )
-    p50_model, p90_model = apply_duration(duration.artifact, rows)
+    X = artifact_spec(duration.artifact).encode(rows)
+    p50_model, p90_model = apply_duration(duration.artifact, rows, X=X)
     correction = np.array([pool_states[p.id].correction for p in pools])
     p50, p90 = p50_model * correction, p90_model * correction
     records = [pool_states[p.id].records.get(spec.task_type) for p in pools]
     if success is not None:
-        p_success = apply_success(success.artifact, rows)
+        shared = same_encoding(duration.artifact, success.artifact)
+        p_success = apply_success(success.artifact, rows, X=X if shared else None)
         source, version = "model", f"{duration.label}, {success.label}"
     else:
         # the record's rate, pulled toward 0.9 by two pseudo-attempts so one failure is not "never"

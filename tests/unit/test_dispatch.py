@@ -1,0 +1,84 @@
+"""coordination.dispatch: the message a worker receives is the one Celery's send_task would publish."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+
+from coordination import dispatch
+from coordination.dispatch import redis_client
+from tests.conftest import purge_broker
+
+# differ between any two messages, whoever sends them
+PER_MESSAGE = {"id", "root_id", "correlation_id", "delivery_tag", "eta", "argsrepr"}
+
+
+@pytest.fixture
+def broker():
+    purge_broker()
+    yield redis_client()
+    purge_broker()
+
+
+@pytest.fixture
+def send_task_calls(monkeypatch):
+    calls: list[str] = []
+    real = dispatch.app.send_task
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["queue"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch.app, "send_task", counting)
+    return calls
+
+
+def messages(client, key: str) -> list[dict]:
+    return [json.loads(raw) for raw in reversed(client.lrange(key, 0, -1))]  # oldest first
+
+
+def without_ids(message: dict) -> dict:
+    out = json.loads(json.dumps(message))
+    for part in ("headers", "properties"):
+        for name in PER_MESSAGE:
+            out[part].pop(name, None)
+    out.pop("body")
+    return out
+
+
+@pytest.mark.parametrize(("priority", "key_suffix"), [(0, ""), (3, ":3"), (7, ":6"), (9, ":9")])
+def test_dispatch_second_message_is_pushed_directly_and_matches_send_tasks(
+    broker, send_task_calls, priority, key_suffix
+):
+    queue = f"hive.dispatch-{uuid.uuid4().hex[:6]}"
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+
+    assert dispatch.dispatch(task_id=first, queue=queue, priority=priority, timeout=30.0)
+    assert dispatch.dispatch(task_id=second, queue=queue, priority=priority, timeout=30.0)
+
+    assert send_task_calls == [queue]  # the first declared the queue through Celery; the second did not
+    by_celery, direct = messages(broker, queue + key_suffix)
+    assert without_ids(direct) == without_ids(by_celery)
+    assert direct["properties"]["priority"] == priority
+    assert direct["headers"]["id"].split(".")[0] == second
+    assert direct["headers"]["root_id"] == direct["properties"]["correlation_id"] == direct["headers"]["id"]
+    assert direct["headers"]["argsrepr"] == repr([second])
+    assert direct["headers"]["timelimit"] == [30.0 + dispatch.HARD_LIMIT_MARGIN, None]
+    args, kwargs, embed = json.loads(base64.b64decode(direct["body"]))
+    assert (args, kwargs) == ([second], {})
+    assert json.loads(base64.b64decode(by_celery["body"]))[1:] == [kwargs, embed]
+    assert dispatch.task_ids_in_broker([queue]) == {first, second}
+
+
+def test_dispatch_countdown_sets_the_eta_as_send_task_does(broker, send_task_calls):
+    queue = f"hive.dispatch-{uuid.uuid4().hex[:6]}"
+    for _ in range(2):
+        assert dispatch.dispatch(task_id=str(uuid.uuid4()), queue=queue, priority=6, timeout=10.0, countdown=30.0)
+
+    by_celery, direct = messages(broker, queue + ":6")
+    assert len(send_task_calls) == 1
+    assert direct["headers"]["eta"] is not None and by_celery["headers"]["eta"] is not None
+    assert without_ids(direct) == without_ids(by_celery)
