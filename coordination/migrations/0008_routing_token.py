@@ -62,7 +62,7 @@ def drop_triggers(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("agents", "0004_pool_budget"),
-        ("coordination", "0006_alerts_pool_samples"),
+        ("coordination", "0007_beat_active_indexes"),
     ]
 
     operations = [
