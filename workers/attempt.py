@@ -42,6 +42,10 @@ PLACEHOLDER = re.compile(
 STEP_FILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 PROGRESS_MAX_LINES = 50
 PROGRESS_READ_MAX_LINES = 2000  # of one batch of output, for progress text
+# A run at least this long closes the connection it may have outlived before recording its end (a
+# short one keeps it: reconnecting cost more than the rest of the bookkeeping; finish_durably still
+# reconnects when the database went away meanwhile).
+RECONNECT_AFTER = 5.0
 FINISH_RETRY_FOR = 120.0  # seconds to keep trying to record an attempt's end while the database is away
 # The agent program must not inherit the hive's own secrets.
 SECRET_ENV = re.compile(r"^(DJANGO_SECRET|LEANVIBE_(SECURITY_|DATABASE_|REDIS_|.*(SECRET|TOKEN|PASSWORD|_KEY)))")
@@ -54,6 +58,7 @@ class Refusal(Exception):
 def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
     """Run one claimed attempt and record its end. `lease` is its flow-control slot, kept alive
     by the attempt's heartbeat."""
+    began = time.monotonic()
     task = attempt.task
     pool = task.routed_pool
     try:
@@ -62,6 +67,7 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
         return attempt_finish(
             attempt_id=attempt.id,
             result=AttemptResult(outcome=TaskAttempt.Outcome.FAILED, error=str(refusal), permanent=True, is_error=True),
+            claimed=attempt,
         )
     path: Path | None = None
     try:
@@ -105,8 +111,9 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
     finally:
         if path is not None:
             workspace.release(pool.workspace, path)
-    close_old_connections()
-    finished = finish_durably(attempt_id=attempt.id, result=result)
+    if time.monotonic() - began >= RECONNECT_AFTER:
+        close_old_connections()  # a long run may have outlived its connection (server restart, max age)
+    finished = finish_durably(attempt=attempt, result=result)
     if result.cost_usd:  # budgets sum today's spend again at their next check
         budgets.spend_changed(pool_id=task.pool_id, team_id=task.team_id, started_at=attempt.started_at)
     return finished
@@ -165,7 +172,7 @@ def with_rate_limit(result: AttemptResult, outcome: ProcessOutcome, output_forma
     return result
 
 
-def finish_durably(*, attempt_id: int, result: AttemptResult) -> Task:
+def finish_durably(*, attempt: TaskAttempt, result: AttemptResult) -> Task:
     """attempt_finish, tried again while the database is unreachable (a restart, a failover).
 
     The program has done its work; giving up here would leave the attempt running until the
@@ -177,11 +184,11 @@ def finish_durably(*, attempt_id: int, result: AttemptResult) -> Task:
     pause = 0.05
     while True:
         try:
-            return attempt_finish(attempt_id=attempt_id, result=result)
+            return attempt_finish(attempt_id=attempt.id, result=result, claimed=attempt)
         except (OperationalError, InterfaceError) as exc:
             if time.monotonic() >= deadline:
                 raise
-            log.warning("cannot record the end of attempt %s (%s); trying again", attempt_id, exc)
+            log.warning("cannot record the end of attempt %s (%s); trying again", attempt.id, exc)
             try:
                 connection.close()  # the next try opens a fresh one
             except DatabaseError:
