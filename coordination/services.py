@@ -314,6 +314,8 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
             "num_turns": result.num_turns,
             "output_tail": result.output_tail[-20_000:],
         }
+        if claimed is not None:  # what the worker may not have written yet (workers.attempt.Monitor.started)
+            ended.update(pgid=attempt.pgid, workspace=attempt.workspace, log_path=attempt.log_path)
         closed = TaskAttempt.objects.filter(id=attempt.id, outcome=TaskAttempt.Outcome.RUNNING).update(**ended)
         if not closed:  # recovered as lost meanwhile (the locked read above rules this out)
             task.refresh_from_db()

@@ -90,9 +90,7 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
             timeout=task.timeout,
             log_path=log_path,
             keep_going=monitor.keep_going,
-            on_start=lambda pgid: attempt_started(
-                attempt_id=attempt.id, pgid=pgid, workspace=str(path), log_path=str(log_path)
-            ),
+            on_start=lambda pgid: monitor.started(pgid=pgid, workspace=str(path), log_path=str(log_path)),
             on_output=monitor.progress,
             containment=contained,
         )
@@ -332,9 +330,26 @@ class Monitor:
         self.lease = lease
         self.heartbeat_every = settings.HIVE_CONFIG.multi_agent.effective_heartbeat_interval
         self.last_beat = time.monotonic()
+        self.recorded = True  # nothing to record before the program starts
+
+    def started(self, *, pgid: int | None, workspace: str, log_path: str) -> None:
+        """The program runs: its process group, workspace and log, on the attempt's row at the first
+        check (runner.process: one poll interval in) or, for a program that ended before it, with
+        the attempt's end: one UPDATE less per short task. Until then the program's parent-death
+        signal is what kills it should this worker die."""
+        self.attempt.pgid, self.attempt.workspace, self.attempt.log_path = pgid, workspace, log_path
+        self.recorded = False
 
     def keep_going(self) -> bool:
         try:
+            if not self.recorded:
+                attempt_started(
+                    attempt_id=self.attempt.id,
+                    pgid=self.attempt.pgid,
+                    workspace=self.attempt.workspace,
+                    log_path=self.attempt.log_path,
+                )
+                self.recorded = True
             now = time.monotonic()
             if now - self.last_beat >= self.heartbeat_every:
                 self.last_beat = now
