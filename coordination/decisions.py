@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from django.utils import timezone
 
 from coordination.metrics import PREDICTION_ERROR
@@ -39,14 +40,19 @@ def decision_close(*, task: Task, attempt: TaskAttempt | None) -> bool:
     Returns whether a decision was closed.
     """
     duration = attempt.duration if attempt is not None else None
-    closed = RoutingDecision.objects.filter(task_id=task.id, closed_at__isnull=True).update(
-        duration=duration,
-        success=task.status == Task.Status.SUCCEEDED if task.status != Task.Status.CANCELLED else None,
-        attempts=task.attempts,
-        closed_at=timezone.now(),
+    success = task.status == Task.Status.SUCCEEDED if task.status != Task.Status.CANCELLED else None
+    # One statement: the conditional UPDATE returns the prediction it closes (no read after it).
+    q = connection.ops.quote_name
+    meta = RoutingDecision._meta
+    sql = (
+        f"UPDATE {q(meta.db_table)} SET {q('duration')} = %s, {q('success')} = %s, {q('attempts')} = %s, "
+        f"{q('closed_at')} = %s WHERE {q('task_id')} = %s AND {q('closed_at')} IS NULL RETURNING {q('predicted_seconds')}"
     )
-    if closed and duration is not None:
-        predicted = RoutingDecision.objects.filter(task_id=task.id).values_list("predicted_seconds", flat=True).first()
-        if predicted is not None:
-            PREDICTION_ERROR.observe(abs(duration - predicted))
-    return bool(closed)
+    task_id = meta.get_field("task").get_db_prep_value(task.id, connection)
+    closed_at = meta.get_field("closed_at").get_db_prep_value(timezone.now(), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [duration, success, task.attempts, closed_at, task_id])
+        rows = cursor.fetchall()
+    if rows and duration is not None and rows[0][0] is not None:
+        PREDICTION_ERROR.observe(abs(duration - rows[0][0]))
+    return bool(rows)

@@ -23,6 +23,7 @@ from agents.models import Agent, AgentPool
 from agents.profiles import profile_record
 from coordination import dispatch as broker
 from coordination import submission
+from coordination.claims import claim_row
 from coordination.decisions import decision_close, decision_record
 from coordination.errors import InvalidTransition, TaskNotFound
 from coordination.events import publish
@@ -208,22 +209,23 @@ def task_send(task: Task, *, countdown: float = 0.0) -> bool:
 
 
 # --- claim and run ------------------------------------------------------------------------------
-def task_claim(*, task_id: str, agent: Agent, pid: int, host: str) -> TaskAttempt | None:
+def task_claim(*, task_id: str, agent: Agent, pid: int, host: str, budget_free: bool = False) -> TaskAttempt | None:
     """Take a queued task for this agent: one conditional UPDATE, so only one claimer wins.
 
     Returns the new attempt, or None when the message is stale (the task is running elsewhere,
     finished, cancelled or gone). A task still marked running whose worker process on this host
-    has died is recovered as a lost attempt, which queues it again.
+    has died is recovered as a lost attempt, which queues it again. With `budget_free` it claims
+    only a task that no daily budget can hold (coordination.claims), and None says nothing more:
+    the caller asks the budgets (coordination.budgets), then claims again without it.
     """
     now = timezone.now()
     with transaction.atomic():
-        won = Task.objects.filter(id=task_id, status=Task.Status.QUEUED).update(
-            status=Task.Status.RUNNING, agent=agent, attempts=F("attempts") + 1, started_at=now, updated_at=now
-        )
-        if not won:
-            _recover_if_orphaned(task_id=task_id, host=host)
+        task = claim_row(task_id=task_id, agent_id=agent.id, now=now, budget_free=budget_free)
+        if task is None:
+            if not budget_free:
+                _recover_if_orphaned(task_id=task_id, host=host)
             return None
-        task = Task.objects.select_related("pool").get(id=task_id)
+        task.agent = agent
         attempt = TaskAttempt.objects.create(
             task=task, number=task.attempts, agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now
         )
@@ -283,33 +285,49 @@ def attempt_still_current(*, attempt: TaskAttempt) -> bool:
     return Task.objects.filter(id=attempt.task_id, status=Task.Status.RUNNING, attempts=attempt.number).exists()
 
 
-def attempt_finish(*, attempt_id: int, result: AttemptResult) -> Task:
+def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttempt | None = None) -> Task:
     """Record an attempt's end and move the task on: succeeded, queued again, dead or failed.
 
-    Idempotent: an attempt already closed (e.g. recovered as lost) is left as it is.
+    Idempotent: an attempt already closed (e.g. recovered as lost) is left as it is. `claimed` is
+    the attempt as its claim returned it (the worker's copy, task and pool attached): its row is
+    then closed by one conditional UPDATE on its outcome instead of a locked read and a write. The
+    task's own changes are conditional on its status and attempt number either way, so a task
+    cancelled or recovered meanwhile is not moved.
     """
     now = timezone.now()
     fresh = False  # whether `task` already holds what this transaction wrote to its row
     with transaction.atomic():
-        # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the joins (agent, pool)
-        attempt = (
-            TaskAttempt.objects.select_for_update(of=("self",))
-            .select_related("task__pool", "task__team", "agent")
-            .get(id=attempt_id)
-        )
+        if claimed is None:
+            # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the joins (agent, pool)
+            attempt = (
+                TaskAttempt.objects.select_for_update(of=("self",))
+                .select_related("task__pool", "task__team", "agent")
+                .get(id=attempt_id)
+            )
+            if attempt.outcome != TaskAttempt.Outcome.RUNNING:
+                return attempt.task
+        else:
+            attempt = claimed
         task = attempt.task
-        if attempt.outcome != TaskAttempt.Outcome.RUNNING:
+        ended = {
+            "outcome": result.outcome,
+            "finished_at": now,
+            "exit_code": result.exit_code,
+            "is_error": result.is_error,
+            "error": result.error[:10_000],
+            "session_id": result.session_id[:200],
+            "cost_usd": result.cost_usd,
+            "num_turns": result.num_turns,
+            "output_tail": result.output_tail[-20_000:],
+        }
+        if claimed is not None:  # what the worker may not have written yet (workers.attempt.Monitor.started)
+            ended.update(pgid=attempt.pgid, workspace=attempt.workspace, log_path=attempt.log_path)
+        closed = TaskAttempt.objects.filter(id=attempt.id, outcome=TaskAttempt.Outcome.RUNNING).update(**ended)
+        if not closed:  # recovered as lost meanwhile (the locked read above rules this out)
+            task.refresh_from_db()
             return task
-        attempt.outcome = result.outcome
-        attempt.finished_at = now
-        attempt.exit_code = result.exit_code
-        attempt.is_error = result.is_error
-        attempt.error = result.error[:10_000]
-        attempt.session_id = result.session_id[:200]
-        attempt.cost_usd = result.cost_usd
-        attempt.num_turns = result.num_turns
-        attempt.output_tail = result.output_tail[-20_000:]
-        attempt.save()
+        for name, value in ended.items():
+            setattr(attempt, name, value)
         TASK_DURATION.labels(pool=task.routed_pool.name).observe((now - attempt.started_at).total_seconds())
         if result.cost_usd:
             team = task.team.name if task.team_id and task.team else ""

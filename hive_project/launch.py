@@ -6,6 +6,7 @@ worker starts (a flag, a queue) reaches every caller.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -33,6 +34,16 @@ def is_web_process() -> bool:
 
 def is_wsgi_process() -> bool:
     return _web_server == "wsgi"
+
+
+def is_worker_process(argv: list[str] | None = None) -> bool:
+    """Is this process a Celery worker (`celery -A … worker …`, a pool's or the control worker)?
+
+    Such a process serves no HTTP: it loads the admin without its autodiscovery and leaves the API
+    schema alone (hive_project.settings, external_api.apps), which saves memory in the main process
+    and in every pool child forked from it."""
+    args = sys.argv if argv is None else argv
+    return bool(args) and os.path.basename(args[0]) in ("celery", "__main__.py") and "worker" in args[1:]
 
 
 def celery_argv(*args: str, app: str = APP) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from hive_project.config import ConfigError, load_config
-from hive_project.launch import is_web_process, is_wsgi_process
+from hive_project.launch import is_web_process, is_worker_process, is_wsgi_process
 from hive_project.logs import logging_settings
 from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir, write_private
 
@@ -36,6 +36,7 @@ PRODUCTION = HIVE_CONFIG.production
 VAR_DIR = var_dir()
 WEB_PROCESS = is_web_process()  # ASGI: database connections from a pool
 WSGI_PROCESS = is_wsgi_process()  # gunicorn threads: persistent connections, on SQLite too
+WORKER_PROCESS = is_worker_process()
 
 
 def _development_secret_key() -> str:
@@ -62,7 +63,8 @@ ALLOWED_HOSTS = [h for h in os.environ.get("LEANVIBE_ALLOWED_HOSTS", "").split("
 )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # a worker serves no admin pages: the admin's models without importing every app's admin.py
+    "django.contrib.admin.apps.SimpleAdminConfig" if WORKER_PROCESS else "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

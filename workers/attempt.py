@@ -42,6 +42,10 @@ PLACEHOLDER = re.compile(
 STEP_FILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 PROGRESS_MAX_LINES = 50
 PROGRESS_READ_MAX_LINES = 2000  # of one batch of output, for progress text
+# A run at least this long closes the connection it may have outlived before recording its end (a
+# short one keeps it: reconnecting cost more than the rest of the bookkeeping; finish_durably still
+# reconnects when the database went away meanwhile).
+RECONNECT_AFTER = 5.0
 FINISH_RETRY_FOR = 120.0  # seconds to keep trying to record an attempt's end while the database is away
 # The agent program must not inherit the hive's own secrets.
 SECRET_ENV = re.compile(r"^(DJANGO_SECRET|LEANVIBE_(SECURITY_|DATABASE_|REDIS_|.*(SECRET|TOKEN|PASSWORD|_KEY)))")
@@ -54,6 +58,7 @@ class Refusal(Exception):
 def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
     """Run one claimed attempt and record its end. `lease` is its flow-control slot, kept alive
     by the attempt's heartbeat."""
+    began = time.monotonic()
     task = attempt.task
     pool = task.routed_pool
     try:
@@ -62,6 +67,7 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
         return attempt_finish(
             attempt_id=attempt.id,
             result=AttemptResult(outcome=TaskAttempt.Outcome.FAILED, error=str(refusal), permanent=True, is_error=True),
+            claimed=attempt,
         )
     path: Path | None = None
     try:
@@ -84,9 +90,7 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
             timeout=task.timeout,
             log_path=log_path,
             keep_going=monitor.keep_going,
-            on_start=lambda pgid: attempt_started(
-                attempt_id=attempt.id, pgid=pgid, workspace=str(path), log_path=str(log_path)
-            ),
+            on_start=lambda pgid: monitor.started(pgid=pgid, workspace=str(path), log_path=str(log_path)),
             on_output=monitor.progress,
             containment=contained,
         )
@@ -105,8 +109,9 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
     finally:
         if path is not None:
             workspace.release(pool.workspace, path)
-    close_old_connections()
-    finished = finish_durably(attempt_id=attempt.id, result=result)
+    if time.monotonic() - began >= RECONNECT_AFTER:
+        close_old_connections()  # a long run may have outlived its connection (server restart, max age)
+    finished = finish_durably(attempt=attempt, result=result)
     if result.cost_usd:  # budgets sum today's spend again at their next check
         budgets.spend_changed(pool_id=task.pool_id, team_id=task.team_id, started_at=attempt.started_at)
     return finished
@@ -165,7 +170,7 @@ def with_rate_limit(result: AttemptResult, outcome: ProcessOutcome, output_forma
     return result
 
 
-def finish_durably(*, attempt_id: int, result: AttemptResult) -> Task:
+def finish_durably(*, attempt: TaskAttempt, result: AttemptResult) -> Task:
     """attempt_finish, tried again while the database is unreachable (a restart, a failover).
 
     The program has done its work; giving up here would leave the attempt running until the
@@ -177,11 +182,11 @@ def finish_durably(*, attempt_id: int, result: AttemptResult) -> Task:
     pause = 0.05
     while True:
         try:
-            return attempt_finish(attempt_id=attempt_id, result=result)
+            return attempt_finish(attempt_id=attempt.id, result=result, claimed=attempt)
         except (OperationalError, InterfaceError) as exc:
             if time.monotonic() >= deadline:
                 raise
-            log.warning("cannot record the end of attempt %s (%s); trying again", attempt_id, exc)
+            log.warning("cannot record the end of attempt %s (%s); trying again", attempt.id, exc)
             try:
                 connection.close()  # the next try opens a fresh one
             except DatabaseError:
@@ -325,9 +330,26 @@ class Monitor:
         self.lease = lease
         self.heartbeat_every = settings.HIVE_CONFIG.multi_agent.effective_heartbeat_interval
         self.last_beat = time.monotonic()
+        self.recorded = True  # nothing to record before the program starts
+
+    def started(self, *, pgid: int | None, workspace: str, log_path: str) -> None:
+        """The program runs: its process group, workspace and log, on the attempt's row at the first
+        check (runner.process: one poll interval in) or, for a program that ended before it, with
+        the attempt's end: one UPDATE less per short task. Until then the program's parent-death
+        signal is what kills it should this worker die."""
+        self.attempt.pgid, self.attempt.workspace, self.attempt.log_path = pgid, workspace, log_path
+        self.recorded = False
 
     def keep_going(self) -> bool:
         try:
+            if not self.recorded:
+                attempt_started(
+                    attempt_id=self.attempt.id,
+                    pgid=self.attempt.pgid,
+                    workspace=self.attempt.workspace,
+                    log_path=self.attempt.log_path,
+                )
+                self.recorded = True
             now = time.monotonic()
             if now - self.last_beat >= self.heartbeat_every:
                 self.last_beat = now

@@ -34,24 +34,33 @@ def execute_task(self: CeleryTask[..., None], task_id: str) -> None:
     Before the claim, flow control may hold the task back (this worker is over its resource limits,
     the pool's or the team's daily budget is spent (prompt tasks only, coordination.budgets), the
     pool is paused after a provider rate limit, or at its max_concurrent / max_starts_per_minute):
-    then it stays queued, spends no attempt, and its message comes back after the wait.
+    then it stays queued, spends no attempt, and its message comes back after the wait. A spent
+    budget is the reason given over the flow limits; a held task gives its flow slot back unused.
     """
     node = cast(str, self.request.hostname)  # a worker names every request it delivers; only workers run this
     agent = current_agent(node, queue=(self.request.delivery_info or {}).get("routing_key"))
     if claims_stopped(agent.name):
         flow.task_defer(task_id=task_id, admission=OVER_RESOURCE_LIMITS)
         return
-    hold = budgets.task_budget_admit(task_id=task_id)  # before flow control: a held task takes no slot
-    if hold is not None:
-        budgets.task_hold(task_id=task_id, hold=hold)
-        return
     admission = flow.admit(pool=agent.pool, task_id=task_id)
     if not admission.ok:
-        flow.task_defer(task_id=task_id, admission=admission)
+        hold = budgets.task_budget_admit(task_id=task_id)  # a held task waits for its budget, not a slot
+        if hold is not None:
+            budgets.task_hold(task_id=task_id, hold=hold)
+        else:
+            flow.task_defer(task_id=task_id, admission=admission)
         return
     attempt = None
     try:
-        attempt = task_claim(task_id=task_id, agent=agent, pid=os.getpid(), host=HOSTNAME)
+        # The claim's UPDATE takes a task that no budget can hold (most: no budget set, or a command
+        # task) without asking the budgets; any other goes through them first, and may be held.
+        attempt = task_claim(task_id=task_id, agent=agent, pid=os.getpid(), host=HOSTNAME, budget_free=True)
+        if attempt is None:
+            hold = budgets.task_budget_admit(task_id=task_id)
+            if hold is not None:
+                budgets.task_hold(task_id=task_id, hold=hold)
+                return
+            attempt = task_claim(task_id=task_id, agent=agent, pid=os.getpid(), host=HOSTNAME)
         if attempt is not None:
             attempt_run(attempt=attempt, lease=admission.lease)
     finally:

@@ -166,7 +166,9 @@ def run_process(
                 on_output(batch)
 
         deadline = started + timeout
-        next_check = next_output = time.monotonic()
+        # The first check one poll in: a program that is done by then costs no check at all.
+        next_output = time.monotonic()
+        next_check = next_output + poll_interval
         timed_out = stopped = False
         seen: dict[int, psutil.Process] = {}  # descendants met while running, even if they leave the group
         while proc.poll() is None:
