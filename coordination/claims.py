@@ -32,7 +32,10 @@ def _columns(model: type[Model]) -> list[Field]:
 def _claim_sql(budget_free: bool) -> str:
     if budget_free in _sql:
         return _sql[budget_free]
-    q = connection.ops.quote_name
+
+    def q(name: str | None) -> str:
+        return connection.ops.quote_name(str(name))
+
     task, pool, team = q(Task._meta.db_table), q(AgentPool._meta.db_table), q(Team._meta.db_table)
     returned = [f"{task}.{q(f.column)}" for f in _columns(Task)] + [
         f"(SELECT p.{q(f.column)} FROM {pool} p WHERE p.{q('id')} = {task}.{q('pool_id')})" for f in _columns(AgentPool)
@@ -54,6 +57,10 @@ def _claim_sql(budget_free: bool) -> str:
     return sql
 
 
+def _names(model: type[Model]) -> list[str]:
+    return [f.attname for f in _columns(model)]
+
+
 def _converted(model: type[Model], values: list[Any]) -> list[Any]:
     """What the ORM's compiler does to a row it reads: each field's database converters."""
     out = []
@@ -69,7 +76,8 @@ def _converted(model: type[Model], values: list[Any]) -> list[Any]:
 def claim_row(*, task_id: str, agent_id: int, now: datetime, budget_free: bool) -> Task | None:
     """Move the task `queued → running` for this agent (attempts + 1). The claimed Task with its
     pool attached, or None when no row matched."""
-    pk: Field = Task._meta.pk  # type: ignore[assignment]
+    pk = Task._meta.pk
+    assert pk is not None
     stamp = Task._meta.get_field("started_at")
     when = stamp.get_db_prep_value(now, connection)
     params = [Task.Status.RUNNING, agent_id, when, when, pk.get_db_prep_value(pk.to_python(task_id), connection)]
@@ -79,7 +87,7 @@ def claim_row(*, task_id: str, agent_id: int, now: datetime, budget_free: bool) 
     if row is None:
         return None
     split = len(_columns(Task))
-    task = Task.from_db(connection.alias, None, _converted(Task, list(row[:split])))
+    task = Task.from_db(connection.alias, _names(Task), _converted(Task, list(row[:split])))
     if task.pool_id is not None:
-        task.pool = AgentPool.from_db(connection.alias, None, _converted(AgentPool, list(row[split:])))
+        task.pool = AgentPool.from_db(connection.alias, _names(AgentPool), _converted(AgentPool, list(row[split:])))
     return task
