@@ -100,10 +100,12 @@ def test_success_model_beats_the_group_rate_when_complexity_matters_in_one_pool_
     assert abs(p[2] - p[3]) < 0.2  # south tests: complexity changes little
 
 
-def test_evaluation_folds_score_a_small_history_on_more_of_its_rows_each_by_older_rows():
+def test_evaluation_folds_are_time_ordered_and_newest_first(monkeypatch):
+    assert evaluation_folds(360)[0] == (288, 360)
+    assert evaluation_folds(5000) == [(4000, 5000)]
+    monkeypatch.setattr("ml.training.MAX_FOLDS", 3)
     assert evaluation_folds(360) == [(288, 360), (216, 288), (144, 216)]
     assert evaluation_folds(700) == [(560, 700), (420, 560)]
-    assert evaluation_folds(5000) == [(4000, 5000)]
     assert evaluation_folds(50) == [(40, 50), (30, 40), (20, 30)]
 
 
@@ -112,10 +114,10 @@ def test_success_model_scores_model_and_baseline_on_the_same_rows():
 
     trained = train_success(h)
 
-    assert trained.metrics["folds"] == trained.baseline_metrics["folds"] == 3
-    assert trained.metrics["rows"] == trained.baseline_metrics["rows"] == 216
+    rows = len(h) - evaluation_folds(len(h))[-1][0]
+    assert trained.metrics["rows"] == trained.baseline_metrics["rows"] == rows
     assert trained.metrics["success_rate"] == trained.baseline_metrics["success_rate"]
-    assert trained.metrics["success_rate"] == pytest.approx(float(np.mean(h["success"][144:])))
+    assert trained.metrics["success_rate"] == pytest.approx(float(np.mean(h["success"][len(h) - rows :])))
 
 
 def test_the_newest_rows_play_no_part_in_choosing_or_fitting_the_candidate():
