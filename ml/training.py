@@ -11,9 +11,10 @@ hive uses; the metrics stored describe those settings on data they had not seen.
   slope of complexity per (pool, type), or a HistGradientBoostingClassifier calibrated by Platt
   scaling (CalibratedClassifierCV, 3 folds, within the rows it is fitted on), whichever has the
   lower Brier score on a validation part carved from the training rows (their newest 20%): the
-  scored rows never choose. A small history is scored on older folds too (`evaluation_folds`),
-  each fitted on strictly older rows, the baseline beside it on the same rows: the Brier score of
-  72 rows moves more with the luck of those rows than between a good model and a poor one.
+  scored rows never choose. `evaluation_folds` can score a small history on older folds too
+  (MAX_FOLDS), each fitted on strictly older rows; it is 1 (the newest fold only) until the older
+  folds are understood: on tests/api/test_ml_api.py's world both candidates lose to the group
+  rate there.
 
 Rows are weighted by recency (half of the weight within the newest quarter of the rows): when a
 pool changes, the retrained model follows the change instead of averaging it away.
