@@ -530,7 +530,8 @@ def goals(run, r: dict) -> None:
                 "learning: success Brier vs base rate per (pool, type)",
                 "lower",
                 brier,
-                f"{brier:.3f} vs {base:.3f}",
+                f"{brier:.3f} vs {base:.3f} ({success['metrics']['rows']} held-out attempts, "
+                f"{success['metrics'].get('folds', 1)} time-ordered folds)",
                 brier < base,
             )
         )

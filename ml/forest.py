@@ -169,30 +169,40 @@ def expit(z: np.ndarray) -> np.ndarray:
 
 
 def linear_design(X: np.ndarray, *, categorical: list[bool], layout: Mapping[str, Any]) -> np.ndarray:
-    """One-hot categorical codes plus standardised numbers (NaN -> the mean, with a missing flag).
+    """One-hot categorical codes plus standardised numbers (NaN -> the mean, with a missing flag),
+    then each cross of the layout: a categorical column's one-hot block times a standardised number
+    (a slope of that number per category).
 
     `layout` (from `fit_linear_layout`) fixes the columns, so training and prediction agree.
     """
     import numpy as np
 
     n = X.shape[0]
-    parts = []
+    parts, blocks = [], {}
     for j, size in layout["onehot"]:
         codes = X[:, j]
         block = np.zeros((n, size))
         ok = ~np.isnan(codes) & (codes < size)
         block[np.flatnonzero(ok), codes[ok].astype(np.int64)] = 1.0
         parts.append(block)
+        blocks[j] = block
     numeric = [j for j, c in enumerate(categorical) if not c]
     values = X[:, numeric]
     missing = np.isnan(values)
     mean, scale = layout["mean"], layout["scale"]
-    parts.append(np.where(missing, 0.0, (values - mean) / scale))
+    standard = np.where(missing, 0.0, (values - mean) / scale)
+    parts.append(standard)
     parts.append(missing[:, layout["flags"]].astype(np.float64))
+    for j, k in layout.get("crosses", ()):  # artifacts from before crosses have none
+        parts.append(blocks[j] * standard[:, k][:, None])
     return np.hstack(parts)
 
 
-def fit_linear_layout(X: np.ndarray, *, categorical: list[bool]) -> dict[str, Any]:
+def fit_linear_layout(
+    X: np.ndarray, *, categorical: list[bool], crosses: Sequence[tuple[int, int]] = ()
+) -> dict[str, Any]:
+    """The columns of `linear_design` for training rows `X`; `crosses` are (categorical column,
+    numeric column) pairs of X whose product gets a column per category."""
     import numpy as np
 
     onehot = [
@@ -205,7 +215,13 @@ def fit_linear_layout(X: np.ndarray, *, categorical: list[bool]) -> dict[str, An
         scale = np.nan_to_num(np.nanstd(values, axis=0)) if len(values) else np.ones(len(numeric))
     scale = np.where(scale > 0, scale, 1.0)
     flags = [i for i in range(len(numeric)) if np.isnan(values[:, i]).any()]
-    return {"onehot": onehot, "mean": mean, "scale": scale, "flags": flags}
+    return {
+        "onehot": onehot,
+        "mean": mean,
+        "scale": scale,
+        "flags": flags,
+        "crosses": [(j, numeric.index(k)) for j, k in crosses],
+    }
 
 
 def predict_success(model: Mapping[str, Any], X: np.ndarray, *, categorical: list[bool]) -> np.ndarray:
