@@ -79,12 +79,17 @@ class Heartbeat(threading.Thread):
         self.sampler: ResourceSampler | None = None
 
     def run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                self.beat()
-            except Exception as exc:  # database away for a moment: try again next beat
-                log.warning("heartbeat of %s failed: %s", self.agent.name, exc)
-                connection.close()
+        try:
+            while not self.stopped.wait(self.interval):
+                try:
+                    self.beat()
+                except Exception as exc:  # database away for a moment: try again next beat
+                    log.warning("heartbeat of %s failed: %s", self.agent.name, exc)
+                    connection.close()
+        finally:
+            # The connection is this thread's own (Django's are per thread): nobody else closes it,
+            # and a stopped heartbeat must not hold a session on the database.
+            connection.close()
 
     def beat(self) -> None:
         """One heartbeat: a single `UPDATE ... RETURNING status` (coordination.fleet.agent_heartbeat).
