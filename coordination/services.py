@@ -23,10 +23,11 @@ from agents.models import Agent, AgentPool
 from agents.profiles import profile_record
 from coordination import dispatch as broker
 from coordination import submission
-from coordination.claims import claim_row
+from coordination.claims import RUNNING_EVENT, claim_row, claim_running, writes_rows_with_claim
 from coordination.decisions import decision_close, decision_record
 from coordination.errors import InvalidTransition, TaskNotFound
-from coordination.events import publish
+from coordination.events import publish, published
+from coordination.finishes import close_succeeded, folds_finish
 from coordination.metrics import (
     AGENT_FAILURES,
     COORDINATION_LATENCY,
@@ -36,7 +37,17 @@ from coordination.metrics import (
     TASKS_COMPLETED,
     TASKS_TOTAL,
 )
-from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, TaskQuerySet, Team
+from coordination.models import (
+    DEFAULT_TEAM,
+    Event,
+    Priority,
+    SessionStep,
+    Source,
+    Task,
+    TaskAttempt,
+    TaskQuerySet,
+    Team,
+)
 from coordination.results import AttemptResult
 from coordination.routing import TaskSpec, route
 from coordination.rows import row_insert
@@ -220,16 +231,27 @@ def task_claim(*, task_id: str, agent: Agent, pid: int, host: str, budget_free: 
     """
     now = timezone.now()
     with transaction.atomic():
-        task = claim_row(task_id=task_id, agent_id=agent.id, now=now, budget_free=budget_free)
+        task: Task | None = None
+        attempt: TaskAttempt | None = None
+        event: Event | None = None
+        if writes_rows_with_claim():  # PostgreSQL: the attempt and its event in the claim's statement
+            claimed = claim_running(task_id=task_id, agent=agent, now=now, budget_free=budget_free, host=host, pid=pid)
+            if claimed is not None:
+                task, attempt, event = claimed
+        else:
+            task = claim_row(task_id=task_id, agent_id=agent.id, now=now, budget_free=budget_free)
         if task is None:
             if not budget_free:
                 _recover_if_orphaned(task_id=task_id, host=host)
             return None
-        task.agent = agent
-        attempt = TaskAttempt.objects.create(
-            task=task, number=task.attempts, agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now
-        )
-        publish("task.running", task=task, agent=agent, pool=task.pool, attempt=attempt.number)
+        if attempt is not None and event is not None:
+            published(event)
+        else:
+            task.agent = agent
+            attempt = TaskAttempt.objects.create(
+                task=task, number=task.attempts, agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now
+            )
+            publish(RUNNING_EVENT, task=task, agent=agent, pool=task.pool, attempt=attempt.number)
         if task.source == Source.SESSION:
             SessionStep.objects.filter(task_id=task.id, status=SessionStep.Status.QUEUED).update(
                 status=SessionStep.Status.RUNNING
@@ -322,7 +344,15 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
         }
         if claimed is not None:  # what the worker may not have written yet (workers.attempt.Monitor.started)
             ended.update(pgid=attempt.pgid, workspace=attempt.workspace, log_path=attempt.log_path)
-        closed = TaskAttempt.objects.filter(id=attempt.id, outcome=TaskAttempt.Outcome.RUNNING).update(**ended)
+        # PostgreSQL, a success: the attempt, the task, its event and its decision in one statement
+        # (coordination.finishes), each written only if the one before it was; else one by one.
+        event: Event | None = None
+        if claimed is not None and result.outcome == TaskAttempt.Outcome.SUCCEEDED and folds_finish():
+            event = _succeeded_event(task, attempt, result, duration=(now - attempt.started_at).total_seconds())
+            closing = close_succeeded(attempt=attempt, ended=ended, result=result.result, now=now, event=event)
+            closed, done = int(closing.closed), int(closing.done)
+        else:
+            closed = TaskAttempt.objects.filter(id=attempt.id, outcome=TaskAttempt.Outcome.RUNNING).update(**ended)
         if not closed:  # recovered as lost meanwhile (the locked read above rules this out)
             task.refresh_from_db()
             return task
@@ -336,9 +366,10 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
         if result.outcome != TaskAttempt.Outcome.CANCELLED:
             _profile(task, attempt, seconds=attempt.duration)
         if result.outcome == TaskAttempt.Outcome.SUCCEEDED:
-            done = _running(task, attempt.number).update(
-                status=Task.Status.SUCCEEDED, finished_at=now, result=result.result, error="", updated_at=now
-            )
+            if event is None:
+                done = _running(task, attempt.number).update(
+                    status=Task.Status.SUCCEEDED, finished_at=now, result=result.result, error="", updated_at=now
+                )
             if done:
                 # The row holds what this conditional UPDATE wrote over what was read with the attempt
                 # (re-reading it cost two statements: the task and, its cache cleared, the pool).
@@ -350,18 +381,15 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
                     now,
                 )
                 fresh = True
-                publish(
-                    "task.succeeded",
-                    task=task,
-                    agent=attempt.agent,
-                    attempt=attempt.number,
-                    exit_code=result.exit_code,
-                    duration=attempt.duration,
-                    output_tail=result.output_tail[-2000:],
-                )
+                if event is None:
+                    publish_event = _succeeded_event(task, attempt, result, duration=attempt.duration)
+                    row_insert(publish_event)
+                    published(publish_event)
+                    decision_close(task=task, attempt=attempt)
+                else:  # written, with the decision's close, by close_succeeded
+                    published(event)
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
                 count_terminal(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name)
-                decision_close(task=task, attempt=attempt)
                 _task_ended(task)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED and result.requeue_after is not None:
             _attempt_requeued(task, attempt, reason=result.error or "rate limited", delay=result.requeue_after)
@@ -371,6 +399,23 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
     if not fresh:
         task.refresh_from_db()
     return task
+
+
+def _succeeded_event(task: Task, attempt: TaskAttempt, result: AttemptResult, *, duration: float | None) -> Event:
+    """The `task.succeeded` event (unsaved), as `publish` would write it."""
+    return Event(
+        type="task.succeeded",
+        task=task,
+        agent=attempt.agent,
+        pool=task.pool if task.pool_id else None,
+        team_id=task.team_id,
+        payload={
+            "attempt": attempt.number,
+            "exit_code": result.exit_code,
+            "duration": duration,
+            "output_tail": result.output_tail[-2000:],
+        },
+    )
 
 
 def attempt_lost(*, attempt_id: int, reason: str) -> None:
