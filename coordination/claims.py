@@ -72,11 +72,11 @@ def _claim_sql(budget_free: bool) -> str:
     return sql
 
 
-def _names(model: type[Model]) -> list[str]:
+def field_names(model: type[Model]) -> list[str]:
     return [f.attname for f in _columns(model)]
 
 
-def _converted(model: type[Model], values: list[Any]) -> list[Any]:
+def converted(model: type[Model], values: list[Any]) -> list[Any]:
     """What the ORM's compiler does to a row it reads: each field's database converters."""
     key = (model, connection.alias)
     converters = _converters.get(key)
@@ -113,11 +113,11 @@ def claim_row(*, task_id: str, agent_id: int, now: datetime, budget_free: bool) 
 
 def _claimed(row: tuple) -> Task:
     split = len(_columns(Task))
-    task = Task.from_db(connection.alias, _names(Task), _converted(Task, list(row[:split])))
+    task = Task.from_db(connection.alias, field_names(Task), converted(Task, list(row[:split])))
     if task.pool_id is not None:
         pool_end = split + len(_columns(AgentPool))
         task.pool = AgentPool.from_db(
-            connection.alias, _names(AgentPool), _converted(AgentPool, list(row[split:pool_end]))
+            connection.alias, field_names(AgentPool), converted(AgentPool, list(row[split:pool_end]))
         )
     return task
 

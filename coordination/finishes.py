@@ -6,8 +6,11 @@ on its outcome still `running`), the task (conditional on its status and attempt
 `task.succeeded` event and the routing decision (conditional on its being open). Here they are the
 sub-statements of one `WITH`, each conditional on the one before through its RETURNING: the task
 moves only if the attempt was closed, the event and the decision are written only if the task
-moved. The same conditions, the same rows, one round trip instead of four. SQLite has no
-data-modifying WITH; there, and for every other outcome, `attempt_finish` writes them one by one.
+moved. The same conditions, the same rows, one round trip instead of four. With a `profile`
+key, the same statement also reads and locks (FOR UPDATE) the agent's performance profile, which
+the finish then folds the attempt into (agents.profiles): its read is not a round trip of its own.
+SQLite has no data-modifying WITH; there, and for every other outcome, `attempt_finish` writes
+them one by one.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from django.db import connection
 from django.db.models import Field
 from django.db.models.signals import post_save, pre_save
 
+from agents.models import PerformanceProfile
+from coordination.claims import converted, field_names
 from coordination.metrics import PREDICTION_ERROR
 from coordination.models import Event, RoutingDecision, Task, TaskAttempt
 
-_sql: dict[tuple[str, ...], tuple[str, list[Field]]] = {}
+_sql: dict[tuple[tuple[str, ...], bool], tuple[str, list[Field]]] = {}
 TASK_COLUMNS = ("status", "finished_at", "result", "error", "updated_at")
 DECISION_COLUMNS = ("duration", "success", "attempts", "closed_at")
 
@@ -32,6 +37,7 @@ DECISION_COLUMNS = ("duration", "success", "attempts", "closed_at")
 class Closing:
     closed: bool  # the attempt was still running and is now closed
     done: bool  # the task was still running this attempt and is now succeeded
+    profile: PerformanceProfile | None = None  # the profile asked for, locked; None if it has no row yet
 
 
 def folds_finish() -> bool:
@@ -40,8 +46,8 @@ def folds_finish() -> bool:
     return connection.vendor == "postgresql" and not (pre_save.has_listeners(Event) or post_save.has_listeners(Event))
 
 
-def _statement(attempt_columns: tuple[str, ...]) -> tuple[str, list[Field]]:
-    cached = _sql.get(attempt_columns)
+def _statement(attempt_columns: tuple[str, ...], with_profile: bool) -> tuple[str, list[Field]]:
+    cached = _sql.get((attempt_columns, with_profile))
     if cached is not None:
         return cached
     q = connection.ops.quote_name
@@ -62,12 +68,22 @@ def _statement(attempt_columns: tuple[str, ...]) -> tuple[str, list[Field]]:
         f"SELECT {', '.join(['%s'] * len(event_fields))} FROM t RETURNING {q('id')}), "
         f"d AS (UPDATE {decision_t} SET {assign(RoutingDecision, DECISION_COLUMNS)} "
         f"WHERE {q('task_id')} IN (SELECT {q('id')} FROM t) AND {q('closed_at')} IS NULL "
-        f"RETURNING {q('predicted_seconds')}) "
+        f"RETURNING {q('predicted_seconds')})"
+    )
+    select = (
         f"SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM t), (SELECT {q('id')} FROM e), "
         f"(SELECT count(*) FROM d), (SELECT {q('predicted_seconds')} FROM d)"
     )
-    _sql[attempt_columns] = (sql, event_fields)
-    return sql, event_fields
+    if with_profile:
+        meta = PerformanceProfile._meta
+        columns = ", ".join(q(f.column) for f in meta.concrete_fields)
+        sql += (
+            f", p AS (SELECT {columns} FROM {q(meta.db_table)} WHERE {q('pool_id')} = %s AND {q('agent_id')} = %s "
+            f"AND {q('task_type')} = %s FOR UPDATE)"
+        )
+        select += ", p.* FROM (SELECT 1) one LEFT JOIN p ON TRUE"
+    _sql[(attempt_columns, with_profile)] = (sql + " " + select, event_fields)
+    return _sql[(attempt_columns, with_profile)]
 
 
 def _prep(model: Any, name: str, value: Any) -> Any:
@@ -75,13 +91,20 @@ def _prep(model: Any, name: str, value: Any) -> Any:
 
 
 def close_succeeded(
-    *, attempt: TaskAttempt, ended: dict[str, Any], result: dict | None, now: datetime, event: Event
+    *,
+    attempt: TaskAttempt,
+    ended: dict[str, Any],
+    result: dict | None,
+    now: datetime,
+    event: Event,
+    profile: tuple[int, int, str] | None = None,
 ) -> Closing:
     """Close `attempt` with `ended` (the attempt's columns), move its task to succeeded with
     `result`, write `event` (unsaved; its id is set when written) and close the routing decision,
-    inside the caller's transaction. Each step only if the one before it changed its row."""
+    inside the caller's transaction. Each step only if the one before it changed its row. With
+    `profile` (pool id, agent id, task type), that profile's row is read and locked as well."""
     columns = tuple(ended)
-    sql, event_fields = _statement(columns)
+    sql, event_fields = _statement(columns, profile is not None)
     task = attempt.task
     duration = (now - attempt.started_at).total_seconds()
     params: list[Any] = [_prep(TaskAttempt, name, value) for name, value in ended.items()]
@@ -94,13 +117,21 @@ def close_succeeded(
     params += [
         _prep(RoutingDecision, name, value) for name, value in zip(DECISION_COLUMNS, decision_values, strict=True)
     ]
+    if profile is not None:
+        params += list(profile)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        closed, done, event_id, decided, predicted = cursor.fetchone()
+        row = cursor.fetchone()
+    closed, done, event_id, decided, predicted = row[:5]
+    locked = None
+    if profile is not None and row[5] is not None:  # the profile's id: it has a row
+        locked = PerformanceProfile.from_db(
+            connection.alias, field_names(PerformanceProfile), converted(PerformanceProfile, list(row[5:]))
+        )
     if event_id is not None:
         event.id = event_id
         event._state.adding = False
         event._state.db = connection.alias
     if decided and predicted is not None:
         PREDICTION_ERROR.observe(abs(duration - predicted))
-    return Closing(closed=bool(closed), done=bool(done))
+    return Closing(closed=bool(closed), done=bool(done), profile=locked)

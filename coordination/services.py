@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents.models import Agent, AgentPool
+from agents.models import Agent, AgentPool, PerformanceProfile
 from agents.profiles import profile_record
 from coordination import dispatch as broker
 from coordination import submission
@@ -347,10 +347,14 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
         # PostgreSQL, a success: the attempt, the task, its event and its decision in one statement
         # (coordination.finishes), each written only if the one before it was; else one by one.
         event: Event | None = None
+        locked: PerformanceProfile | None = None
         if claimed is not None and result.outcome == TaskAttempt.Outcome.SUCCEEDED and folds_finish():
             event = _succeeded_event(task, attempt, result, duration=(now - attempt.started_at).total_seconds())
-            closing = close_succeeded(attempt=attempt, ended=ended, result=result.result, now=now, event=event)
-            closed, done = int(closing.closed), int(closing.done)
+            tracked = _profile_key(task, attempt)
+            closing = close_succeeded(
+                attempt=attempt, ended=ended, result=result.result, now=now, event=event, profile=tracked
+            )
+            closed, done, locked = int(closing.closed), int(closing.done), closing.profile
         else:
             closed = TaskAttempt.objects.filter(id=attempt.id, outcome=TaskAttempt.Outcome.RUNNING).update(**ended)
         if not closed:  # recovered as lost meanwhile (the locked read above rules this out)
@@ -364,7 +368,7 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
             spent = float(result.cost_usd)
             transaction.on_commit(lambda: COST_USD.labels(pool=task.routed_pool.name, team=team).inc(spent))
         if result.outcome != TaskAttempt.Outcome.CANCELLED:
-            _profile(task, attempt, seconds=attempt.duration)
+            _profile(task, attempt, seconds=attempt.duration, locked=locked)
         if result.outcome == TaskAttempt.Outcome.SUCCEEDED:
             if event is None:
                 done = _running(task, attempt.number).update(
@@ -440,16 +444,30 @@ def attempt_lost(*, attempt_id: int, reason: str) -> None:
         _attempt_failed(attempt.task, attempt, reason=reason, permanent=False)
 
 
-def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None:
-    """Fold a finished attempt into its agent's performance profile (what allocation reads)."""
+def _profile_key(task: Task, attempt: TaskAttempt) -> tuple[int, int, str] | None:
+    """(pool id, agent id, task type) of the profile a finished attempt is folded into, or None
+    when none is (no agent, or performance tracking is off)."""
     api = settings.HIVE_CONFIG.external_api
     tracking = api.intelligent_task_allocation.performance_tracking_enabled
     if attempt.agent_id is None or not (tracking and api.intelligence_framework.performance_tracking_enabled):
+        return None
+    return task.routed_pool.id, attempt.agent_id, task.task_type
+
+
+def _profile(
+    task: Task, attempt: TaskAttempt, *, seconds: float | None, locked: PerformanceProfile | None = None
+) -> None:
+    """Fold a finished attempt into its agent's performance profile (what allocation reads).
+    `locked`: the profile's row, already read FOR UPDATE by this transaction."""
+    key = _profile_key(task, attempt)
+    if key is None:
         return
+    api = settings.HIVE_CONFIG.external_api
     profile_record(
-        pool_id=task.routed_pool.id,
-        agent_id=attempt.agent_id,
-        task_type=task.task_type,
+        pool_id=key[0],
+        agent_id=key[1],
+        task_type=key[2],
+        locked=locked,
         succeeded=attempt.outcome == TaskAttempt.Outcome.SUCCEEDED,
         seconds=seconds,
         cost_usd=float(attempt.cost_usd) if attempt.cost_usd is not None else None,
