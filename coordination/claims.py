@@ -10,11 +10,13 @@ reason yet, and a command task, or neither its pool nor its team has a budget
 (coordination.budgets). A task that fails only that condition is still queued, and the caller
 asks the budgets before it claims it with `budget_free=False`.
 
-On PostgreSQL, `claim_running` also writes the attempt's row and its `task.running` event in the
-same statement: INSERTs in a WITH of the UPDATE, each `SELECT … FROM` the UPDATE's RETURNING, so
-they write a row only when the conditional UPDATE claimed the task (one round trip instead of
-three; the claim is still the one conditional UPDATE). SQLite has no data-modifying WITH: there
-the caller writes both after `claim_row`.
+On PostgreSQL, `claim_running` also writes the attempt's row and its `task.running` event, and
+moves a session task's step to running, in the same statement: INSERTs and an UPDATE in a WITH of
+the claim's UPDATE, each over the claim's RETURNING, so they write only when the conditional UPDATE
+claimed the task. One statement, atomic by itself, so the caller needs no transaction around it:
+one round trip where BEGIN, three statements and COMMIT were five (the claim is still the one
+conditional UPDATE). SQLite has no data-modifying WITH: there the caller writes the rest after
+`claim_row`, in one transaction.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
 from agents.models import Agent, AgentPool
-from coordination.models import Event, Task, TaskAttempt, Team
+from coordination.models import Event, SessionStep, Source, Task, TaskAttempt, Team
 
 _sql: dict[bool, str] = {}
 _with_rows: dict[bool, tuple[str, list[Field], list[Field]]] = {}
@@ -158,8 +160,14 @@ def _with_rows_sql(budget_free: bool) -> tuple[str, list[Field], list[Field]]:
             "payload": f"jsonb_build_object('attempt', c.{q('attempts')})",
         },
     )
+    step = (
+        f"UPDATE {q(SessionStep._meta.db_table)} SET {q('status')} = '{SessionStep.Status.RUNNING.value}' "
+        f"WHERE {q('task_id')} IN (SELECT {q('id')} FROM claimed WHERE {q('source')} = '{Source.SESSION.value}') "
+        f"AND {q('status')} = '{SessionStep.Status.QUEUED.value}'"
+    )
     sql = (
-        f"WITH claimed AS ({_claim_sql(budget_free)}), attempt AS ({attempt_sql}), event AS ({event_sql}) "
+        f"WITH claimed AS ({_claim_sql(budget_free)}), attempt AS ({attempt_sql}), event AS ({event_sql}), "
+        f"step AS ({step}) "
         f"SELECT claimed.*, (SELECT {q('id')} FROM attempt), (SELECT {q('id')} FROM event) FROM claimed"
     )
     _with_rows[budget_free] = (sql, attempt_params, event_params)
@@ -174,8 +182,8 @@ def _params(fields: list[Field], obj: Model) -> list[Any]:
 def claim_running(
     *, task_id: str, agent: Agent, now: datetime, budget_free: bool, host: str, pid: int
 ) -> tuple[Task, TaskAttempt, Event] | None:
-    """`claim_row`, and in the same statement the new attempt's row and the `task.running` event
-    (PostgreSQL; see `writes_rows_with_claim`). The claimed task with its pool and agent, the
+    """`claim_row`, and in the same statement the new attempt's row, the `task.running` event and a
+    session task's step moved from queued to running (PostgreSQL; see `writes_rows_with_claim`). The claimed task with its pool and agent, the
     attempt and the event as saved rows, or None when no row matched (and nothing was written)."""
     pk = Task._meta.pk
     assert pk is not None

@@ -230,32 +230,34 @@ def task_claim(*, task_id: str, agent: Agent, pid: int, host: str, budget_free: 
     the caller asks the budgets (coordination.budgets), then claims again without it.
     """
     now = timezone.now()
-    with transaction.atomic():
-        task: Task | None = None
-        attempt: TaskAttempt | None = None
-        event: Event | None = None
-        if writes_rows_with_claim():  # PostgreSQL: the attempt and its event in the claim's statement
-            claimed = claim_running(task_id=task_id, agent=agent, now=now, budget_free=budget_free, host=host, pid=pid)
-            if claimed is not None:
-                task, attempt, event = claimed
-        else:
-            task = claim_row(task_id=task_id, agent_id=agent.id, now=now, budget_free=budget_free)
-        if task is None:
+    if writes_rows_with_claim():
+        # PostgreSQL: the claim, its attempt, its event and a session step's move are one statement
+        # (coordination.claims), atomic by itself: no transaction around it, whose BEGIN and COMMIT
+        # were two more round trips.
+        claimed = claim_running(task_id=task_id, agent=agent, now=now, budget_free=budget_free, host=host, pid=pid)
+        if claimed is None:
             if not budget_free:
                 _recover_if_orphaned(task_id=task_id, host=host)
             return None
-        if attempt is not None and event is not None:
-            published(event)
-        else:
+        task, attempt, event = claimed
+        published(event)
+    else:
+        with transaction.atomic():
+            found = claim_row(task_id=task_id, agent_id=agent.id, now=now, budget_free=budget_free)
+            if found is None:
+                if not budget_free:
+                    _recover_if_orphaned(task_id=task_id, host=host)
+                return None
+            task = found
             task.agent = agent
             attempt = TaskAttempt.objects.create(
                 task=task, number=task.attempts, agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now
             )
             publish(RUNNING_EVENT, task=task, agent=agent, pool=task.pool, attempt=attempt.number)
-        if task.source == Source.SESSION:
-            SessionStep.objects.filter(task_id=task.id, status=SessionStep.Status.QUEUED).update(
-                status=SessionStep.Status.RUNNING
-            )
+            if task.source == Source.SESSION:
+                SessionStep.objects.filter(task_id=task.id, status=SessionStep.Status.QUEUED).update(
+                    status=SessionStep.Status.RUNNING
+                )
     TASKS_TOTAL.labels(status=Task.Status.RUNNING, pool=task.routed_pool.name).inc()
     COORDINATION_LATENCY.labels(stage="claim").observe(ready_to_claim_seconds(task, claimed_at=now))
     return attempt
