@@ -24,21 +24,17 @@ def profile_record(
     seconds: float | None,
     cost_usd: float | None,
     learning_rate: float,
-    locked: PerformanceProfile | None = None,
 ) -> PerformanceProfile:
     """Fold one finished attempt into its (pool, agent, task type) profile.
 
     Runs inside the caller's transaction and locks the profile row, so concurrent finishes on the
     same agent and type are applied one after the other. `seconds` is None when the attempt's
     duration says nothing about the work (the worker was lost): it then counts for success only.
-    `locked`, when given, is that row as the caller read it FOR UPDATE in its transaction.
     """
     # No savepoint inside the caller's transaction (two statements per finish): an error here
     # propagates and rolls the caller back anyway; alone, this is its own transaction.
     with transaction.atomic(savepoint=False):
-        # `locked`: the caller's transaction already read and locked this row (the finish's one
-        # statement on PostgreSQL, coordination.finishes)
-        profile = locked or _locked(pool_id=pool_id, agent_id=agent_id, task_type=task_type)
+        profile = _locked(pool_id=pool_id, agent_id=agent_id, task_type=task_type)
         profile.count += 1
         profile.successes += int(succeeded)
         # The first 1/learning_rate attempts are averaged plainly; an EMA from the start would let

@@ -6,11 +6,17 @@ on its outcome still `running`), the task (conditional on its status and attempt
 `task.succeeded` event and the routing decision (conditional on its being open). Here they are the
 sub-statements of one `WITH`, each conditional on the one before through its RETURNING: the task
 moves only if the attempt was closed, the event and the decision are written only if the task
-moved. The same conditions, the same rows, one round trip instead of four. With a `profile`
-key, the same statement also reads and locks (FOR UPDATE) the agent's performance profile, which
-the finish then folds the attempt into (agents.profiles): its read is not a round trip of its own.
+moved. The same conditions, the same rows, one round trip instead of four.
+
+With a `ProfileFold`, the same statement folds the attempt into its agent's performance profile
+(agents.profiles.profile_record, in SQL: an INSERT … ON CONFLICT DO UPDATE, conditional on the
+attempt's close, computing the same moving averages, the same window of recent durations and its
+quantiles: PostgreSQL's `percentile_cont` is the same linear interpolation as `quantile`). The row
+is locked by the upsert itself, so concurrent finishes on one profile still apply one after the
+other. Being one statement, it needs no transaction around it.
+
 SQLite has no data-modifying WITH; there, and for every other outcome, `attempt_finish` writes
-them one by one.
+them one by one in a transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from django.db.models import Field
 from django.db.models.signals import post_save, pre_save
 
 from agents.models import PerformanceProfile
-from coordination.claims import converted, field_names
 from coordination.metrics import PREDICTION_ERROR
 from coordination.models import Event, RoutingDecision, Task, TaskAttempt
 
@@ -37,7 +42,19 @@ DECISION_COLUMNS = ("duration", "success", "attempts", "closed_at")
 class Closing:
     closed: bool  # the attempt was still running and is now closed
     done: bool  # the task was still running this attempt and is now succeeded
-    profile: PerformanceProfile | None = None  # the profile asked for, locked; None if it has no row yet
+
+
+@dataclass(frozen=True)
+class ProfileFold:
+    """One finished attempt for its (pool, agent, task type) profile, as `profile_record` takes it
+    (a success, with a duration that is a duration)."""
+
+    pool_id: int
+    agent_id: int
+    task_type: str
+    seconds: float
+    cost_usd: float | None
+    learning_rate: float
 
 
 def folds_finish() -> bool:
@@ -75,15 +92,71 @@ def _statement(attempt_columns: tuple[str, ...], with_profile: bool) -> tuple[st
         f"(SELECT count(*) FROM d), (SELECT {q('predicted_seconds')} FROM d)"
     )
     if with_profile:
-        meta = PerformanceProfile._meta
-        columns = ", ".join(q(f.column) for f in meta.concrete_fields)
-        sql += (
-            f", p AS (SELECT {columns} FROM {q(meta.db_table)} WHERE {q('pool_id')} = %s AND {q('agent_id')} = %s "
-            f"AND {q('task_type')} = %s FOR UPDATE)"
-        )
-        select += ", p.* FROM (SELECT 1) one LEFT JOIN p ON TRUE"
+        sql += f", p AS ({_profile_upsert()})"
+        select += ", (SELECT count(*) FROM p)"
     _sql[(attempt_columns, with_profile)] = (sql + " " + select, event_fields)
     return _sql[(attempt_columns, with_profile)]
+
+
+def _profile_upsert() -> str:
+    """`agents.profiles.profile_record` of a success, as SQL (parameters: pool, agent, task type,
+    seconds, the rounded seconds three times, cost, the window `[rounded]`, now, learning rate)."""
+    q = connection.ops.quote_name
+    meta = PerformanceProfile._meta
+    table = q(meta.db_table)
+    window = PerformanceProfile.RECENT_WINDOW
+    recent = (  # the window with the new duration, oldest first, at most RECENT_WINDOW long
+        f"SELECT v, o FROM jsonb_array_elements(p.{q('recent')} || EXCLUDED.{q('recent')}) WITH ORDINALITY x(v, o) "
+        f"ORDER BY o DESC LIMIT {window}"
+    )
+
+    def quantile(fraction: float) -> str:
+        return f"(SELECT percentile_cont({fraction}) WITHIN GROUP (ORDER BY (v #>> '{{}}')::float8) FROM ({recent}) w)"
+
+    alpha = f"GREATEST(%s::float8, 1.0::float8 / (p.{q('count')} + 1))"
+
+    def ema(column: str) -> str:  # _ema: the new value alone when there is no previous one
+        c = q(column)
+        return f"CASE WHEN p.{c} IS NULL THEN EXCLUDED.{c} ELSE p.{c} + {alpha} * (EXCLUDED.{c} - p.{c}) END"
+
+    columns = [
+        "pool_id",
+        "agent_id",
+        "task_type",
+        "count",
+        "successes",
+        "success_rate",
+        "mean_seconds",
+        "p50_seconds",
+        "p95_seconds",
+        "cost_usd",
+        "recent",
+        "updated_at",
+    ]
+    cost = q("cost_usd")
+    return (
+        f"INSERT INTO {table} AS p ({', '.join(q(c) for c in columns)}) "
+        f"SELECT %s, %s, %s, 1, 1, 1.0, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM a) "
+        f"ON CONFLICT ({q('pool_id')}, {q('agent_id')}, {q('task_type')}) DO UPDATE SET "
+        f"{q('count')} = p.{q('count')} + 1, {q('successes')} = p.{q('successes')} + 1, "
+        # the success rate of a profile counted once before is the new value alone (profile_record)
+        f"{q('success_rate')} = CASE WHEN p.{q('count')} < 1 THEN EXCLUDED.{q('success_rate')} ELSE "
+        f"p.{q('success_rate')} + {alpha} * (EXCLUDED.{q('success_rate')} - p.{q('success_rate')}) END, "
+        f"{q('mean_seconds')} = {ema('mean_seconds')}, "
+        f"{q('recent')} = (SELECT COALESCE(jsonb_agg(v ORDER BY o), '[]'::jsonb) FROM ({recent}) w), "
+        f"{q('p50_seconds')} = {quantile(0.5)}, {q('p95_seconds')} = {quantile(0.95)}, "
+        f"{cost} = CASE WHEN EXCLUDED.{cost} IS NULL THEN p.{cost} ELSE {ema('cost_usd')} END, "
+        f"{q('updated_at')} = EXCLUDED.{q('updated_at')} RETURNING p.{q('id')}"
+    )
+
+
+def _profile_params(fold: ProfileFold, now: datetime) -> list[Any]:
+    rounded = round(fold.seconds, 3)  # what profile_record keeps in its window
+    recent = PerformanceProfile._meta.get_field("recent").get_db_prep_save([rounded], connection)
+    updated = PerformanceProfile._meta.get_field("updated_at").get_db_prep_save(now, connection)
+    head = [fold.pool_id, fold.agent_id, fold.task_type, fold.seconds, rounded, rounded, fold.cost_usd, recent, updated]
+    # the learning rate, once for each use of alpha: the success rate, the mean, the cost
+    return head + [fold.learning_rate] * 3
 
 
 def _prep(model: Any, name: str, value: Any) -> Any:
@@ -97,12 +170,12 @@ def close_succeeded(
     result: dict | None,
     now: datetime,
     event: Event,
-    profile: tuple[int, int, str] | None = None,
+    profile: ProfileFold | None = None,
 ) -> Closing:
     """Close `attempt` with `ended` (the attempt's columns), move its task to succeeded with
     `result`, write `event` (unsaved; its id is set when written) and close the routing decision,
-    inside the caller's transaction. Each step only if the one before it changed its row. With
-    `profile` (pool id, agent id, task type), that profile's row is read and locked as well."""
+    in one statement. Each step only if the one before it changed its row. With `profile`, the
+    attempt is folded into that performance profile too (only if the attempt was closed)."""
     columns = tuple(ended)
     sql, event_fields = _statement(columns, profile is not None)
     task = attempt.task
@@ -118,20 +191,14 @@ def close_succeeded(
         _prep(RoutingDecision, name, value) for name, value in zip(DECISION_COLUMNS, decision_values, strict=True)
     ]
     if profile is not None:
-        params += list(profile)
+        params += _profile_params(profile, now)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    closed, done, event_id, decided, predicted = row[:5]
-    locked = None
-    if profile is not None and row[5] is not None:  # the profile's id: it has a row
-        locked = PerformanceProfile.from_db(
-            connection.alias, field_names(PerformanceProfile), converted(PerformanceProfile, list(row[5:]))
-        )
+        closed, done, event_id, decided, predicted = cursor.fetchone()[:5]
     if event_id is not None:
         event.id = event_id
         event._state.adding = False
         event._state.db = connection.alias
     if decided and predicted is not None:
         PREDICTION_ERROR.observe(abs(duration - predicted))
-    return Closing(closed=bool(closed), done=bool(done), profile=locked)
+    return Closing(closed=bool(closed), done=bool(done))

@@ -9,6 +9,7 @@ only after commit.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents.models import Agent, AgentPool, PerformanceProfile
+from agents.models import Agent, AgentPool
 from agents.profiles import profile_record
 from coordination import dispatch as broker
 from coordination import submission
@@ -27,7 +28,7 @@ from coordination.claims import RUNNING_EVENT, claim_row, claim_running, writes_
 from coordination.decisions import decision_close, decision_record
 from coordination.errors import InvalidTransition, TaskNotFound
 from coordination.events import publish, published
-from coordination.finishes import close_succeeded, folds_finish
+from coordination.finishes import ProfileFold, close_succeeded, folds_finish
 from coordination.metrics import (
     AGENT_FAILURES,
     COORDINATION_LATENCY,
@@ -318,6 +319,10 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
     task's own changes are conditional on its status and attempt number either way, so a task
     cancelled or recovered meanwhile is not moved.
     """
+    if claimed is not None and result.outcome == TaskAttempt.Outcome.SUCCEEDED and folds_finish():
+        finished = _finish_succeeded_folded(claimed, result)
+        if finished is not None:
+            return finished
     now = timezone.now()
     fresh = False  # whether `task` already holds what this transaction wrote to its row
     with transaction.atomic():
@@ -333,32 +338,8 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
         else:
             attempt = claimed
         task = attempt.task
-        ended = {
-            "outcome": result.outcome,
-            "finished_at": now,
-            "exit_code": result.exit_code,
-            "is_error": result.is_error,
-            "error": result.error[:10_000],
-            "session_id": result.session_id[:200],
-            "cost_usd": result.cost_usd,
-            "num_turns": result.num_turns,
-            "output_tail": result.output_tail[-20_000:],
-        }
-        if claimed is not None:  # what the worker may not have written yet (workers.attempt.Monitor.started)
-            ended.update(pgid=attempt.pgid, workspace=attempt.workspace, log_path=attempt.log_path)
-        # PostgreSQL, a success: the attempt, the task, its event and its decision in one statement
-        # (coordination.finishes), each written only if the one before it was; else one by one.
-        event: Event | None = None
-        locked: PerformanceProfile | None = None
-        if claimed is not None and result.outcome == TaskAttempt.Outcome.SUCCEEDED and folds_finish():
-            event = _succeeded_event(task, attempt, result, duration=(now - attempt.started_at).total_seconds())
-            tracked = _profile_key(task, attempt)
-            closing = close_succeeded(
-                attempt=attempt, ended=ended, result=result.result, now=now, event=event, profile=tracked
-            )
-            closed, done, locked = int(closing.closed), int(closing.done), closing.profile
-        else:
-            closed = TaskAttempt.objects.filter(id=attempt.id, outcome=TaskAttempt.Outcome.RUNNING).update(**ended)
+        ended = _ended(attempt, result, now=now, claimed=claimed is not None)
+        closed = TaskAttempt.objects.filter(id=attempt.id, outcome=TaskAttempt.Outcome.RUNNING).update(**ended)
         if not closed:  # recovered as lost meanwhile (the locked read above rules this out)
             task.refresh_from_db()
             return task
@@ -370,32 +351,22 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
             spent = float(result.cost_usd)
             transaction.on_commit(lambda: COST_USD.labels(pool=task.routed_pool.name, team=team).inc(spent))
         if result.outcome != TaskAttempt.Outcome.CANCELLED:
-            _profile(task, attempt, seconds=attempt.duration, locked=locked)
+            _profile(task, attempt, seconds=attempt.duration)
         if result.outcome == TaskAttempt.Outcome.SUCCEEDED:
-            if event is None:
-                done = _running(task, attempt.number).update(
-                    status=Task.Status.SUCCEEDED, finished_at=now, result=result.result, error="", updated_at=now
-                )
+            done = _running(task, attempt.number).update(
+                status=Task.Status.SUCCEEDED, finished_at=now, result=result.result, error="", updated_at=now
+            )
             if done:
                 # The row holds what this conditional UPDATE wrote over what was read with the attempt
                 # (re-reading it cost two statements: the task and, its cache cleared, the pool).
-                task.status, task.finished_at, task.result, task.error, task.updated_at = (
-                    Task.Status.SUCCEEDED,
-                    now,
-                    result.result,
-                    "",
-                    now,
-                )
+                _succeeded_fields(task, result, now=now)
                 fresh = True
-                if event is None:
-                    publish_event = _succeeded_event(task, attempt, result, duration=attempt.duration)
-                    row_insert(publish_event)
-                    published(publish_event)
-                    decision_close(task=task, attempt=attempt)
-                else:  # written, with the decision's close, by close_succeeded
-                    published(event)
+                event = _succeeded_event(task, attempt, result, duration=attempt.duration)
+                row_insert(event)
+                published(event)
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
                 count_terminal(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name)
+                decision_close(task=task, attempt=attempt)
                 _task_ended(task)
         elif result.outcome != TaskAttempt.Outcome.CANCELLED and result.requeue_after is not None:
             _attempt_requeued(task, attempt, reason=result.error or "rate limited", delay=result.requeue_after)
@@ -405,6 +376,83 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
     if not fresh:
         task.refresh_from_db()
     return task
+
+
+def _finish_succeeded_folded(attempt: TaskAttempt, result: AttemptResult) -> Task | None:
+    """`attempt_finish` of a claimed attempt that succeeded, on PostgreSQL: the attempt, the task,
+    its event, its decision and the agent's profile in one statement (coordination.finishes), each
+    written only if the attempt was still running (and the task's three only if it still ran this
+    attempt). Atomic by itself, so no transaction around it (BEGIN and COMMIT were two more round
+    trips); what the other path does after commit happens once it returns. None when it does not
+    apply (a duration that is no duration: the profile then keeps it out, which only Python does)."""
+    now = timezone.now()
+    task = attempt.task
+    seconds = (now - attempt.started_at).total_seconds()
+    key = _profile_key(task, attempt)
+    if key is not None and not (math.isfinite(seconds) and seconds >= 0):
+        return None
+    ended = _ended(attempt, result, now=now, claimed=True)
+    event = _succeeded_event(task, attempt, result, duration=seconds)
+    profile = None
+    if key is not None:
+        profile = ProfileFold(
+            pool_id=key[0],
+            agent_id=key[1],
+            task_type=key[2],
+            seconds=seconds,
+            cost_usd=float(result.cost_usd) if result.cost_usd is not None else None,
+            learning_rate=settings.HIVE_CONFIG.external_api.intelligence_framework.learning_rate,
+        )
+    closing = close_succeeded(attempt=attempt, ended=ended, result=result.result, now=now, event=event, profile=profile)
+    if not closing.closed:  # recovered as lost meanwhile
+        task.refresh_from_db()
+        return task
+    for name, value in ended.items():
+        setattr(attempt, name, value)
+    TASK_DURATION.labels(pool=task.routed_pool.name).observe(seconds)
+    if result.cost_usd:
+        team = task.team.name if task.team_id and task.team else ""
+        transaction.on_commit(
+            lambda: COST_USD.labels(pool=task.routed_pool.name, team=team).inc(float(result.cost_usd or 0))
+        )
+    if not closing.done:  # cancelled or recovered meanwhile: the attempt is closed, the task not moved
+        task.refresh_from_db()
+        return task
+    _succeeded_fields(task, result, now=now)
+    published(event)
+    TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
+    count_terminal(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name)
+    _task_ended(task)
+    return task
+
+
+def _ended(attempt: TaskAttempt, result: AttemptResult, *, now: datetime, claimed: bool) -> dict[str, Any]:
+    """The attempt's columns its end writes."""
+    ended = {
+        "outcome": result.outcome,
+        "finished_at": now,
+        "exit_code": result.exit_code,
+        "is_error": result.is_error,
+        "error": result.error[:10_000],
+        "session_id": result.session_id[:200],
+        "cost_usd": result.cost_usd,
+        "num_turns": result.num_turns,
+        "output_tail": result.output_tail[-20_000:],
+    }
+    if claimed:  # what the worker may not have written yet (workers.attempt.Monitor.started)
+        ended.update(pgid=attempt.pgid, workspace=attempt.workspace, log_path=attempt.log_path)
+    return ended
+
+
+def _succeeded_fields(task: Task, result: AttemptResult, *, now: datetime) -> None:
+    """What the success's conditional UPDATE wrote to the task's row, on the caller's copy."""
+    task.status, task.finished_at, task.result, task.error, task.updated_at = (
+        Task.Status.SUCCEEDED,
+        now,
+        result.result,
+        "",
+        now,
+    )
 
 
 def _succeeded_event(task: Task, attempt: TaskAttempt, result: AttemptResult, *, duration: float | None) -> Event:
@@ -456,11 +504,8 @@ def _profile_key(task: Task, attempt: TaskAttempt) -> tuple[int, int, str] | Non
     return task.routed_pool.id, attempt.agent_id, task.task_type
 
 
-def _profile(
-    task: Task, attempt: TaskAttempt, *, seconds: float | None, locked: PerformanceProfile | None = None
-) -> None:
-    """Fold a finished attempt into its agent's performance profile (what allocation reads).
-    `locked`: the profile's row, already read FOR UPDATE by this transaction."""
+def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None:
+    """Fold a finished attempt into its agent's performance profile (what allocation reads)."""
     key = _profile_key(task, attempt)
     if key is None:
         return
@@ -469,7 +514,6 @@ def _profile(
         pool_id=key[0],
         agent_id=key[1],
         task_type=key[2],
-        locked=locked,
         succeeded=attempt.outcome == TaskAttempt.Outcome.SUCCEEDED,
         seconds=seconds,
         cost_usd=float(attempt.cost_usd) if attempt.cost_usd is not None else None,

@@ -1,7 +1,7 @@
 """The worker's own claim → finish path (`attempt_finish(claimed=…)`, as workers.attempt calls it).
 
 On PostgreSQL the claim writes its attempt and event in the WITH of its conditional UPDATE, and a
-success closes the attempt, the task, its event, its decision and reads the locked profile in one
+success closes the attempt, the task, its event, its decision and folds the profile in one
 statement (coordination.claims, coordination.finishes); on SQLite the same rows are written one
 by one. Both must leave the same rows behind, and neither may move a task that changed meanwhile.
 """
@@ -116,8 +116,8 @@ def test_success_closes_attempt_task_event_decision_and_profile(pools, agent):
         assert (decision.success, decision.attempts) == (True, 1) and decision.closed_at is not None
         profile = PerformanceProfile.objects.get(agent=agent, task_type="build")
         assert (profile.count, profile.successes, len(profile.recent)) == (number, number, number)
-        if POSTGRES and number == 2:  # the row exists: one statement, then the profile's write
-            assert statements(queries) == 2
+        if POSTGRES:  # one statement, the profile's row new (1) or there (2) alike
+            assert statements(queries) == 1
 
 
 def test_success_of_an_attempt_recovered_meanwhile_changes_nothing(pools, agent):
@@ -147,3 +147,42 @@ def test_success_of_a_cancelled_task_closes_the_attempt_only(pools, agent):
     assert TaskAttempt.objects.get(id=attempt.id).outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED)
     assert "task.succeeded" not in types(task)
     assert RoutingDecision.objects.get(task=task).closed_at == decision.closed_at
+
+
+def test_profile_folded_by_the_finish_is_the_one_profile_record_computes(pools, agent, settings):
+    """The finish's SQL fold of a success (PostgreSQL) against agents.profiles.profile_record fed
+    the same attempts, past the plain-average start and past the window of recent durations."""
+    from datetime import timedelta
+
+    from agents.profiles import profile_record
+    from tests.ml.conftest import with_config
+
+    with_config(settings, intelligence_framework={"learning_rate": 0.2})  # moving averages from the 5th on
+    api = settings.HIVE_CONFIG.external_api
+    rate = api.intelligence_framework.learning_rate
+    assert rate == 0.2
+    mirror = Agent.objects.create(name="mirror@test", pool=pools["backend"], host=HOSTNAME, pid=os.getpid())
+    window = PerformanceProfile.RECENT_WINDOW
+    for number in range(window + 3):
+        task = submit()
+        attempt = claim(task, agent)
+        attempt.started_at -= timedelta(seconds=(number * 7919) % 97 / 10)  # durations in no order
+        cost = 0.01 * (number % 4) if number % 3 else None
+        result = succeeded()
+        result.cost_usd = cost
+        attempt_finish(attempt_id=attempt.id, result=result, claimed=attempt)
+        row = TaskAttempt.objects.get(id=attempt.id)
+        profile_record(
+            pool_id=task.pool_id,
+            agent_id=mirror.id,
+            task_type="build",
+            succeeded=True,
+            seconds=(row.finished_at - attempt.started_at).total_seconds(),
+            cost_usd=cost,
+            learning_rate=rate,
+        )
+    fields = ["count", "successes", "success_rate", "mean_seconds", "p50_seconds", "p95_seconds", "cost_usd", "recent"]
+    folded = PerformanceProfile.objects.filter(agent=agent, task_type="build").values(*fields).get()
+    expected = PerformanceProfile.objects.filter(agent=mirror, task_type="build").values(*fields).get()
+    assert folded["count"] == window + 3 and len(folded["recent"]) == window
+    assert folded == {k: pytest.approx(v, rel=1e-12) if isinstance(v, float) else v for k, v in expected.items()}
