@@ -54,7 +54,7 @@ def _claim_sql(budget_free: bool) -> str:
         return _sql[budget_free]
     task, pool, team = q(Task._meta.db_table), q(AgentPool._meta.db_table), q(Team._meta.db_table)
     returned = [f"{task}.{q(f.column)}" for f in _columns(Task)] + [
-        f"(SELECT p.{q(f.column)} FROM {pool} p WHERE p.{q('id')} = {task}.{q('pool_id')}) AS {q('pool__' + f.column)}"
+        f"(SELECT p.{q(f.column)} FROM {pool} p WHERE p.{q('id')} = {task}.{q('pool_id')}) AS {q(f'pool__{f.column}')}"
         for f in _columns(AgentPool)
     ]
     condition = f"{q('id')} = %s AND {q('status')} = %s"
@@ -136,7 +136,7 @@ def _insert_from_claimed(model: type[Model], computed: dict[str, str]) -> tuple[
     """`INSERT INTO model (…) SELECT …, FROM claimed c RETURNING id`: the columns in `computed` are
     SQL over the claimed row (`c`), every other one a parameter (the fields returned, in order)."""
     fields = [f for f in model._meta.local_concrete_fields if f is not model._meta.auto_field and not f.generated]
-    values = [computed.get(f.column, "%s") for f in fields]
+    values = [computed.get(str(f.column), "%s") for f in fields]
     sql = (
         f"INSERT INTO {q(model._meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "
         f"SELECT {', '.join(values)} FROM claimed c RETURNING {q('id')}"

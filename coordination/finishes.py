@@ -81,7 +81,7 @@ def _statement(attempt_columns: tuple[str, ...], with_profile: bool) -> tuple[st
         f"t AS (UPDATE {task_t} SET {assign(Task, TASK_COLUMNS)} "
         f"WHERE {q('id')} = %s AND {q('status')} = %s AND {q('attempts')} = %s AND EXISTS (SELECT 1 FROM a) "
         f"RETURNING {q('id')}), "
-        f"e AS (INSERT INTO {event_t} ({', '.join(q(f.column) for f in event_fields)}) "
+        f"e AS (INSERT INTO {event_t} ({', '.join(q(str(f.column)) for f in event_fields)}) "
         f"SELECT {', '.join(['%s'] * len(event_fields))} FROM t RETURNING {q('id')}), "
         f"d AS (UPDATE {decision_t} SET {assign(RoutingDecision, DECISION_COLUMNS)} "
         f"WHERE {q('task_id')} IN (SELECT {q('id')} FROM t) AND {q('closed_at')} IS NULL "
