@@ -58,9 +58,11 @@ class ProfileFold:
 
 
 def folds_finish() -> bool:
-    """Whether `close_succeeded` can be used: PostgreSQL, and no save signal listening to the
-    event model (a WITH sends none)."""
-    return connection.vendor == "postgresql" and not (pre_save.has_listeners(Event) or post_save.has_listeners(Event))
+    """Whether `close_succeeded` can be used: PostgreSQL, and no save signal listening to the event
+    or the profile model (the step-by-step path saves both through the ORM; a WITH sends none)."""
+    return connection.vendor == "postgresql" and not any(
+        signal.has_listeners(model) for signal in (pre_save, post_save) for model in (Event, PerformanceProfile)
+    )
 
 
 def _statement(attempt_columns: tuple[str, ...], with_profile: bool) -> tuple[str, list[Field]]:
