@@ -44,6 +44,12 @@ def publish(
         team_id = task.team_id
     event = Event(type=type, task=task, agent=agent, pool=pool, team_id=team_id, payload=payload)
     row_insert(event)  # Event.objects.create's INSERT, compiled once
+    return published(event)
+
+
+def published(event: Event) -> Event:
+    """Announce after commit an event row the caller's own statement wrote (the claim writes its
+    `task.running` in a WITH of its UPDATE, coordination.claims), exactly as `publish` does."""
     message = event.as_message()
     transaction.on_commit(lambda: _announce(message))
     return event

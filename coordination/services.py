@@ -9,6 +9,7 @@ only after commit.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -23,10 +24,11 @@ from agents.models import Agent, AgentPool
 from agents.profiles import profile_record
 from coordination import dispatch as broker
 from coordination import submission
-from coordination.claims import claim_row
+from coordination.claims import RUNNING_EVENT, claim_row, claim_running, writes_rows_with_claim
 from coordination.decisions import decision_close, decision_record
 from coordination.errors import InvalidTransition, TaskNotFound
-from coordination.events import publish
+from coordination.events import publish, published
+from coordination.finishes import ProfileFold, close_succeeded, folds_finish
 from coordination.metrics import (
     AGENT_FAILURES,
     COORDINATION_LATENCY,
@@ -36,7 +38,17 @@ from coordination.metrics import (
     TASKS_COMPLETED,
     TASKS_TOTAL,
 )
-from coordination.models import DEFAULT_TEAM, Priority, SessionStep, Source, Task, TaskAttempt, TaskQuerySet, Team
+from coordination.models import (
+    DEFAULT_TEAM,
+    Event,
+    Priority,
+    SessionStep,
+    Source,
+    Task,
+    TaskAttempt,
+    TaskQuerySet,
+    Team,
+)
 from coordination.results import AttemptResult
 from coordination.routing import TaskSpec, route
 from coordination.rows import row_insert
@@ -219,21 +231,34 @@ def task_claim(*, task_id: str, agent: Agent, pid: int, host: str, budget_free: 
     the caller asks the budgets (coordination.budgets), then claims again without it.
     """
     now = timezone.now()
-    with transaction.atomic():
-        task = claim_row(task_id=task_id, agent_id=agent.id, now=now, budget_free=budget_free)
-        if task is None:
+    if writes_rows_with_claim():
+        # PostgreSQL: the claim, its attempt, its event and a session step's move are one statement
+        # (coordination.claims), atomic by itself: no transaction around it, whose BEGIN and COMMIT
+        # were two more round trips.
+        claimed = claim_running(task_id=task_id, agent=agent, now=now, budget_free=budget_free, host=host, pid=pid)
+        if claimed is None:
             if not budget_free:
                 _recover_if_orphaned(task_id=task_id, host=host)
             return None
-        task.agent = agent
-        attempt = TaskAttempt.objects.create(
-            task=task, number=task.attempts, agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now
-        )
-        publish("task.running", task=task, agent=agent, pool=task.pool, attempt=attempt.number)
-        if task.source == Source.SESSION:
-            SessionStep.objects.filter(task_id=task.id, status=SessionStep.Status.QUEUED).update(
-                status=SessionStep.Status.RUNNING
+        task, attempt, event = claimed
+        published(event)
+    else:
+        with transaction.atomic():
+            found = claim_row(task_id=task_id, agent_id=agent.id, now=now, budget_free=budget_free)
+            if found is None:
+                if not budget_free:
+                    _recover_if_orphaned(task_id=task_id, host=host)
+                return None
+            task = found
+            task.agent = agent
+            attempt = TaskAttempt.objects.create(
+                task=task, number=task.attempts, agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now
             )
+            publish(RUNNING_EVENT, task=task, agent=agent, pool=task.pool, attempt=attempt.number)
+            if task.source == Source.SESSION:
+                SessionStep.objects.filter(task_id=task.id, status=SessionStep.Status.QUEUED).update(
+                    status=SessionStep.Status.RUNNING
+                )
     TASKS_TOTAL.labels(status=Task.Status.RUNNING, pool=task.routed_pool.name).inc()
     COORDINATION_LATENCY.labels(stage="claim").observe(ready_to_claim_seconds(task, claimed_at=now))
     return attempt
@@ -294,6 +319,10 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
     task's own changes are conditional on its status and attempt number either way, so a task
     cancelled or recovered meanwhile is not moved.
     """
+    if claimed is not None and result.outcome == TaskAttempt.Outcome.SUCCEEDED and folds_finish():
+        finished = _finish_succeeded_folded(claimed, result)
+        if finished is not None:
+            return finished
     now = timezone.now()
     fresh = False  # whether `task` already holds what this transaction wrote to its row
     with transaction.atomic():
@@ -309,19 +338,7 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
         else:
             attempt = claimed
         task = attempt.task
-        ended = {
-            "outcome": result.outcome,
-            "finished_at": now,
-            "exit_code": result.exit_code,
-            "is_error": result.is_error,
-            "error": result.error[:10_000],
-            "session_id": result.session_id[:200],
-            "cost_usd": result.cost_usd,
-            "num_turns": result.num_turns,
-            "output_tail": result.output_tail[-20_000:],
-        }
-        if claimed is not None:  # what the worker may not have written yet (workers.attempt.Monitor.started)
-            ended.update(pgid=attempt.pgid, workspace=attempt.workspace, log_path=attempt.log_path)
+        ended = _ended(attempt, result, now=now, claimed=claimed is not None)
         closed = TaskAttempt.objects.filter(id=attempt.id, outcome=TaskAttempt.Outcome.RUNNING).update(**ended)
         if not closed:  # recovered as lost meanwhile (the locked read above rules this out)
             task.refresh_from_db()
@@ -342,23 +359,11 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
             if done:
                 # The row holds what this conditional UPDATE wrote over what was read with the attempt
                 # (re-reading it cost two statements: the task and, its cache cleared, the pool).
-                task.status, task.finished_at, task.result, task.error, task.updated_at = (
-                    Task.Status.SUCCEEDED,
-                    now,
-                    result.result,
-                    "",
-                    now,
-                )
+                _succeeded_fields(task, result, now=now)
                 fresh = True
-                publish(
-                    "task.succeeded",
-                    task=task,
-                    agent=attempt.agent,
-                    attempt=attempt.number,
-                    exit_code=result.exit_code,
-                    duration=attempt.duration,
-                    output_tail=result.output_tail[-2000:],
-                )
+                event = _succeeded_event(task, attempt, result, duration=attempt.duration)
+                row_insert(event)
+                published(event)
                 TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
                 count_terminal(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name)
                 decision_close(task=task, attempt=attempt)
@@ -371,6 +376,100 @@ def attempt_finish(*, attempt_id: int, result: AttemptResult, claimed: TaskAttem
     if not fresh:
         task.refresh_from_db()
     return task
+
+
+def _finish_succeeded_folded(attempt: TaskAttempt, result: AttemptResult) -> Task | None:
+    """`attempt_finish` of a claimed attempt that succeeded, on PostgreSQL: the attempt, the task,
+    its event, its decision and the agent's profile in one statement (coordination.finishes), each
+    written only if the attempt was still running (and the task's three only if it still ran this
+    attempt). Atomic by itself, so no transaction around it (BEGIN and COMMIT were two more round
+    trips); what the other path does after commit happens once it returns. None when it does not
+    apply (a duration that is no duration: the profile then keeps it out, which only Python does)."""
+    now = timezone.now()
+    task = attempt.task
+    seconds = (now - attempt.started_at).total_seconds()
+    key = _profile_key(task, attempt)
+    if key is not None and not (math.isfinite(seconds) and seconds >= 0):
+        return None
+    ended = _ended(attempt, result, now=now, claimed=True)
+    event = _succeeded_event(task, attempt, result, duration=seconds)
+    profile = None
+    if key is not None:
+        profile = ProfileFold(
+            pool_id=key[0],
+            agent_id=key[1],
+            task_type=key[2],
+            seconds=seconds,
+            cost_usd=float(result.cost_usd) if result.cost_usd is not None else None,
+            learning_rate=settings.HIVE_CONFIG.external_api.intelligence_framework.learning_rate,
+        )
+    closing = close_succeeded(attempt=attempt, ended=ended, result=result.result, now=now, event=event, profile=profile)
+    if not closing.closed:  # recovered as lost meanwhile
+        task.refresh_from_db()
+        return task
+    for name, value in ended.items():
+        setattr(attempt, name, value)
+    TASK_DURATION.labels(pool=task.routed_pool.name).observe(seconds)
+    if result.cost_usd:
+        team = task.team.name if task.team_id and task.team else ""
+        transaction.on_commit(
+            lambda: COST_USD.labels(pool=task.routed_pool.name, team=team).inc(float(result.cost_usd or 0))
+        )
+    if not closing.done:  # cancelled or recovered meanwhile: the attempt is closed, the task not moved
+        task.refresh_from_db()
+        return task
+    _succeeded_fields(task, result, now=now)
+    published(event)
+    TASKS_TOTAL.labels(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name).inc()
+    count_terminal(status=Task.Status.SUCCEEDED, pool=task.routed_pool.name)
+    _task_ended(task)
+    return task
+
+
+def _ended(attempt: TaskAttempt, result: AttemptResult, *, now: datetime, claimed: bool) -> dict[str, Any]:
+    """The attempt's columns its end writes."""
+    ended = {
+        "outcome": result.outcome,
+        "finished_at": now,
+        "exit_code": result.exit_code,
+        "is_error": result.is_error,
+        "error": result.error[:10_000],
+        "session_id": result.session_id[:200],
+        "cost_usd": result.cost_usd,
+        "num_turns": result.num_turns,
+        "output_tail": result.output_tail[-20_000:],
+    }
+    if claimed:  # what the worker may not have written yet (workers.attempt.Monitor.started)
+        ended.update(pgid=attempt.pgid, workspace=attempt.workspace, log_path=attempt.log_path)
+    return ended
+
+
+def _succeeded_fields(task: Task, result: AttemptResult, *, now: datetime) -> None:
+    """What the success's conditional UPDATE wrote to the task's row, on the caller's copy."""
+    task.status, task.finished_at, task.result, task.error, task.updated_at = (
+        Task.Status.SUCCEEDED,
+        now,
+        result.result,
+        "",
+        now,
+    )
+
+
+def _succeeded_event(task: Task, attempt: TaskAttempt, result: AttemptResult, *, duration: float | None) -> Event:
+    """The `task.succeeded` event (unsaved), as `publish` would write it."""
+    return Event(
+        type="task.succeeded",
+        task=task,
+        agent=attempt.agent,
+        pool=task.pool if task.pool_id else None,
+        team_id=task.team_id,
+        payload={
+            "attempt": attempt.number,
+            "exit_code": result.exit_code,
+            "duration": duration,
+            "output_tail": result.output_tail[-2000:],
+        },
+    )
 
 
 def attempt_lost(*, attempt_id: int, reason: str) -> None:
@@ -395,16 +494,26 @@ def attempt_lost(*, attempt_id: int, reason: str) -> None:
         _attempt_failed(attempt.task, attempt, reason=reason, permanent=False)
 
 
-def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None:
-    """Fold a finished attempt into its agent's performance profile (what allocation reads)."""
+def _profile_key(task: Task, attempt: TaskAttempt) -> tuple[int, int, str] | None:
+    """(pool id, agent id, task type) of the profile a finished attempt is folded into, or None
+    when none is (no agent, or performance tracking is off)."""
     api = settings.HIVE_CONFIG.external_api
     tracking = api.intelligent_task_allocation.performance_tracking_enabled
     if attempt.agent_id is None or not (tracking and api.intelligence_framework.performance_tracking_enabled):
+        return None
+    return task.routed_pool.id, attempt.agent_id, task.task_type
+
+
+def _profile(task: Task, attempt: TaskAttempt, *, seconds: float | None) -> None:
+    """Fold a finished attempt into its agent's performance profile (what allocation reads)."""
+    key = _profile_key(task, attempt)
+    if key is None:
         return
+    api = settings.HIVE_CONFIG.external_api
     profile_record(
-        pool_id=task.routed_pool.id,
-        agent_id=attempt.agent_id,
-        task_type=task.task_type,
+        pool_id=key[0],
+        agent_id=key[1],
+        task_type=key[2],
         succeeded=attempt.outcome == TaskAttempt.Outcome.SUCCEEDED,
         seconds=seconds,
         cost_usd=float(attempt.cost_usd) if attempt.cost_usd is not None else None,
