@@ -168,6 +168,7 @@ def task_submit_in_one_statement(
     along: Callable[[Task], Model] | None = None,
     guard: str = "",
     guard_params: tuple[Any, ...] = (),
+    reread: bool = True,
 ) -> Task | None:
     """`task_submit`'s new task, its routing decision and its task.queued event (and the row
     `along(task)` makes, if given) in ONE autocommitted statement, or None when this way does not
@@ -179,7 +180,10 @@ def task_submit_in_one_statement(
     snapshot's (coordination.snapshot.token_guard) and `guard` holds, and a unique key taken (an
     idempotency key used before, a raced duplicate) stores nothing. Routing on the cached
     snapshot costs no round trip; the general path costs six (token, BEGIN, three INSERTs, COMMIT).
-    The message is sent once the statement has committed, as on the general path.
+    The message is sent once the statement has committed, as on the general path. When nothing
+    was stored, the routing snapshot is read again and, if it had changed, the statement tried once
+    more on the new one; `reread=False` leaves that to the caller (who may first look for a
+    cheaper answer).
     """
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return None
@@ -187,7 +191,7 @@ def task_submit_in_one_statement(
     stored = _insert_routed(
         spec, snapshot=snapshot, team=team, pool=pool, along=along, guard=guard, guard_params=guard_params
     )
-    if stored is None:
+    if stored is None and reread:
         # The token changed since the snapshot (or a key is taken): read the snapshot again, which
         # also keeps it fresh in a process that otherwise submits only inside transactions.
         fresh = routing_snapshot()
@@ -198,6 +202,8 @@ def task_submit_in_one_statement(
         )
         if stored is None:
             return None
+    if stored is None:
+        return None
     task, choice, event = stored
     announce_after_commit(event)
     transaction.on_commit(lambda: task_send(task))  # committed already: sends now

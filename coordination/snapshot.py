@@ -89,6 +89,13 @@ def cached_snapshot() -> Snapshot | None:
     return _cached
 
 
+def routing_snapshot_changed() -> bool:
+    """Read the snapshot (outside a transaction: cached again); whether it differs from the one
+    cached before. For a caller whose statement stored nothing under `token_guard`."""
+    before = _cached
+    return routing_snapshot() is not before
+
+
 def token_guard(snapshot: Snapshot) -> tuple[str, tuple[str, int | None]]:
     """SQL (and its parameters) true only while the routing token is still `snapshot`'s: a write
     made under this condition was routed on the pools and team the database holds at that moment."""

@@ -24,6 +24,7 @@ from django.utils.text import slugify
 from coordination.errors import Conflict, HiveError, IdempotencyConflict, Invalid, NotFound
 from coordination.models import DEFAULT_TEAM, Membership, Task, Team
 from coordination.services import task_submission, task_submit, task_submit_in_one_statement, team_default
+from coordination.snapshot import routing_snapshot_changed
 from external_api.models import KEY_PREFIX, ApiKey, WebhookDelivery, WebhookSource
 from external_api.webhooks.metrics import DELIVERIES
 
@@ -308,17 +309,22 @@ def _delivery_quick(*, source: WebhookSource, intent: WebhookIntent) -> Delivery
     """
     if connection.in_atomic_block:
         return None
-    if intent.task is not None and intent.error is None:
+    wants_task = intent.task is not None and intent.error is None
+    if wants_task:
         stored = _delivery_new_task(source=source, intent=intent)
         if stored is not None:
-            task, delivery = stored
-            return DeliveryResult(delivery=delivery, outcome=Outcome.ACCEPTED, task=task)
+            return DeliveryResult(delivery=stored[1], outcome=Outcome.ACCEPTED, task=stored[0])
     first = (
         WebhookDelivery.objects.select_related("task__pool")
         .filter(source=source, delivery_id=intent.delivery_id)
         .first()
     )
     if first is None or first.outcome == Outcome.REJECTED:
+        if wants_task and first is None and routing_snapshot_changed():
+            # The pools changed since this process last read them: once more on the new ones.
+            stored = _delivery_new_task(source=source, intent=intent)
+            if stored is not None:
+                return DeliveryResult(delivery=stored[1], outcome=Outcome.ACCEPTED, task=stored[0])
         return None
     key = (intent.task or {}).get("idempotency_key")
     if key and first.task is not None and first.task.idempotency_key == key and not intent.conflict_is_duplicate:
@@ -353,6 +359,7 @@ def _delivery_new_task(*, source: WebhookSource, intent: WebhookIntent) -> tuple
             along=delivery_row,
             guard=f"NOT EXISTS (SELECT 1 FROM {table} WHERE source_id = %s AND delivery_id = %s)",
             guard_params=(source.id, intent.delivery_id),
+            reread=False,  # the caller looks for the delivery first, then rereads the snapshot
         )
     except IntegrityError:  # a twin stored this delivery id between our check and our insert
         return None

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from agents.models import AgentPool
 from coordination.models import Event, RoutingDecision, Task, Team
 from external_api.models import WebhookDelivery
 from external_api.services import webhook_source_create
@@ -70,3 +71,18 @@ def test_new_delivery_id_for_work_already_submitted_is_a_duplicate_without_a_sec
     assert other.status_code == 200 and other.json()["task"] == first.json()["task"]
     assert Task.objects.filter(idempotency_key="github:comment:3").count() == 1
     assert WebhookDelivery.objects.get(delivery_id="d-b").outcome == "duplicate"
+
+
+def test_new_delivery_after_a_pool_change_is_routed_on_the_new_pool_rows_in_one_statement(client, github):
+    warm = post_github(client, comment_event("/hive warm up", comment_id=4), event="issue_comment", delivery="w")
+    pool = Task.objects.get(id=warm.json()["task"]).pool
+    AgentPool.objects.filter(id=pool.id).update(max_attempts=7)  # another writer: the routing token changes
+
+    with CaptureQueriesContext(connection) as queries:
+        new = post_github(client, comment_event("/hive after", comment_id=5), event="issue_comment", delivery="n")
+
+    assert new.status_code == 201, new.json()
+    assert Task.objects.get(id=new.json()["task"]).attempt_budget == 7
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert not [sql for sql in statements if "SAVEPOINT" in sql], statements  # not the general path
+    assert WebhookDelivery.objects.get(delivery_id="n").outcome == "accepted"
