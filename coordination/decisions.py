@@ -13,7 +13,14 @@ from coordination.rows import row_insert
 
 def decision_record(*, task: Task, choice: Choice) -> RoutingDecision:
     """Store the Choice that placed `task` (inside the submit transaction)."""
-    decision = RoutingDecision(
+    decision = decision_row(task=task, choice=choice)
+    row_insert(decision)
+    return decision
+
+
+def decision_row(*, task: Task, choice: Choice) -> RoutingDecision:
+    """The unsaved RoutingDecision for `choice` (for a caller that inserts it with other rows)."""
+    return RoutingDecision(
         task=task,
         strategy=choice.strategy,
         chosen_pool=choice.pool,
@@ -28,8 +35,6 @@ def decision_record(*, task: Task, choice: Choice) -> RoutingDecision:
         decided_at=timezone.now(),
         decision_ms=round(choice.decision_ms, 3),
     )
-    row_insert(decision)
-    return decision
 
 
 def decision_close(*, task: Task, attempt: TaskAttempt | None) -> bool:

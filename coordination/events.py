@@ -38,21 +38,35 @@ def publish(
     A task's events belong to its team; other events (agents, pools) are visible to every team
     unless `team_id` says otherwise.
     """
+    event = event_row(type, task=task, agent=agent, pool=pool, team_id=team_id, **payload)
+    row_insert(event)  # Event.objects.create's INSERT, compiled once
+    announce_after_commit(event)
+    return event
+
+
+def event_row(
+    type: str, *, task: Any = None, agent: Any = None, pool: Any = None, team_id: int | None = None, **payload: Any
+) -> Event:
+    """The unsaved Event `publish` would store (for a caller that inserts it with other rows);
+    once stored, `announce_after_commit(event)`."""
     if pool is None and task is not None:
         pool = task.pool if task.pool_id else None
     if task is not None:
         team_id = task.team_id
-    event = Event(type=type, task=task, agent=agent, pool=pool, team_id=team_id, payload=payload)
-    row_insert(event)  # Event.objects.create's INSERT, compiled once
-    return published(event)
+    return Event(type=type, task=task, agent=agent, pool=pool, team_id=team_id, payload=payload)
 
 
 def published(event: Event) -> Event:
     """Announce after commit an event row the caller's own statement wrote (the claim writes its
     `task.running` in a WITH of its UPDATE, coordination.claims), exactly as `publish` does."""
+    announce_after_commit(event)
+    return event
+
+
+def announce_after_commit(event: Event) -> None:
+    """Announce a stored event once its transaction commits (now, outside a transaction)."""
     message = event.as_message()
     transaction.on_commit(lambda: _announce(message))
-    return event
 
 
 def _announce(message: dict[str, Any]) -> None:

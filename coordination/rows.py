@@ -70,3 +70,84 @@ def _compile(model: type[Model], connection: Any, *, pk_set: bool) -> tuple[str,
     if returning:
         sql += " " + connection.ops.return_insert_columns(returning)[0]
     return sql, fields, returning
+
+
+def rows_insert_together(rows: list[Model], *, guard: str = "", guard_params: tuple[Any, ...] = ()) -> bool | None:
+    """INSERT `rows` in ONE statement on PostgreSQL (one round trip, and in autocommit one
+    transaction: all of them or none), each as `row_insert` would, the first only WHERE `guard`
+    (SQL over the database, may be "") holds and no unique constraint refuses it (ON CONFLICT DO
+    NOTHING), the others only if the first went in.
+
+    True: all stored (returned columns set, rows marked saved). False: none stored (the guard did
+    not hold or a unique key is taken; the caller decides what that means). None: not possible
+    here (not PostgreSQL, signal receivers, an expression value); nothing was sent.
+
+    A data-modifying WITH runs every part to completion whether or not the final SELECT reads it,
+    and all parts see one snapshot. Django's foreign keys on PostgreSQL are DEFERRABLE INITIALLY
+    DEFERRED, so the later rows may reference the first.
+    """
+    if not rows:
+        return None
+    models = [type(row) for row in rows]
+    using = router.db_for_write(models[0], instance=rows[0])
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return None
+    for model, row in zip(models, rows, strict=True):
+        meta = row._meta
+        if pre_save.has_listeners(model) or post_save.has_listeners(model) or meta.order_with_respect_to:
+            return None
+        if router.db_for_write(model, instance=row) != using:
+            return None
+    parts: list[str] = []
+    params: list[Any] = []
+    returned: list[tuple[Model, list[Field]]] = []
+    for index, row in enumerate(rows):
+        meta = row._meta
+        if row.pk is None and meta.pk is not meta.auto_field:
+            row.pk = meta.pk.get_pk_value_on_save(row)
+        pk_set = row.pk is not None
+        fields = [f for f in meta.local_concrete_fields if not f.generated and (pk_set or f is not meta.auto_field)]
+        values = [field.pre_save(row, True) for field in fields]
+        if any(hasattr(value, "resolve_expression") for value in values):
+            return None
+        params.extend(field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True))
+        quote = connection.ops.quote_name
+        returning = list(meta.db_returning_fields) or [meta.pk]
+        columns = ", ".join(quote(_column(f)) for f in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        back = ", ".join(quote(_column(f)) for f in returning)
+        if index == 0:
+            where = f" WHERE {guard}" if guard else ""
+            statement = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {placeholders}{where} ON CONFLICT DO NOTHING RETURNING {back}"
+        else:
+            statement = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {placeholders} FROM r0 RETURNING {back}"
+        parts.append(f"r{index} AS ({statement})")
+        returned.append((row, returning))
+        if index == 0:
+            params.extend(guard_params)
+    selected = ", ".join(
+        f"r{index}.{connection.ops.quote_name(_column(f))}"
+        for index, (_, fields) in enumerate(returned)
+        for f in fields
+    )
+    sql = f"WITH {', '.join(parts)} SELECT {selected} FROM {', '.join(f'r{i}' for i in range(len(rows)))}"
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchone()
+    if found is None:
+        return False
+    values_back = iter(found)
+    for row, fields in returned:
+        for field in fields:
+            setattr(row, field.attname, next(values_back))
+        row._state.adding = False
+        row._state.db = using
+    return True
+
+
+def _column(field: Field) -> str:
+    """A concrete field's column (Django types it optional: a field not yet bound to a model has none)."""
+    if field.column is None:
+        raise ValueError(f"{field} has no column")
+    return field.column

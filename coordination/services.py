@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Model
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
@@ -25,9 +25,9 @@ from agents.profiles import profile_record
 from coordination import dispatch as broker
 from coordination import submission
 from coordination.claims import RUNNING_EVENT, claim_row, claim_running, writes_rows_with_claim
-from coordination.decisions import decision_close, decision_record
-from coordination.errors import InvalidTransition, TaskNotFound
-from coordination.events import publish, published
+from coordination.decisions import decision_close, decision_record, decision_row
+from coordination.errors import HiveError, InvalidTransition, TaskNotFound
+from coordination.events import announce_after_commit, event_row, publish, published
 from coordination.finishes import ProfileFold, close_succeeded, folds_finish
 from coordination.metrics import (
     AGENT_FAILURES,
@@ -50,9 +50,9 @@ from coordination.models import (
     Team,
 )
 from coordination.results import AttemptResult
-from coordination.routing import TaskSpec, route
-from coordination.rows import row_insert
-from coordination.snapshot import routing_snapshot
+from coordination.routing import Choice, TaskSpec, route
+from coordination.rows import row_insert, rows_insert_together
+from coordination.snapshot import Snapshot, cached_snapshot, routing_snapshot, token_guard
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def task_submit(
     names the pool to use instead of letting the allocation strategy choose (a session's fan-out
     target); it must be eligible. The routing decision is stored with the task.
     """
-    spec = submission.validated(
+    spec = task_submission(
         capabilities=capabilities,
         prompt=prompt,
         command=command,
@@ -103,12 +103,148 @@ def task_submit(
         source=source,
         external_ref=external_ref,
     )
+    quick = task_submit_in_one_statement(spec, team=team, pool=pool)
+    if quick is not None:
+        return quick
     snapshot = routing_snapshot()
     team = team or snapshot.default_team() or team_default()
     if idempotency_key:
         existing = Task.objects.select_related("pool").filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
             return submission.same_submission(existing, spec)
+    choice = _route(spec, pool=pool, snapshot=snapshot)
+    task = _task_row(spec, choice=choice, team=team)
+    try:
+        with transaction.atomic():
+            row_insert(task)
+            decision_record(task=task, choice=choice)
+            publish("task.queued", task=task, pool=task.pool, **_queued_payload(task))
+            transaction.on_commit(lambda: task_send(task))
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # Two submits with one key raced; the other one stored first.
+        first = Task.objects.select_related("pool").get(team=team, idempotency_key=idempotency_key)
+        return submission.same_submission(first, spec)
+    _count_submitted(task, choice)
+    return task
+
+
+def task_submission(
+    *,
+    capabilities: Sequence[str],
+    prompt: str = "",
+    command: Sequence[str] | None = None,
+    payload: dict[str, Any] | None = None,
+    task_type: str = "general",
+    priority: str = Priority.NORMAL,
+    complexity: int | None = None,
+    timeout: float | None = None,
+    max_attempts: int | None = None,
+    idempotency_key: str | None = None,
+    source: str = Source.PYTHON,
+    external_ref: str = "",
+) -> dict[str, Any]:
+    """task_submit's keywords (its defaults filled in) validated and normalised, or InvalidTask."""
+    return submission.validated(
+        capabilities=capabilities,
+        prompt=prompt,
+        command=command,
+        payload=payload,
+        task_type=task_type,
+        priority=priority,
+        complexity=complexity,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+        source=source,
+        external_ref=external_ref,
+    )
+
+
+def task_submit_in_one_statement(
+    spec: dict[str, Any],
+    *,
+    team: Team | None,
+    pool: str | None = None,
+    along: Callable[[Task], Model] | None = None,
+    guard: str = "",
+    guard_params: tuple[Any, ...] = (),
+    reread: bool = True,
+) -> Task | None:
+    """`task_submit`'s new task, its routing decision and its task.queued event (and the row
+    `along(task)` makes, if given) in ONE autocommitted statement, or None when this way does not
+    apply and nothing was stored; the caller then takes the general path, which says why (a key
+    already used, no eligible pool, a changed pool set, ...).
+
+    `spec` is submission.validated's. Only on PostgreSQL, outside a transaction, and with this
+    process's routing snapshot: the statement inserts only while the routing token is still the
+    snapshot's (coordination.snapshot.token_guard) and `guard` holds, and a unique key taken (an
+    idempotency key used before, a raced duplicate) stores nothing. Routing on the cached
+    snapshot costs no round trip; the general path costs six (token, BEGIN, three INSERTs, COMMIT).
+    The message is sent once the statement has committed, as on the general path. When nothing
+    was stored, the routing snapshot is read again and, if it had changed, the statement tried once
+    more on the new one; `reread=False` leaves that to the caller (who may first look for a
+    cheaper answer).
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    snapshot = cached_snapshot() or routing_snapshot()
+    stored = _insert_routed(
+        spec, snapshot=snapshot, team=team, pool=pool, along=along, guard=guard, guard_params=guard_params
+    )
+    if stored is None and reread:
+        # The token changed since the snapshot (or a key is taken): read the snapshot again, which
+        # also keeps it fresh in a process that otherwise submits only inside transactions.
+        fresh = routing_snapshot()
+        if fresh.token == snapshot.token:
+            return None
+        stored = _insert_routed(
+            spec, snapshot=fresh, team=team, pool=pool, along=along, guard=guard, guard_params=guard_params
+        )
+        if stored is None:
+            return None
+    if stored is None:
+        return None
+    task, choice, event = stored
+    announce_after_commit(event)
+    transaction.on_commit(lambda: task_send(task))  # committed already: sends now
+    _count_submitted(task, choice)
+    return task
+
+
+def _insert_routed(
+    spec: dict[str, Any],
+    *,
+    snapshot: Snapshot,
+    team: Team | None,
+    pool: str | None,
+    along: Callable[[Task], Model] | None,
+    guard: str,
+    guard_params: tuple[Any, ...],
+) -> tuple[Task, Choice, Event] | None:
+    """The rows of task_submit_in_one_statement stored while `snapshot` is current, or None."""
+    team = team or snapshot.default_team()
+    if team is None or snapshot.token is None:
+        return None
+    try:
+        choice = _route(spec, pool=pool, snapshot=snapshot)
+    except HiveError:  # perhaps only on a stale snapshot: the general path reads it again and says
+        return None
+    task = _task_row(spec, choice=choice, team=team)
+    event = event_row("task.queued", task=task, pool=task.pool, **_queued_payload(task))
+    rows: list[Model] = [task, decision_row(task=task, choice=choice), event]
+    if along is not None:
+        rows.append(along(task))
+    token_sql, token_params = token_guard(snapshot)
+    condition = f"{token_sql} AND {guard}" if guard else token_sql
+    if not rows_insert_together(rows, guard=condition, guard_params=(*token_params, *guard_params)):
+        return None
+    return task, choice, event
+
+
+def _route(spec: dict[str, Any], *, pool: str | None, snapshot: Snapshot) -> Choice:
+    """The Choice for a validated spec, checked against the chosen pool's agent argv."""
     choice = route(
         TaskSpec(
             task_type=spec["task_type"],
@@ -122,14 +258,19 @@ def task_submit(
         only=pool,
         snapshot=snapshot,
     )
+    submission.payload_fields_check(pool=choice.pool, command=spec["command"], payload=spec["payload"])
+    return choice
+
+
+def _task_row(spec: dict[str, Any], *, choice: Choice, team: Team) -> Task:
+    """The unsaved queued Task for a validated spec routed by `choice`."""
     routed = choice.pool
-    submission.payload_fields_check(pool=routed, command=spec["command"], payload=spec["payload"])
     now = timezone.now()
-    # `spec` stays whole: a raced idempotency key compares every field of it below
+    # `spec` stays whole: a raced idempotency key compares every field of it
     budget = spec["max_attempts"] or routed.max_attempts
     timeout = spec["timeout"] or routed.timeout
     fields = {k: v for k, v in spec.items() if k not in ("max_attempts", "timeout")}
-    task = Task(
+    return Task(
         **fields,
         pool=routed,
         team=team,
@@ -141,29 +282,20 @@ def task_submit(
         available_at=now,
         dispatched_at=now,
     )
-    try:
-        with transaction.atomic():
-            row_insert(task)
-            decision_record(task=task, choice=choice)
-            publish(
-                "task.queued",
-                task=task,
-                pool=routed,
-                priority=task.priority,
-                source=task.source,
-                title=task.title(),
-                capabilities=task.capabilities,
-            )
-            transaction.on_commit(lambda: task_send(task))
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        # Two submits with one key raced; the other one stored first.
-        first = Task.objects.select_related("pool").get(team=team, idempotency_key=idempotency_key)
-        return submission.same_submission(first, spec)
-    TASKS_TOTAL.labels(status=Task.Status.QUEUED, pool=routed.name).inc()
+
+
+def _queued_payload(task: Task) -> dict[str, Any]:
+    return {
+        "priority": task.priority,
+        "source": task.source,
+        "title": task.title(),
+        "capabilities": task.capabilities,
+    }
+
+
+def _count_submitted(task: Task, choice: Choice) -> None:
+    TASKS_TOTAL.labels(status=Task.Status.QUEUED, pool=task.routed_pool.name).inc()
     DECISIONS_TOTAL.labels(strategy=choice.strategy, fallback=choice.fallback or "none").inc()
-    return task
 
 
 def team_default() -> Team:

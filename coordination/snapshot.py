@@ -81,6 +81,30 @@ def routing_snapshot() -> Snapshot:
     return fresh
 
 
+def cached_snapshot() -> Snapshot | None:
+    """The snapshot last read, without checking its token: only for a caller that checks the token
+    itself in the statement that relies on it (`token_guard`), outside any transaction."""
+    if connection.in_atomic_block:
+        return None
+    return _cached
+
+
+def routing_snapshot_changed() -> bool:
+    """Read the snapshot (outside a transaction: cached again); whether it differs from the one
+    cached before. For a caller whose statement stored nothing under `token_guard`."""
+    before = _cached
+    return routing_snapshot() is not before
+
+
+def token_guard(snapshot: Snapshot) -> tuple[str, tuple[str, int | None]]:
+    """SQL (and its parameters) true only while the routing token is still `snapshot`'s: a write
+    made under this condition was routed on the pools and team the database holds at that moment."""
+    return f"EXISTS (SELECT 1 FROM {RoutingToken._meta.db_table} WHERE name = %s AND token = %s)", (
+        TOKEN,
+        snapshot.token,
+    )
+
+
 def _read(*, token: int | None) -> Snapshot:
     pools = tuple(AgentPool.objects.filter(enabled=True).order_by("name"))
     team = Team.objects.filter(name=DEFAULT_TEAM).first()
