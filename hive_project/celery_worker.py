@@ -24,8 +24,19 @@ def main(argv: list[str] | None = None) -> None:
 
     maybe_patch_concurrency()  # as `python -m celery` does first (-P eventlet/gevent)
 
-    from celery.bin.base import CLIContext, consume_preload_options  # type: ignore[attr-defined]  # (not in the stubs)
-    from celery.bin.worker import worker
+    # Celery's command module colours JSON output with Pygments when it can import it (for
+    # `celery inspect` and the like); a worker prints none, and Pygments' lexer table alone is
+    # 1.5 MB per process. Hidden for that import only (Celery's documented fallback when Pygments
+    # is missing), so anything later may still import it.
+    hidden = "pygments" not in sys.modules
+    if hidden:
+        sys.modules["pygments"] = None  # type: ignore[assignment]
+    try:
+        from celery.bin.base import CLIContext, consume_preload_options  # type: ignore[attr-defined]  # (not in the stubs)
+        from celery.bin.worker import worker
+    finally:
+        if hidden:
+            del sys.modules["pygments"]
 
     from hive_project.celery import app
 

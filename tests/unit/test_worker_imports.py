@@ -15,12 +15,19 @@ import sys
 
 import pytest
 
+ENTRY = """
+import hive_project.celery_worker as entry
+try:
+    entry.main(["--no-such-option"])
+except SystemExit:
+    pass
+"""
 # The worker's start-up in a fresh interpreter; `mark` is the entry point's first step.
 SETUP = """
 import json, sys
 {mark}
 from hive_project.celery import app
-import celery.bin.worker, celery.apps.worker, celery.concurrency.prefork
+import celery.apps.worker, celery.concurrency.prefork
 app.loader.init_worker()  # django.setup() through Celery's Django fix-up, then the task modules
 from django.conf import settings
 print(json.dumps({{"worker": settings.WORKER_PROCESS, "apps": settings.INSTALLED_APPS, "modules": sorted(sys.modules)}}))
@@ -28,8 +35,7 @@ print(json.dumps({{"worker": settings.WORKER_PROCESS, "apps": settings.INSTALLED
 
 # What a worker never uses: the HTTP apps and the API schema, Django's exception reporter (views,
 # template tags), and what `celery -A … worker` brings with its umbrella command (the repl of
-# `celery amqp` and `celery shell`, the Flower plugin). Pygments stays: Celery's `worker` command
-# itself imports it.
+# `celery amqp` and `celery shell`, the Flower plugin) or Celery's command module (Pygments).
 NOT_IN_A_WORKER = [
     "rest_framework",
     "rest_framework_simplejwt",
@@ -44,13 +50,16 @@ NOT_IN_A_WORKER = [
     "celery.bin.celery",
     "click_repl",
     "prompt_toolkit",
+    "pygments",
     "flower",
     "tornado",
 ]
 
 
 def loaded(*, worker: bool) -> dict:
-    mark = "import hive_project.celery_worker" if worker else ""
+    # The entry point's own start, short of running the worker: its import marks the process,
+    # main() loads Celery's worker command and stops at the command line's usage error.
+    mark = ENTRY if worker else "import celery.bin.worker"
     out = subprocess.run(
         [sys.executable, "-c", SETUP.format(mark=mark)], capture_output=True, text=True, timeout=120, check=False
     )
