@@ -2,10 +2,17 @@
 
 RSS counts a page shared by a forked pool child once per process; PSS splits it among them, so
 the PSS sum is what the tree really costs the machine. Both are reported; the goal is on RSS.
+
+A process that shares its parent's address space is counted once: `subprocess` starts a program
+with vfork(), and until the child execs, /proc shows it with its parent's whole RSS (the same
+pages, not a copy). A sample that caught one such moment added a second copy of a pool child
+(~50-70 MB) to the hive or to raw Celery, whichever it happened to, and swung their ratio.
 """
 
 from __future__ import annotations
 
+import ctypes
+import platform
 import threading
 from dataclasses import asdict, dataclass
 
@@ -26,6 +33,19 @@ class MemoryPeak:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+_KCMP_VM = 1  # linux/kcmp.h
+_SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+_libc = ctypes.CDLL(None, use_errno=True) if _SYS_KCMP is not None else None
+
+
+def same_address_space(pid: int, other: int) -> bool:
+    """Do the two processes share one memory map (a vfork child before its exec)? kcmp(2);
+    False where it cannot tell (another architecture, no permission), so nothing is left out."""
+    if _libc is None:
+        return False
+    return _libc.syscall(_SYS_KCMP, pid, other, _KCMP_VM, 0, 0) == 0
+
+
 def tree(pid: int) -> list[psutil.Process]:
     try:
         root = psutil.Process(pid)
@@ -39,6 +59,8 @@ def measure(pid: int, *, with_pss: bool = False) -> MemoryPeak:
     sample = MemoryPeak(samples=1)
     for i, proc in enumerate(tree(pid)):
         try:
+            if i and same_address_space(proc.pid, proc.ppid()):
+                continue  # its parent's pages, already counted
             rss = proc.memory_info().rss / MB
             sample.rss_mb += rss
             sample.processes += 1

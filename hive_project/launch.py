@@ -15,6 +15,7 @@ from collections.abc import Callable
 APP = "hive_project"
 
 _web_server: str | None = None  # "asgi" or "wsgi" in a process that serves HTTP
+_worker = False  # set by hive_project.celery_worker, the pool and control workers' entry point
 
 
 def mark_web_process(server: str = "asgi") -> None:
@@ -36,14 +37,26 @@ def is_wsgi_process() -> bool:
     return _web_server == "wsgi"
 
 
-def is_worker_process(argv: list[str] | None = None) -> bool:
-    """Is this process a Celery worker (`celery -A … worker …`, a pool's or the control worker)?
+def mark_worker_process() -> None:
+    """Call before the settings load in a process that will run a Celery worker."""
+    global _worker
+    _worker = True
 
-    Such a process serves no HTTP: it loads the admin without its autodiscovery and leaves the API
-    schema alone (hive_project.settings, external_api.apps), which saves memory in the main process
-    and in every pool child forked from it."""
+
+def is_worker_process(argv: list[str] | None = None) -> bool:
+    """Is this process a Celery worker (`hive_project.celery_worker` or `celery -A … worker …`, a
+    pool's or the control worker)?
+
+    Such a process serves no HTTP: it leaves out the HTTP apps (admin, sessions, DRF, the API
+    schema: hive_project.settings) and the login throttle (external_api.apps), which saves memory
+    in the main process and in every pool child forked from it."""
+    if argv is None and _worker:
+        return True
     args = sys.argv if argv is None else argv
     return bool(args) and os.path.basename(args[0]) in ("celery", "__main__.py") and "worker" in args[1:]
+
+
+WORKER_MODULE = "hive_project.celery_worker"
 
 
 def celery_argv(*args: str, app: str = APP) -> list[str]:
@@ -57,9 +70,15 @@ def worker_argv(
     """A Celery worker consuming one queue under one node name (the agent's name for pool workers).
 
     Gossip and mingle are off: workers learn nothing from each other that the database does not
-    already hold, and both cost a second or more at start.
+    already hold, and both cost a second or more at start. The hive's own workers start through
+    hive_project.celery_worker, without Celery's command-line umbrella and its plugins (memory);
+    another app (the bench's peers) through `celery -A <app> worker`, as its users start it.
     """
-    argv = celery_argv("worker", "-Q", queue, "-n", node, "-c", str(concurrency), app=app)
+    options = ["-Q", queue, "-n", node, "-c", str(concurrency)]
+    if app == APP:
+        argv = [sys.executable, "-m", WORKER_MODULE, *options]
+    else:
+        argv = celery_argv("worker", *options, app=app)
     if fair:
         argv += ["-O", "fair"]
     return [*argv, "--without-gossip", "--without-mingle", "--loglevel", loglevel]

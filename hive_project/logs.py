@@ -91,3 +91,17 @@ def logging_settings(config: HiveConfig, *, var_dir: Path) -> dict[str, Any]:
         "root": {"handlers": list(handlers), "level": root_log_level(config)},
         "loggers": {"django.db.backends": {"level": "DEBUG" if config.database.echo else "WARNING"}},
     }
+
+
+class LazyExceptionReporter:
+    """Django's ExceptionReporter, imported only when a report is made (DEFAULT_EXCEPTION_REPORTER
+    in a Celery worker).
+
+    Django's default logging always builds an AdminEmailHandler, which imports its reporter class
+    at once: django.views.debug with the views, template tags and filters behind it, ~1.8 MB in a
+    worker process and in every pool child, for a report a worker never makes (no ADMINS)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from django.views.debug import ExceptionReporter
+
+        return ExceptionReporter(*args, **kwargs)

@@ -62,11 +62,9 @@ ALLOWED_HOSTS = [h for h in os.environ.get("LEANVIBE_ALLOWED_HOSTS", "").split("
     ["*"] if not PRODUCTION else ["localhost", "127.0.0.1"]
 )
 
-INSTALLED_APPS = [
-    # a worker serves no admin pages: the admin's models without importing every app's admin.py
-    "django.contrib.admin.apps.SimpleAdminConfig" if WORKER_PROCESS else "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
+# The apps a process that serves HTTP needs on top of the ones whose models every process uses.
+HTTP_APPS = [
+    "django.contrib.admin",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
@@ -75,6 +73,17 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+]
+# A Celery worker serves no HTTP: it loads only the apps whose models it reads and writes (auth for
+# memberships, contenttypes under auth). Without the admin, sessions, DRF and the API schema, each
+# worker process (and every pool child forked from it) holds fewer modules. A worker never deletes
+# a user or a content type, the only rows the left-out apps' tables point to, so no cascade is
+# missed; migrations, checks and the web roles still load every app.
+INSTALLED_APPS = [
+    *([] if WORKER_PROCESS else HTTP_APPS[:1]),
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    *([] if WORKER_PROCESS else HTTP_APPS[1:]),
     "hive_project",
     "agents",
     "coordination",
@@ -399,3 +408,5 @@ try:
     LOGGING = logging_settings(HIVE_CONFIG, var_dir=VAR_DIR)
 except ConfigError as err:
     raise _config_error(err) from None
+if WORKER_PROCESS:  # memory: Django's reporter is imported on the first report, not at start
+    DEFAULT_EXCEPTION_REPORTER = "hive_project.logs.LazyExceptionReporter"
