@@ -131,8 +131,8 @@ def raw_joint(model: Mapping[str, Any], X: np.ndarray) -> list[np.ndarray]:
     if n == 0 or walk.trees == 0:
         return [np.full(n, b) for b in walk.baselines]
     if n > WALK_ROWS:  # the categorical columns are (categorical nodes × rows): keep them small
-        parts = [raw_joint(model, X[i : i + WALK_ROWS]) for i in range(0, n, WALK_ROWS)]
-        return [np.concatenate(scores) for scores in zip(*parts, strict=True)]
+        chunks = [raw_joint(model, X[i : i + WALK_ROWS]) for i in range(0, n, WALK_ROWS)]
+        return [np.concatenate(scores) for scores in zip(*chunks, strict=True)]
     columns = np.ascontiguousarray(X.T, dtype=np.float64)
     parts = []
     if walk.categorical:
