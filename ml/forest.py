@@ -111,38 +111,116 @@ def joint(models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def raw_hgb(model: Mapping[str, Any], X: np.ndarray) -> np.ndarray:
     """Raw score per row: baseline plus the leaf value of every tree (scikit-learn's `_raw_predict`)."""
-    return raw_joint({**model, "baselines": [model["baseline"]], "sizes": [len(model["roots"])]}, X)[0]
+    return raw_joint(model, X)[0]
 
 
 def raw_joint(model: Mapping[str, Any], X: np.ndarray) -> list[np.ndarray]:
-    """Raw scores of each forest of a `joint` model (or of one compiled forest, as a list of one)."""
+    """Raw scores of each forest of a `joint` model (or of one compiled forest, as a list of one).
+
+    Every tree of every forest is walked at once, one level per step, in seven numpy calls a level
+    (this is on the submit path: a numpy call costs a microsecond or so whatever its size here, so
+    their count is the cost). One comparison per node is enough (`_Walk`): a categorical node reads
+    a column of its own, made per call, holding 0 where the row goes left and 1 where it goes right
+    (its missing-value way resolved at build), against 0.5; a numeric node whose missing values go
+    left reads a copy of X with NaN as -inf (NaN compares false: right; -inf compares true: left).
+    """
     import numpy as np
 
+    walk = _walk_of(model)
     n = X.shape[0]
-    roots = model["roots"]
-    if n == 0 or len(roots) == 0:
-        return [np.full(n, b) for b in model["baselines"]]
-    cols = np.arange(n)[None, :]
-    node = np.repeat(roots[:, None], n, axis=1)
-    feature, threshold, children = model["feature"], model["threshold"], model["children"]
-    cat_row, tables = model["cat_row"], model["tables"]
-    has_categories = len(tables) > 1
-    for _ in range(model["depth"]):
-        x = X[cols, feature[node]]
-        way = np.where(x <= threshold[node], LEFT, RIGHT)
-        way[np.isnan(x)] = MISSING
-        if has_categories:
-            rows = cat_row[node]
-            # codes outside 0..255 (and NaN, whose comparisons are false) take the always-missing column
-            code = np.where((x >= 0) & (x < OUT_OF_RANGE), x, OUT_OF_RANGE).astype(np.int64)
-            way = np.where(rows > 0, tables[rows, code], way)
-        node = children[node, way]
-    leaves = model["value"][node]
+    if n == 0 or walk.trees == 0:
+        return [np.full(n, b) for b in walk.baselines]
+    if n > WALK_ROWS:  # the categorical columns are (categorical nodes × rows): keep them small
+        chunks = [raw_joint(model, X[i : i + WALK_ROWS]) for i in range(0, n, WALK_ROWS)]
+        return [np.concatenate(scores) for scores in zip(*chunks, strict=True)]
+    columns = np.ascontiguousarray(X.T, dtype=np.float64)
+    parts = []
+    if walk.categorical:
+        # codes outside 0..255 (and NaN, whose comparisons are false) take the always-missing column
+        codes = np.where((columns >= 0) & (columns < OUT_OF_RANGE), columns, OUT_OF_RANGE).astype(np.int64)
+        parts.append(walk.cat_value[walk.cat_base[:, None] + codes[walk.cat_feature]].ravel())
+    parts += [columns.ravel(), np.where(np.isnan(columns), -np.inf, columns).ravel()]
+    values = np.concatenate(parts)
+    offset = walk.offsets(width=columns.shape[0], n=n)
+    cols = np.arange(n)
+    node = walk.roots[:, None] + np.zeros(n, dtype=np.int64)
+    child, threshold = walk.child, walk.threshold
+    for _ in range(walk.depth):
+        node = child[node + (values[offset[node] + cols] <= threshold[node])]
+    leaves = walk.value[node]
     out, start = [], 0
-    for baseline, size in zip(model["baselines"], model["sizes"], strict=True):
+    for baseline, size in zip(walk.baselines, walk.sizes, strict=True):
         out.append(baseline + leaves[start : start + size].sum(axis=0))
         start += size
     return out
+
+
+WALK_ROWS = 256  # rows walked together (training's evaluations predict many)
+
+
+class _Walk:
+    """A compiled forest (or `joint`) rearranged for `raw_joint`, built once per model.
+
+    Node i is held twice, at 2i (its right child) and 2i + 1 (its left child), so a row's next
+    node is `child[node + went_left]`; `threshold`, `value` and `offsets` are indexed by that
+    doubled number. The values a walk reads are, one after the other: a column per categorical
+    node, X's columns, and X's columns with NaN as -inf.
+    """
+
+    def __init__(self, model: Mapping[str, Any]) -> None:
+        import numpy as np
+
+        feature, children, cat_row = model["feature"], model["children"], model["cat_row"]
+        self.baselines = list(model["baselines"]) if "baselines" in model else [model["baseline"]]
+        self.sizes = list(model["sizes"]) if "sizes" in model else [len(model["roots"])]
+        self.trees = len(model["roots"])
+        self.depth = int(model["depth"])
+        missing_left = children[:, MISSING] == children[:, LEFT]
+        cat_nodes = np.flatnonzero(cat_row > 0)
+        self.categorical = len(cat_nodes)
+        self.cat_feature = feature[cat_nodes]
+        # per categorical node, per code: 0.0 (left) or 1.0 (right), the missing way resolved
+        tables = model["tables"][cat_row[cat_nodes]]
+        missing_way = np.where(missing_left[cat_nodes], LEFT, RIGHT)[:, None]
+        way = np.where(tables == MISSING, missing_way, tables)
+        self.cat_value = np.where(way == LEFT, 0.0, 1.0).ravel()
+        self.cat_base = np.arange(self.categorical) * tables.shape[1] if self.categorical else np.zeros(0, np.int64)
+        threshold = model["threshold"].astype(np.float64)
+        threshold[cat_nodes] = 0.5
+        self._feature, self._missing_left, self._cat_nodes = feature, missing_left, cat_nodes
+        self.child = (2 * children[:, [RIGHT, LEFT]]).ravel()
+        self.threshold = np.repeat(threshold, 2)
+        self.value = np.repeat(model["value"].astype(np.float64), 2)
+        self.roots = 2 * np.asarray(model["roots"], dtype=np.int64)
+        self._offsets: dict[tuple[int, int], np.ndarray] = {}
+
+    def offsets(self, *, width: int, n: int) -> np.ndarray:
+        """Per doubled node, where the values it reads start (X of `width` columns and `n` rows)."""
+        import numpy as np
+
+        key = (width, n)
+        if key not in self._offsets:
+            if len(self._offsets) > 16:
+                self._offsets.clear()
+            column = self.categorical + self._feature + np.where(self._missing_left, width, 0)
+            column[self._cat_nodes] = np.arange(self.categorical)
+            self._offsets[key] = np.repeat(column * n, 2)
+        return self._offsets[key]
+
+
+_walks: dict[int, tuple[Mapping[str, Any], _Walk]] = {}  # id(model) -> (the model, kept so its id stays its own)
+MAX_WALKS = 64
+
+
+def _walk_of(model: Mapping[str, Any]) -> _Walk:
+    found = _walks.get(id(model))
+    if found is not None and found[0] is model:
+        return found[1]
+    if len(_walks) >= MAX_WALKS:
+        _walks.clear()
+    walk = _Walk(model)
+    _walks[id(model)] = (model, walk)
+    return walk
 
 
 def compile_sigmoid(calibrator: Any) -> dict[str, Any]:
@@ -229,7 +307,11 @@ def predict_success(model: Mapping[str, Any], X: np.ndarray, *, categorical: lis
     if model["kind"] == "logistic":
         design = linear_design(X, categorical=categorical, layout=model["layout"])
         return expit(design @ model["coef"] + model["intercept"])
-    raw = raw_hgb(model["trees"], X)
+    return boosted_probability(model, raw_hgb(model["trees"], X))
+
+
+def boosted_probability(model: Mapping[str, Any], raw: np.ndarray) -> np.ndarray:
+    """A boosted success model's probability from its trees' raw score (Platt-scaled when calibrated)."""
     calibration = model.get("calibration")
     if calibration is None:
         return expit(raw)
@@ -251,6 +333,27 @@ def apply_duration(
     p50 = np.maximum(np.expm1(raw50), 0.0)
     p90 = np.maximum(np.expm1(raw90), p50)  # quantiles fitted apart may cross
     return p50, p90
+
+
+def apply_duration_success(
+    duration: dict[str, Any], success: dict[str, Any], X: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """apply_duration and apply_success on rows `X` that both artifacts encode alike (`same_encoding`):
+    a boosted success model's trees join the duration quantiles' walk (one walk instead of two on
+    the submit path); a logistic one is applied apart."""
+    import numpy as np
+
+    model = success["model"]
+    if model["kind"] != "hgb":
+        p50, p90 = apply_duration(duration, {}, X=X)
+        return p50, p90, apply_success(success, {}, X=X)
+    held = duration.get("_joint_success")
+    if held is None or held[0] is not success:  # built once per pair of loaded artifacts
+        held = duration["_joint_success"] = (success, joint([duration["p50"], duration["p90"], model["trees"]]))
+    raw50, raw90, raw_success = raw_joint(held[1], X)
+    p50 = np.maximum(np.expm1(raw50), 0.0)
+    p90 = np.maximum(np.expm1(raw90), p50)
+    return p50, p90, boosted_probability(model, raw_success)
 
 
 def apply_success(artifact: Mapping[str, Any], rows: Mapping[str, Any], *, X: np.ndarray | None = None) -> np.ndarray:

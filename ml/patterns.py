@@ -18,6 +18,7 @@ predictive strategy: expected completion on that pool for that type × (1 + aggr
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -25,9 +26,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 
 from agents.profiles import quantile
 from ml.features import History, history
@@ -36,8 +37,11 @@ MIN_FAILURES = 5
 MIN_LIFT = 1.5
 ALPHA = 0.01
 MIN_TIMEOUT_ATTEMPTS = 10
-WEIGHTS_KEY = "ml:routing-weights"
-WEIGHTS_MAX_AGE = 5.0
+WEIGHTS_KEY = "hive:ml:routing-weights"  # JSON in Redis
+# Weights change when training publishes them (beat, hourly at most, or `hive ml train`): a process
+# sees new ones within half a minute, and reads Redis on the submit path once in that time, not once
+# every few seconds (a round trip to a busy Redis is most of a decision's wall time).
+WEIGHTS_MAX_AGE = 30.0
 
 _MASKS = [
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<id>"),
@@ -250,10 +254,31 @@ def insights(*, window: int | None = None, rows: History | None = None) -> Insig
 
 
 def publish_weights(found: Insights) -> dict[str, float]:
-    """Share the routing weights with every process (through the cache) and return them."""
+    """Share the routing weights with every process (through Redis) and return them."""
     weights = found.weights()
-    cache.set(WEIGHTS_KEY, weights, timeout=None)
+    store_weights(weights)
     return weights
+
+
+def store_weights(weights: dict[str, float]) -> None:
+    redis_client().set(WEIGHTS_KEY, json.dumps(weights))
+
+
+_client: Any = None
+_client_lock = threading.Lock()
+
+
+def redis_client() -> Any:
+    """One Redis client per process for the weights, not Django's cache: the cache builds a client
+    per call, whose setup (redis-py's response callbacks) cost more CPU than the read itself, and
+    the read is on the submit path every WEIGHTS_MAX_AGE. redis-py's pool reconnects after a fork."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            import redis
+
+            _client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        return _client
 
 
 _weights: dict[str, float] = {}
@@ -264,13 +289,14 @@ _weights_lock = threading.Lock()
 def routing_weights(
     *, max_age: float = WEIGHTS_MAX_AGE, clock: Callable[[], float] = time.monotonic
 ) -> dict[str, float]:
-    """ "pool|type" -> weight, as last published, read from the cache at most every `max_age` seconds."""
+    """ "pool|type" -> weight, as last published, read from Redis at most every `max_age` seconds."""
     global _weights, _weights_read
     if clock() - _weights_read < max_age:
         return _weights
     with _weights_lock:
         try:
-            _weights = cache.get(WEIGHTS_KEY) or {}
+            raw = redis_client().get(WEIGHTS_KEY)
+            _weights = json.loads(raw) if raw else {}
         except Exception:  # Redis away: route without the shift rather than not at all
             _weights = {}
         _weights_read = clock()

@@ -190,7 +190,8 @@ def duration_corrections(pools: Sequence[AgentPool], *, model: str) -> dict[int,
 
 # (decision id, closed at) -> its actual / model-predicted p50 (None: no usable prediction). A closed
 # decision never changes, so each one's candidates (JSON) are decoded once per process, not at every
-# read; the closing time in the key keeps an id reused by a rolled-back test from matching.
+# read; the closing time in the key keeps an id reused by a rolled-back test from matching. Both are
+# read as text: the drivers' datetime and JSON decoding of every row was most of this read's CPU.
 _ratios: dict[tuple[int, Any], float | None] = {}
 MAX_RATIOS = 4096
 
@@ -202,7 +203,7 @@ def _corrections(cursor: Any, pools: Sequence[AgentPool], *, model: str) -> dict
 
     prefix = f"{model},"
     one = (
-        f"SELECT * FROM (SELECT id, closed_at, chosen_pool_id, candidates, duration "
+        f"SELECT * FROM (SELECT id, CAST(closed_at AS TEXT), chosen_pool_id, CAST(candidates AS TEXT), duration "
         f"FROM {RoutingDecision._meta.db_table} WHERE chosen_pool_id = %s "
         f"AND closed_at IS NOT NULL AND duration IS NOT NULL "
         f"AND SUBSTR(model_version, 1, {len(prefix)}) = %s ORDER BY closed_at DESC LIMIT {CORRECTION_ROWS}) part{{}}"
@@ -259,7 +260,7 @@ def predict_pools(
     """
     import numpy as np
 
-    from ml.forest import apply_duration, apply_success, artifact_spec, same_encoding
+    from ml.forest import apply_duration, apply_duration_success, apply_success, artifact_spec, same_encoding
 
     models = models or active_models()
     duration = models.models.get("duration")
@@ -279,13 +280,18 @@ def predict_pools(
         at=at or timezone.now(),
     )
     X = artifact_spec(duration.artifact).encode(rows)
-    p50_model, p90_model = apply_duration(duration.artifact, rows, X=X)
+    shared = False
+    if success is not None and same_encoding(duration.artifact, success.artifact):
+        shared = True  # one encoding, and a boosted success model's trees walked with the quantiles'
+        p50_model, p90_model, p_success = apply_duration_success(duration.artifact, success.artifact, X)
+    else:
+        p50_model, p90_model = apply_duration(duration.artifact, rows, X=X)
     correction = np.array([pool_states[p.id].correction for p in pools])
     p50, p90 = p50_model * correction, p90_model * correction
     records = [pool_states[p.id].records.get(spec.task_type) for p in pools]
     if success is not None:
-        shared = same_encoding(duration.artifact, success.artifact)
-        p_success = apply_success(success.artifact, rows, X=X if shared else None)
+        if not shared:
+            p_success = apply_success(success.artifact, rows)
         source, version = "model", f"{duration.label}, {success.label}"
     else:
         # the record's rate, pulled toward 0.9 by two pseudo-attempts so one failure is not "never"

@@ -17,7 +17,8 @@ def clean_registry():
         registry.forget()
         patterns._weights_read = -float("inf")
         skipped = [services.SKIPPED_KEY.format(kind=kind) for kind in services.KINDS]
-        cache.delete_many([patterns.WEIGHTS_KEY, services.LOCK_KEY, *skipped])
+        cache.delete_many([services.LOCK_KEY, *skipped])
+        patterns.redis_client().delete(patterns.WEIGHTS_KEY)
 
     reset()
     yield

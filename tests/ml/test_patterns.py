@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.core.cache import cache
 
 from ml import patterns
 from ml.features import history
@@ -125,7 +124,7 @@ def test_aggressiveness_zero_reports_only(settings):
 
     assert found.recommendations[0].weight is None
     assert "(report only: optimization_aggressiveness is 0)" in found.recommendations[0].text
-    assert publish_weights(found) == {} and cache.get(patterns.WEIGHTS_KEY) == {}
+    assert publish_weights(found) == {} and routing_weights(max_age=0) == {}
 
 
 def test_a_cause_on_every_pool_is_the_task_not_a_pool():

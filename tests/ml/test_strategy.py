@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.core.cache import cache
 
 from coordination import routing
 from coordination.models import RoutingDecision, Task
@@ -142,7 +141,7 @@ def test_predictive_with_a_refused_artifact_falls_back_and_names_it(trained, pre
 
 
 def test_predictive_follows_the_routing_weights_of_failure_patterns(trained):
-    cache.set(patterns.WEIGHTS_KEY, {"fast|build": 40.0}, timeout=None)
+    patterns.store_weights({"fast|build": 40.0})
     strategy = Predictive(rng=np.random.default_rng(0), states=PoolStates(max_age=0))
 
     choice = strategy.choose(list(trained.values()), spec=BUILD)
