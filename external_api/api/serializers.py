@@ -238,7 +238,7 @@ def _task_row_plan() -> list[tuple[str, str, Any]]:
     global _row_plan
     if _row_plan is None:
         _row_plan = [
-            (f.field_name, "" if f.field_name == "eta" else "__".join(f.source_attrs), _representer(f))
+            (str(f.field_name), "" if f.field_name == "eta" else "__".join(f.source_attrs), _representer(f))
             for f in TaskSerializer().fields.values()
             if not f.write_only
         ]

@@ -128,7 +128,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def list(self, request, *args, **kwargs):
         """TaskSerializer's output for a page read as plain rows (s.task_rows_data): no model
         instances, no per-request serializer fields; the same body as ListModelMixin.list."""
-        rows = self.paginate_queryset(self.get_queryset().values(*s.task_row_columns()))
+        # TaskCursor always pages (never None)
+        rows = self.paginate_queryset(self.get_queryset().values(*s.task_row_columns())) or []
         return self.get_paginated_response(s.task_rows_data(rows))
 
     def get_object(self) -> Task:

@@ -4,7 +4,6 @@ TaskSerializer answers for the same tasks; API keys are remembered per process f
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from django.db import connection
