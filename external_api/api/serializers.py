@@ -175,6 +175,7 @@ class TaskSerializer(FlatRepresentation, serializers.ModelSerializer):
     team = serializers.CharField(source="team.name", default=None, allow_null=True, read_only=True)
     eta = serializers.SerializerMethodField(help_text="a queued or running task's ETA; null once it left both")
     etas: dict[str, dict[str, Any]] | None = None  # a list's ETAs, computed at once (TaskListSerializer)
+    shared_plan = True  # plain fields and one method field: FlatRepresentation may build them once
 
     class Meta:
         model = Task
@@ -352,6 +353,7 @@ class PredictionSerializer(serializers.Serializer):
 
 
 class TaskDetailSerializer(TaskSerializer):
+    shared_plan = False  # a nested serializer (the request's context) among its fields
     attempts_detail = AttemptSerializer(source="attempt_set", many=True, read_only=True)
     recent_events = serializers.SerializerMethodField()
     prediction = serializers.SerializerMethodField(help_text="queued or running tasks only; null otherwise")

@@ -73,3 +73,14 @@ def test_a_remembered_key_that_expires_is_refused(personas):
     known = next(k for _, k in keycache._known.values() if k.id == key.id)
     known.expires_at = timezone.now() - timezone.timedelta(seconds=1)  # the clock passed it
     assert client.get(URL).status_code == 401
+
+
+def test_task_serializers_share_their_fields_but_each_answers_its_own_etas(personas):
+    client = personas["owner"].client
+    assert client.post(URL, {"capabilities": ["python"], "prompt": "one"}, format="json").status_code == 201
+    task = Task.objects.select_related("pool", "agent", "team").get()
+    first, second = TaskSerializer(), TaskSerializer()
+    first.etas, second.etas = {str(task.id): {"seconds": 1.0}}, {str(task.id): {"seconds": 2.0}}
+    assert first.to_representation(task)["eta"] == {"seconds": 1.0}
+    assert second.to_representation(task)["eta"] == {"seconds": 2.0}
+    assert TaskSerializer(task).data["eta"]["reason"]  # a lone task computes its own (no model: why)
