@@ -7,6 +7,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from external_api import keycache
 from external_api.access import ApiKeyUser, client_ip
 from external_api.auth_throttle import failure_record, lockout_remaining
 from external_api.models import KEY_PREFIX, ApiKey
@@ -42,19 +43,31 @@ def api_key_lookup(raw: str) -> ApiKey:
     return key
 
 
-def api_key_check(raw: str, *, address: str) -> ApiKey:
+def api_key_check(raw: str, *, address: str, recent: bool = False) -> ApiKey:
     """`api_key_lookup` for a client at `address`: Throttled while the address is locked out
-    (external_api.auth_throttle), and an invalid key counts as one failure of that address."""
+    (external_api.auth_throttle), and an invalid key counts as one failure of that address.
+
+    `recent`: a key this process read at most keycache.RECHECK_SECONDS ago answers from memory
+    (its expiry still checked now); the gateway's requests use it, the stream's rechecks do not."""
     wait = lockout_remaining(address=address)
     if wait is not None:
         raise exceptions.Throttled(
             wait=wait, detail=f"too many failed authentications from this address; try again in {wait} s"
         )
+    known = keycache.recall(raw) if recent else None
+    if known is not None:
+        if not known.active:  # expired since it was read
+            keycache.forget(known)
+            raise exceptions.AuthenticationFailed("API key revoked or expired")
+        return known
     try:
-        return api_key_lookup(raw)
+        key = api_key_lookup(raw)
     except InvalidApiKey:
         failure_record(address=address)
         raise
+    if recent:
+        keycache.remember(raw, key)
+    return key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -62,7 +75,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = key_from_headers(request.META)
         if raw is None:
             return None
-        key = api_key_check(raw, address=client_ip(request))
+        key = api_key_check(raw, address=client_ip(request), recent=True)
         return ApiKeyUser(key), key
 
     def authenticate_header(self, request: Any) -> str:

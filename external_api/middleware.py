@@ -3,6 +3,7 @@ answer 413 before the body is read."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -34,7 +35,12 @@ def route_label(match) -> str:
     """`api/v1/tasks/{id}/cancel/` for a resolved URL: few distinct values, no ids."""
     if match is None:
         return "unmatched"
-    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", match.route).replace("^", "").replace("$", "")
+    return _label_of(match.route)
+
+
+@functools.lru_cache(maxsize=512)  # the routes are the URLconf's patterns: a few dozen
+def _label_of(route: str) -> str:
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", route).replace("^", "").replace("$", "")
 
 
 class JsonErrorsMiddleware:

@@ -25,6 +25,7 @@ from coordination.errors import Conflict, HiveError, IdempotencyConflict, Invali
 from coordination.models import DEFAULT_TEAM, Membership, Task, Team
 from coordination.services import task_submission, task_submit, task_submit_in_one_statement, team_default
 from coordination.snapshot import routing_snapshot_changed
+from external_api import keycache
 from external_api.models import KEY_PREFIX, ApiKey, WebhookDelivery, WebhookSource
 from external_api.webhooks.metrics import DELIVERIES
 
@@ -122,6 +123,7 @@ def apikey_revoke(*, prefix: str) -> ApiKey:
     if key.revoked_at is None:
         ApiKey.objects.filter(id=key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
         key.refresh_from_db()
+    keycache.forget(key)  # at once in this process; other gateway processes within RECHECK_SECONDS
     return key
 
 

@@ -40,7 +40,7 @@ from agents.profiles import PoolRecord, records_of
 from coordination.models import BROKER_PRIORITY, Priority, RoutingDecision, Task
 from coordination.routing import TaskSpec, capacity_of, pool_capacity
 from ml.features import task_rows
-from ml.registry import Active, active_models
+from ml.registry import Active, Loaded, active_models
 
 AGGREGATE_SECONDS = 1.0
 CORRECTION_ROWS = 20
@@ -344,6 +344,14 @@ class Eta:
     model_version: str
 
 
+def duration_model(models: Active) -> Loaded:
+    """The active duration model, or NoModel saying why there is none."""
+    duration = models.models.get("duration")
+    if duration is None:
+        raise NoModel(models.refused.get("duration") or "no active duration model yet (train one with enough history)")
+    return duration
+
+
 def task_etas(tasks: Iterable[Task], *, now: datetime | None = None, models: Active | None = None) -> dict[str, Eta]:
     """ETAs of the queued and running tasks among `tasks` (others are left out). Raises NoModel.
 
@@ -353,10 +361,7 @@ def task_etas(tasks: Iterable[Task], *, now: datetime | None = None, models: Act
     """
     from ml.forest import apply_duration
 
-    models = models or active_models()
-    duration = models.models.get("duration")
-    if duration is None:
-        raise NoModel(models.refused.get("duration") or "no active duration model yet (train one with enough history)")
+    duration = duration_model(models or active_models())
     now = now or timezone.now()
     tasks = [t for t in tasks if t.status in (Task.Status.QUEUED, Task.Status.RUNNING) and t.pool_id]
     if not tasks:

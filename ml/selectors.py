@@ -24,7 +24,8 @@ from coordination.models import Priority, RoutingDecision, Source, Task
 from coordination.routing import TaskSpec, eligible_pools
 from ml.models import ModelVersion
 from ml.patterns import Insights, insights
-from ml.predict import Eta, NoModel, PoolPrediction, predict_pools, task_etas
+from ml.predict import Eta, NoModel, PoolPrediction, duration_model, predict_pools, task_etas
+from ml.registry import active_models
 
 DRIFT_KINDS = ("duration", "success")  # the forecast's error is measured when it is retrained
 RECOMMENDATION_KINDS = ("reroute", "fix_task", "raise_timeout")  # ml.patterns.Recommendation.kind
@@ -219,6 +220,17 @@ def task_etas_for(tasks: Iterable[Task], *, now: datetime | None = None) -> Task
         return TaskEtas(etas=task_etas(active, now=now))
     except NoModel as exc:
         return TaskEtas(etas={}, reason=str(exc))
+
+
+def etas_unavailable() -> str | None:
+    """Why no task can have an ETA now (no usable duration model), or None when one is active.
+    Cheap (the registry rechecks the database at most every few seconds): a list asks it before
+    loading its live tasks as models only to be told there is no model."""
+    try:
+        duration_model(active_models())
+    except NoModel as exc:
+        return str(exc)
+    return None
 
 
 def task_prediction(task: Task, *, now: datetime | None = None) -> dict[str, Any] | None:

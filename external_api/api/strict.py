@@ -127,10 +127,11 @@ def query(request: Request, serializer_class: type[StrictSerializer]) -> dict[st
     everything), appear once, and hold a valid value. An empty value means "not given".
     """
     given = {key: values for key, values in request.query_params.lists() if key not in FRAMEWORK_PARAMETERS}
-    refused = unknown_fields(serializer_class(), given)
+    # one serializer for both checks: building its fields (a deep copy of each) is most of the cost
+    serializer = serializer_class(data={key: values[0] for key, values in given.items() if values[0] != ""})
+    refused = unknown_fields(serializer, given)
     refused.update({key: ["give this parameter once"] for key, values in given.items() if len(values) > 1})
     if refused:
         raise serializers.ValidationError(refused)
-    serializer = serializer_class(data={key: values[0] for key, values in given.items() if values[0] != ""})
     serializer.is_valid(raise_exception=True)
     return {k: v for k, v in serializer.validated_data.items() if v is not None}

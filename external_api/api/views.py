@@ -125,6 +125,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_serializer_class(self):
         return s.TaskDetailSerializer if self.action == "retrieve" else s.TaskSerializer
 
+    def list(self, request, *args, **kwargs):
+        """TaskSerializer's output for a page read as plain rows (s.task_rows_data): no model
+        instances, no per-request serializer fields; the same body as ListModelMixin.list."""
+        # TaskCursor always pages (never None)
+        rows = self.paginate_queryset(self.get_queryset().values(*s.task_row_columns())) or []
+        return self.get_paginated_response(s.task_rows_data(rows))
+
     def get_object(self) -> Task:
         return get_object_or_404(self.get_queryset(), id=self.kwargs["id"])
 
