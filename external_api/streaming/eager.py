@@ -32,41 +32,40 @@ def start(coroutine: Coroutine[Any, Any, Any], what: str, *args: object) -> asyn
     except Exception:
         log.exception(what + " failed", *args)
         return None
-    return asyncio.get_running_loop().create_task(_finish(coroutine, waiting_on, what, args), context=context)
+    return asyncio.get_running_loop().create_task(_Continued(coroutine, waiting_on, what, args), context=context)
 
 
-async def _finish(coroutine: Coroutine[Any, Any, Any], waiting_on: Any, what: str, args: tuple) -> None:
-    try:
-        await _Resumed(coroutine, waiting_on)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception(what + " failed", *args)
+class _Continued(Coroutine[Any, Any, None]):
+    """A started coroutine, as a task's coroutine: the task's first step hands over the future
+    the coroutine waits on (as the coroutine's own `await` did), every later step and every
+    exception thrown in (a cancellation, even one that comes before the task's first step) goes
+    to the coroutine. A failure ends it with a log line, as a background task's would."""
 
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], waiting_on: Any, what: str, args: tuple) -> None:
+        self.coroutine, self.waiting_on, self.what, self.args = coroutine, waiting_on, what, args
+        self.started = False
 
-class _Resumed:
-    """Awaiting this goes on with a started coroutine: first the future it was waiting on is handed
-    to the task (as the coroutine's own `await` would have), then every resumption and every
-    exception (a cancellation) is passed through to it."""
+    def send(self, value: Any) -> Any:
+        if not self.started:
+            self.started = True
+            return self.waiting_on
+        return self._step(self.coroutine.send, value)
 
-    def __init__(self, coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
-        self.coroutine, self.waiting_on = coroutine, waiting_on
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.started = True
+        return self._step(self.coroutine.throw, typ if val is None else val)
 
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coroutine, waiting_on = self.coroutine, self.waiting_on
-        while True:
-            try:
-                value = yield waiting_on
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - a cancellation goes to the coroutine, as it would have
-                try:
-                    waiting_on = coroutine.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    waiting_on = coroutine.send(value)
-                except StopIteration as stop:
-                    return stop.value
+    def close(self) -> None:
+        self.coroutine.close()
+
+    def __await__(self) -> Generator[Any, None, None]:  # the abstract method; a task never calls it
+        return (yield from ())
+
+    def _step(self, step: Any, value: Any) -> Any:
+        try:
+            return step(value)
+        except (StopIteration, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception(self.what + " failed", *self.args)
+            raise StopIteration from None
