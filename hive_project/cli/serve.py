@@ -105,6 +105,10 @@ def serve(host, port, role, server, workers, threads, access_log) -> None:
         host=host,
         port=port,
         ws="websockets",
+        # No permessage-deflate: browsers offer it, and it would compress every frame for every
+        # socket, keeping a compressor (tens of KB) per connection; a client that wants
+        # compression asks the stream for it (`compress=`: whole batches, binary frames).
+        ws_per_message_deflate=False,
         lifespan="off",
         log_config=None,
         log_level=level,
