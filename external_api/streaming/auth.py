@@ -8,7 +8,7 @@ refused, never "rescued" by a session cookie):
 - JWT access token: the header of `security.event_streaming.authentication`
   (`Authorization: Bearer <token>`), the subprotocol `bearer.<token>` (or `hive.token.<token>`),
   or `?token=`;
-- the session cookie (AuthMiddlewareStack has put the user in the scope).
+- the session cookie (routing.py's middleware has put the user in the scope).
 
 Browsers cannot set headers on a WebSocket: they offer `["hive.v1", "bearer.<token>"]` as
 subprotocols and the server answers `hive.v1`, so no secret has to travel in a URL (URLs end up

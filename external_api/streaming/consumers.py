@@ -29,10 +29,11 @@ an API key without the read scope), 4429 too many connections (`max_connections`
 Redis across processes) or too many failed authentications from the address, 1013 streaming
 disabled or Redis unavailable.
 
-Live events come from the process's one Redis subscription (fanout.py), which queues each event
-for every stream of the process; one task per stream sends them, so a slow socket holds up only
-itself (its queue is bounded: past INBOX_LIMIT waiting events it drops new ones, as the channel
-layer's capacity did). Replay and live events meet without gap or duplicate: the stream joins the
+Live events come from the process's one Redis subscription (fanout.py), which offers each event
+to every stream of the process. A stream with nothing queued or in progress decides and sends it
+at once, in the hub's turn (eager.py); otherwise the event waits in the stream's queue for its
+own task, so a slow socket holds up only itself (its queue is bounded: past INBOX_LIMIT waiting
+events it drops new ones, as the channel layer's capacity did). Replay and live events meet without gap or duplicate: the stream joins the
 subscription before it reads the Event table, live events wait in its queue while a replay runs
 (both hold the stream's order lock), and a live event already replayed (or at or below the
 client's `last_event_id`) is dropped by id.
@@ -41,6 +42,7 @@ client's `last_event_id`) is dropped by id.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import json
 import logging
@@ -60,7 +62,7 @@ from redis.exceptions import RedisError
 from coordination.models import Event, Task
 from coordination.selectors import events_visible_to
 from external_api.access import Caller
-from external_api.streaming import connections, fanout, rechecks
+from external_api.streaming import connections, eager, fanout, rechecks
 from external_api.streaming.auth import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
@@ -198,6 +200,13 @@ def _type_label(event_type: str) -> str:
     return "custom" if event_type.startswith("custom.") else event_type
 
 
+@functools.lru_cache(maxsize=1024)
+def consumed(event_type: str, kind: str) -> Any:
+    """The counter of events of a type sent to a kind of subscriber (labels() takes a lock and
+    builds a key on every call, once per event per socket)."""
+    return EVENTS_CONSUMED.labels(event_type=_type_label(event_type), subscriber=kind)
+
+
 class EventStreamConsumer(AsyncWebsocketConsumer):
     viewer: Caller | None = None
     hub: fanout.Hub | None = None
@@ -231,6 +240,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.gap_timer: asyncio.TimerHandle | None = None
         self.inbox: deque[fanout.LiveEvent] = deque()
         self.inbox_ready = asyncio.Event()
+        self.live = False  # live_loop runs: a live event may be decided as it arrives
         self.dropped = 0
         subprotocol = choose_subprotocol(self.scope.get("subprotocols") or [])
 
@@ -292,10 +302,11 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             }
         )
         self.spawn(self.heartbeat_loop())
-        self.spawn(self.lease_loop())
+        connections.hold(lease)
         self.spawn(self.credential_loop())
         if options.last_event_id is not None:
             await self.replay(options.last_event_id)
+        self.live = True
         self.spawn(self.live_loop())  # after the first replay: live events waited in the inbox
 
     async def refuse(self, code: int, detail: str, reason: str, subprotocol: str | None, *, accepted: bool = False):
@@ -315,6 +326,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             self.hub.leave(self)
             self.hub = None
         if self.lease is not None:
+            connections.drop(self.lease)
             CONNECTIONS_ACTIVE.labels(connection_type=self.principal.kind).dec()
             try:
                 await connections.release(self.lease)
@@ -389,8 +401,19 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
 
     # --- live events ------------------------------------------------------------------------------
     def offer(self, event: fanout.LiveEvent) -> None:
-        """Called by the hub for every published event: queue it for live_loop, never wait."""
+        """Called by the hub for every published event; never waits.
+
+        When nothing is queued or being decided for this stream (the usual case), the event is
+        decided and sent at once (eager.start), without a task switch per stream; a send that has
+        to wait goes on as a task holding the order lock, and the events after it queue here for
+        live_loop, behind it. Otherwise the event joins the queue."""
         if self.ended:
+            return
+        if self.live and not self.inbox and not self.order_lock.locked():
+            task = eager.start(self.live_event(event), "event stream %s: live event", self.lease)
+            if task is not None:
+                self.background.add(task)
+                task.add_done_callback(self.background.discard)
             return
         if len(self.inbox) >= INBOX_LIMIT:
             self.dropped += 1
@@ -496,9 +519,11 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     async def _send_batch(self, events: list[dict], *, replay: bool) -> None:
         if self.ended:
             return
-        # a live event carries its JSON text, shared by every socket it goes to
-        texts = ",".join(getattr(event, "text", None) or encode(event) for event in events)
-        data = '{"type":"batch","events":[' + texts + ('],"replay":true}' if replay else "]}")
+        if len(events) == 1 and isinstance(events[0], fanout.LiveEvent) and not replay:
+            data = events[0].frame  # one live event alone: the same frame for every socket
+        else:  # a live event carries its JSON text, shared by every socket it goes to
+            texts = ",".join(getattr(event, "text", None) or encode(event) for event in events)
+            data = '{"type":"batch","events":[' + texts + ('],"replay":true}' if replay else "]}")
         if self.compression:
             await self.send(bytes_data=compress(data.encode(), self.compression))
         else:
@@ -506,7 +531,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         self.cursor = max(self.cursor, max(event["id"] for event in events))
         BATCH_SIZE.observe(len(events))
         for event in events:
-            EVENTS_CONSUMED.labels(event_type=_type_label(event["type"]), subscriber=self.principal.kind).inc()
+            consumed(event["type"], self.principal.kind).inc()
 
     async def send_message(self, body: dict) -> None:
         async with self.send_lock:
@@ -566,11 +591,3 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                 if timer is not None:
                     timer.cancel()
             await self.close(code=code, reason=detail.encode()[:120].decode(errors="ignore"))
-
-    async def lease_loop(self) -> None:
-        while self.lease is not None:
-            await asyncio.sleep(connections.LEASE_SECONDS / 3)
-            try:
-                await connections.renew(self.lease)
-            except (RedisError, OSError) as err:
-                log.warning("event stream: cannot renew connection %s (%s)", self.lease, err)

@@ -2,11 +2,13 @@
 process's own streams.
 
 broadcast.py PUBLISHes each committed event once. Here one listener per event loop (a web process
-has one) holds the only subscription to that channel, parses each event once and offers it to
-every open stream of the process (`Member.offer`, which only queues it: a slow socket never holds
-up the others). This is how channels-redis' RedisPubSubChannelLayer delivers a group message, less
-what the stream does not need: a Redis subscription and a dispatch through the consumer's message
-loop per socket, and a decode per socket.
+has one) holds the only subscription to that channel, parses each event once, builds the frame
+that carries it alone once, and offers it to every open stream of the process (`Member.offer`,
+which sends it at once when the socket takes it without waiting, and otherwise leaves the rest to
+a task of that stream: a slow socket never holds up the others). This is how channels-redis'
+RedisPubSubChannelLayer delivers a group message, less what the stream does not need: a Redis
+subscription and a dispatch through the consumer's message loop per socket, a task switch per
+socket, and a decode and an encode per socket.
 
 A stream joins before it reads where the Event table ends (consumers.py), and `join` returns only
 once Redis has confirmed the subscription, so nothing published after the read can pass it by.
@@ -35,10 +37,12 @@ RETRY_MAX = 5.0
 
 
 class LiveEvent(dict):
-    """An event as published, with its JSON text: a batch sent to many sockets is encoded once."""
+    """An event as published, with its JSON text and the frame that sends it alone: a batch sent
+    to many sockets is encoded once."""
 
-    __slots__ = ("text",)
+    __slots__ = ("frame", "text")
     text: str
+    frame: str
 
 
 class Member(Protocol):
@@ -107,6 +111,7 @@ class Hub:
             log.warning("event stream: a message on the events channel is not JSON: %r", text[:200])
             return
         event.text = text
+        event.frame = '{"type":"batch","events":[' + text + "]}"
         for member in tuple(self.members):
             try:
                 member.offer(event)

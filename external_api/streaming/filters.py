@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -108,7 +109,10 @@ class Filters:
         return any(asdict(self).values())
 
     # --- matching -----------------------------------------------------------------------------
+    @cached_property
     def _type_patterns(self) -> tuple[set[str], tuple[str, ...]]:
+        """The event types as exact names and prefixes; computed once (matches runs per event
+        per stream)."""
         exact: set[str] = set()
         prefixes: list[str] = []
         for name in self.event_types:
@@ -122,7 +126,7 @@ class Filters:
     def matches(self, event: Mapping[str, Any], priority: str | None = None) -> bool:
         """Whether a live event passes; `priority` is its task's (looked up by the caller)."""
         if self.event_types:
-            exact, prefixes = self._type_patterns()
+            exact, prefixes = self._type_patterns
             if event["type"] not in exact and not event["type"].startswith(prefixes):
                 return False
         if self.pools and event.get("pool") not in self.pools:
@@ -137,7 +141,7 @@ class Filters:
         """The same test as a query on Event, for replay."""
         q = Q()
         if self.event_types:
-            exact, prefixes = self._type_patterns()
+            exact, prefixes = self._type_patterns
             types = Q(type__in=sorted(exact))
             for prefix in prefixes:
                 types |= Q(type__startswith=prefix)

@@ -104,7 +104,15 @@ def serve(host, port, role, server, workers, threads, access_log) -> None:
         "hive_project.asgi:application",
         host=host,
         port=port,
-        ws="websockets",
+        # websockets' sans-I/O protocol: about a third less CPU per frame written than the legacy
+        # one (no per-send drain and state coroutines); it still waits while the socket's
+        # buffer is full, so a slow client's events queue (and are dropped past
+        # consumers.INBOX_LIMIT) in the stream, not in memory without bound.
+        ws="websockets-sansio",
+        # No permessage-deflate: browsers offer it, and it would compress every frame for every
+        # socket, keeping a compressor (tens of KB) per connection; a client that wants
+        # compression asks the stream for it (`compress=`: whole batches, binary frames).
+        ws_per_message_deflate=False,
         lifespan="off",
         log_config=None,
         log_level=level,
