@@ -16,13 +16,8 @@ from coordination.models import Event, RoutingDecision, Task
 from coordination.rows import rows_insert_together
 from coordination.services import task_submit
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("one statement for several INSERTs is PostgreSQL's (WITH … INSERT); SQLite takes the general path")
+# PostgreSQL's alone (WITH … INSERT); SQLite takes the general path, which its own tests cover.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
 
 
 @pytest.fixture

@@ -16,13 +16,8 @@ from external_api.models import WebhookDelivery
 from external_api.services import webhook_source_create
 from tests.webhooks.conftest import GITHUB_SECRET, comment_event, post_github
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("one statement for several INSERTs is PostgreSQL's; SQLite takes the general path")
+# PostgreSQL's alone (WITH … INSERT); SQLite takes the general path, which its own tests cover.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
 
 
 @pytest.fixture
