@@ -27,10 +27,10 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Field, Model
-from django.db.models.signals import post_save, pre_save
 
 from agents.models import Agent, AgentPool
 from coordination.models import Event, SessionStep, Source, Task, TaskAttempt, Team
+from coordination.rows import mark_saved, saved_values, saves_silently
 
 _sql: dict[bool, str] = {}
 _with_rows: dict[bool, tuple[str, list[Field], list[Field]]] = {}
@@ -127,9 +127,7 @@ def _claimed(row: tuple) -> Task:
 def writes_rows_with_claim() -> bool:
     """Whether `claim_running` can write the attempt and its event in the claim's statement: on
     PostgreSQL, and only while no save signal listens to either model (a WITH sends none)."""
-    return connection.vendor == "postgresql" and not any(
-        signal.has_listeners(model) for signal in (pre_save, post_save) for model in (TaskAttempt, Event)
-    )
+    return connection.vendor == "postgresql" and saves_silently(TaskAttempt, Event)
 
 
 def _insert_from_claimed(model: type[Model], computed: dict[str, str]) -> tuple[str, list[Field]]:
@@ -174,11 +172,6 @@ def _with_rows_sql(budget_free: bool) -> tuple[str, list[Field], list[Field]]:
     return _with_rows[budget_free]
 
 
-def _params(fields: list[Field], obj: Model) -> list[Any]:
-    """The values `obj.save()` would store in these fields (auto_now_add and all)."""
-    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-
-
 def claim_running(
     *, task_id: str, agent: Agent, now: datetime, budget_free: bool, host: str, pid: int
 ) -> tuple[Task, TaskAttempt, Event] | None:
@@ -193,7 +186,12 @@ def claim_running(
     attempt = TaskAttempt(agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now)
     event = Event(type=RUNNING_EVENT, agent=agent, created_at=now)
     sql, attempt_fields, event_fields = _with_rows_sql(budget_free)
-    params = [*claim, Task.Status.QUEUED, *_params(attempt_fields, attempt), *_params(event_fields, event)]
+    params = [
+        *claim,
+        Task.Status.QUEUED,
+        *saved_values(attempt_fields, attempt, connection),
+        *saved_values(event_fields, event, connection),
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -205,6 +203,5 @@ def claim_running(
     attempt.task, attempt.number = task, task.attempts
     event.task, event.pool, event.team_id, event.payload = task, task.pool, task.team_id, {"attempt": task.attempts}
     for saved in (attempt, event):
-        saved._state.adding = False
-        saved._state.db = connection.alias
+        mark_saved(saved, connection.alias)
     return task, attempt, event

@@ -27,11 +27,11 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Field
-from django.db.models.signals import post_save, pre_save
 
 from agents.models import PerformanceProfile
 from coordination.metrics import PREDICTION_ERROR
 from coordination.models import Event, RoutingDecision, Task, TaskAttempt
+from coordination.rows import mark_saved, saved_values, saves_silently
 
 _sql: dict[tuple[tuple[str, ...], bool], tuple[str, list[Field]]] = {}
 TASK_COLUMNS = ("status", "finished_at", "result", "error", "updated_at")
@@ -60,9 +60,7 @@ class ProfileFold:
 def folds_finish() -> bool:
     """Whether `close_succeeded` can be used: PostgreSQL, and no save signal listening to the event
     or the profile model (the step-by-step path saves both through the ORM; a WITH sends none)."""
-    return connection.vendor == "postgresql" and not any(
-        signal.has_listeners(model) for signal in (pre_save, post_save) for model in (Event, PerformanceProfile)
-    )
+    return connection.vendor == "postgresql" and saves_silently(Event, PerformanceProfile)
 
 
 def _statement(attempt_columns: tuple[str, ...], with_profile: bool) -> tuple[str, list[Field]]:
@@ -187,7 +185,7 @@ def close_succeeded(
     task_values = (Task.Status.SUCCEEDED, now, result, "", now)
     params += [_prep(Task, name, value) for name, value in zip(TASK_COLUMNS, task_values, strict=True)]
     params += [task.id, Task.Status.RUNNING, attempt.number]
-    params += [field.get_db_prep_save(field.pre_save(event, True), connection) for field in event_fields]
+    params += saved_values(event_fields, event, connection)
     decision_values = (duration, True, task.attempts, now)
     params += [
         _prep(RoutingDecision, name, value) for name, value in zip(DECISION_COLUMNS, decision_values, strict=True)
@@ -199,8 +197,7 @@ def close_succeeded(
         closed, done, event_id, decided, predicted = cursor.fetchone()[:5]
     if event_id is not None:
         event.id = event_id
-        event._state.adding = False
-        event._state.db = connection.alias
+        mark_saved(event, connection.alias)
     if decided and predicted is not None:
         PREDICTION_ERROR.observe(abs(duration - predicted))
     return Closing(closed=bool(closed), done=bool(done))

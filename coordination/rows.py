@@ -22,12 +22,30 @@ from django.db.models.signals import post_save, pre_save
 _statements: dict[tuple[type[Model], str], tuple[str, list[Field], list[Field]]] = {}
 
 
+def saves_silently(*models: type[Model]) -> bool:
+    """Whether no pre_save or post_save receiver listens to any of `models`: only then may their
+    rows be written by SQL of our own (which sends no signal) instead of `save()`."""
+    return not any(signal.has_listeners(model) for signal in (pre_save, post_save) for model in models)
+
+
+def mark_saved(obj: Model, using: str) -> None:
+    """What `save()` records on a row it has just inserted."""
+    obj._state.adding = False
+    obj._state.db = using
+
+
+def saved_values(fields: list[Field], obj: Model, connection: Any) -> list[Any]:
+    """The values `obj.save()` would store in these fields (each field's pre_save: auto_now_add and
+    all), prepared for `connection`."""
+    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+
+
 def row_insert(obj: Model) -> None:
     """INSERT `obj` as `obj.save(force_insert=True)` would (IntegrityError and all), setting its
     returned primary key and marking it saved."""
     model = type(obj)
     meta = obj._meta
-    if pre_save.has_listeners(model) or post_save.has_listeners(model) or meta.order_with_respect_to:
+    if not saves_silently(model) or meta.order_with_respect_to:
         obj.save(force_insert=True)
         return
     using = router.db_for_write(model, instance=obj)
@@ -54,13 +72,12 @@ def row_insert(obj: Model) -> None:
     if row is not None:
         for field, value in zip(returning, row, strict=True):
             setattr(obj, field.attname, value)
-    obj._state.adding = False
-    obj._state.db = using
+    mark_saved(obj, using)
 
 
 def _compile(model: type[Model], connection: Any, *, pk_set: bool) -> tuple[str, list[Field], list[Field]]:
     meta = model._meta
-    fields = [f for f in meta.local_concrete_fields if not f.generated and (pk_set or f is not meta.auto_field)]
+    fields = _inserted_fields(model, pk_set=pk_set)
     returning = list(meta.db_returning_fields)
     quote = connection.ops.quote_name
     sql = (
@@ -70,6 +87,12 @@ def _compile(model: type[Model], connection: Any, *, pk_set: bool) -> tuple[str,
     if returning:
         sql += " " + connection.ops.return_insert_columns(returning)[0]
     return sql, fields, returning
+
+
+def _inserted_fields(model: type[Model], *, pk_set: bool) -> list[Field]:
+    """The columns Django's INSERT writes: every stored one, the automatic key only when it is set."""
+    meta = model._meta
+    return [f for f in meta.local_concrete_fields if not f.generated and (pk_set or f is not meta.auto_field)]
 
 
 def rows_insert_together(rows: list[Model], *, guard: str = "", guard_params: tuple[Any, ...] = ()) -> bool | None:
@@ -95,7 +118,7 @@ def rows_insert_together(rows: list[Model], *, guard: str = "", guard_params: tu
         return None
     for model, row in zip(models, rows, strict=True):
         meta = row._meta
-        if pre_save.has_listeners(model) or post_save.has_listeners(model) or meta.order_with_respect_to:
+        if not saves_silently(model) or meta.order_with_respect_to:
             return None
         if router.db_for_write(model, instance=row) != using:
             return None
@@ -107,7 +130,7 @@ def rows_insert_together(rows: list[Model], *, guard: str = "", guard_params: tu
         if row.pk is None and meta.pk is not meta.auto_field:
             row.pk = meta.pk.get_pk_value_on_save(row)
         pk_set = row.pk is not None
-        fields = [f for f in meta.local_concrete_fields if not f.generated and (pk_set or f is not meta.auto_field)]
+        fields = _inserted_fields(type(row), pk_set=pk_set)
         values = [field.pre_save(row, True) for field in fields]
         if any(hasattr(value, "resolve_expression") for value in values):
             return None
@@ -141,8 +164,7 @@ def rows_insert_together(rows: list[Model], *, guard: str = "", guard_params: tu
     for row, fields in returned:
         for field in fields:
             setattr(row, field.attname, next(values_back))
-        row._state.adding = False
-        row._state.db = using
+        mark_saved(row, using)
     return True
 
 

@@ -197,13 +197,10 @@ def task_submit_in_one_statement(
         # The token changed since the snapshot (or a key is taken): read the snapshot again, which
         # also keeps it fresh in a process that otherwise submits only inside transactions.
         fresh = routing_snapshot()
-        if fresh.token == snapshot.token:
-            return None
-        stored = _insert_routed(
-            spec, snapshot=fresh, team=team, pool=pool, along=along, guard=guard, guard_params=guard_params
-        )
-        if stored is None:
-            return None
+        if fresh.token != snapshot.token:
+            stored = _insert_routed(
+                spec, snapshot=fresh, team=team, pool=pool, along=along, guard=guard, guard_params=guard_params
+            )
     if stored is None:
         return None
     task, choice, event = stored
