@@ -5,8 +5,8 @@ subcommand (`amqp` and `shell` bring click-repl, prompt_toolkit and pygments) an
 plugin (Flower, with Tornado and prometheus_client): about 300 modules and 14 MB that a worker
 never uses, held by the main process and copied into every prefork child. This runs Celery's own
 `worker` command (the same options, the same `CELERY_WORKER_*` variables) under the hive's app,
-which is all the umbrella does for `worker`. `celery -A hive_project worker` still works (the
-Kubernetes manifests use it); `hive_project.launch.worker_argv` starts this.
+which is all the umbrella does for `worker`. `celery -A hive_project worker` still works;
+`hive_project.launch.worker_argv`, the Kubernetes manifests and the Compose files start this.
 """
 
 from __future__ import annotations
