@@ -247,6 +247,7 @@ def alerts_evaluate(
         host_pools.setdefault(report.host or report.agent, set()).add(report.pool)
     active = {alert.subject: alert for alert in Alert.objects.active()}
     changes: list[AlertChange] = []
+    standing: list[Alert] = []  # still over, same episode, no escalation: updated together below
     for condition in conditions:
         advice = ""
         if monitoring.optimization_enabled:
@@ -259,9 +260,21 @@ def alerts_evaluate(
                 limit_percent=limit,
             )
         pool = by_name.get(condition.pool) if condition.pool else None
-        change = _raise_or_update(active.pop(condition.subject, None), condition, advice, pool=pool, now=now)
+        alert = active.pop(condition.subject, None)
+        fields = _condition_fields(condition, advice, now=now)
+        if alert is None:
+            change = _raise(condition, fields, pool=pool, now=now)
+        elif RANK[condition.level] > RANK.get(alert.level, 0):
+            change = _escalate(alert, fields)
+        else:
+            for name, value in fields.items():
+                setattr(alert, name, value)
+            alert.peak = max(alert.peak, condition.value)
+            standing.append(alert)
+            continue
         if change is not None:
             changes.append(change)
+    _standing_update(standing)
     for alert in active.values():
         change = alert_resolve(alert=alert, resolution=_cleared(alert, reports, queued), now=now)
         if change is not None:
@@ -289,10 +302,9 @@ def alert_resolve(*, alert: Alert, resolution: str, now: datetime) -> AlertChang
     return AlertChange(alert=alert, change="resolved", event_id=event.id)
 
 
-def _raise_or_update(
-    alert: Alert | None, condition: Condition, advice: str, *, pool: AgentPool | None, now: datetime
-) -> AlertChange | None:
-    fields = {
+def _condition_fields(condition: Condition, advice: str, *, now: datetime) -> dict:
+    """What a round writes on the alert row of `condition`'s subject."""
+    return {
         "level": condition.level,
         "value": condition.value,
         "threshold": condition.threshold,
@@ -302,32 +314,47 @@ def _raise_or_update(
         "agents": list(condition.agents),
         "updated_at": now,
     }
-    if alert is None:
-        try:
-            with transaction.atomic():
-                alert = Alert.objects.create(
-                    subject=condition.subject,
-                    resource=condition.resource,
-                    host=condition.host,
-                    pool=pool,
-                    peak=condition.value,
-                    raised_at=now,
-                    **fields,
-                )
-                event = _announce("alert.raised", alert)
-        except IntegrityError:  # another evaluator raised this episode first
-            log.info("alert %s was raised by another process", condition.subject)
-            return None
-        return AlertChange(alert=alert, change="raised", event_id=event.id)
-    escalated_from = alert.level if RANK[condition.level] > RANK.get(alert.level, 0) else None
-    fields["peak"] = max(alert.peak, condition.value)
+
+
+STANDING_FIELDS = ("level", "value", "threshold", "source", "message", "recommendation", "agents", "updated_at", "peak")
+
+
+def _standing_update(alerts: Sequence[Alert]) -> None:
+    """Write the alerts whose episode goes on, unannounced, in one UPDATE (one commit, not one per
+    alert: at a fleet's size each commit is a WAL flush). Only rows still active are written: one
+    resolved meanwhile stays resolved, and the next round raises a new episode."""
+    if alerts:
+        Alert.objects.filter(resolved_at__isnull=True).bulk_update(alerts, STANDING_FIELDS)
+
+
+def _raise(condition: Condition, fields: dict, *, pool: AgentPool | None, now: datetime) -> AlertChange | None:
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                subject=condition.subject,
+                resource=condition.resource,
+                host=condition.host,
+                pool=pool,
+                peak=condition.value,
+                raised_at=now,
+                **fields,
+            )
+            event = _announce("alert.raised", alert)
+    except IntegrityError:  # another evaluator raised this episode first
+        log.info("alert %s was raised by another process", condition.subject)
+        return None
+    return AlertChange(alert=alert, change="raised", event_id=event.id)
+
+
+def _escalate(alert: Alert, fields: dict) -> AlertChange | None:
+    """Raise `alert` again at its higher level, on the same row, with its event in the same transaction."""
+    escalated_from = alert.level
+    fields = fields | {"peak": max(alert.peak, fields["value"])}
     with transaction.atomic():
         if not Alert.objects.filter(id=alert.id, resolved_at__isnull=True).update(**fields):
             return None  # resolved meanwhile: the next round raises a new episode
         for name, value in fields.items():
             setattr(alert, name, value)
-        if escalated_from is None:
-            return None
         event = _announce("alert.raised", alert, escalated_from=escalated_from)
     return AlertChange(alert=alert, change="escalated", event_id=event.id)
 

@@ -8,7 +8,8 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import Agent, AgentPool
@@ -16,6 +17,7 @@ from agents.resources import ResourceSample
 from coordination.alerts import (
     Condition,
     Report,
+    _standing_update,
     alerts_evaluate,
     queue_conditions,
     recommend,
@@ -565,3 +567,36 @@ def test_alert_notify_task_gives_up_and_logs_why(settings, monitored, caplog, st
     )
     assert receiver.refused == 1 and receiver.bodies == []
     assert f"alert event {change.event_id} was not delivered to the alerts webhook" in caplog.text
+
+
+def test_alerts_evaluate_writes_every_standing_alert_in_one_update(monitored):
+    heartbeat(monitored["backend"], "backend@host-1", MEMORY_WARNING, memory_percent=80.0)
+    heartbeat(monitored["frontend"], "frontend@host-2", MEMORY_WARNING, host="host-2", memory_percent=80.0)
+    queue(monitored["ios"], 5)
+    alerts_evaluate()
+    heartbeat(monitored["backend"], "backend@host-1", {**MEMORY_WARNING, "value": 85.0}, memory_percent=85.0)
+    heartbeat(
+        monitored["frontend"], "frontend@host-2", {**MEMORY_WARNING, "value": 78.0}, host="host-2", memory_percent=78.0
+    )
+    queue(monitored["ios"], 2)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert alerts_evaluate() == []  # the same three episodes go on: nothing announced
+
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "coordination_alert"')]
+    assert len(updates) == 1
+    values = {a.subject: (a.value, a.peak) for a in Alert.objects.active()}
+    assert values == {"memory@host-1": (85.0, 85.0), "memory@host-2": (78.0, 80.0), "queue:ios": (7.0, 7.0)}
+
+
+def test_a_standing_alert_resolved_meanwhile_stays_resolved(monitored):
+    heartbeat(monitored["backend"], "backend@host-1", MEMORY_WARNING, memory_percent=80.0)
+    alerts_evaluate()
+    read = Alert.objects.get()  # what a round read before another process resolved it
+    Alert.objects.update(resolved_at=timezone.now(), resolution="by another round")
+    read.value = 99.0
+
+    _standing_update([read])
+
+    alert = Alert.objects.get()
+    assert (alert.status, alert.value, alert.resolution) == ("resolved", 80.0, "by another round")
