@@ -27,7 +27,7 @@ def redis_cache() -> RedisCache | None:
 
 def client_of(backend: RedisCache, *, write: bool) -> Any:
     """A redis.Redis on the pool Django's own get_client(write=...) would use."""
-    cache_client = backend._cache
+    cache_client: Any = backend._cache  # Django's RedisCacheClient (its private pool, client class, serializer)
     pool = cache_client._get_connection_pool(write)
     found = _clients.get(id(pool))
     if found is not None and found[0] is pool:
@@ -44,5 +44,6 @@ def get_many(backend: RedisCache, keys: list[str]) -> dict[str, Any]:
     """backend.get_many(keys) with the shared client: one MGET, values decoded as Django stores them."""
     made = [backend.make_and_validate_key(key) for key in keys]
     values = client_of(backend, write=False).mget(made)
-    loads = backend._cache._serializer.loads
+    cache_client: Any = backend._cache
+    loads = cache_client._serializer.loads
     return {key: loads(value) for key, value in zip(keys, values, strict=True) if value is not None}
