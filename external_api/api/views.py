@@ -44,6 +44,7 @@ from external_api.api import queries, strict
 from external_api.api import serializers as s
 from external_api.api.task_list import TASK_FILTERS, RowsJSONRenderer, TaskRows
 from external_api.errors import ERROR_SCHEMA, BadRequest
+from external_api.models import ApiKey
 from hive_project.health import readiness
 
 ERROR = ERROR_SCHEMA
@@ -83,6 +84,17 @@ class TaskCursor(CursorPagination):
             raise BadRequest(self.invalid_cursor_message, code="invalid_cursor")
         # DRF keeps the position as the text of the ordering field; the stubs say int
         return Cursor(offset=int(offset[0]), reverse=reverse[0] == "1", position=position[0])  # type: ignore[arg-type]
+
+
+def team_of(request: Request, team_id: int | None) -> Team | None:
+    """The caller's team: an API key's as read with the key (external_api.keycache: at most
+    RECHECK_SECONDS old, as the key itself), else read now."""
+    if not team_id:
+        return None
+    key = request.auth
+    if isinstance(key, ApiKey) and key.team_id == team_id and ApiKey.team.is_cached(key):
+        return key.team
+    return Team.objects.get(id=team_id)
 
 
 def cursor_position(text: str) -> datetime | None:
@@ -147,7 +159,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         caller = caller_of(request)
         if data.validated_data.get("command") and not caller.allows(COMMANDS):
             raise ScopeRequired(COMMANDS_REQUIRED)
-        team = Team.objects.get(id=caller.team_id) if caller.team_id else None
+        team = team_of(request, caller.team_id)
         if team is None and not caller.staff:
             raise HiveError("this account belongs to no team, so it cannot submit tasks", code="no_team")
         key = request.headers.get("Idempotency-Key") or None
