@@ -108,3 +108,24 @@ def test_a_compiled_shape_runs_one_query(personas):
     with CaptureQueriesContext(connection) as queries:
         assert len(owner.get(f"{URL}?status=succeeded").json()["results"]) == 2
     assert len([q for q in queries.captured_queries if Task._meta.db_table in q["sql"]]) == 1
+
+
+def test_a_valid_query_string_is_validated_once_and_each_caller_gets_its_own_copy(personas):
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from external_api.api import queries, strict
+
+    def asked(path: str) -> Request:
+        return Request(APIRequestFactory().get(path))
+
+    strict._validated_queries.clear()
+    first = strict.query(asked("/?status=queued&created_after=2026-01-02T03:04:05"), queries.TaskQuery)
+    first["status"] = "changed by the caller"
+    again = strict.query(asked("/?status=queued&created_after=2026-01-02T03:04:05"), queries.TaskQuery)
+    assert again == {"status": "queued", "created_after": again["created_after"]}
+    assert again["created_after"].isoformat() == "2026-01-02T03:04:05+00:00" and len(strict._validated_queries) == 1
+    for _ in range(2):  # refused every time, never remembered
+        response = personas["owner"].client.get(f"{URL}?status=bogus")
+        assert response.status_code == 400 and "status" in response.json()["fields"]
+    assert len(strict._validated_queries) == 1
