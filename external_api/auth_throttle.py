@@ -28,6 +28,7 @@ from django.core.cache import cache
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from external_api import rediscache
 from external_api.access import client_ip
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ def lockout_remaining(*, address: str | None = None, username: str | None = None
     if not keys:
         return None
     try:
-        until = [value for value in cache.get_many(keys).values() if value is not None]
+        backend = rediscache.redis_cache()
+        found = rediscache.get_many(backend, keys) if backend is not None else cache.get_many(keys)
+        until = [value for value in found.values() if value is not None]
     except Exception as exc:
         log.warning("authentication throttle unavailable (%s); not limiting", exc)
         return None

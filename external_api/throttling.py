@@ -15,6 +15,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
+from external_api import rediscache
 from external_api.access import caller_of
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _count(cache_key: str) -> int:
             cache.add(cache_key, 1, timeout=WINDOW + 5)
             return 1
     key = backend.make_and_validate_key(cache_key)
-    pipe = backend._cache.get_client(key, write=True).pipeline(transaction=False)
+    pipe = rediscache.client_of(backend, write=True).pipeline(transaction=False)
     pipe.set(key, 0, ex=WINDOW + 5, nx=True)
     pipe.incr(key)
     return int(pipe.execute()[1])

@@ -45,6 +45,8 @@ class TimeField(serializers.CharField):
 
 
 class TaskQuery(StrictSerializer):
+    same_answer_for_same_query = True
+
     status = serializers.ChoiceField(choices=Task.Status.choices, required=False)
     pool = serializers.CharField(required=False, max_length=40)
     agent = serializers.CharField(required=False, max_length=200)
@@ -58,6 +60,8 @@ class TaskQuery(StrictSerializer):
 
 
 class TaskEventsQuery(StrictSerializer):
+    same_answer_for_same_query = True
+
     after = serializers.IntegerField(
         required=False, min_value=0, max_value=LARGEST_ID, help_text="only events with a larger id"
     )

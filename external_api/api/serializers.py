@@ -234,8 +234,8 @@ ISO_DATETIME = "iso-datetime"  # in a plan: DRF's ISO 8601 DateTimeField output,
 
 
 def _task_row_plan() -> list[tuple[str, str, Any]]:
-    """(output name, `.values()` lookup, the field's to_representation or ISO_DATETIME); the lookup
-    is "" for eta."""
+    """(output name, `.values()` lookup, the field's to_representation, ISO_DATETIME, or None for a
+    value output as read: AS_READ); the lookup is "" for eta."""
     global _row_plan
     if _row_plan is None:
         _row_plan = [
@@ -246,10 +246,17 @@ def _task_row_plan() -> list[tuple[str, str, Any]]:
     return _row_plan
 
 
+# Fields whose to_representation gives back what the database gave (a str, an int, a JSON value
+# or its text): the list copies those values as they are.
+AS_READ = (serializers.CharField, serializers.ChoiceField, serializers.IntegerField, serializers.JSONField)
+
+
 def _representer(field: serializers.Field) -> Any:
     iso = getattr(field, "format", api_settings.DATETIME_FORMAT)
     if isinstance(field, serializers.DateTimeField) and not hasattr(field, "timezone") and iso == ISO_8601:
         return ISO_DATETIME
+    if type(field) in AS_READ and not getattr(field, "binary", False):
+        return None
     return field.to_representation
 
 
@@ -285,7 +292,7 @@ def task_rows_data(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 data[name] = etas.get(str(row["id"]))
                 continue
             value = row[lookup]  # None through a missing relation (a LEFT JOIN), as FlatRepresentation
-            data[name] = None if value is None else represent(value)
+            data[name] = value if represent is None or value is None else represent(value)
         if row["status"] != Task.Status.QUEUED:  # as TaskSerializer.to_representation
             data["hold_reason"] = ""
         out.append(data)

@@ -8,6 +8,7 @@ every route alike rather than silently turned into something else.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +86,10 @@ class StrictSerializer(serializers.Serializer):
     """Refuses keys that are not writable fields, each named: "status: this field is read-only",
     "colour: unknown field; the fields are …". Base of every request body and query serializer."""
 
+    # A query serializer whose validated answer depends on the query string alone (no clock, no
+    # settings, no database) may say so: `query` then validates each distinct string once.
+    same_answer_for_same_query = False
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             refused = unknown_fields(self, data)
@@ -127,6 +132,27 @@ def query(request: Request, serializer_class: type[StrictSerializer]) -> dict[st
     everything), appear once, and hold a valid value. An empty value means "not given".
     """
     given = {key: values for key, values in request.query_params.lists() if key not in FRAMEWORK_PARAMETERS}
+    if not serializer_class.same_answer_for_same_query:
+        return _validated(serializer_class, given)
+    memo = (serializer_class, tuple((key, tuple(values)) for key, values in given.items()))
+    found = _validated_queries.get(memo)
+    if found is None:
+        found = _validated(serializer_class, given)  # a 400 raises: only valid queries are kept
+        with _memo_lock:
+            if len(_validated_queries) >= MAX_VALIDATED_QUERIES:
+                _validated_queries.clear()
+            _validated_queries[memo] = found
+    return dict(found)  # the caller's own copy
+
+
+# Valid query strings of the serializers whose answer depends on the string alone
+# (`same_answer_for_same_query`): a client polling one URL is validated once per process.
+MAX_VALIDATED_QUERIES = 1024
+_validated_queries: dict[tuple, dict[str, Any]] = {}
+_memo_lock = threading.Lock()
+
+
+def _validated(serializer_class: type[StrictSerializer], given: dict[str, list[str]]) -> dict[str, Any]:
     # one serializer for both checks: building its fields (a deep copy of each) is most of the cost
     serializer = serializer_class(data={key: values[0] for key, values in given.items() if values[0] != ""})
     refused = unknown_fields(serializer, given)

@@ -19,8 +19,10 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from agents.models import Agent, AgentPool
@@ -40,22 +42,13 @@ from coordination.selectors import (
 from external_api.access import ADMIN, COMMANDS, COMMANDS_REQUIRED, ScopeRequired, caller_of
 from external_api.api import queries, strict
 from external_api.api import serializers as s
+from external_api.api.task_list import TASK_FILTERS, RowsJSONRenderer, TaskRows
 from external_api.errors import ERROR_SCHEMA, BadRequest
+from external_api.models import ApiKey
 from hive_project.health import readiness
 
 ERROR = ERROR_SCHEMA
 ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 413, 422, 429)}
-# Query parameter -> the lookup it filters by (the values are validated by queries.TaskQuery).
-TASK_FILTERS = {
-    "status": "status",
-    "pool": "pool__name",
-    "agent": "agent__name",
-    "priority": "priority",
-    "type": "task_type",
-    "created_after": "created_at__gte",
-    "created_before": "created_at__lt",
-    "search": "prompt__icontains",
-}
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
@@ -93,6 +86,17 @@ class TaskCursor(CursorPagination):
         return Cursor(offset=int(offset[0]), reverse=reverse[0] == "1", position=position[0])  # type: ignore[arg-type]
 
 
+def team_of(request: Request, team_id: int | None) -> Team | None:
+    """The caller's team: an API key's as read with the key (external_api.keycache: at most
+    RECHECK_SECONDS old, as the key itself), else read now."""
+    if not team_id:
+        return None
+    key = request.auth
+    if isinstance(key, ApiKey) and key.team_id == team_id and ApiKey.team.is_cached(key):
+        return key.team
+    return Team.objects.get(id=team_id)
+
+
 def cursor_position(text: str) -> datetime | None:
     """The position a cursor holds (a task's created_at), if it is one the database can compare."""
     if "\x00" in text or len(text) > 64:
@@ -111,6 +115,10 @@ def cursor_position(text: str) -> datetime | None:
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.TaskSerializer
     pagination_class = TaskCursor
+    renderer_classes = [  # DRF's JSONRenderer, and the others configured
+        RowsJSONRenderer if r is JSONRenderer else r  # type: ignore[misc]  # classes, though the stubs say str
+        for r in api_settings.DEFAULT_RENDERER_CLASSES
+    ]
     lookup_field = "id"
     lookup_value_regex = UUID_PATTERN
 
@@ -127,10 +135,15 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def list(self, request, *args, **kwargs):
         """TaskSerializer's output for a page read as plain rows (s.task_rows_data): no model
-        instances, no per-request serializer fields; the same body as ListModelMixin.list."""
+        instances, no per-request serializer fields, the query compiled once per shape and the JSON
+        columns passed through as the database's text (task_list.TaskRows), rendered by orjson
+        (task_list.RowsJSONRenderer); the same body as ListModelMixin.list."""
+        caller = caller_of(request)
+        given = strict.query(request, queries.TaskQuery)
+        rows = TaskRows(team_id=caller.team_id, staff=caller.staff, given=given, columns=s.task_row_columns())
         # TaskCursor always pages (never None)
-        rows = self.paginate_queryset(self.get_queryset().values(*s.task_row_columns())) or []
-        return self.get_paginated_response(s.task_rows_data(rows))
+        page: list = self.paginate_queryset(rows) or []  # type: ignore[arg-type]  # a QuerySet stand-in
+        return self.get_paginated_response(s.task_rows_data(page))
 
     def get_object(self) -> Task:
         return get_object_or_404(self.get_queryset(), id=self.kwargs["id"])
@@ -146,7 +159,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         caller = caller_of(request)
         if data.validated_data.get("command") and not caller.allows(COMMANDS):
             raise ScopeRequired(COMMANDS_REQUIRED)
-        team = Team.objects.get(id=caller.team_id) if caller.team_id else None
+        team = team_of(request, caller.team_id)
         if team is None and not caller.staff:
             raise HiveError("this account belongs to no team, so it cannot submit tasks", code="no_team")
         key = request.headers.get("Idempotency-Key") or None

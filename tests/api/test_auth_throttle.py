@@ -12,6 +12,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from coordination.models import Membership, Team
+from external_api.auth_throttle import _digest
 from tests.api.conftest import api_key
 
 pytestmark = pytest.mark.django_db
@@ -136,3 +137,21 @@ def test_throttling_fails_open_when_redis_is_away(olivia, throttling, settings):
     client = APIClient()
     assert [token(client, "olivia", "guess").status_code for _ in range(4)] == [401] * 4
     assert token(client, "olivia", PASSWORD).status_code == 200
+
+
+def test_the_cache_client_is_shared_and_reads_what_the_cache_wrote(throttling):
+    """external_api.rediscache: one redis client per pool (not one per operation), reading the
+    values Django's cache stored (a lock's time, pickled by the cache) as the cache reads them."""
+    from django.core.cache import cache
+
+    from external_api import rediscache
+    from external_api.auth_throttle import lockout_remaining
+
+    backend = rediscache.redis_cache()
+    assert backend is not None  # the tests' cache is Redis
+    assert rediscache.client_of(backend, write=True) is rediscache.client_of(backend, write=True)
+    cache.set("authfail:lock:addr:x", 1.5, timeout=60)
+    assert rediscache.get_many(backend, ["authfail:lock:addr:x", "absent"]) == {"authfail:lock:addr:x": 1.5}
+    assert lockout_remaining(address="10.9.8.7") is None
+    cache.set(f"authfail:lock:addr:{_digest('10.9.8.7')}", time.time() + 30, timeout=60)
+    assert 29 <= lockout_remaining(address="10.9.8.7") <= 30

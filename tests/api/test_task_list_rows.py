@@ -84,3 +84,16 @@ def test_task_serializers_share_their_fields_but_each_answers_its_own_etas(perso
     assert first.to_representation(task)["eta"] == {"seconds": 1.0}
     assert second.to_representation(task)["eta"] == {"seconds": 2.0}
     assert TaskSerializer(task).data["eta"]["reason"]  # a lone task computes its own (no model: why)
+
+
+def test_a_keys_submission_takes_the_team_read_with_the_key(personas):
+    from coordination.models import Team
+
+    client = personas["writer"].client
+    assert client.get(URL).status_code == 200  # the key (and its team) read and remembered
+    with CaptureQueriesContext(connection) as queries:
+        created = client.post(URL, {"capabilities": ["python"], "prompt": "p"}, format="json")
+    assert created.status_code == 201 and created.json()["team"] == "acme"
+    assert Task.objects.get(id=created.json()["id"]).team == Team.objects.get(name="acme")
+    by_id = f'WHERE "{Team._meta.db_table}"."id" ='  # the view's own read of the caller's team
+    assert not [q for q in queries.captured_queries if by_id in q["sql"]]
