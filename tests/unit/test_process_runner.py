@@ -178,7 +178,9 @@ def test_run_process_grandchild_in_its_own_session_is_killed_after_normal_exit(t
 
 
 # --- the parent-death signal: an agent program never outlives the worker process that started it
-PDEATHSIG_PROBE = "import ctypes, signal; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v)); print(v.value)"
+PDEATHSIG_PROBE = (
+    "import ctypes, signal; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v)); print(v.value)"
+)
 
 
 def test_run_process_program_gets_sigkill_as_its_parent_death_signal(tmp_path):
