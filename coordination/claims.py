@@ -30,7 +30,7 @@ from django.db.models import Field, Model
 
 from agents.models import Agent, AgentPool
 from coordination.models import Event, SessionStep, Source, Task, TaskAttempt, Team
-from coordination.rows import mark_saved, saved_values, saves_silently
+from coordination.rows import current, mark_saved, saved_values, saves_silently
 
 _sql: dict[bool, str] = {}
 _with_rows: dict[bool, tuple[str, list[Field], list[Field]]] = {}
@@ -80,19 +80,20 @@ def field_names(model: type[Model]) -> list[str]:
 
 def converted(model: type[Model], values: list[Any]) -> list[Any]:
     """What the ORM's compiler does to a row it reads: each field's database converters."""
-    key = (model, connection.alias)
+    db = current()
+    key = (model, db.alias)
     converters = _converters.get(key)
     if converters is None:
         table = model._meta.db_table
         converters = []
         for field in _columns(model):
             col = field.get_col(table)
-            converters.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+            converters.append((col, db.ops.get_db_converters(col) + col.get_db_converters(db)))
         _converters[key] = converters
     out = []
     for (col, functions), value in zip(converters, values, strict=True):
         for converter in functions:
-            value = converter(value, col, connection)
+            value = converter(value, col, db)
         out.append(value)
     return out
 
@@ -114,13 +115,12 @@ def claim_row(*, task_id: str, agent_id: int, now: datetime, budget_free: bool) 
 
 
 def _claimed(row: tuple) -> Task:
+    alias = current().alias
     split = len(_columns(Task))
-    task = Task.from_db(connection.alias, field_names(Task), converted(Task, list(row[:split])))
+    task = Task.from_db(alias, field_names(Task), converted(Task, list(row[:split])))
     if task.pool_id is not None:
         pool_end = split + len(_columns(AgentPool))
-        task.pool = AgentPool.from_db(
-            connection.alias, field_names(AgentPool), converted(AgentPool, list(row[split:pool_end]))
-        )
+        task.pool = AgentPool.from_db(alias, field_names(AgentPool), converted(AgentPool, list(row[split:pool_end])))
     return task
 
 
@@ -178,21 +178,22 @@ def claim_running(
     """`claim_row`, and in the same statement the new attempt's row, the `task.running` event and a
     session task's step moved from queued to running (PostgreSQL; see `writes_rows_with_claim`). The claimed task with its pool and agent, the
     attempt and the event as saved rows, or None when no row matched (and nothing was written)."""
+    db = current()
     pk = Task._meta.pk
     assert pk is not None
     stamp = Task._meta.get_field("started_at")
-    when = stamp.get_db_prep_value(now, connection)
-    claim = [Task.Status.RUNNING, agent.id, when, when, pk.get_db_prep_value(pk.to_python(task_id), connection)]
+    when = stamp.get_db_prep_value(now, db)
+    claim = [Task.Status.RUNNING, agent.id, when, when, pk.get_db_prep_value(pk.to_python(task_id), db)]
     attempt = TaskAttempt(agent=agent, host=host, pid=pid, started_at=now, heartbeat_at=now)
     event = Event(type=RUNNING_EVENT, agent=agent, created_at=now)
     sql, attempt_fields, event_fields = _with_rows_sql(budget_free)
     params = [
         *claim,
         Task.Status.QUEUED,
-        *saved_values(attempt_fields, attempt, connection),
-        *saved_values(event_fields, event, connection),
+        *saved_values(attempt_fields, attempt, db),
+        *saved_values(event_fields, event, db),
     ]
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -203,5 +204,5 @@ def claim_running(
     attempt.task, attempt.number = task, task.attempts
     event.task, event.pool, event.team_id, event.payload = task, task.pool, task.team_id, {"attempt": task.attempts}
     for saved in (attempt, event):
-        mark_saved(saved, connection.alias)
+        mark_saved(saved, db.alias)
     return task, attempt, event

@@ -31,7 +31,7 @@ from django.db.models import Field
 from agents.models import PerformanceProfile
 from coordination.metrics import PREDICTION_ERROR
 from coordination.models import Event, RoutingDecision, Task, TaskAttempt
-from coordination.rows import mark_saved, saved_values, saves_silently
+from coordination.rows import current, mark_saved, saved_values, saves_silently
 
 _sql: dict[tuple[tuple[str, ...], bool], tuple[str, list[Field]]] = {}
 TASK_COLUMNS = ("status", "finished_at", "result", "error", "updated_at")
@@ -150,17 +150,17 @@ def _profile_upsert() -> str:
     )
 
 
-def _profile_params(fold: ProfileFold, now: datetime) -> list[Any]:
+def _profile_params(fold: ProfileFold, now: datetime, db: Any) -> list[Any]:
     rounded = round(fold.seconds, 3)  # what profile_record keeps in its window
-    recent = PerformanceProfile._meta.get_field("recent").get_db_prep_save([rounded], connection)
-    updated = PerformanceProfile._meta.get_field("updated_at").get_db_prep_save(now, connection)
+    recent = PerformanceProfile._meta.get_field("recent").get_db_prep_save([rounded], db)
+    updated = PerformanceProfile._meta.get_field("updated_at").get_db_prep_save(now, db)
     head = [fold.pool_id, fold.agent_id, fold.task_type, fold.seconds, rounded, rounded, fold.cost_usd, recent, updated]
     # the learning rate, once for each use of alpha: the success rate, the mean, the cost
     return head + [fold.learning_rate] * 3
 
 
-def _prep(model: Any, name: str, value: Any) -> Any:
-    return model._meta.get_field(name).get_db_prep_save(value, connection)
+def _prep(model: Any, name: str, value: Any, db: Any) -> Any:
+    return model._meta.get_field(name).get_db_prep_save(value, db)
 
 
 def close_succeeded(
@@ -176,28 +176,29 @@ def close_succeeded(
     `result`, write `event` (unsaved; its id is set when written) and close the routing decision,
     in one statement. Each step only if the one before it changed its row. With `profile`, the
     attempt is folded into that performance profile too (only if the attempt was closed)."""
+    db = current()
     columns = tuple(ended)
     sql, event_fields = _statement(columns, profile is not None)
     task = attempt.task
     duration = (now - attempt.started_at).total_seconds()
-    params: list[Any] = [_prep(TaskAttempt, name, value) for name, value in ended.items()]
+    params: list[Any] = [_prep(TaskAttempt, name, value, db) for name, value in ended.items()]
     params += [attempt.id, TaskAttempt.Outcome.RUNNING]
     task_values = (Task.Status.SUCCEEDED, now, result, "", now)
-    params += [_prep(Task, name, value) for name, value in zip(TASK_COLUMNS, task_values, strict=True)]
+    params += [_prep(Task, name, value, db) for name, value in zip(TASK_COLUMNS, task_values, strict=True)]
     params += [task.id, Task.Status.RUNNING, attempt.number]
-    params += saved_values(event_fields, event, connection)
+    params += saved_values(event_fields, event, db)
     decision_values = (duration, True, task.attempts, now)
     params += [
-        _prep(RoutingDecision, name, value) for name, value in zip(DECISION_COLUMNS, decision_values, strict=True)
+        _prep(RoutingDecision, name, value, db) for name, value in zip(DECISION_COLUMNS, decision_values, strict=True)
     ]
     if profile is not None:
-        params += _profile_params(profile, now)
-    with connection.cursor() as cursor:
+        params += _profile_params(profile, now, db)
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         closed, done, event_id, decided, predicted = cursor.fetchone()[:5]
     if event_id is not None:
         event.id = event_id
-        mark_saved(event, connection.alias)
+        mark_saved(event, db.alias)
     if decided and predicted is not None:
         PREDICTION_ERROR.observe(abs(duration - predicted))
     return Closing(closed=bool(closed), done=bool(done))

@@ -15,9 +15,15 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+_made: set[str] = set()  # var directories this process has made sure of: one mkdir each, not one per call
+
+
 def var_dir() -> Path:
-    path = Path(os.environ.get("LEANVIBE_VAR_DIR") or BASE_DIR / "var")
-    path.mkdir(parents=True, exist_ok=True)
+    given = os.environ.get("LEANVIBE_VAR_DIR") or str(BASE_DIR / "var")
+    path = Path(given)
+    if given not in _made or not os.path.isdir(given):
+        path.mkdir(parents=True, exist_ok=True)
+        _made.add(given)
     return path
 
 

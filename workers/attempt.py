@@ -76,7 +76,10 @@ def attempt_run(*, attempt: TaskAttempt, lease: str | None = None) -> Task:
             pool.runner,
             pool=pool.name,
             default_user=settings.HIVE_CONFIG.system.runner_user,
-            hidden=[*private_paths(settings.DATABASES), workspace.root(pool.workspace)],
+            # what the sandbox covers: only looked up (a few stat calls) for a sandboxed pool
+            hidden=[*private_paths(settings.DATABASES), workspace.root(pool.workspace)]
+            if containment.sandboxed(pool.runner)
+            else (),
         )
         (path / "task.json").write_text(json.dumps(task_document(task, attempt.number, path)))
         write_step_inputs(path, task.payload)

@@ -87,6 +87,11 @@ class Containment:
         return self.user is not None or self.sandbox
 
 
+def sandboxed(runner: Mapping[str, object] | None) -> bool:
+    """Does this runner configuration start its program in the bubblewrap sandbox?"""
+    return runner is not None and runner.get("sandbox") == "bubblewrap"
+
+
 def plan(
     runner: Mapping[str, object],
     *,
@@ -125,7 +130,7 @@ def plan(
                 raise ContainmentError(f"pool {pool}: {key} needs setpriv (util-linux) to switch users")
             user = wanted
         uid = wanted.uid
-    sandbox = runner.get("sandbox") == "bubblewrap"
+    sandbox = sandboxed(runner)
     if sandbox and bwrap is None:
         raise ContainmentError(
             f"pool {pool}: runner.sandbox is bubblewrap, but bwrap is not installed (apt-get install bubblewrap)"

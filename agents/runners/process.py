@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -50,6 +51,15 @@ def _adopt_orphans() -> None:
 
 
 _SETPRIV = shutil.which("setpriv")
+HELPER_NAME = "hive-pdeathsig"  # agents/runners/pdeathsig.c, built by `make install` next to the venv's python
+
+
+def _find_helper() -> str | None:
+    beside = os.path.join(os.path.dirname(sys.executable), HELPER_NAME)
+    return beside if os.access(beside, os.X_OK) else shutil.which(HELPER_NAME)
+
+
+_HELPER = _find_helper()
 
 
 def _with_parent_death_signal(
@@ -57,12 +67,16 @@ def _with_parent_death_signal(
 ) -> tuple[list[str], Callable[[], None] | None]:
     """The argv to start, and a preexec function if one is still needed.
 
-    util-linux's `setpriv --pdeathsig KILL` sets the parent-death signal and execs the program,
-    so Popen can use vfork: a `preexec_fn` forces a full fork() of the worker process, the largest
-    single cost of starting a short task. Without setpriv, the preexec function does the same.
-    The same setpriv switches to the containment's user; bwrap, when sandboxed, comes after it.
+    An uncontained program starts through `hive-pdeathsig` (agents/runners/pdeathsig.c), which sets
+    SIGKILL as its parent-death signal and execs it, so Popen can use vfork: a `preexec_fn` forces a
+    full fork() of the worker process, the largest single cost of starting a short task. Without
+    the helper, util-linux's `setpriv --pdeathsig KILL` does the same at about twice its cost (a
+    dynamically linked program that sets up its locale), and without either the preexec function.
+    A contained program always starts through setpriv, which also switches to the containment's
+    user; bwrap, when sandboxed, comes after it.
     """
-    if _SETPRIV is None and (containment is None or not containment.active):
+    contained = containment is not None and containment.active
+    if not contained and _HELPER is None and _SETPRIV is None:
         return argv, _die_with_parent
     program = argv[0]
     if os.sep not in program:
@@ -76,6 +90,8 @@ def _with_parent_death_signal(
                 raise PermissionError(13, f"not runnable by {user.name} (installed where it cannot go)", argv[0])
         else:
             program = found
+    if not contained and _HELPER is not None:
+        return [_HELPER, str(os.getpid()), program, *argv[1:]], None
     command = contain.command([program, *argv[1:]], containment, workspace=cwd or Path.cwd(), setpriv=_SETPRIV)
     return command, None if _SETPRIV is not None else _die_with_parent
 

@@ -33,15 +33,20 @@ def workspace_path(spec: dict, task_id: str, attempt: int) -> Path:
 PASSABLE = 0o711  # others may pass through to a path they know, never list it
 PRIVATE = 0o700
 NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]
+_passable: set[str] = set()  # workspace roots this process has made and opened (0711)
 
 
 def prepare(spec: dict, task_id: str, attempt: int) -> Path:
     path = workspace_path(spec, task_id, attempt)
     if path.exists():  # left by a killed worker: start clean
         release(spec, path, force=True)
-    for directory in (path.parent.parent, path.parent):
-        directory.mkdir(mode=PASSABLE, parents=True, exist_ok=True)
-        _chmod_own(directory, PASSABLE)
+    top = path.parent.parent
+    if str(top) not in _passable or not os.path.isdir(top):  # the root once per process, not per attempt
+        top.mkdir(mode=PASSABLE, parents=True, exist_ok=True)
+        _chmod_own(top, PASSABLE)
+        _passable.add(str(top))
+    path.parent.mkdir(mode=PASSABLE, exist_ok=True)
+    _chmod_own(path.parent, PASSABLE)
     repo = spec.get("repository")
     if not repo:
         path.mkdir(mode=PRIVATE)

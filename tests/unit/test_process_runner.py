@@ -175,3 +175,78 @@ def test_run_process_grandchild_in_its_own_session_is_killed_after_normal_exit(t
     spawned.extend(pids_in(outcome))
     assert len(spawned) == 1
     assert all_gone(spawned, within=1.0)
+
+
+# --- the parent-death signal: an agent program never outlives the worker process that started it
+PDEATHSIG_PROBE = (
+    "import ctypes, signal; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v)); print(v.value)"
+)
+
+
+def test_run_process_program_gets_sigkill_as_its_parent_death_signal(tmp_path):
+    outcome = run([PY, "-c", PDEATHSIG_PROBE], tmp_path)
+
+    assert outcome.exit_code == 0
+    assert outcome.tail == [str(int(signal.SIGKILL))]
+
+
+def test_uncontained_program_starts_through_the_built_helper_not_setpriv():
+    from agents.runners import process
+
+    assert process._HELPER is not None, "make install builds .venv/bin/hive-pdeathsig (agents/runners/pdeathsig.c)"
+
+    command, preexec = process._with_parent_death_signal(["true", "x"], dict(os.environ))
+
+    assert preexec is None  # Popen can use vfork
+    assert command[:2] == [process._HELPER, str(os.getpid())]
+    assert os.path.basename(command[2]) == "true" and os.path.isabs(command[2]) and command[3:] == ["x"]
+
+
+def test_pdeathsig_helper_ends_a_program_whose_parent_is_already_gone():
+    import subprocess
+
+    from agents.runners import process
+
+    assert process._HELPER is not None
+    # the pid given is not this process: as if the worker had died before the signal was set
+    gone = subprocess.run([process._HELPER, "1", "/bin/echo", "ran"], capture_output=True, text=True)
+    ours = subprocess.run([process._HELPER, str(os.getpid()), "/bin/echo", "ran"], capture_output=True, text=True)
+    bad = subprocess.run([process._HELPER, "x", "/bin/echo", "ran"], capture_output=True, text=True)
+
+    assert gone.returncode == -signal.SIGKILL and gone.stdout == ""
+    assert ours.returncode == 0 and ours.stdout == "ran\n"
+    assert bad.returncode == 127 and "PARENT must be a pid" in bad.stderr
+
+
+def test_uncontained_program_dies_with_the_worker_process(tmp_path, spawned):
+    import subprocess
+    import textwrap
+
+    pid_file = tmp_path / "program.pid"
+    worker = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        from agents.runners.process import run_process
+        run_process(["sh", "-c", "echo $$ > {pid_file}; exec sleep 120"], cwd=Path({str(tmp_path)!r}),
+                    env=dict(os.environ), timeout=120, log_path=Path({str(tmp_path / "w.log")!r}),
+                    keep_going=lambda: True)
+    """)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([PY, "-c", worker], cwd=root, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert proc.poll() is None, "the worker stopped before its program started"
+            assert time.monotonic() < deadline, "the program never started"
+            time.sleep(0.05)
+        program = int(pid_file.read_text())
+        spawned.append(program)
+        assert alive(program)
+
+        os.kill(proc.pid, signal.SIGKILL)  # the worker only; its program is in a session of its own
+        proc.wait()
+
+        assert all_gone([program], within=5.0), "the program outlived its worker"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
