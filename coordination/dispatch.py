@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 EXECUTE_TASK = "hive.execute_task"
 HARD_LIMIT_MARGIN = 60.0  # the runner's own timeout fires first; Celery's hard limit is the backstop
+TEMPLATES_MAX = 64  # message templates kept per process (one per task timeout in use)
+_STAND_IN_TASK = "00000000-0000-0000-0000-stand-in-task"
+_STAND_IN_TASK_JSON = json.dumps(_STAND_IN_TASK)
+_STAND_IN_MESSAGE = f"{_STAND_IN_TASK}.message"
 
 
 def dispatch(*, task_id: str, queue: str, priority: int, timeout: float, countdown: float = 0.0) -> bool:
@@ -58,8 +63,12 @@ class RedisPublisher:
     on one long-lived client. tests/unit/test_dispatch.py compares it field by field with what
     `send_task` publishes.
 
+    A message without countdown is Celery's message built once per timeout with stand-in ids, each
+    message putting in its own (`_from_template`): building it anew cost more than the LPUSH.
+
     It declines (returns False, and `send_task` publishes) when the broker is not Redis, inside a
-    Celery task (send_task links the message to the running task: root and parent ids), and for a
+    Celery task (send_task links the message to the running task: root and parent ids), while
+    Celery's task-sent events are on (`task_send_sent_event`: send_task sends them), and for a
     queue's first message in this process (send_task declares the queue, as before).
     """
 
@@ -70,35 +79,29 @@ class RedisPublisher:
         self._lock = threading.Lock()
         self._sep = ":"
         self._connection: Any = None
+        self._templates: dict[float, tuple[dict[str, Any], dict[str, Any], str]] = {}
+        self._templates_pid = 0
 
     def publish(self, *, task_id: str, queue: str, priority: int, timeout: float, countdown: float) -> bool:
         if queue not in self._declared:
             self._declared.add(queue)  # the caller's send_task declares it
             return False
         client = self._redis()
-        if client is None or app.current_worker_task is not None:
-            return False
+        if client is None or app.current_worker_task is not None or app.conf.task_send_sent_event:
+            return False  # send_task links a task's message to the running task, or sends task-sent
         message_id = f"{task_id}.{uuid.uuid4().hex[:8]}"
-        task = app.amqp.create_task_message(
-            message_id,
-            EXECUTE_TASK,
-            [task_id],
-            {},
-            countdown=countdown if countdown > 0 else None,
-            reply_to=app.thread_oid,
-            time_limit=timeout + HARD_LIMIT_MARGIN,
-            create_sent_event=app.conf.task_send_sent_event,
-            ignore_result=None,
-        )
-        content_type, encoding, body = serialization.dumps(task.body, serializer="json")
+        if countdown > 0:
+            headers, properties, body = self._built(message_id, task_id, timeout=timeout, countdown=countdown)
+        else:
+            headers, properties, body = self._from_template(message_id, task_id, timeout=timeout)
         step = max(s for s in settings.BROKER_PRIORITY_STEPS if s <= max(0, min(priority, 9)))
         envelope = {
-            "body": base64.b64encode(body.encode() if isinstance(body, str) else body).decode(),
-            "content-encoding": encoding,
-            "content-type": content_type,
-            "headers": task.headers,
+            "body": base64.b64encode(body.encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
             "properties": {
-                **task.properties,
+                **properties,
                 "delivery_mode": 2,
                 "delivery_info": {"exchange": "", "routing_key": queue},
                 "priority": priority,
@@ -108,6 +111,45 @@ class RedisPublisher:
         }
         client.lpush(f"{queue}{self._sep}{step}" if step else queue, kombu_json.dumps(envelope))
         return True
+
+    def _built(
+        self, message_id: str, task_id: str, *, timeout: float, countdown: float = 0.0
+    ) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """Celery's headers, properties and JSON body of execute_task(task_id), built by Celery."""
+        task = app.amqp.create_task_message(
+            message_id,
+            EXECUTE_TASK,
+            [task_id],
+            {},
+            countdown=countdown if countdown > 0 else None,
+            reply_to=app.thread_oid,
+            time_limit=timeout + HARD_LIMIT_MARGIN,
+            create_sent_event=False,  # publish() declines while task-sent events are on
+            ignore_result=None,
+        )
+        content_type, encoding, body = serialization.dumps(task.body, serializer="json")
+        if (content_type, encoding) != ("application/json", "utf-8"):
+            raise ValueError(f"execute_task's body is {content_type} in {encoding}, not JSON")
+        return task.headers, task.properties, body.decode() if isinstance(body, bytes) else body
+
+    def _from_template(self, message_id: str, task_id: str, *, timeout: float) -> tuple[dict, dict, str]:
+        """What `_built` returns for a message without countdown, at a fraction of its cost: Celery
+        builds the message once per timeout (and process: `origin` names it), with stand-in ids
+        that each message replaces by its own. Only the ids, the argsrepr and the reply-to (the
+        sending thread's) differ between two such messages; tests/unit/test_dispatch.py compares
+        the result with send_task's."""
+        pid = os.getpid()
+        if self._templates_pid != pid or len(self._templates) > TEMPLATES_MAX:
+            self._templates, self._templates_pid = {}, pid
+        template = self._templates.get(timeout)
+        if template is None:
+            template = self._templates[timeout] = self._built(_STAND_IN_MESSAGE, _STAND_IN_TASK, timeout=timeout)
+        headers, properties, body = template
+        return (
+            {**headers, "id": message_id, "root_id": message_id, "argsrepr": repr([task_id])},
+            {**properties, "correlation_id": message_id, "reply_to": app.thread_oid},
+            body.replace(_STAND_IN_TASK_JSON, json.dumps(task_id), 1),
+        )
 
     def _redis(self) -> redis.Redis | None:
         if self._usable is None:

@@ -20,6 +20,27 @@ from django.db.models.signals import post_save, pre_save
 
 # (model, database alias) -> (SQL, the fields whose values it takes, the fields it returns)
 _statements: dict[tuple[type[Model], str], tuple[str, list[Field], list[Field]]] = {}
+# psycopg parses a query (finds its placeholders) on every execute unless it has at most this many
+# parameters, and caches the parse (an LRU of 128 queries) only below that. rows_insert_together's
+# statements have 55 (a task, its decision and event) to 65 (and a webhook delivery): without this
+# the parse was about a tenth of task_submit's CPU. The constant is psycopg's (psycopg/_queries.py,
+# read at every execute); tests/unit/test_submit_one_statement.py checks that the parse is cached.
+PSYCOPG_CACHED_PARAMS = 128
+
+
+def _psycopg_parses_once() -> None:
+    try:
+        from psycopg import _queries
+    except ImportError:  # SQLite only
+        return
+    if getattr(_queries, "MAX_CACHED_STATEMENT_PARAMS", PSYCOPG_CACHED_PARAMS) < PSYCOPG_CACHED_PARAMS:
+        _queries.MAX_CACHED_STATEMENT_PARAMS = PSYCOPG_CACHED_PARAMS
+
+
+_psycopg_parses_once()
+
+# (database alias, ((model, key set?), ...), guard) -> (rows_insert_together's SQL, each row's returned fields)
+_together: dict[tuple[str, tuple[tuple[type[Model], bool], ...], str], tuple[str, list[list[Field]]]] = {}
 
 
 def current() -> Any:
@@ -129,9 +150,8 @@ def rows_insert_together(rows: list[Model], *, guard: str = "", guard_params: tu
             return None
         if router.db_for_write(model, instance=row) != using:
             return None
-    parts: list[str] = []
     params: list[Any] = []
-    returned: list[tuple[Model, list[Field]]] = []
+    shapes: list[tuple[type[Model], bool]] = []
     for index, row in enumerate(rows):
         meta = row._meta
         if row.pk is None and meta.pk is not meta.auto_field:
@@ -142,26 +162,15 @@ def rows_insert_together(rows: list[Model], *, guard: str = "", guard_params: tu
         if any(hasattr(value, "resolve_expression") for value in values):
             return None
         params.extend(field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True))
-        quote = connection.ops.quote_name
-        returning = list(meta.db_returning_fields) or [meta.pk]
-        columns = ", ".join(quote(_column(f)) for f in fields)
-        placeholders = ", ".join(["%s"] * len(fields))
-        back = ", ".join(quote(_column(f)) for f in returning)
-        if index == 0:
-            where = f" WHERE {guard}" if guard else ""
-            statement = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {placeholders}{where} ON CONFLICT DO NOTHING RETURNING {back}"
-        else:
-            statement = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {placeholders} FROM r0 RETURNING {back}"
-        parts.append(f"r{index} AS ({statement})")
-        returned.append((row, returning))
         if index == 0:
             params.extend(guard_params)
-    selected = ", ".join(
-        f"r{index}.{connection.ops.quote_name(_column(f))}"
-        for index, (_, fields) in enumerate(returned)
-        for f in fields
-    )
-    sql = f"WITH {', '.join(parts)} SELECT {selected} FROM {', '.join(f'r{i}' for i in range(len(rows)))}"
+        shapes.append((type(row), pk_set))
+    key = (using, tuple(shapes), guard)
+    together = _together.get(key)
+    if together is None:
+        together = _together[key] = _compile_together(shapes, connection, guard=guard)
+    sql, returned_fields = together
+    returned = list(zip(rows, returned_fields, strict=True))
     with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchone()
@@ -173,6 +182,33 @@ def rows_insert_together(rows: list[Model], *, guard: str = "", guard_params: tu
             setattr(row, field.attname, next(values_back))
         mark_saved(row, using)
     return True
+
+
+def _compile_together(
+    shapes: list[tuple[type[Model], bool]], connection: Any, *, guard: str
+) -> tuple[str, list[list[Field]]]:
+    """rows_insert_together's statement for rows of these models (and whether each has its key
+    set), and the fields each row gets back."""
+    quote = connection.ops.quote_name
+    parts: list[str] = []
+    returned: list[list[Field]] = []
+    for index, (model, pk_set) in enumerate(shapes):
+        meta = model._meta
+        fields = _inserted_fields(model, pk_set=pk_set)
+        returning = list(meta.db_returning_fields) or [meta.pk]
+        columns = ", ".join(quote(_column(f)) for f in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        back = ", ".join(quote(_column(f)) for f in returning)
+        if index == 0:
+            where = f" WHERE {guard}" if guard else ""
+            statement = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {placeholders}{where} ON CONFLICT DO NOTHING RETURNING {back}"
+        else:
+            statement = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {placeholders} FROM r0 RETURNING {back}"
+        parts.append(f"r{index} AS ({statement})")
+        returned.append(returning)
+    selected = ", ".join(f"r{index}.{quote(_column(f))}" for index, fields in enumerate(returned) for f in fields)
+    sql = f"WITH {', '.join(parts)} SELECT {selected} FROM {', '.join(f'r{i}' for i in range(len(shapes)))}"
+    return sql, returned
 
 
 def _column(field: Field) -> str:

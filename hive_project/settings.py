@@ -403,6 +403,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = min(
     GATEWAY.max_request_bytes, HIVE_CONFIG.security.api_gateway.request_validation.max_payload_bytes
 )
 WEBHOOK_MAX_BYTES = HIVE_CONFIG.external_api.webhook_server.max_payload_bytes
+# How long a web process keeps a webhook source it has read (external_api.webhooks.intake.source_for):
+# a source changed by another process (secret revoked, source disabled, rules edited) acts within
+# this bound; a delivery signed with a newly set secret is accepted at once. 0: read every time.
+WEBHOOK_SOURCE_CACHE_SECONDS = 5.0
 
 try:
     LOGGING = logging_settings(HIVE_CONFIG, var_dir=VAR_DIR)

@@ -188,6 +188,13 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def webhook_sources_read_every_time(settings):
+    """Tests change sources with UPDATEs (no signal) and expect the next delivery to see the change:
+    they run without the web process's source cache; tests/webhooks/test_source_cache.py turns it on."""
+    settings.WEBHOOK_SOURCE_CACHE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def no_authentication_lockouts():
     """Failed-authentication counters live in Redis, which outlives each test's database: a test
     that tries wrong keys or passwords must not lock the next test's client (127.0.0.1) out."""

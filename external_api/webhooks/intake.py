@@ -8,9 +8,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db.models.base import ModelState
+from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from coordination import json_limits
@@ -63,15 +67,61 @@ def accept(request: HttpRequest, *, kind: str, methods: tuple[str, ...] = ("POST
     return body
 
 
-def source_for(*, kind: str, slug: str) -> WebhookSource | None:
+def source_for(*, kind: str, slug: str, fresh: bool = False) -> WebhookSource | None:
     """The enabled source of this kind and slug. The configuration's sources are synced on first use
-    and whenever the configured secrets change, and again when a default slug is not found."""
+    and whenever the configured secrets change, and again when a default slug is not found.
+
+    A source found is kept for settings.WEBHOOK_SOURCE_CACHE_SECONDS in this process (its SELECT
+    was about a fifth of a delivery's CPU), so a change made elsewhere (a secret rotated or revoked,
+    a source disabled, its rules edited, from the admin, the CLI or another process) acts within
+    that bound; a change saved by this process acts at once (`_forget_sources`). `fresh` reads the
+    database whatever is cached: open_signed does so before refusing a signature that the cached
+    source's secrets do not verify, so a new secret is accepted at once everywhere.
+    """
     _sync_if_config_changed()
+    key = (str(kind), str(slug))
+    ttl = settings.WEBHOOK_SOURCE_CACHE_SECONDS
+    if not fresh and ttl > 0:
+        cached = _sources.get(key)
+        if cached is not None and _clock() - cached[0] < ttl:
+            return _copy(cached[1])
+    read_at = _clock()
     source = WebhookSource.objects.select_related("team").filter(kind=kind, slug=slug, enabled=True).first()
     if source is None and slug == kind:
         webhook_sources_sync()
         source = WebhookSource.objects.select_related("team").filter(kind=kind, slug=slug, enabled=True).first()
+    with _sources_lock:
+        if source is None or ttl <= 0:
+            _sources.pop(key, None)
+        else:
+            _sources[key] = (read_at, _copy(source))
     return source
+
+
+# (kind, slug) -> (when it was read, the source as read); replaced whole, so threads may read it
+_sources: dict[tuple[str, str], tuple[float, WebhookSource]] = {}
+_sources_lock = threading.Lock()
+_clock = time.monotonic
+
+
+def _copy(source: WebhookSource) -> WebhookSource:
+    """A copy of a cached source for one request, with its team (select_related) still attached."""
+    clone = WebhookSource.__new__(WebhookSource)
+    clone.__dict__.update(source.__dict__)
+    state = clone._state = ModelState()
+    state.db, state.adding = source._state.db, source._state.adding
+    state.fields_cache = dict(source._state.fields_cache)
+    return clone
+
+
+def _forget_sources(**_: object) -> None:
+    """A source saved or deleted in this process: read every source again on its next delivery."""
+    with _sources_lock:
+        _sources.clear()
+
+
+post_save.connect(_forget_sources, sender=WebhookSource, dispatch_uid="webhook-sources-cache")
+post_delete.connect(_forget_sources, sender=WebhookSource, dispatch_uid="webhook-sources-cache-delete")
 
 
 def _sync_if_config_changed() -> None:
@@ -88,6 +138,7 @@ def _sync_if_config_changed() -> None:
     fingerprint = hashlib.sha256(material.encode()).hexdigest()
     if fingerprint != _synced_fingerprint:
         webhook_sources_sync()
+        _forget_sources()  # the sync may have changed sources with an UPDATE, which sends no signal
         _synced_fingerprint = fingerprint
 
 
@@ -123,7 +174,16 @@ def open_signed(
     try:
         verify(body, source)
     except SignatureError as exc:
-        return signature_refused(source, exc)
+        if settings.WEBHOOK_SOURCE_CACHE_SECONDS <= 0:  # read just now
+            return signature_refused(source, exc)
+        # Perhaps signed with a secret set since this process cached the source: read it again.
+        source = source_for(kind=kind, slug=slug, fresh=True)
+        if source is None:
+            return unknown_source(kind, slug)
+        try:
+            verify(body, source)
+        except SignatureError:
+            return signature_refused(source, exc)
     return body, source
 
 

@@ -82,3 +82,68 @@ def test_dispatch_countdown_sets_the_eta_as_send_task_does(broker, send_task_cal
     assert len(send_task_calls) == 1
     assert direct["headers"]["eta"] is not None and by_celery["headers"]["eta"] is not None
     assert without_ids(direct) == without_ids(by_celery)
+
+
+def test_dispatch_messages_from_one_template_each_carry_their_own_task(broker, send_task_calls):
+    queue = f"hive.dispatch-{uuid.uuid4().hex[:6]}"
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+
+    for task_id in ids:
+        assert dispatch.dispatch(task_id=task_id, queue=queue, priority=6, timeout=45.0)
+
+    by_celery, *direct = messages(broker, queue + ":6")
+    assert send_task_calls == [queue]
+    for task_id, message in zip(ids[1:], direct, strict=True):
+        assert without_ids(message) == without_ids(by_celery)
+        assert message["headers"]["id"].split(".")[0] == task_id
+        assert message["headers"]["root_id"] == message["properties"]["correlation_id"] == message["headers"]["id"]
+        assert message["headers"]["argsrepr"] == repr([task_id])
+        assert json.loads(base64.b64decode(message["body"]))[0] == [task_id]
+    assert len({m["properties"]["delivery_tag"] for m in direct}) == 3
+    assert dispatch.task_ids_in_broker([queue]) == set(ids)
+
+
+def celery_events_seen(broker, send) -> list[dict]:
+    """The Celery events (the `celeryev` fanout exchange: PUBLISH on Redis) sent while `send` ran."""
+    listener = broker.pubsub(ignore_subscribe_messages=True)
+    listener.psubscribe("*celeryev*")
+    try:
+        listener.get_message(timeout=1)  # the subscription is in place
+        send()
+        seen = []
+        while (message := listener.get_message(timeout=0.5)) is not None:
+            envelope = json.loads(message["data"])
+            seen.append(json.loads(base64.b64decode(envelope["body"])))
+        return seen
+    finally:
+        listener.close()
+
+
+def test_dispatch_sends_no_task_sent_event_while_they_are_off(broker, send_task_calls):
+    queue = f"hive.dispatch-{uuid.uuid4().hex[:6]}"
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+
+    seen = celery_events_seen(
+        broker, lambda: [dispatch.dispatch(task_id=i, queue=queue, priority=6, timeout=30.0) for i in ids]
+    )
+
+    assert seen == []
+    assert dispatch.task_ids_in_broker([queue]) == set(ids)
+
+
+def test_dispatch_with_task_sent_events_on_lets_celery_send_them(broker, send_task_calls):
+    from celery import current_app
+
+    queue = f"hive.dispatch-{uuid.uuid4().hex[:6]}"
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    current_app.conf.task_send_sent_event = True
+    try:
+        seen = celery_events_seen(
+            broker, lambda: [dispatch.dispatch(task_id=i, queue=queue, priority=6, timeout=30.0) for i in ids]
+        )
+    finally:
+        current_app.conf.task_send_sent_event = False
+
+    assert send_task_calls == [queue] * 3  # every message through Celery, which sends the event
+    assert sorted(e["uuid"].split(".")[0] for e in seen if e.get("type") == "task-sent") == sorted(ids)
+    assert dispatch.task_ids_in_broker([queue]) == set(ids)

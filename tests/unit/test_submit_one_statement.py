@@ -89,3 +89,25 @@ def test_rows_insert_together_stores_nothing_when_the_guard_fails(live_pools):
     assert rows_insert_together([event, twin], guard="1 = %s", guard_params=(1,)) is True
     assert event.id is not None and twin.id is not None
     assert set(Event.objects.filter(type__in=["x.y", "x.z"]).values_list("id", flat=True)) == {event.id, twin.id}
+
+
+def test_the_one_statement_is_parsed_once_by_psycopg_not_per_submit(live_pools, sent, monkeypatch):
+    from psycopg import _queries
+
+    submit()
+    submit()
+    parsed_anew: list[bytes] = []
+    uncached = _queries._query2pg_client_nocache  # what psycopg calls for a query it will not cache
+
+    def counting(query, encoding):
+        parsed_anew.append(query)
+        return uncached(query, encoding)
+
+    monkeypatch.setattr(_queries, "_query2pg_client_nocache", counting)
+
+    with CaptureQueriesContext(connection) as queries:
+        for n in range(3):
+            submit(prompt=f"parsed once {n}")
+
+    assert sum(1 for q in queries.captured_queries if q["sql"].startswith("WITH")) == 3
+    assert parsed_anew == []
