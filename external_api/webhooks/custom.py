@@ -27,7 +27,6 @@ from external_api.services import (
     DeliveryIdentity,
     Invalid,
     WebhookIntent,
-    webhook_delivery_receive,
     webhook_source_for_team,
 )
 from external_api.webhooks import intake
@@ -94,12 +93,12 @@ def custom_webhook(request: HttpRequest, slug: str | None = None) -> HttpRespons
         rules = rules_for(source)
     except RulesError as exc:
         intent = WebhookIntent(delivery_id=delivery_id, event="task", error=exc)
-        return intake.delivery_response(webhook_delivery_receive(source=source, intent=intent))
+        return intake.delivery_response(intake.receive(source=source, intent=intent))
     limited = intake.throttled(request, source=source, limit=rate_limit_for(kind=KIND, path=request.path, rules=rules))
     if limited:
         return limited
     intent = custom_intent(delivery_id=delivery_id, idempotent=bool(given_id), data=data, rules=rules)
-    return intake.delivery_response(webhook_delivery_receive(source=source, intent=intent))
+    return intake.delivery_response(intake.receive(source=source, intent=intent))
 
 
 def _json(body: bytes) -> dict[str, Any] | Invalid:

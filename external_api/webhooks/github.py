@@ -18,7 +18,7 @@ from coordination import json_limits
 from coordination.errors import HiveError
 from external_api.errors import json_error
 from external_api.models import WebhookSource
-from external_api.services import DeliveryIdentity, Invalid, Outcome, WebhookIntent, webhook_delivery_receive
+from external_api.services import DeliveryIdentity, Invalid, Outcome, WebhookIntent
 from external_api.webhooks import intake
 from external_api.webhooks.rules import GithubRules, RulesError, rate_limit_for, rules_for
 from external_api.webhooks.signatures import github_verify
@@ -49,14 +49,14 @@ def github_webhook(request: HttpRequest, slug: str = KIND.value) -> HttpResponse
         rules = rules_for(source)
     except RulesError as exc:
         intent = WebhookIntent(delivery_id=delivery_id, event=event, error=exc)
-        return intake.delivery_response(webhook_delivery_receive(source=source, intent=intent))
+        return intake.delivery_response(intake.receive(source=source, intent=intent))
     limited = intake.throttled(request, source=source, limit=rate_limit_for(kind=KIND, path=request.path, rules=rules))
     if limited:
         return limited
     intent = github_intent(
         delivery_id=delivery_id, event=event, body=body, content_type=request.content_type, rules=rules
     )
-    return intake.delivery_response(webhook_delivery_receive(source=source, intent=intent))
+    return intake.delivery_response(intake.receive(source=source, intent=intent))
 
 
 def github_intent(

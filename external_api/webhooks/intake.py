@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.db.models.base import ModelState
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -21,7 +22,13 @@ from coordination import json_limits
 from coordination.errors import HiveError
 from external_api.errors import http_status, json_error
 from external_api.models import WebhookSource
-from external_api.services import DeliveryResult, Outcome, webhook_sources_sync
+from external_api.services import (
+    DeliveryResult,
+    Outcome,
+    WebhookIntent,
+    webhook_delivery_receive,
+    webhook_sources_sync,
+)
 from external_api.throttling import hit
 from external_api.webhooks.metrics import DELIVERIES
 from external_api.webhooks.signatures import SignatureError
@@ -198,9 +205,24 @@ def throttled(request: HttpRequest, *, source: WebhookSource, limit: int) -> Jso
     return response
 
 
-def delivery_response(result: DeliveryResult) -> HttpResponse:
+def receive(*, source: WebhookSource, intent: WebhookIntent) -> DeliveryResult | JsonResponse:
+    """`webhook_delivery_receive`, or the unknown-source 404 when the source this process kept
+    (source_for's bound) was deleted elsewhere meanwhile: its delivery row can no longer refer to it."""
+    try:
+        return webhook_delivery_receive(source=source, intent=intent)
+    except IntegrityError:
+        if WebhookSource.objects.filter(id=source.id).exists():
+            raise
+        _forget_sources()
+        return unknown_source(source.kind, source.slug)
+
+
+def delivery_response(result: DeliveryResult | HttpResponse) -> HttpResponse:
     """The answer to GitHub and custom senders: 201 for a new task, 200 for a duplicate or a ping,
-    204 for an event that asks for nothing, the error's status for a rejected delivery."""
+    204 for an event that asks for nothing, the error's status for a rejected delivery (a response
+    already made, such as receive's 404, as it is)."""
+    if isinstance(result, HttpResponse):
+        return result
     if result.outcome == Outcome.REJECTED:
         error = result.error or HiveError("the delivery was rejected", code="rejected")
         return json_error(error.code, error.detail, http_status(error))

@@ -26,7 +26,6 @@ from external_api.services import (
     Invalid,
     Outcome,
     WebhookIntent,
-    webhook_delivery_receive,
 )
 from external_api.webhooks import intake
 from external_api.webhooks.rules import RulesError, SlackRules, rate_limit_for, rules_for
@@ -58,12 +57,12 @@ def slack_webhook(request: HttpRequest, slug: str = KIND.value) -> HttpResponse:
         rules = rules_for(source)
     except RulesError as exc:
         intent = WebhookIntent(delivery_id=_delivery_id(fields, body), event=_event(fields), error=exc)
-        return _respond(webhook_delivery_receive(source=source, intent=intent), fields)
+        return _respond(intake.receive(source=source, intent=intent), fields)
     limited = intake.throttled(request, source=source, limit=rate_limit_for(kind=KIND, path=request.path, rules=rules))
     if limited:
         return limited
     intent = slack_intent(fields=fields, body=body, rules=rules)
-    return _respond(webhook_delivery_receive(source=source, intent=intent), fields)
+    return _respond(intake.receive(source=source, intent=intent), fields)
 
 
 def _fields(body: bytes, content_type: str | None) -> dict[str, Any] | None:
@@ -132,7 +131,9 @@ def slack_intent(*, fields: dict | None, body: bytes, rules: SlackRules) -> Webh
     return WebhookIntent(**intent, task=task, conflict_is_duplicate=True)
 
 
-def _respond(result: DeliveryResult, fields: dict | None) -> HttpResponse:
+def _respond(result: DeliveryResult | HttpResponse, fields: dict | None) -> HttpResponse:
+    if isinstance(result, HttpResponse):
+        return result
     if result.delivery.event == "url_verification" and result.outcome in (Outcome.PING, Outcome.DUPLICATE):
         return JsonResponse({"challenge": str((fields or {}).get("challenge", ""))})
     if result.delivery.event != SLASH_COMMAND:

@@ -89,3 +89,17 @@ def test_a_source_saved_in_this_process_acts_at_once(client, github, clock):
 
     assert deliver(client, 2).status_code == 404
     assert Task.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the delivery's reference to its source is checked at commit
+def test_a_source_deleted_elsewhere_within_the_bound_is_a_404_not_a_500(client, github, clock):
+    assert deliver(client, 1, secret="not the secret").status_code == 401  # read, and kept
+    with connection.cursor() as cursor:  # another process deletes it: no signal here
+        cursor.execute(f'DELETE FROM "{WebhookSource._meta.db_table}" WHERE id = %s', [github.id])
+
+    response = deliver(client, 2)
+
+    assert response.status_code == 404, response.content
+    assert response.json()["code"] == "not_found" and "github" in response.json()["detail"]
+    assert not Task.objects.exists()
+    assert intake._sources == {}  # forgotten: the next delivery reads the database
