@@ -146,8 +146,10 @@ def decide(samples: int, *, profile: bool = False) -> dict:
 
     from coordination import routing
     from coordination.routing import TaskSpec, route
-    from ml import patterns, registry
+    from ml import patterns, predict, registry
     from tests.ml.synthetic import CAPABILITY
+
+    predict.REFRESH_SECONDS = None  # the decision's own CPU: no refresher's in process_time
 
     config = settings.HIVE_CONFIG
     settings.HIVE_CONFIG = config.model_copy(
