@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -136,9 +139,16 @@ class PoolStates:
         self._model = ""
         self._token: int | None = None  # the routing token the figures were read under
         self._pools: dict[int, AgentPool] = {}  # what the refresher reads: the pools decisions asked about
-        self._notes: list[tuple[float, int, float | None]] = []  # (when, pool id, seconds) of noted tasks
+        self._notes: deque[tuple[float, int, float | None]] = deque()  # (when, pool id, seconds), oldest first
         self._used_at = -float("inf")
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        _all_states.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's refresher did not come along (the next decision starts one)."""
+        self._thread = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -200,7 +210,8 @@ class PoolStates:
         with self._lock:
             now = self.clock()
             # a read that began before `now - max_age` is stale when it lands: its notes can go
-            self._notes = [n for n in self._notes if n[0] >= now - self.max_age]
+            while self._notes and self._notes[0][0] < now - self.max_age:
+                self._notes.popleft()
             self._notes.append((now, pool_id, seconds))
             state = self._states.get(pool_id)
             if state is not None:
@@ -246,6 +257,17 @@ class PoolStates:
         if thread is not None:
             self._stop.set()
             thread.join()
+
+
+_all_states: weakref.WeakSet[PoolStates] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for states in list(_all_states):
+        states._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def read_pool_states(pools: Sequence[AgentPool], *, model: str = "") -> dict[int, PoolState]:

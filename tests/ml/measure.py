@@ -10,7 +10,8 @@ wall (the `decision_ms` it stores) and CPU (time.process_time, robust to a share
 
 - back_to_back: decisions in a burst, the pool aggregates cached (ml.predict.AGGREGATE_SECONDS);
 - one_at_a_time: every process cache expired before each decision (the aggregates, the active
-  models check, the routing weights), as a decision sees them after ACTIVE_CHECK_SECONDS idle.
+  models check, the routing weights), as a decision sees them after ACTIVE_CHECK_SECONDS idle,
+  or when the pool figures' refresher (off here: its CPU would count in process_time) is behind.
 
 `--profile` prints the top of a cProfile of each mode on stderr. Prints one JSON report.
 """

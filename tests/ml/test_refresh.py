@@ -3,6 +3,9 @@ refresher that reads them off the submit path (ml.predict.PoolStates)."""
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -127,3 +130,23 @@ def test_no_refresher_inside_a_transaction(ml_pools, monkeypatch):
     states = PoolStates(max_age=1.0)
     states.get([ml_pools["fast"]])  # the test runs in a transaction another connection cannot see
     assert states._thread is None
+
+
+def test_a_forked_child_starts_its_own_refresher(monkeypatch):
+    states = PoolStates(max_age=1.0)
+    states._thread = threading.Thread(target=lambda: None)  # the parent's, which a fork does not copy
+    predict._after_fork()  # what os.register_at_fork runs in the child
+    monkeypatch.setattr(predict, "REFRESH_SECONDS", 0.05)
+    monkeypatch.setattr(predict, "connection", SimpleNamespace(in_atomic_block=False))  # outside a transaction
+    monkeypatch.setattr(predict.threading, "Thread", StartedOnly)
+    states._keep_fresh()  # what a decision's get() does last
+    assert isinstance(states._thread, StartedOnly) and states._thread.started
+
+
+class StartedOnly(threading.Thread):
+    """A refresher thread that records being started and does not run."""
+
+    started = False
+
+    def start(self) -> None:
+        self.started = True
