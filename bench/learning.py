@@ -381,8 +381,9 @@ def calibration_of(ids: list[str], *, slowed: bool) -> dict:
 
 def decision_times(result: dict) -> dict:
     """decision_ms of the predictive decisions (route(): matching and strategy, on the submit path):
-    all, the batch (submitted at once: pool aggregates mostly cached, ml.predict.AGGREGATE_SECONDS)
-    and one at a time (each reads the aggregates afresh)."""
+    all, the batch (submitted at once) and one at a time. Either way the pool aggregates are the
+    ones the process's refresher read (ml.predict.PoolStates) when under AGGREGATE_SECONDS old;
+    a decision that finds them older reads them itself, inside what is measured here."""
     adapt = result["adaptation"]
     batch = result["batches"]["predictive"]["ids"]
     one_by_one = adapt["before_ids"] + adapt["after_ids"]

@@ -14,8 +14,15 @@ handful of tasks instead of at the next retraining. The ratio is taken against t
 prediction (`p50_model` in the decision's candidates), never against a corrected one.
 
 Per-pool aggregates (capacity, work ahead, history counts, corrections) are read in four plain SQL
-statements and kept for AGGREGATE_SECONDS per process; a decision made meanwhile adds its task to
-the picture (`PoolStates.note`), so a burst of submissions does not all see the same empty pool.
+statements and used for at most AGGREGATE_SECONDS after the read began; a decision made meanwhile
+adds its task to the picture (`PoolStates.note`), so a burst of submissions does not all see the
+same empty pool. A new routing token (coordination.snapshot: a pool's row changed) makes them stale
+at once. They are read off the submit path: once a process has routed, a thread of its own reads
+them again every REFRESH_SECONDS (and keeps the active-models and routing-weights checks fresh)
+until REFRESH_IDLE_SECONDS pass without a decision, so tasks submitted one at a time are routed on
+figures under AGGREGATE_SECONDS old without reading them themselves. Only when the figures are older
+than that (no refresher: inside a transaction, a process's first decision, a refresher behind) does
+the decision read them itself.
 
 numpy is imported inside functions: pool workers import this module (through the app registry)
 but never predict.
@@ -24,14 +31,18 @@ but never predict.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -39,10 +50,17 @@ from agents.models import Agent, AgentPool, PerformanceProfile
 from agents.profiles import PoolRecord, records_of
 from coordination.models import BROKER_PRIORITY, Priority, RoutingDecision, Task
 from coordination.routing import TaskSpec, capacity_of, pool_capacity
+from coordination.snapshot import cached_snapshot
 from ml.features import task_rows
 from ml.registry import Active, Loaded, active_models
 
-AGGREGATE_SECONDS = 1.0
+log = logging.getLogger(__name__)
+
+AGGREGATE_SECONDS = 1.0  # the oldest pool figures a decision uses; older ones it reads itself
+# How often a routing process's refresher reads the figures again; None: no refresher (the tests,
+# which route inside transactions a thread's connection cannot see).
+REFRESH_SECONDS: float | None = 0.25
+REFRESH_IDLE_SECONDS = 15.0  # the refresher stops this long after the last decision
 CORRECTION_ROWS = 20
 CORRECTION_MIN_ROWS = 5
 CORRECTION_BOUNDS = (0.1, 10.0)
@@ -87,31 +105,100 @@ class PoolState:
             return 0.0
         return (self.work + self.unknown * fill) / max(1, self.capacity)
 
+    def add(self, seconds: float | None) -> None:
+        """Count a task just queued here (`seconds`: its predicted duration, None if unknown)."""
+        self.queued += 1
+        if seconds is None:
+            self.unknown += 1
+        else:
+            self.work += seconds
+
 
 class PoolStates:
-    """Per-pool aggregates cached for `max_age` seconds in this process."""
+    """Per-pool aggregates of this process, each used for at most `max_age` seconds after its read
+    began, and read again in the background every REFRESH_SECONDS while decisions are made.
 
-    def __init__(self, *, max_age: float = AGGREGATE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    `refresh=False`: no background reads (a decision reads what is older than `max_age`).
+    `also` runs after each background read (the strategy keeps its other checks fresh with it).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_age: float = AGGREGATE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        refresh: bool = True,
+        also: Callable[[], object] | None = None,
+    ) -> None:
         self.max_age = max_age
         self.clock = clock
+        self.refresh_ahead = refresh
+        self.also = also
         self._states: dict[int, PoolState] = {}
         self._read_at: dict[int, float] = {}
         self._model = ""
+        self._token: int | None = None  # the routing token the figures were read under
+        self._pools: dict[int, AgentPool] = {}  # what the refresher reads: the pools decisions asked about
+        self._notes: deque[tuple[float, int, float | None]] = deque()  # (when, pool id, seconds), oldest first
+        self._used_at = -float("inf")
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        _all_states.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's refresher did not come along (the next decision starts one)."""
+        self._thread = None
+        self._stop = threading.Event()
         self._lock = threading.Lock()
 
-    def get(self, pools: Sequence[AgentPool], *, model: str = "") -> dict[int, PoolState]:
-        """States of `pools`; `model` is the duration model's label (corrections belong to it)."""
+    def get(self, pools: Sequence[AgentPool], *, model: str = "", token: int | None = None) -> dict[int, PoolState]:
+        """States of `pools`; `model` is the duration model's label (corrections belong to it);
+        `token` the routing token the pools were read under (default: this process's snapshot's)."""
+        if token is None:
+            snapshot = cached_snapshot()
+            token = snapshot.token if snapshot is not None else None
         now = self.clock()
         with self._lock:
-            if model != self._model:  # a new version: its predictions have no track record yet
+            if model != self._model or (token is not None and token != self._token):
+                # a new version (its predictions have no track record yet) or a changed pool row
                 self._read_at.clear()
+                self._pools.clear()
                 self._model = model
+                self._token = token if token is not None else self._token
             stale = [p for p in pools if now - self._read_at.get(p.id, -float("inf")) >= self.max_age]
             if stale:
                 for pool_id, state in read_pool_states(stale, model=model).items():
                     self._states[pool_id] = state
                     self._read_at[pool_id] = now
-            return {p.id: self._states[p.id] for p in pools}
+            self._used_at = now
+            self._pools.update((p.id, p) for p in pools)
+            states = {p.id: self._states[p.id] for p in pools}
+        self._keep_fresh()
+        return states
+
+    def refresh(self) -> None:
+        """Read the figures of the pools decisions asked about again, and put them in place unless
+        the model or the routing token changed meanwhile; tasks noted since the read began are
+        counted again (a task committed before the read is then counted twice until the next one:
+        the wait errs long, never short)."""
+        with self._lock:
+            pools, model, token = list(self._pools.values()), self._model, self._token
+        if not pools:
+            return
+        started = self.clock()
+        fresh = read_pool_states(pools, model=model)
+        with self._lock:
+            if model != self._model or token != self._token:
+                return
+            for pool_id, state in fresh.items():
+                if self._read_at.get(pool_id, -float("inf")) > started:
+                    continue  # a decision read it itself meanwhile: newer
+                for at, noted, seconds in self._notes:
+                    if noted == pool_id and at >= started:
+                        state.add(seconds)
+                self._states[pool_id] = state
+                self._read_at[pool_id] = started
 
     def records(self, pools: Sequence[AgentPool]) -> dict[tuple[int, str], PoolRecord]:
         """(pool id, task type) -> record, as last read (no query): for a fallback right after `get`."""
@@ -121,14 +208,66 @@ class PoolStates:
     def note(self, pool_id: int, *, seconds: float | None) -> None:
         """A task was just routed to `pool_id`: count it until the next read."""
         with self._lock:
+            now = self.clock()
+            # a read that began before `now - max_age` is stale when it lands: its notes can go
+            while self._notes and self._notes[0][0] < now - self.max_age:
+                self._notes.popleft()
+            self._notes.append((now, pool_id, seconds))
             state = self._states.get(pool_id)
-            if state is None:
+            if state is not None:
+                state.add(seconds)
+
+    def _keep_fresh(self) -> None:
+        """Start the refresher if this process may have one and has none running."""
+        every = REFRESH_SECONDS
+        if not self.refresh_ahead or every is None or every >= self.max_age or connection.in_atomic_block:
+            return
+        with self._lock:
+            if self._thread is not None:
                 return
-            state.queued += 1
-            if seconds is None:
-                state.unknown += 1
-            else:
-                state.work += seconds
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, args=(every,), name="hive-pool-states", daemon=True)
+            self._thread.start()
+
+    def _run(self, every: float) -> None:
+        """The refresher: read again every `every` seconds until idle or stopped (own connection)."""
+        try:
+            while not self._stop.wait(every):
+                with self._lock:
+                    if self.clock() - self._used_at > REFRESH_IDLE_SECONDS:
+                        self._thread = None
+                        return
+                try:
+                    self.refresh()
+                    if self.also is not None:
+                        self.also()
+                except Exception:  # the database away: decisions read themselves meanwhile
+                    log.warning("pool figures not refreshed", exc_info=True)
+                    close_old_connections()
+        finally:
+            connection.close()
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def stop(self) -> None:
+        """Stop the refresher (if any) and wait for it."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            self._stop.set()
+            thread.join()
+
+
+_all_states: weakref.WeakSet[PoolStates] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for states in list(_all_states):
+        states._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def read_pool_states(pools: Sequence[AgentPool], *, model: str = "") -> dict[int, PoolState]:
@@ -192,7 +331,8 @@ def duration_corrections(pools: Sequence[AgentPool], *, model: str) -> dict[int,
 # decision never changes, so each one's candidates (JSON) are decoded once per process, not at every
 # read; the closing time in the key keeps an id reused by a rolled-back test from matching. Both are
 # read as text: the drivers' datetime and JSON decoding of every row was most of this read's CPU.
-_ratios: dict[tuple[int, Any], float | None] = {}
+_ratios: dict[tuple[int, Any], Any] = {}
+_UNREAD = object()
 MAX_RATIOS = 4096
 
 
@@ -218,9 +358,9 @@ def _corrections(cursor: Any, pools: Sequence[AgentPool], *, model: str) -> dict
     ratios: dict[int, list[float]] = {}
     for decision_id, closed_at, pool_id, candidates, duration in cursor.fetchall():
         key = (decision_id, closed_at)
-        if key not in _ratios:
-            _ratios[key] = _ratio(candidates, duration, pool=names[pool_id])
-        ratio = _ratios[key]
+        ratio = _ratios.get(key, _UNREAD)  # one lookup: the refresher's thread may clear it meanwhile
+        if ratio is _UNREAD:
+            ratio = _ratios[key] = _ratio(candidates, duration, pool=names[pool_id])
         if ratio is not None:
             ratios.setdefault(pool_id, []).append(ratio)
     low, high = CORRECTION_BOUNDS

@@ -19,6 +19,9 @@ samples and get tried. With S joint samples (seeded RNG, injectable):
   exploring another) and the decision's confidence is the chosen pool's share: the checkable
   probability that it is the best one.
 
+The pool figures (wait, history, corrections) come from `PoolStates` (ml.predict), which a thread of
+the routing process keeps fresh, so a decision normally reads nothing from the database.
+
 `intelligent_task_allocation.enabled` or `intelligence_framework.enabled` off, no active duration
 model, an artifact refused, an error, or a prediction slower than
 `intelligent_task_allocation.allocation_timeout`: fall back, with the reason recorded.
@@ -38,9 +41,9 @@ from django.utils import timezone
 
 from agents.models import AgentPool
 from coordination.routing import Choice, PerformanceWeighted, TaskSpec, fallback
-from ml.patterns import routing_weights
+from ml.patterns import WEIGHTS_MAX_AGE, routing_weights
 from ml.predict import SUCCESS_FLOOR, NoModel, PoolPrediction, PoolStates, predict_pools
-from ml.registry import active_models
+from ml.registry import ACTIVE_CHECK_SECONDS, active_models
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,17 @@ class Predictive:
     ) -> None:
         self._rng = rng
         self.samples = samples
-        self.states = states or PoolStates()
+        self.states = states or PoolStates(also=self._keep_checks_fresh)
         self.clock = clock
         self.now = now  # the time the models see (hour of day and weekday are features)
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _keep_checks_fresh() -> None:
+        """Run by the pool figures' refresher: the active-models and routing-weights checks, a
+        second before a decision would find them due and make them itself."""
+        active_models(max_age=ACTIVE_CHECK_SECONDS - 1.0)
+        routing_weights(max_age=WEIGHTS_MAX_AGE - 1.0)
 
     @property
     def rng(self) -> Any:

@@ -50,6 +50,15 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(autouse=True)
+def no_pool_figures_refresher(monkeypatch):
+    """No thread of ml.predict refreshes pool figures behind a test: its connection would not see the
+    test's transaction (tests/ml/test_refresh.py turns it on where it is the subject)."""
+    from ml import predict
+
+    monkeypatch.setattr(predict, "REFRESH_SECONDS", None)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Tests marked `postgresql` are about PostgreSQL itself: deselected (not skipped) on SQLite, so
     a SQLite run shows no skip, and CI's PostgreSQL pass runs them."""

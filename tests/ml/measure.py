@@ -10,7 +10,8 @@ wall (the `decision_ms` it stores) and CPU (time.process_time, robust to a share
 
 - back_to_back: decisions in a burst, the pool aggregates cached (ml.predict.AGGREGATE_SECONDS);
 - one_at_a_time: every process cache expired before each decision (the aggregates, the active
-  models check, the routing weights), as a decision sees them after ACTIVE_CHECK_SECONDS idle.
+  models check, the routing weights), as a decision sees them after ACTIVE_CHECK_SECONDS idle,
+  or when the pool figures' refresher (off here: its CPU would count in process_time) is behind.
 
 `--profile` prints the top of a cProfile of each mode on stderr. Prints one JSON report.
 """
@@ -146,8 +147,10 @@ def decide(samples: int, *, profile: bool = False) -> dict:
 
     from coordination import routing
     from coordination.routing import TaskSpec, route
-    from ml import patterns, registry
+    from ml import patterns, predict, registry
     from tests.ml.synthetic import CAPABILITY
+
+    predict.REFRESH_SECONDS = None  # the decision's own CPU: no refresher's in process_time
 
     config = settings.HIVE_CONFIG
     settings.HIVE_CONFIG = config.model_copy(
