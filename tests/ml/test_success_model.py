@@ -17,6 +17,7 @@ import pytest
 from ml.features import History
 from ml.forest import apply_success
 from ml.training import (
+    GROUP_RATE,
     HELD_OUT,
     SUCCESS_ALGORITHMS,
     GroupBaseline,
@@ -147,7 +148,7 @@ def test_the_newest_rows_play_no_part_in_choosing_or_fitting_the_candidate():
 def test_the_group_rate_candidate_predicts_what_the_baseline_predicts():
     h = drawn_history(400, by_pool_and_type_only, seed=5)
 
-    trained = train_success(h, algorithms=["group_rate"])
+    trained = train_success(h, algorithms=[GROUP_RATE])
 
     held = trained.held_out
     train = h.take(range(len(h) - len(held)))
@@ -163,9 +164,9 @@ def test_success_model_is_no_worse_than_the_group_rate_when_the_group_rate_is_th
     """The learned candidates fit noise there (complexity, prompt length): the group rate is chosen."""
     h = drawn_history(1500, by_pool_and_type_only, seed=0)
 
-    trained = train_success(h)
-    learned = train_success(h, algorithms=[a for a in SUCCESS_ALGORITHMS if a != "group_rate"])
+    trained = train_success(h, algorithms=[*SUCCESS_ALGORITHMS, GROUP_RATE])
+    learned = train_success(h)
 
-    assert trained.algorithm == "group_rate"
+    assert trained.algorithm == GROUP_RATE
     assert trained.metrics["brier"] <= trained.baseline_metrics["brier"] + 1e-12
     assert learned.metrics["brier"] > trained.metrics["brier"]  # without the candidate it would be worse
