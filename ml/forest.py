@@ -14,6 +14,7 @@ category known at fit, and the missing-value way when negative or unknown.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -246,6 +247,12 @@ def expit(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
 
 
+def logit(p: float) -> float:
+    """The log-odds of `p`, clipped to [1e-6, 1 - 1e-6]."""
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
 def linear_design(X: np.ndarray, *, categorical: list[bool], layout: Mapping[str, Any]) -> np.ndarray:
     """One-hot categorical codes plus standardised numbers (NaN -> the mean, with a missing flag),
     then each cross of the layout: a categorical column's one-hot block times a standardised number
@@ -264,7 +271,9 @@ def linear_design(X: np.ndarray, *, categorical: list[bool], layout: Mapping[str
         block[np.flatnonzero(ok), codes[ok].astype(np.int64)] = 1.0
         parts.append(block)
         blocks[j] = block
-    numeric = [j for j, c in enumerate(categorical) if not c]
+    numeric = layout.get("numeric")  # artifacts from before a choice of numbers use them all
+    if numeric is None:
+        numeric = [j for j, c in enumerate(categorical) if not c]
     values = X[:, numeric]
     missing = np.isnan(values)
     mean, scale = layout["mean"], layout["scale"]
@@ -277,16 +286,21 @@ def linear_design(X: np.ndarray, *, categorical: list[bool], layout: Mapping[str
 
 
 def fit_linear_layout(
-    X: np.ndarray, *, categorical: list[bool], crosses: Sequence[tuple[int, int]] = ()
+    X: np.ndarray,
+    *,
+    categorical: list[bool],
+    crosses: Sequence[tuple[int, int]] = (),
+    onehot: Sequence[int] | None = None,
+    numeric: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """The columns of `linear_design` for training rows `X`; `crosses` are (categorical column,
-    numeric column) pairs of X whose product gets a column per category."""
+    numeric column) pairs of X whose product gets a column per category. `onehot` and `numeric`
+    choose the categorical and numeric columns of X the design uses (all of them by default)."""
     import numpy as np
 
-    onehot = [
-        (j, int(np.nanmax(X[:, j])) + 1 if np.any(~np.isnan(X[:, j])) else 0) for j, c in enumerate(categorical) if c
-    ]
-    numeric = [j for j, c in enumerate(categorical) if not c]
+    chosen = [j for j, c in enumerate(categorical) if c] if onehot is None else list(onehot)
+    widths = [(j, int(np.nanmax(X[:, j])) + 1 if np.any(~np.isnan(X[:, j])) else 0) for j in chosen]
+    numeric = [j for j, c in enumerate(categorical) if not c] if numeric is None else list(numeric)
     values = X[:, numeric]
     with np.errstate(all="ignore"):
         mean = np.nan_to_num(np.nanmean(values, axis=0)) if len(values) else np.zeros(len(numeric))
@@ -294,7 +308,8 @@ def fit_linear_layout(
     scale = np.where(scale > 0, scale, 1.0)
     flags = [i for i in range(len(numeric)) if np.isnan(values[:, i]).any()]
     return {
-        "onehot": onehot,
+        "onehot": widths,
+        "numeric": numeric,
         "mean": mean,
         "scale": scale,
         "flags": flags,

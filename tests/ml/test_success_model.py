@@ -17,8 +17,10 @@ import pytest
 from ml.features import History
 from ml.forest import apply_success
 from ml.training import (
+    GROUP_RATE,
     HELD_OUT,
     SUCCESS_ALGORITHMS,
+    GroupBaseline,
     _routing_rows,
     evaluation_folds,
     success_metrics,
@@ -60,6 +62,13 @@ def drawn_history(n: int, probability: Callable[[str, str, int], float], *, seed
 def crossed(pool: str, task_type: str, complexity: int) -> float:
     """north fails tests, south fails builds: by pool alone or by type alone every rate is the same."""
     return 0.3 if (pool, task_type) in (("north", "test"), ("south", "build")) else 0.95
+
+
+def by_pool_and_type_only(pool: str, task_type: str, complexity: int) -> float:
+    """A rate per (pool, type) and nothing else: the baseline's own model is the truth."""
+    return {("north", "build"): 0.9, ("north", "test"): 0.6, ("south", "build"): 0.75, ("south", "test"): 0.95}[
+        (pool, task_type)
+    ]
 
 
 def complex_builds_fail_on_south(pool: str, task_type: str, complexity: int) -> float:
@@ -134,3 +143,30 @@ def test_the_newest_rows_play_no_part_in_choosing_or_fitting_the_candidate():
     rows = _routing_rows(h)
     assert np.array_equal(apply_success(one.candidate, rows), apply_success(other.candidate, rows))
     assert one.metrics["brier"] != other.metrics["brier"]
+
+
+def test_the_group_rate_candidate_predicts_what_the_baseline_predicts():
+    h = drawn_history(400, by_pool_and_type_only, seed=5)
+
+    trained = train_success(h, algorithms=[GROUP_RATE])
+
+    held = trained.held_out
+    train = h.take(range(len(h) - len(held)))
+    expected = GroupBaseline.fit(train).predict(held)[2]
+    assert np.allclose(apply_success(trained.candidate, _routing_rows(held)), expected)
+    assert trained.metrics["brier"] == pytest.approx(trained.baseline_metrics["brier"])
+    rows = _routing_rows(h.take(range(2)))
+    rows.update(pool=["east", "north"], task_type=["build", "deploy"])  # pairs never seen: the overall rate
+    assert np.allclose(apply_success(trained.artifact, rows), float(np.mean(h["success"])))
+
+
+def test_success_model_is_no_worse_than_the_group_rate_when_the_group_rate_is_the_truth():
+    """The learned candidates fit noise there (complexity, prompt length): the group rate is chosen."""
+    h = drawn_history(1500, by_pool_and_type_only, seed=0)
+
+    trained = train_success(h, algorithms=[*SUCCESS_ALGORITHMS, GROUP_RATE])
+    learned = train_success(h)
+
+    assert trained.algorithm == GROUP_RATE
+    assert trained.metrics["brier"] <= trained.baseline_metrics["brier"] + 1e-12
+    assert learned.metrics["brier"] > trained.metrics["brier"]  # without the candidate it would be worse
