@@ -21,6 +21,9 @@ from tests.ml.synthetic import CAPABILITY, END, World, build_history, build_prof
 
 pytestmark = pytest.mark.django_db
 
+# The fresh pool wins about 1% of the posterior samples against the trained fast one: enough
+# draws that exploration shows whatever the models' small differences (60 draws did by luck).
+DRAWS = 400
 BUILD = TaskSpec(task_type="build", capabilities=(CAPABILITY,), complexity=5, prompt_length=100)
 
 
@@ -96,14 +99,14 @@ def test_predictive_explores_a_new_pool_sometimes_and_the_same_seed_repeats_it(t
         rng = np.random.default_rng(seed)
         return [
             Predictive(rng=rng, states=PoolStates(max_age=0), now=lambda: END).choose(pools, spec=BUILD).pool.name
-            for _ in range(60)
+            for _ in range(DRAWS)
         ]
 
     picks = run(42)
 
     assert picks == run(42)
     assert picks.count("fresh") >= 1  # never tried, wide posterior: it wins some samples
-    assert picks.count("fast") > picks.count("fresh") and picks.count("fast") > 30
+    assert picks.count("fast") > picks.count("fresh") and picks.count("fast") > DRAWS / 2
 
 
 def test_exploring_choice_states_its_own_confidence_and_why(trained, settings):
@@ -112,7 +115,8 @@ def test_exploring_choice_states_its_own_confidence_and_why(trained, settings):
     rng = np.random.default_rng(42)
     # the hour of day is a feature: predicting at a fixed time makes the draws the same at any hour
     choices = [
-        Predictive(rng=rng, states=PoolStates(max_age=0), now=lambda: END).choose(pools, spec=BUILD) for _ in range(60)
+        Predictive(rng=rng, states=PoolStates(max_age=0), now=lambda: END).choose(pools, spec=BUILD)
+        for _ in range(DRAWS)
     ]
 
     exploring = [c for c in choices if c.reason.startswith("exploring:")]
