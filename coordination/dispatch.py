@@ -165,6 +165,13 @@ class RedisPublisher:
             connection.release()
             self._usable = False
             return
+        # One try, not kombu's retries over broker_connection_timeout (about 6 s): a submit while
+        # the broker is down costs one refused connection, and the task waits for the reconciler.
+        try:
+            connection.ensure_connection(max_retries=0)
+        except Exception:
+            connection.release()
+            raise
         channel: Any = connection.default_channel  # kombu's Redis channel; kept open for the process's life
         self._sep = channel.sep
         self._connection = connection

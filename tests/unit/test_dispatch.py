@@ -147,3 +147,35 @@ def test_dispatch_with_task_sent_events_on_lets_celery_send_them(broker, send_ta
     assert send_task_calls == [queue] * 3  # every message through Celery, which sends the event
     assert sorted(e["uuid"].split(".")[0] for e in seen if e.get("type") == "task-sent") == sorted(ids)
     assert dispatch.task_ids_in_broker([queue]) == set(ids)
+
+
+def test_a_broker_that_is_down_costs_each_message_one_connection_try_not_seconds_of_retries(monkeypatch):
+    """The submitter's task stays queued for the reconciler: no submit waits out kombu's retries."""
+    import socket
+
+    import redis.connection
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    real_connection = dispatch.app.connection_for_write
+    monkeypatch.setattr(
+        dispatch.app, "connection_for_write", lambda: real_connection(url=f"redis://127.0.0.1:{port}/0")
+    )
+    tries: list[int] = []
+    real_connect = redis.connection.Connection._connect
+
+    def counting(self):
+        tries.append(port)
+        return real_connect(self)
+
+    monkeypatch.setattr(redis.connection.Connection, "_connect", counting)
+    publisher = dispatch.RedisPublisher()
+    publisher._declared.add("hive.down")
+
+    for _ in range(3):
+        with pytest.raises(Exception, match="onnect"):
+            publisher.publish(task_id=str(uuid.uuid4()), queue="hive.down", priority=0, timeout=30.0, countdown=0)
+
+    assert publisher._usable is None  # tried again by the next message, once the broker is back
+    assert len(tries) == 3, tries  # one try per message (kombu's own retries made it three, over 6 s)
