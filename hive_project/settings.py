@@ -165,7 +165,8 @@ def database_settings(url: str | None) -> dict:
 
 def _sqlite(path: Path) -> dict:
     # WAL lets readers run beside the one writer; IMMEDIATE transactions take the write lock at
-    # BEGIN so two workers never deadlock upgrading a read lock; the timeout makes them queue.
+    # BEGIN so two workers never deadlock upgrading a read lock; the timeout (database.pool_timeout,
+    # as on PostgreSQL the seconds to wait for a connection) makes them queue.
     # A gunicorn thread keeps its connection: opening one runs the PRAGMAs, and closing the
     # last one checkpoints the WAL, both per request otherwise.
     return {
@@ -173,7 +174,7 @@ def _sqlite(path: Path) -> dict:
         "NAME": str(path),
         "CONN_MAX_AGE": HIVE_CONFIG.database.conn_max_age if WSGI_PROCESS else 0,
         "OPTIONS": {
-            "timeout": 30,
+            "timeout": HIVE_CONFIG.database.pool_timeout,
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },

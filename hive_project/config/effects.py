@@ -286,7 +286,10 @@ CORE: tuple[Effect, ...] = (
     acts(
         "database.max_overflow", f"{SETTINGS}: pool max_size = connection_pool_size + this (the web process)", _sqlite
     ),
-    acts("database.pool_timeout", f"{SETTINGS}: pool timeout, seconds to wait for a connection", _sqlite),
+    acts(
+        "database.pool_timeout",
+        f"{SETTINGS}: seconds to wait for a pooled connection (PostgreSQL) or the write lock (SQLite busy timeout)",
+    ),
     acts("database.pool_recycle", f"{SETTINGS}: pool max_lifetime, seconds before a connection is replaced", _sqlite),
     acts("database.echo", "hive_project.apps: every SQL statement to the django.db.backends logger at DEBUG"),
     acts(

@@ -139,7 +139,8 @@ def test_cli_on_a_locked_sqlite_database_says_another_process_holds_it(migrated_
     try:
         assert holder.stdout.readline().strip() == "locked"
 
-        done = run(["tasks"], migrated_env)  # waits out the busy timeout (30 s), then gives up
+        # waits out the busy timeout (database.pool_timeout), then gives up
+        done = run(["tasks"], dict(migrated_env, LEANVIBE_DATABASE_POOL_TIMEOUT="2"), timeout=20)
 
         assert one_line(done) == (
             f"hive: the database at {path} is locked by another process: wait for it to finish or stop it, "
