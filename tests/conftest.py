@@ -50,6 +50,19 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(autouse=True, scope="session")
+def model_fits_remembered():
+    """The same seeded history fits the same model: tests/fit_cache.py keeps each fit for the run."""
+    from ml import training
+    from tests.fit_cache import remembering
+
+    real = training._fit_duration, training._fit_success
+    training._fit_duration = remembering(real[0])  # type: ignore[assignment]
+    training._fit_success = remembering(real[1])  # type: ignore[assignment]
+    yield
+    training._fit_duration, training._fit_success = real
+
+
 @pytest.fixture(autouse=True)
 def no_pool_figures_refresher(monkeypatch):
     """No thread of ml.predict refreshes pool figures behind a test: its connection would not see the
