@@ -8,6 +8,8 @@ exit status and message, more likely the more complex the task) or, rarely and m
 complex tasks, a generic error (exit 1).
 The draws are seeded by the task's nonce and the pool, so one task does the same on one pool
 under every strategy. While the marker file exists, SLOWED_POOL is SLOW_FACTOR times slower.
+LEARNING_AGENT_TIME_SCALE (default 1) scales the sleep only (what it prints and its outcome stay):
+its own tests check the draws without waiting them out.
 
 Standard library only: it runs with `python -S` (no site-packages) to start fast.
 """
@@ -70,11 +72,12 @@ def run(pool: str, prompt: str, slowed: bool) -> int:
     seconds *= math.exp(rng.gauss(0, NOISE))
     caused = rng.random() < cause_probability(pool, task_type, cx)
     generic = rng.random() < GENERIC_FAILURE[0] + GENERIC_FAILURE[1] * cx
+    asleep = seconds * float(os.environ.get("LEARNING_AGENT_TIME_SCALE", "1"))
     if generic:
-        time.sleep(seconds)
+        time.sleep(asleep)
         sys.stderr.write("connection reset by peer\n")
         return 1
-    time.sleep(seconds)
+    time.sleep(asleep)
     if caused:
         code, message = CAUSES[(pool, task_type)]
         sys.stderr.write(f"{message}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,11 @@ PROGRAM = str(BASE_DIR / "bench" / "learning_agent.py")
 
 def agent(pool: str, prompt: str, marker: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-S", PROGRAM, pool, prompt, marker], capture_output=True, text=True, timeout=30
+        [sys.executable, "-S", PROGRAM, pool, prompt, marker],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "LEARNING_AGENT_TIME_SCALE": "0.01"},  # the draws, not the waits
     )
 
 
