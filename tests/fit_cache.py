@@ -10,6 +10,7 @@ own copy. Training itself (splits, metrics, promotion, registry) still runs in e
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import pickle
 from collections.abc import Callable
@@ -26,11 +27,11 @@ def _key(h: Any, spec: Any, *rest: Any) -> str:
 
 
 def remembering(fit: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    @functools.wraps(fit)
     def remembered(h: Any, spec: Any, *rest: Any) -> dict[str, Any]:
         key = f"{fit.__name__}:{_key(h, spec, *rest)}"
         if key not in _artifacts:
             _artifacts[key] = fit(h, spec, *rest)
         return copy.deepcopy(_artifacts[key])
 
-    remembered.__wrapped__ = fit  # type: ignore[attr-defined]
     return remembered

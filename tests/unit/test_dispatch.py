@@ -10,6 +10,7 @@ import pytest
 
 from coordination import dispatch
 from coordination.dispatch import redis_client
+from hive_project.launch import free_port
 from tests.conftest import purge_broker
 
 # differ between any two messages, whoever sends them
@@ -151,13 +152,9 @@ def test_dispatch_with_task_sent_events_on_lets_celery_send_them(broker, send_ta
 
 def test_a_broker_that_is_down_costs_each_message_one_connection_try_not_seconds_of_retries(monkeypatch):
     """The submitter's task stays queued for the reconciler: no submit waits out kombu's retries."""
-    import socket
-
     import redis.connection
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     real_connection = dispatch.app.connection_for_write
     monkeypatch.setattr(
         dispatch.app, "connection_for_write", lambda: real_connection(url=f"redis://127.0.0.1:{port}/0")
