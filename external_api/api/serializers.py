@@ -43,6 +43,8 @@ class TaskCreateSerializer(StrictSerializer):
     """A task to run: a prompt for the pool's agent, or a command (an argv), and the capabilities
     the pool must offer. Fields not listed here are refused."""
 
+    reuse_fields = True  # every POST /api/v1/tasks/ builds one
+
     prompt = StrictCharField(required=False, allow_blank=True, default="", max_length=bounds.MAX_PROMPT_CHARS)
     command = serializers.ListField(
         child=StrictCharField(max_length=bounds.MAX_COMMAND_ARG_CHARS, allow_blank=True, trim_whitespace=False),

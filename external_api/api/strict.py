@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.functional import cached_property
 from rest_framework import serializers
 from rest_framework.request import Request
 
@@ -89,6 +90,28 @@ class StrictSerializer(serializers.Serializer):
     # A query serializer whose validated answer depends on the query string alone (no clock, no
     # settings, no database) may say so: `query` then validates each distinct string once.
     same_answer_for_same_query = False
+    # A body serializer on a hot route whose fields keep nothing of a request (no context, no
+    # nested serializers) may reuse them: see `fields`.
+    reuse_fields = False
+
+    @cached_property
+    def fields(self) -> Any:
+        """DRF deep-copies every declared field for each serializer instance: on `POST
+        /api/v1/tasks/` that copy was a tenth of the request. With `reuse_fields`, each thread
+        copies them once per class and hands the same field objects to its later instances, pointed
+        at the new instance (`parent`). A thread serves one request at a time and validates a body
+        to the end before the next, so no two live instances of one class share them."""
+        if not self.reuse_fields:
+            return super().fields
+        kept: dict[type, Any] = _reused.__dict__.setdefault("fields", {})
+        fields = kept.get(type(self))
+        if fields is None:
+            fields = kept[type(self)] = super().fields
+            return fields
+        fields.serializer = self
+        for field in fields.values():
+            field.parent = self
+        return fields
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
@@ -144,6 +167,8 @@ def query(request: Request, serializer_class: type[StrictSerializer]) -> dict[st
             _validated_queries[memo] = found
     return dict(found)  # the caller's own copy
 
+
+_reused = threading.local()  # StrictSerializer.fields with reuse_fields: {class: this thread's fields}
 
 # Valid query strings of the serializers whose answer depends on the string alone
 # (`same_answer_for_same_query`): a client polling one URL is validated once per process.
