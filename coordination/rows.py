@@ -21,11 +21,15 @@ from django.db.models.signals import post_save, pre_save
 # (model, database alias) -> (SQL, the fields whose values it takes, the fields it returns)
 _statements: dict[tuple[type[Model], str], tuple[str, list[Field], list[Field]]] = {}
 # psycopg parses a query (finds its placeholders) on every execute unless it has at most this many
-# parameters, and caches the parse (an LRU of 128 queries) only below that. rows_insert_together's
-# statements have 55 (a task, its decision and event) to 65 (and a webhook delivery): without this
-# the parse was about a tenth of task_submit's CPU. The constant is psycopg's (psycopg/_queries.py,
-# read at every execute); tests/unit/test_submit_one_statement.py checks that the parse is cached.
+# parameters and bytes, and caches the parse (an LRU of 128 queries) only below that.
+# rows_insert_together's statements have 55 (a task, its decision and event) to 65 (and a webhook
+# delivery) parameters: without this the parse was about a tenth of task_submit's CPU. The worker's
+# finish of a succeeded attempt (coordination.finishes) is one statement of about 4,400 bytes,
+# parsed again on every task. The constants are psycopg's (psycopg/_queries.py, read at every
+# execute); tests/unit/test_submit_one_statement.py and tests/unit/test_worker_statements.py check
+# that the parses are cached. The statements that reach these sizes are the hive's own, a handful.
 PSYCOPG_CACHED_PARAMS = 128
+PSYCOPG_CACHED_LENGTH = 16384
 
 
 def _psycopg_parses_once() -> None:
@@ -35,6 +39,8 @@ def _psycopg_parses_once() -> None:
         return
     if getattr(_queries, "MAX_CACHED_STATEMENT_PARAMS", PSYCOPG_CACHED_PARAMS) < PSYCOPG_CACHED_PARAMS:
         _queries.MAX_CACHED_STATEMENT_PARAMS = PSYCOPG_CACHED_PARAMS
+    if getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", PSYCOPG_CACHED_LENGTH) < PSYCOPG_CACHED_LENGTH:
+        _queries.MAX_CACHED_STATEMENT_LENGTH = PSYCOPG_CACHED_LENGTH
 
 
 _psycopg_parses_once()

@@ -186,3 +186,29 @@ def test_profile_folded_by_the_finish_is_the_one_profile_record_computes(pools, 
     expected = PerformanceProfile.objects.filter(agent=mirror, task_type="build").values(*fields).get()
     assert folded["count"] == window + 3 and len(folded["recent"]) == window
     assert folded == {k: pytest.approx(v, rel=1e-12) if isinstance(v, float) else v for k, v in expected.items()}
+
+
+@pytest.mark.postgresql
+def test_claim_and_finish_are_parsed_once_by_psycopg_not_per_task(pools, agent, monkeypatch):
+    from psycopg import _queries
+
+    for _ in range(2):  # each statement's first parse fills psycopg's cache
+        task = submit()
+        attempt_finish(attempt_id=claim(task, agent).id, result=succeeded(), claimed=None)
+    parsed_anew: list[int] = []
+    uncached = _queries._query2pg_client_nocache  # what psycopg calls for a query it will not cache
+
+    def counting(query, encoding):
+        parsed_anew.append(len(query))
+        return uncached(query, encoding)
+
+    monkeypatch.setattr(_queries, "_query2pg_client_nocache", counting)
+    for n in range(3):
+        task = submit()
+        attempt = claim(task, agent)
+        with CaptureQueriesContext(connection) as queries:
+            attempt_finish(attempt_id=attempt.id, result=succeeded(f"out {n}"), claimed=attempt)
+        assert statements(queries) == 1
+        assert Task.objects.get(id=task.id).status == Status.SUCCEEDED
+
+    assert parsed_anew == []  # the finish is ~4,400 bytes: beyond psycopg's own 4,096-byte limit
