@@ -49,7 +49,12 @@ def prepare(spec: dict, task_id: str, attempt: int) -> Path:
     _chmod_own(path.parent, PASSABLE)
     repo = spec.get("repository")
     if not repo:
-        path.mkdir(mode=PRIVATE)
+        try:
+            path.mkdir(mode=PRIVATE)
+        except FileNotFoundError:  # an earlier attempt's release took the emptied task directory
+            path.parent.mkdir(mode=PASSABLE, exist_ok=True)
+            _chmod_own(path.parent, PASSABLE)
+            path.mkdir(mode=PRIVATE)
         path.chmod(PRIVATE)  # whatever the umask
         return path
     result = subprocess.run(
@@ -81,5 +86,9 @@ def release(spec: dict, path: Path, *, force: bool = False) -> None:
             timeout=120,
         )
     shutil.rmtree(path, ignore_errors=True)
+    try:  # the task's directory goes with its last attempt's: one per task would pile up forever
+        path.parent.rmdir()
+    except OSError:  # another attempt of the task still has its workspace there, or it is gone
+        pass
     if repo:
         subprocess.run(["git", *NO_HOOKS, "-C", str(repo), "worktree", "prune"], capture_output=True, timeout=120)

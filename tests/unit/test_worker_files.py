@@ -32,6 +32,33 @@ def test_workspace_root_is_passable_again_after_it_was_removed(tmp_path):
     assert oct(again.parent.stat().st_mode & 0o777) == "0o711"
 
 
+def test_a_released_workspace_leaves_no_directory_behind(tmp_path):
+    spec = {"root": str(tmp_path / "ws")}
+    for task in ("task-a", "task-b"):
+        workspace.release(spec, workspace.prepare(spec, task, 1))
+
+    assert list((tmp_path / "ws").iterdir()) == []
+
+
+def test_a_task_directory_stays_while_another_attempt_of_it_has_a_workspace(tmp_path):
+    spec = {"root": str(tmp_path / "ws")}
+    stale = workspace.prepare(spec, "task-a", 1)
+    current = workspace.prepare(spec, "task-a", 2)
+
+    workspace.release(spec, stale)
+    assert current.is_dir()
+    workspace.release(spec, current)
+    assert list((tmp_path / "ws").iterdir()) == []
+
+
+def test_a_kept_workspace_stays(tmp_path):
+    spec = {"root": str(tmp_path / "ws"), "keep": True}
+    path = workspace.prepare(spec, "task-a", 1)
+    workspace.release(spec, path)
+
+    assert path.is_dir()
+
+
 def test_only_a_bubblewrap_runner_is_sandboxed():
     assert sandboxed({"sandbox": "bubblewrap"})
     assert not sandboxed({"sandbox": "none"})
