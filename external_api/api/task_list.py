@@ -29,8 +29,10 @@ from typing import Any
 
 import orjson
 from django.db import connections, models
+from django.db.models import Subquery
 from rest_framework.renderers import JSONRenderer
 
+from agents.models import Agent, AgentPool
 from coordination.models import Task
 from coordination.selectors import tasks_visible_to
 
@@ -50,6 +52,22 @@ TASK_FILTERS = {
     "search": "prompt__icontains",
 }
 SCOPE = "__scope"  # the slot of the caller's team in a plan (tasks_visible_to's team_id filter)
+# Filters by a related row's unique name, compared as its id: `pool_id = (SELECT id FROM
+# agents_agentpool WHERE name = %s)`. Compared through the join, PostgreSQL cannot tell how many
+# tasks the name selects; at a million rows it read and sorted every queued task of the pool
+# (20 ms, bench scenario 3) where walking the (team, status, created_at) index stops at the page.
+BY_NAME: dict[str, tuple[str, type[models.Model]]] = {
+    "pool__name": ("pool_id", AgentPool),
+    "agent__name": ("agent_id", Agent),
+}
+
+
+def _condition(lookup: str, value: Any) -> dict[str, Any]:
+    """The filter keyword for one list filter (see BY_NAME)."""
+    if lookup in BY_NAME:
+        column, model = BY_NAME[lookup]
+        return {column: Subquery(model._default_manager.filter(name=value).values("id")[:1])}
+    return {lookup: value}
 
 
 class Plan:
@@ -151,7 +169,8 @@ class TaskRows:
     def queryset(self, values: dict[str, Any], key: slice) -> Any:
         """The Django QuerySet this stands for, with these filter values."""
         qs = tasks_visible_to(team_id=values.get(SCOPE), staff=self.staff)
-        qs = qs.filter(**{lookup: values[name] for name, lookup in self._filters().items()})
+        for name, lookup in self._filters().items():
+            qs = qs.filter(**_condition(lookup, values[name]))
         return qs.order_by(*self.ordering).values(*self.columns)[key]
 
     def __getitem__(self, key: slice) -> list[dict[str, Any]]:
