@@ -1,0 +1,35 @@
+"""bench/request_profile.py, the in-process front-door profiler, answers what it measures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from hive_project.paths import BASE_DIR
+
+
+def test_request_profile_measures_a_delivery_and_an_alternated_switch(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "LEANVIBE_REDIS_URL"}  # its own world and Redis
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.request_profile",
+            "--kind",
+            "github",
+            "--switch",
+            "external_api.api.serializers:TaskCreateSerializer.reuse_fields=False",
+            "--block",
+            "2",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "github: 201 Created; " in done.stdout
+    assert "reuse_fields=True: CPU " in done.stdout and "reuse_fields=False: CPU " in done.stdout
