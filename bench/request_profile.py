@@ -40,25 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=BLOCK, help=f"requests per block of --switch (default {BLOCK})")
     args = parser.parse_args(argv)
 
-    from bench.world import FRONT_CAPABILITY, world_close, world_open
+    from bench.world import FRONT_CAPABILITY, migrated_world
 
-    world = world_open(concurrency=1)
-    try:
-        import django
-
-        django.setup()
-        from django.conf import settings
-        from django.core.management import call_command
+    with migrated_world():
         from django.core.wsgi import get_wsgi_application
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
-        from coordination.fleet import pool_sync
         from coordination.models import Team
         from external_api.services import apikey_create
 
-        call_command("migrate", interactive=False, verbosity=0)
-        pool_sync(config=settings.HIVE_CONFIG)
         team, _ = Team.objects.get_or_create(name="bench")
         _, key = apikey_create(name="bench-profile", scopes=["read", "write", "commands"], team=team)
         app = get_wsgi_application()
@@ -150,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         if set(statuses[30:]) - {"200 OK", "201 Created"}:
             print(f"unexpected answers: {sorted(set(statuses))}", file=sys.stderr)
             return 1
-    finally:
-        world_close(world)
     return 0
 
 

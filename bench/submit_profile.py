@@ -29,23 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the submits; print the top 40")
     args = parser.parse_args(argv)
 
-    from bench.world import FRONT_CAPABILITY, world_close, world_open
+    from bench.world import FRONT_CAPABILITY, migrated_world
 
-    world = world_open(concurrency=1)
-    try:
-        import django
-
-        django.setup()
-        from django.conf import settings
-        from django.core.management import call_command
+    with migrated_world():
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
-        from coordination.fleet import pool_sync
         from coordination.services import task_submit
-
-        call_command("migrate", interactive=False, verbosity=0)
-        pool_sync(config=settings.HIVE_CONFIG)
 
         def submit() -> None:
             task_submit(capabilities=[FRONT_CAPABILITY], command=["true"], max_attempts=1)
@@ -74,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             stats = pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative")
             stats.print_stats(40)
             stats.sort_stats("tottime").print_stats(25)
-    finally:
-        world_close(world)
     return 0
 
 

@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -179,6 +181,27 @@ def bench_config(concurrency: int, var: Path | None = None) -> str:
         "    endpoints: []\n"
         f"    github: {{secret: {GITHUB_SECRET}, capabilities: [{FRONT_CAPABILITY}]}}\n"
     )
+
+
+@contextmanager
+def migrated_world(*, concurrency: int = 1) -> Iterator[World]:
+    """A world with Django set up in this process, its database migrated and the configured pools
+    synced (the one-process profilers: bench/submit_profile.py, bench/request_profile.py)."""
+    world = world_open(concurrency=concurrency)
+    try:
+        import django
+
+        django.setup()
+        from django.conf import settings
+        from django.core.management import call_command
+
+        from coordination.fleet import pool_sync
+
+        call_command("migrate", interactive=False, verbosity=0)
+        pool_sync(config=settings.HIVE_CONFIG)
+        yield world
+    finally:
+        world_close(world)
 
 
 def world_open(*, concurrency: int, keep: bool = False) -> World:

@@ -55,6 +55,16 @@ def window(monkeypatch):
     return lambda seconds: monkeypatch.setattr(base, "PROVEN_FOR", seconds)
 
 
+def dropped_by_the_server(conn) -> int:
+    """After a request: the server ends the connection's session (as a restart would); its pid."""
+    request(conn)
+    pid = backend_pid(conn)
+    conn.close_if_unusable_or_obsolete()
+    with default_connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    return pid
+
+
 def test_a_connection_that_just_served_a_request_skips_the_check(conn, window):
     window(30)
     request(conn)  # connects: a new connection needs no check
@@ -88,11 +98,7 @@ def test_a_connection_whose_request_met_a_database_error_is_checked_before_it_co
 
 def test_a_connection_whose_check_after_an_error_failed_is_replaced(conn, window):
     window(30)
-    request(conn)
-    dropped = backend_pid(conn)
-    conn.close_if_unusable_or_obsolete()
-    with default_connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [dropped])
+    dropped = dropped_by_the_server(conn)
 
     with pytest.raises(OperationalError):
         request(conn)  # within the window no check: the dropped connection fails this request
@@ -103,11 +109,7 @@ def test_a_connection_whose_check_after_an_error_failed_is_replaced(conn, window
 
 def test_a_connection_the_server_dropped_is_replaced_before_the_next_request(conn, window):
     window(0.05)
-    request(conn)
-    dropped = backend_pid(conn)
-    conn.close_if_unusable_or_obsolete()
-    with default_connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [dropped])
+    dropped = dropped_by_the_server(conn)
     time.sleep(0.1)
 
     assert request(conn) == 1
