@@ -42,18 +42,15 @@ def prepare(spec: dict, task_id: str, attempt: int) -> Path:
         release(spec, path, force=True)
     top = path.parent.parent
     if str(top) not in _passable or not os.path.isdir(top):  # the root once per process, not per attempt
-        top.mkdir(mode=PASSABLE, parents=True, exist_ok=True)
-        _chmod_own(top, PASSABLE)
+        _make_passable(top, parents=True)
         _passable.add(str(top))
-    path.parent.mkdir(mode=PASSABLE, exist_ok=True)
-    _chmod_own(path.parent, PASSABLE)
+    _make_passable(path.parent)
     repo = spec.get("repository")
     if not repo:
         try:
             path.mkdir(mode=PRIVATE)
         except FileNotFoundError:  # an earlier attempt's release took the emptied task directory
-            path.parent.mkdir(mode=PASSABLE, exist_ok=True)
-            _chmod_own(path.parent, PASSABLE)
+            _make_passable(path.parent)
             path.mkdir(mode=PRIVATE)
         path.chmod(PRIVATE)  # whatever the umask
         return path
@@ -67,6 +64,11 @@ def prepare(spec: dict, task_id: str, attempt: int) -> Path:
         raise WorkspaceError(f"git worktree add failed in {repo}: {result.stderr.strip()[-500:]}")
     path.chmod(PRIVATE)
     return path
+
+
+def _make_passable(path: Path, *, parents: bool = False) -> None:
+    path.mkdir(mode=PASSABLE, parents=parents, exist_ok=True)
+    _chmod_own(path, PASSABLE)
 
 
 def _chmod_own(path: Path, mode: int) -> None:
