@@ -4,8 +4,9 @@ What a runner starts is untrusted (a coding agent acting on a prompt, or a team'
 so it never runs with the hive's rights:
 
 - `runner.run_as` (or `system.runner_user`) names an unprivileged user; a root worker starts the
-  program as that user, with its groups (`setpriv --reuid --regid --init-groups`). A worker that
-  is not root cannot switch users: there run_as must be the worker's own user, or unset.
+  program as that user, with its groups (through `hive-pdeathsig --user`, else `setpriv --reuid
+  --regid --init-groups`). A worker that is not root cannot switch users: there run_as must be
+  the worker's own user, or unset.
 - `runner.sandbox: bubblewrap` starts it in `bwrap`: the root filesystem read-only, its workspace
   the only writable place besides a private /tmp, the hive's private paths (var/, the
   configuration file, secret files) covered, its own PID namespace with a fresh /proc, killed
@@ -47,6 +48,7 @@ class RunnerUser:
     uid: int
     gid: int
     home: str
+    groups: tuple[int, ...] = ()  # its supplementary groups, as initgroups(3) would set them
 
 
 def lookup_user(name: str) -> RunnerUser:
@@ -55,7 +57,8 @@ def lookup_user(name: str) -> RunnerUser:
         entry = pwd.getpwnam(name)
     except KeyError:
         raise ContainmentError(f"there is no user {name!r} on this machine") from None
-    return RunnerUser(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir)
+    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return RunnerUser(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir, groups=groups)
 
 
 @dataclass(frozen=True)
@@ -242,16 +245,31 @@ def _may_search(path: Path, user: RunnerUser) -> bool:
     return bool(st.st_mode & stat.S_IXOTH)
 
 
-def command(argv: Sequence[str], containment: Containment | None, *, workspace: Path, setpriv: str | None) -> list[str]:
+def command(
+    argv: Sequence[str],
+    containment: Containment | None,
+    *,
+    workspace: Path,
+    setpriv: str | None,
+    helper: str | None = None,
+    parent: int = 0,
+) -> list[str]:
     """The argv that starts `argv` (its program already resolved to a path) contained.
 
-    `setpriv [--reuid --regid --init-groups] --pdeathsig KILL -- [bwrap … --] argv`: setpriv sets
-    the parent-death signal after switching the user (a change of credentials clears it), then
-    execs. Without setpriv (no user switch was planned) the caller sets the signal itself.
+    With `helper` (hive-pdeathsig, agents/runners/pdeathsig.c) and the worker's pid as `parent`:
+    `hive-pdeathsig [--user=UID:GID:GROUPS] PARENT [bwrap … --] argv`. It switches the user, sets
+    the parent-death signal (a change of credentials clears it), checks that PARENT is still its
+    parent, then execs. Otherwise `setpriv [--reuid --regid --init-groups] --pdeathsig KILL --
+    [bwrap … --] argv`, which does the same but for the check: a worker killed between starting
+    setpriv and its prctl leaves the program running. Without either the caller sets the signal.
     """
     program = list(argv)
     if containment is not None and containment.sandbox:
         program = sandbox_argv(program, containment, workspace=workspace)
+    user = containment.user if containment is not None else None
+    if helper is not None:
+        switch = [f"--user={user.uid}:{user.gid}:{','.join(map(str, user.groups))}"] if user is not None else []
+        return [helper, *switch, str(parent), *program]
     if setpriv is None:
         return program
     return [setpriv, *credential_options(containment), "--pdeathsig", "KILL", "--", *program]

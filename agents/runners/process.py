@@ -72,8 +72,8 @@ def _with_parent_death_signal(
     full fork() of the worker process, the largest single cost of starting a short task. Without
     the helper, util-linux's `setpriv --pdeathsig KILL` does the same at about twice its cost (a
     dynamically linked program that sets up its locale), and without either the preexec function.
-    A contained program always starts through setpriv, which also switches to the containment's
-    user; bwrap, when sandboxed, comes after it.
+    A contained program starts through the helper too, which then also switches to the
+    containment's user (or, without it, through setpriv); bwrap, when sandboxed, comes after it.
     """
     contained = containment is not None and containment.active
     if not contained and _HELPER is None and _SETPRIV is None:
@@ -92,8 +92,15 @@ def _with_parent_death_signal(
             program = found
     if not contained and _HELPER is not None:
         return [_HELPER, str(os.getpid()), program, *argv[1:]], None
-    command = contain.command([program, *argv[1:]], containment, workspace=cwd or Path.cwd(), setpriv=_SETPRIV)
-    return command, None if _SETPRIV is not None else _die_with_parent
+    command = contain.command(
+        [program, *argv[1:]],
+        containment,
+        workspace=cwd or Path.cwd(),
+        setpriv=_SETPRIV,
+        helper=_HELPER,
+        parent=os.getpid(),
+    )
+    return command, None if _HELPER is not None or _SETPRIV is not None else _die_with_parent
 
 
 def _die_with_parent() -> None:

@@ -167,3 +167,61 @@ def test_contained_program_dies_with_its_worker(runner_user, workspace_root, rea
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.fixture
+def runner_in_an_extra_group(runner_user) -> Iterator[int]:
+    """The runner user with one supplementary group more, removed afterwards."""
+    import grp
+
+    name = "hive-test-extra"
+    subprocess.run(["groupadd", "-f", name], check=True)
+    subprocess.run(["usermod", "-aG", name, RUNNER], check=True)
+    try:
+        yield grp.getgrnam(name).gr_gid
+    finally:
+        subprocess.run(["gpasswd", "-d", RUNNER, name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
+@pytest.mark.parametrize("sandbox", [False, True], ids=["run_as", "run_as+sandbox"])
+def test_contained_program_starts_through_the_helper_with_the_users_uid_gid_and_groups(
+    runner_in_an_extra_group, workspace_root, sandbox
+):
+    from agents.runners import process
+
+    assert process._HELPER is not None, "make install builds .venv/bin/hive-pdeathsig (agents/runners/pdeathsig.c)"
+    containment = contained(sandbox)
+    command, preexec = process._with_parent_death_signal(["id"], dict(os.environ), containment=containment)
+    assert command[0] == process._HELPER and preexec is None
+    ws = workspace.prepare({"root": str(workspace_root)}, "task-g", 1)
+
+    outcome = run(["sh", "-c", "id -u; id -g; id -G"], ws, containment)
+
+    user = containment.user
+    assert outcome.exit_code == 0, outcome.tail
+    uid, gid, groups = outcome.tail
+    assert (int(uid), int(gid)) == (user.uid, user.gid)
+    assert runner_in_an_extra_group in user.groups
+    held = {user.gid, *user.groups}  # as initgroups(3) sets them
+    if sandbox:  # bwrap's user namespace maps only the user's own gid; the others show as the overflow gid
+        overflow = int(Path("/proc/sys/kernel/overflowgid").read_text())
+        held = [g if g == user.gid else overflow for g in held]
+    assert sorted(map(int, groups.split())) == sorted(held)
+
+
+def test_helper_switching_users_ends_the_program_if_the_worker_is_already_gone(runner_user):
+    """The window setpriv left open: a worker killed between starting the program and the
+    parent-death signal being set. The helper sees that its parent is not the worker and ends."""
+    from agents.runners import process
+
+    switch = f"--user={runner_user.uid}:{runner_user.gid}:{','.join(map(str, runner_user.groups))}"
+    gone = subprocess.run([process._HELPER, switch, "1", "/usr/bin/id", "-u"], capture_output=True, text=True)
+    ours = subprocess.run(
+        [process._HELPER, switch, str(os.getpid()), "/usr/bin/id", "-u"], capture_output=True, text=True
+    )
+    bad = subprocess.run([process._HELPER, "--user=x", str(os.getpid()), "/usr/bin/id"], capture_output=True, text=True)
+
+    assert gone.returncode == -signal.SIGKILL and gone.stdout == ""
+    assert ours.returncode == 0 and ours.stdout == f"{runner_user.uid}\n"
+    assert bad.returncode == 127 and "--user must be UID:GID:GROUPS" in bad.stderr and bad.stdout == ""

@@ -43,6 +43,21 @@ def test_plan_as_root_with_run_as_switches_to_that_user_with_its_groups():
     ]
 
 
+def test_command_with_the_helper_switches_users_in_it_and_names_the_worker_as_parent():
+    planned = plan({"run_as": "nobody"}, pool="backend", euid=0, setpriv="/usr/bin/setpriv")
+    groups = ",".join(map(str, planned.user.groups))
+
+    argv = command(
+        ["/bin/echo", "x"], planned, workspace=Path("/w"), setpriv="/usr/bin/setpriv", helper="/h", parent=42
+    )
+    sandboxed = plan({"sandbox": "bubblewrap"}, pool="backend", euid=0, bwrap="/usr/bin/bwrap")
+    in_sandbox = command(["/bin/echo", "x"], sandboxed, workspace=Path("/w"), setpriv=None, helper="/h", parent=42)
+
+    assert planned.user.groups and NOBODY.pw_gid in planned.user.groups
+    assert argv == ["/h", f"--user={NOBODY.pw_uid}:{NOBODY.pw_gid}:{groups}", "42", "/bin/echo", "x"]
+    assert in_sandbox[:3] == ["/h", "42", "/usr/bin/bwrap"] and in_sandbox[-2:] == ["/bin/echo", "x"]
+
+
 def test_plan_system_runner_user_applies_when_the_pool_names_none():
     planned = plan({}, pool="backend", default_user="nobody", euid=0)
     assert planned.user.name == "nobody"
