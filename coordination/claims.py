@@ -30,7 +30,7 @@ from django.db.models import Field, Model
 
 from agents.models import Agent, AgentPool
 from coordination.models import Event, SessionStep, Source, Task, TaskAttempt, Team
-from coordination.rows import current, mark_saved, saved_values, saves_silently
+from coordination.rows import current, hot_cursor, mark_saved, param, saved_values, saves_silently
 
 _sql: dict[bool, str] = {}
 _with_rows: dict[bool, tuple[str, list[Field], list[Field]]] = {}
@@ -134,7 +134,7 @@ def _insert_from_claimed(model: type[Model], computed: dict[str, str]) -> tuple[
     """`INSERT INTO model (…) SELECT …, FROM claimed c RETURNING id`: the columns in `computed` are
     SQL over the claimed row (`c`), every other one a parameter (the fields returned, in order)."""
     fields = [f for f in model._meta.local_concrete_fields if f is not model._meta.auto_field and not f.generated]
-    values = [computed.get(str(f.column), "%s") for f in fields]
+    values = [computed.get(str(f.column)) or param(f, connection) for f in fields]
     sql = (
         f"INSERT INTO {q(model._meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "
         f"SELECT {', '.join(values)} FROM claimed c RETURNING {q('id')}"
@@ -193,7 +193,7 @@ def claim_running(
         *saved_values(attempt_fields, attempt, db),
         *saved_values(event_fields, event, db),
     ]
-    with db.cursor() as cursor:
+    with hot_cursor(db) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:

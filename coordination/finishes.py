@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection
 from django.db.models import Field
@@ -31,7 +31,7 @@ from django.db.models import Field
 from agents.models import PerformanceProfile
 from coordination.metrics import PREDICTION_ERROR
 from coordination.models import Event, RoutingDecision, Task, TaskAttempt
-from coordination.rows import current, mark_saved, saved_values, saves_silently
+from coordination.rows import current, hot_cursor, mark_saved, param, saved_values, saves_silently
 
 _sql: dict[tuple[tuple[str, ...], bool], tuple[str, list[Field]]] = {}
 TASK_COLUMNS = ("status", "finished_at", "result", "error", "updated_at")
@@ -82,7 +82,7 @@ def _statement(attempt_columns: tuple[str, ...], with_profile: bool) -> tuple[st
         f"WHERE {q('id')} = %s AND {q('status')} = %s AND {q('attempts')} = %s AND EXISTS (SELECT 1 FROM a) "
         f"RETURNING {q('id')}), "
         f"e AS (INSERT INTO {event_t} ({', '.join(q(str(f.column)) for f in event_fields)}) "
-        f"SELECT {', '.join(['%s'] * len(event_fields))} FROM t RETURNING {q('id')}), "
+        f"SELECT {', '.join(param(f, connection) for f in event_fields)} FROM t RETURNING {q('id')}), "
         f"d AS (UPDATE {decision_t} SET {assign(RoutingDecision, DECISION_COLUMNS)} "
         f"WHERE {q('task_id')} IN (SELECT {q('id')} FROM t) AND {q('closed_at')} IS NULL "
         f"RETURNING {q('predicted_seconds')})"
@@ -134,9 +134,11 @@ def _profile_upsert() -> str:
         "updated_at",
     ]
     cost = q("cost_usd")
+    values = {name: param(cast(Field, meta.get_field(name)), connection) for name in columns}
+    values.update(count="1", successes="1", success_rate="1.0")
     return (
         f"INSERT INTO {table} AS p ({', '.join(q(c) for c in columns)}) "
-        f"SELECT %s, %s, %s, 1, 1, 1.0, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM a) "
+        f"SELECT {', '.join(values[c] for c in columns)} WHERE EXISTS (SELECT 1 FROM a) "
         f"ON CONFLICT ({q('pool_id')}, {q('agent_id')}, {q('task_type')}) DO UPDATE SET "
         f"{q('count')} = p.{q('count')} + 1, {q('successes')} = p.{q('successes')} + 1, "
         # the success rate of a profile counted once before is the new value alone (profile_record)
@@ -193,7 +195,7 @@ def close_succeeded(
     ]
     if profile is not None:
         params += _profile_params(profile, now, db)
-    with db.cursor() as cursor:
+    with hot_cursor(db) as cursor:
         cursor.execute(sql, params)
         closed, done, event_id, decided, predicted = cursor.fetchone()[:5]
     if event_id is not None:
