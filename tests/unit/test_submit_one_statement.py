@@ -91,19 +91,37 @@ def test_rows_insert_together_stores_nothing_when_the_guard_fails(live_pools):
     assert set(Event.objects.filter(type__in=["x.y", "x.z"]).values_list("id", flat=True)) == {event.id, twin.id}
 
 
+def test_rows_insert_together_refuses_a_value_too_long_for_its_column_and_stores_nothing(live_pools):
+    """The later rows' values sit in a SELECT list, typed by a cast to their column's type: a cast
+    to varchar(n) would cut a longer value silently, where a plain INSERT refuses it."""
+    from django.db import DataError
+
+    task = submit()
+    event = Event(type="x.kept", task=task, team_id=task.team_id, payload={})
+    too_long = Event(type="x" * 65, task=task, team_id=task.team_id, payload={})  # type is varchar(64)
+
+    with pytest.raises(DataError, match="too long"):
+        rows_insert_together([event, too_long])
+
+    assert not Event.objects.filter(type__startswith="x").exists()
+
+
 def test_the_one_statement_is_parsed_once_by_psycopg_not_per_submit(live_pools, sent, monkeypatch):
     from psycopg import _queries
 
     submit()
     submit()
     parsed_anew: list[bytes] = []
-    uncached = _queries._query2pg_client_nocache  # what psycopg calls for a query it will not cache
 
-    def counting(query, encoding):
-        parsed_anew.append(query)
-        return uncached(query, encoding)
+    def counting(uncached):  # what psycopg calls for a query it will not cache (bound on the client or the server)
+        def parse(query, *args):
+            parsed_anew.append(query)
+            return uncached(query, *args)
 
-    monkeypatch.setattr(_queries, "_query2pg_client_nocache", counting)
+        return parse
+
+    for name in ("_query2pg_client_nocache", "_query2pg_nocache"):
+        monkeypatch.setattr(_queries, name, counting(getattr(_queries, name)))
 
     with CaptureQueriesContext(connection) as queries:
         for n in range(3):

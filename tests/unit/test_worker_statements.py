@@ -196,13 +196,16 @@ def test_claim_and_finish_are_parsed_once_by_psycopg_not_per_task(pools, agent, 
         task = submit()
         attempt_finish(attempt_id=claim(task, agent).id, result=succeeded(), claimed=None)
     parsed_anew: list[int] = []
-    uncached = _queries._query2pg_client_nocache  # what psycopg calls for a query it will not cache
 
-    def counting(query, encoding):
-        parsed_anew.append(len(query))
-        return uncached(query, encoding)
+    def counting(uncached):  # what psycopg calls for a query it will not cache (bound on the client or the server)
+        def parse(query, *args):
+            parsed_anew.append(len(query))
+            return uncached(query, *args)
 
-    monkeypatch.setattr(_queries, "_query2pg_client_nocache", counting)
+        return parse
+
+    for name in ("_query2pg_client_nocache", "_query2pg_nocache"):
+        monkeypatch.setattr(_queries, name, counting(getattr(_queries, name)))
     for n in range(3):
         task = submit()
         attempt = claim(task, agent)
@@ -212,3 +215,34 @@ def test_claim_and_finish_are_parsed_once_by_psycopg_not_per_task(pools, agent, 
         assert Task.objects.get(id=task.id).status == Status.SUCCEEDED
 
     assert parsed_anew == []  # the finish is ~4,400 bytes: beyond psycopg's own 4,096-byte limit
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)  # task_submit is one statement outside a transaction
+def test_claim_finish_and_submit_are_prepared_once_per_connection_and_logged_in_full(pools, agent):
+    """Bound on the server and prepared on first use: PostgreSQL parses and plans them once per
+    connection, not per task. Django's query log still shows each with its values."""
+
+    def prepared() -> dict[str, int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+            found = [row[0] for row in cursor.fetchall()]
+        return {kind: sum(sql.startswith(start) for sql in found) for kind, start in PREPARED_KINDS.items()}
+
+    with CaptureQueriesContext(connection) as queries:
+        for n in range(4):
+            task = submit()
+            attempt = claim(task, agent)
+            attempt_finish(attempt_id=attempt.id, result=succeeded(f"out {n}"), claimed=attempt)
+            assert Task.objects.get(id=task.id).status == Status.SUCCEEDED
+
+    assert prepared() == {"submit": 1, "claim": 1, "finish": 1}
+    finishes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(PREPARED_KINDS["finish"])]
+    assert len(finishes) == 4 and "'out 3'" in finishes[-1] and "$1" not in finishes[-1]
+
+
+PREPARED_KINDS = {
+    "submit": 'WITH r0 AS (INSERT INTO "coordination_task"',
+    "claim": 'WITH claimed AS (UPDATE "coordination_task"',
+    "finish": 'WITH a AS (UPDATE "coordination_taskattempt"',
+}
