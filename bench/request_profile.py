@@ -33,7 +33,7 @@ BLOCK = 100
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=["post", "get", "github"], default="post")
+    parser.add_argument("--kind", choices=["post", "get", "github", "github-again"], default="post")
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--profile", action="store_true", help="cProfile the requests; print the top 40")
     parser.add_argument("--switch", default="", help="module:NAME=VALUE, set for every other block")
@@ -61,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
             method, path, query, body = "POST", "/api/v1/tasks/", "", json.dumps(task).encode()
             if args.kind == "get":
                 method, query, body = "GET", "status=queued&pool=backend&limit=50", b""
-            elif args.kind == "github":
+            elif args.kind.startswith("github"):
                 from bench.frontdoors import _delivery
 
                 n = next(made)
+                if args.kind == "github-again":  # past the warm-up, every delivery id was seen before
+                    n = n % 10 + 1
                 request = _delivery(f"profile-{n}", n)
                 path, body, headers = request.path, request.body, dict(request.headers)
             env = {

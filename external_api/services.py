@@ -26,6 +26,7 @@ from coordination.models import DEFAULT_TEAM, Membership, Task, Team
 from coordination.services import task_submission, task_submit, task_submit_in_one_statement, team_default
 from coordination.snapshot import routing_snapshot_changed
 from external_api import keycache
+from external_api.delivery_rows import delivery_seen
 from external_api.models import KEY_PREFIX, ApiKey, WebhookDelivery, WebhookSource
 from external_api.webhooks.metrics import DELIVERIES
 
@@ -317,11 +318,7 @@ def _delivery_quick(*, source: WebhookSource, intent: WebhookIntent) -> Delivery
         stored = _delivery_new_task(source=source, intent=intent)
         if stored is not None:
             return DeliveryResult(delivery=stored[1], outcome=Outcome.ACCEPTED, task=stored[0])
-    first = (
-        WebhookDelivery.objects.select_related("task__pool")
-        .filter(source=source, delivery_id=intent.delivery_id)
-        .first()
-    )
+    first = delivery_seen(source_id=source.id, delivery_id=intent.delivery_id)
     if first is None or first.outcome == Outcome.REJECTED:
         if wants_task and first is None and routing_snapshot_changed():
             # The pools changed since this process last read them: once more on the new ones.
