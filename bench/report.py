@@ -110,7 +110,7 @@ def results_table(run: Run) -> list[tuple[str, str]]:
         if results:
             rows.append(("1. hive ÷ Celery + django-celery-results", f"{t['ratio_to_celery_results']:.2f}"))
         rows += [
-            ("1. hive task_submit alone (one process)", f"{hive['submit_per_s']:.0f} tasks/s"),
+            ("1. hive task_submit from one process (while the worker runs)", f"{hive['submit_per_s']:.0f} tasks/s"),
             (
                 "1. CPU ms per task, worker + sender: hive / raw (spawn)"
                 + (" / django-celery-results" if results else ""),
