@@ -5,8 +5,10 @@
  * come, so this ends as SIGKILL would have ended the program.
  *
  * --user switches to UID and GID with the supplementary GROUPS (comma-separated gids, possibly
- * none) first, as `setpriv --reuid --regid --init-groups` does; a change of credentials clears the
- * parent-death signal, so it is set after. setpriv does not look at its parent afterwards, so a
+ * none) first, as `setpriv --reuid --regid --init-groups` does, and like setpriv keeps the
+ * capabilities it had until the exec: the exec itself may reach a program through directories the
+ * user cannot pass (an interpreter under /root, say), and the program then runs with none. A
+ * change of credentials clears the parent-death signal, so it is set after. setpriv does not look at its parent afterwards, so a
  * worker killed between starting it and its prctl left a contained program running; here the
  * PARENT check covers contained programs too.
  *
@@ -14,11 +16,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static const char USER_OPTION[] = "--user=";
@@ -54,9 +58,19 @@ static int switch_user(const char *spec) {
         groups[count++] = (gid_t)group;
         if (*p == ',') p++;
     }
-    if (setgroups(count, groups) != 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0 ||
-        setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0) {
+    /* Keep the permitted capabilities through setresuid, then make them effective again: the
+     * kernel drops them all at the exec, as a non-root uid execs a file without capabilities. */
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3];
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 || setgroups(count, groups) != 0 ||
+        setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0 || setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0 ||
+        syscall(SYS_capget, &header, caps) != 0) {
         fprintf(stderr, "hive-pdeathsig: cannot switch to uid %ld gid %ld: %s\n", uid, gid, strerror(errno));
+        return 127;
+    }
+    for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) caps[i].effective = caps[i].permitted;
+    if (syscall(SYS_capset, &header, caps) != 0 || prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) {
+        fprintf(stderr, "hive-pdeathsig: capabilities: %s\n", strerror(errno));
         return 127;
     }
     free(groups);

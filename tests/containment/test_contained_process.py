@@ -225,3 +225,30 @@ def test_helper_switching_users_ends_the_program_if_the_worker_is_already_gone(r
     assert gone.returncode == -signal.SIGKILL and gone.stdout == ""
     assert ours.returncode == 0 and ours.stdout == f"{runner_user.uid}\n"
     assert bad.returncode == 127 and "--user must be UID:GID:GROUPS" in bad.stderr and bad.stdout == ""
+
+
+def test_helper_starts_a_program_behind_a_closed_directory_and_leaves_it_no_capabilities(runner_user):
+    """As `setpriv --reuid` does: the exec still holds the worker's rights (a venv's interpreter
+    under /root is reachable), the program then runs as the user with no capability at all."""
+    from agents.runners import process
+
+    closed = Path(tempfile.mkdtemp(prefix="hive-closed-"))  # 0700, root's
+    try:
+        shutil.copy("/usr/bin/cat", closed / "cat")
+        switch = f"--user={runner_user.uid}:{runner_user.gid}:{','.join(map(str, runner_user.groups))}"
+        ran = subprocess.run(
+            [process._HELPER, switch, str(os.getpid()), str(closed / "cat"), "/proc/self/status"],
+            capture_output=True,
+            text=True,
+        )
+        peek = subprocess.run(
+            [process._HELPER, switch, str(os.getpid()), "/usr/bin/ls", str(closed)], capture_output=True, text=True
+        )
+    finally:
+        shutil.rmtree(closed)
+
+    assert ran.returncode == 0, ran.stderr
+    status = dict(line.split(":\t", 1) for line in ran.stdout.splitlines() if ":\t" in line)
+    assert status["Uid"].split()[0] == str(runner_user.uid)
+    assert {status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapAmb")} == {"0000000000000000"}
+    assert peek.returncode != 0 and "Permission denied" in peek.stderr  # the program itself cannot
