@@ -128,5 +128,9 @@ def test_hive_up_runs_the_whole_hive_and_ctrl_c_stops_every_child(fresh_env):
         for child in children:
             assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child.cmdline()
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
+        if up.poll() is None:  # a failed check: Ctrl-C still stops what hive up started (scaled workers too)
+            os.kill(up.pid, signal.SIGINT)
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(up.pid, signal.SIGKILL)
