@@ -33,3 +33,34 @@ def test_request_profile_measures_a_delivery_and_an_alternated_switch(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "github: 201 Created; " in done.stdout
     assert "reuse_fields=True: CPU " in done.stdout and "reuse_fields=False: CPU " in done.stdout
+
+
+def test_request_profile_answers_a_repeated_delivery_as_a_duplicate():
+    env = {k: v for k, v in os.environ.items() if k != "LEANVIBE_REDIS_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.request_profile", "--kind", "github-again", "-n", "5"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "github-again: 200 OK; " in done.stdout and "5 requests: CPU " in done.stdout
+
+
+def test_worker_profile_runs_real_tasks_through_execute_task():
+    env = {k: v for k, v in os.environ.items() if k != "LEANVIBE_REDIS_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.worker_profile", "-n", "5"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "5 tasks (25 succeeded in all): " in done.stdout, done.stdout  # 20 warm-up tasks, then these
+    assert " ms CPU each (programs " in done.stdout
