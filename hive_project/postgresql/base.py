@@ -27,9 +27,13 @@ import sys
 import time
 from typing import Any
 
+import psycopg
 from django.db.backends.postgresql import base, operations
+from psycopg.pq import TransactionStatus
 
 PROVEN_FOR = 0.25  # seconds
+PLAN_CHANGED = "cached plan must not change result type"
+IDLE = TransactionStatus.IDLE
 
 
 # django-stubs types neither psycopg's cursors nor the wrapper's _prepare_cursor
@@ -37,11 +41,24 @@ _ServerBindingCursor: Any = base.ServerBindingCursor
 
 
 class PreparingCursor(_ServerBindingCursor):
-    """psycopg's server-binding cursor that prepares every statement it executes."""
+    """psycopg's server-binding cursor that prepares every statement it executes.
+
+    A migration run by another process while this connection lives (a rolling deploy) can change
+    the type of a column a prepared statement returns; PostgreSQL then refuses that statement
+    ("cached plan must not change result type") until it is prepared again, and psycopg forgets
+    its statements only after DDL or a ROLLBACK on its own connection. Outside a transaction this
+    cursor drops them (DEALLOCATE ALL) and runs the statement once more, prepared anew; inside one,
+    the transaction is lost anyway and its ROLLBACK drops them."""
 
     def execute(
         self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
     ) -> Any:
+        try:
+            return super().execute(query, params, prepare=True, binary=binary)
+        except psycopg.errors.FeatureNotSupported as exc:
+            if PLAN_CHANGED not in str(exc) or self.connection.info.transaction_status != IDLE:
+                raise
+        self.connection.execute("DEALLOCATE ALL")
         return super().execute(query, params, prepare=True, binary=binary)
 
 

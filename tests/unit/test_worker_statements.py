@@ -246,3 +246,32 @@ PREPARED_KINDS = {
     "claim": 'WITH claimed AS (UPDATE "coordination_task"',
     "finish": 'WITH a AS (UPDATE "coordination_taskattempt"',
 }
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_migration_elsewhere_that_retypes_a_returned_column_does_not_break_the_prepared_claim(pools, agent):
+    """A rolling deploy migrates while workers run: PostgreSQL refuses a prepared statement whose
+    result type changed ("cached plan must not change result type") until it is prepared again."""
+    import psycopg
+
+    for n in range(2):  # the claim (it returns task_type) is prepared on this connection
+        task = submit()
+        attempt_finish(attempt_id=claim(task, agent).id, result=succeeded(f"before {n}"), claimed=None)
+    db = connection.settings_dict
+    other = psycopg.connect(
+        dbname=db["NAME"], host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None, autocommit=True
+    )
+    retype = 'ALTER TABLE "coordination_task" ALTER COLUMN "task_type" TYPE varchar({})'
+    try:
+        other.execute(retype.format(65))
+
+        task = submit()
+        attempt = claim(task, agent)
+        attempt_finish(attempt_id=attempt.id, result=succeeded("after"), claimed=attempt)
+    finally:
+        other.execute(retype.format(64))
+        other.close()
+
+    assert Task.objects.get(id=task.id).status == Status.SUCCEEDED
+    assert (attempt.task_id, attempt.number) == (task.id, 1)
