@@ -92,7 +92,11 @@ def results_table(run: Run) -> list[tuple[str, str]]:
     if t:
         raw, hive = t["raw_celery"], t["hive"]
         rows += [
-            ("1. raw Celery, pure no-op", f"{raw['noop']['tasks_per_s']:.0f} tasks/s ({t['tasks']} tasks)"),
+            (
+                "1. raw Celery, pure no-op",
+                f"{raw['noop']['tasks_per_s']:.0f} tasks/s ({t['tasks']} tasks"
+                + (f"; medians of {t['rounds']} rounds, each side once per round)" if t.get("rounds", 1) > 1 else ")"),
+            ),
             ("1. raw Celery, spawns `true`", f"{raw['spawn_true']['tasks_per_s']:.0f} tasks/s"),
         ]
         results = t.get("celery_results")
@@ -101,16 +105,24 @@ def results_table(run: Run) -> list[tuple[str, str]]:
                 ("1. Celery + django-celery-results (same DB), spawns `true`", f"{results['tasks_per_s']:.0f} tasks/s")
             )
         rows += [
-            ("1. hive full path, runs `true`", f"{hive['tasks_per_s']:.0f} tasks/s"),
+            ("1. hive full path, runs `true`", f"{hive['tasks_per_s']:.0f} tasks/s" + _rounds(hive, "tasks_per_s")),
             (
                 "1. hive / raw (spawn), hive / raw (no-op)",
                 f"{t['ratio_to_raw_spawn']:.0%}, {t['ratio_to_raw_noop']:.0%}",
             ),
         ]
         if results:
-            rows.append(("1. hive ÷ Celery + django-celery-results", f"{t['ratio_to_celery_results']:.2f}"))
+            rows.append(
+                (
+                    "1. hive ÷ Celery + django-celery-results",
+                    f"{t['ratio_to_celery_results']:.2f}" + _rounds(t, "ratio_to_celery_results", "{:.2f}"),
+                )
+            )
         rows += [
-            ("1. hive task_submit from one process (while the worker runs)", f"{hive['submit_per_s']:.0f} tasks/s"),
+            (
+                "1. hive task_submit from one process (while the worker runs)",
+                f"{hive['submit_per_s']:.0f} tasks/s" + _rounds(hive, "submit_per_s"),
+            ),
             (
                 "1. CPU ms per task, worker + sender: hive / raw (spawn)"
                 + (" / django-celery-results" if results else ""),
@@ -228,6 +240,12 @@ def _front_door_rows(results: dict) -> list[tuple[str, str]]:
                 )
             )
     return rows
+
+
+def _rounds(part: dict, key: str, shape: str = "{:.0f}") -> str:
+    """`part[key]`'s value in each round of scenario 1, when there was more than one."""
+    values = (part.get("per_round") or {}).get(key) or []
+    return f" (rounds: {', '.join(shape.format(v) for v in values)})" if len(values) > 1 else ""
 
 
 def _cpu(side: dict) -> str:

@@ -21,6 +21,13 @@ def _import_path_of_checkout(base: Path) -> None:
 
 @main.command()
 @click.option("--tasks", "-n", default=2000, show_default=True, type=click.IntRange(10), help="Tasks in scenario 1.")
+@click.option(
+    "--rounds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Scenario 1: rounds of every side, one after the other; medians and within-round ratios.",
+)
 @click.option("--latency-tasks", default=200, show_default=True, type=click.IntRange(10), help="Tasks in scenario 2.")
 @click.option(
     "--subscribers",
@@ -76,6 +83,7 @@ def _import_path_of_checkout(base: Path) -> None:
 @click.option("--keep", is_flag=True, help="Keep the run's temporary var directory (logs, database).")
 def bench(
     tasks,
+    rounds,
     latency_tasks,
     subscribers,
     api_requests,
@@ -104,12 +112,13 @@ def bench(
 
     controlplane_rows = scenarios.Options.controlplane_rows
     if quick:
-        tasks, latency_tasks = min(tasks, 200), min(latency_tasks, 50)
+        tasks, latency_tasks, rounds = min(tasks, 200), min(latency_tasks, 50), 1
         subscribers, api_requests = min(subscribers, 100), min(api_requests, 200)
         learning_tasks, learning_train_rows = min(learning_tasks, 30), min(learning_train_rows, 10_000)
         controlplane_rows = 100_000
     options = scenarios.Options(
         tasks=tasks,
+        throughput_rounds=rounds,
         latency_tasks=latency_tasks,
         concurrency=concurrency or os.cpu_count() or 2,
         profile=profile,
