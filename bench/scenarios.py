@@ -40,7 +40,7 @@ HOST = socket.gethostname()
 @dataclass
 class Options:
     tasks: int = 2000
-    throughput_rounds: int = 3  # scenario 1: every side once per round, medians over the rounds
+    throughput_rounds: int = 1  # scenario 1: every side once per round, medians over the rounds
     latency_tasks: int = 200
     latency_gap: float = 0.02
     concurrency: int = 2
@@ -103,7 +103,8 @@ def scenario_throughput(run: Run) -> None:
     django-celery-results peer, the hive; again): a ratio is taken within a round, from sides
     measured seconds apart, and each figure reported is the median over the rounds. On a shared
     machine whose speed drifts within minutes, one round of each side could put the hive and its
-    peer in different weather."""
+    peer in different weather. One round by default: the django-celery-results peer gets slower
+    with every round it runs in the same database (docs/benchmarks.md), which would favour the hive."""
     n, c, count = run.options.tasks, run.options.concurrency, run.options.throughput_rounds
     rounds = []
     for number in range(count):
@@ -183,6 +184,7 @@ def _median_round(rounds: list[dict]) -> dict:
                 target.setdefault("per_round", {})[key] = [f[key] for f in figures]
         for key in target.get("cpu_ms_per_task", {}):
             target["cpu_ms_per_task"][key] = round(statistics.median(f["cpu_ms_per_task"][key] for f in figures), 2)
+            target.setdefault("per_round", {})[f"cpu_ms_{key}"] = [f["cpu_ms_per_task"][key] for f in figures]
     for key in each[0]:
         merged[key] = round(statistics.median(r[key] for r in each), 3)
         merged.setdefault("per_round", {})[key] = [round(r[key], 3) for r in each]

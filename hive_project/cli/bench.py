@@ -23,10 +23,11 @@ def _import_path_of_checkout(base: Path) -> None:
 @click.option("--tasks", "-n", default=2000, show_default=True, type=click.IntRange(10), help="Tasks in scenario 1.")
 @click.option(
     "--rounds",
-    default=3,
+    default=1,
     show_default=True,
     type=click.IntRange(1),
-    help="Scenario 1: rounds of every side, one after the other; medians and within-round ratios.",
+    help="Scenario 1: rounds of every side, one after the other; medians and within-round ratios "
+    "(the django-celery-results peer slows down round after round: see docs/benchmarks.md).",
 )
 @click.option("--latency-tasks", default=200, show_default=True, type=click.IntRange(10), help="Tasks in scenario 2.")
 @click.option(
