@@ -45,22 +45,24 @@ def main(argv: list[str] | None = None) -> int:
         node, queue = f"profile@{socket.gethostname()}", f"hive.{POOL}"
         broker = redis.Redis.from_url(world.redis_url)
 
-        def one() -> None:
-            task = task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1)
-            execute_task.apply(args=[str(task.id)], hostname=node, routing_key=queue)
+        def submit() -> str:
+            return str(task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1).id)
+
+        def deliver(task_id: str) -> None:
+            execute_task.apply(args=[task_id], hostname=node, routing_key=queue)
 
         # submits also publish each task's message, which no worker consumes here: dropped as they come
         for _ in range(20):  # warm: the agent row, connections, caches, compiled and prepared statements
-            one()
+            deliver(submit())
         profiler = cProfile.Profile(time.thread_time) if args.profile else None
         spent, started = 0.0, cpu()
         wall = 0.0
         for _ in range(args.n):
-            task = task_submit(capabilities=[CAPABILITY], command=["true"], max_attempts=1)
+            task_id = submit()
             before, clock = cpu(), time.perf_counter()
             if profiler:
                 profiler.enable()
-            execute_task.apply(args=[str(task.id)], hostname=node, routing_key=queue)
+            deliver(task_id)
             if profiler:
                 profiler.disable()
             after = cpu()

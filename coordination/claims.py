@@ -111,10 +111,12 @@ def claim_row(*, task_id: str, agent_id: int, now: datetime, budget_free: bool) 
         row = cursor.fetchone()
     if row is None:
         return None
-    return _claimed(row)
+    return task_with_pool(row)
 
 
-def _claimed(row: tuple) -> Task:
+def task_with_pool(row: tuple | list) -> Task:
+    """The Task read from `row` (its concrete columns, then its pool's), the pool attached, as
+    the ORM's select_related("pool") would give them."""
     alias = current().alias
     split = len(_columns(Task))
     task = Task.from_db(alias, field_names(Task), converted(Task, list(row[:split])))
@@ -198,7 +200,7 @@ def claim_running(
         row = cursor.fetchone()
     if row is None:
         return None
-    task = _claimed(row)
+    task = task_with_pool(row)
     task.agent = agent
     attempt.id, event.id = row[-2], row[-1]
     attempt.task, attempt.number = task, task.attempts

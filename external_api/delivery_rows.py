@@ -12,19 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Field, Model
-
 from agents.models import AgentPool
-from coordination.claims import converted, field_names
+from coordination.claims import converted, field_names, task_with_pool
 from coordination.models import Task
 from coordination.rows import current, hot_cursor
 from external_api.models import WebhookDelivery
 
 _sql: dict[str, str] = {}  # database vendor -> the statement
-
-
-def _columns(model: type[Model]) -> list[Field]:
-    return list(model._meta.concrete_fields)
 
 
 def _statement(db: Any) -> str:
@@ -35,7 +29,7 @@ def _statement(db: Any) -> str:
     selected = [
         f"{alias}.{q(str(f.column))}"
         for alias, model in (("d", WebhookDelivery), ("t", Task), ("p", AgentPool))
-        for f in _columns(model)
+        for f in model._meta.concrete_fields
     ]
     sql = (
         f"SELECT {', '.join(selected)} FROM {q(WebhookDelivery._meta.db_table)} d "
@@ -56,17 +50,7 @@ def delivery_seen(*, source_id: int, delivery_id: str) -> WebhookDelivery | None
         row = cursor.fetchone()
     if row is None:
         return None
-    task_at = len(_columns(WebhookDelivery))
-    pool_at = task_at + len(_columns(Task))
-    delivery_values, task_values, pool_values = list(row[:task_at]), list(row[task_at:pool_at]), list(row[pool_at:])
-    delivery = WebhookDelivery.from_db(
-        db.alias, field_names(WebhookDelivery), converted(WebhookDelivery, delivery_values)
-    )
-    if delivery.task_id is None:
-        delivery.task = None
-        return delivery
-    task = Task.from_db(db.alias, field_names(Task), converted(Task, task_values))
-    if task.pool_id is not None:
-        task.pool = AgentPool.from_db(db.alias, field_names(AgentPool), converted(AgentPool, pool_values))
-    delivery.task = task
+    names = field_names(WebhookDelivery)
+    delivery = WebhookDelivery.from_db(db.alias, names, converted(WebhookDelivery, list(row[: len(names)])))
+    delivery.task = task_with_pool(row[len(names) :]) if delivery.task_id is not None else None
     return delivery
