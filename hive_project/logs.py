@@ -17,11 +17,13 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hive_project.config import ConfigError
 from hive_project.config.effects import root_log_level
-from hive_project.config.schema import HiveConfig
+from hive_project.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hive_project.config.schema import HiveConfig
 
 
 class JsonLinesFormatter(logging.Formatter):

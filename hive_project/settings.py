@@ -12,12 +12,17 @@ import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote, urlsplit
 
-from hive_project.config import ConfigError, load_config
+from hive_project.config.errors import ConfigError
+from hive_project.config.snapshot import load_in_child
 from hive_project.launch import is_web_process, is_worker_process, is_wsgi_process
 from hive_project.logs import logging_settings
 from hive_project.paths import BASE_DIR, embedded_redis_socket, var_dir, write_private
+
+if TYPE_CHECKING:
+    from hive_project.config.schema import HiveConfig
 
 
 def _config_error(err: ConfigError) -> SystemExit:
@@ -26,8 +31,18 @@ def _config_error(err: ConfigError) -> SystemExit:
     return SystemExit(2)
 
 
+def _load_config() -> HiveConfig:
+    """A worker reads its configuration through a child process and never loads pydantic
+    (memory: hive_project/config/snapshot.py); every other process validates in place."""
+    if is_worker_process():
+        return cast("HiveConfig", load_in_child())
+    from hive_project.config.loader import load_config
+
+    return load_config()
+
+
 try:
-    HIVE_CONFIG = load_config()
+    HIVE_CONFIG = _load_config()
 except ConfigError as err:
     raise _config_error(err) from None
 

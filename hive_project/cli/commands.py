@@ -477,7 +477,8 @@ def check_config(path, explain) -> None:
     """Validate a configuration file (default: LEANVIBE_CONFIG or config/hive.yaml) and the
     LEANVIBE_* variables; print a summary and a line for each key you set that has no effect, or
     one line naming the bad key."""
-    from hive_project.config import ConfigError, describe, load_config
+    from hive_project.config import ConfigError, load_config
+    from hive_project.config.describe import describe
     from hive_project.config.explain import explain as explain_config
     from hive_project.config.explain import no_effect_lines
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hive_project.config.schema import HiveConfig
+if TYPE_CHECKING:  # a worker reads root_log_level without loading pydantic
+    from hive_project.config.schema import HiveConfig
 
-Reason = Callable[[HiveConfig], str | None]
+Reason = Callable[["HiveConfig"], str | None]
 
 
 @dataclass(frozen=True)

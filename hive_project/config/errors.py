@@ -6,12 +6,14 @@ import difflib
 import re
 import typing
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic.fields import FieldInfo
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
 
-from hive_project.config.introspect import _field_at, _unwrap
+# pydantic and the schema are imported where a validation error is explained, not here: a worker
+# process catches ConfigError without loading pydantic (hive_project/config/snapshot.py).
 
 
 class ConfigError(Exception):
@@ -87,6 +89,10 @@ def _mask_url(url: str) -> str:
 
 
 def _bounds(field: FieldInfo | None) -> str | None:
+    from pydantic.fields import FieldInfo
+
+    from hive_project.config.introspect import _unwrap
+
     if field is None:
         return None
     limits: dict[str, Any] = {}
@@ -115,6 +121,8 @@ def _bounds(field: FieldInfo | None) -> str | None:
 
 
 def _from_pydantic(error: Mapping[str, Any], sources: Mapping[tuple[str, ...], str], file: str | None) -> ConfigError:
+    from hive_project.config.introspect import _field_at
+
     loc = tuple(error["loc"])
     kind = error["type"]
     ctx = error.get("ctx") or {}

@@ -430,3 +430,31 @@ def test_gateway_body_cap_is_the_smaller_of_the_two_configured_sizes():
 
     assert printed(run_python(code, LEANVIBE_SECURITY_API_GATEWAY_REQUEST_VALIDATION_MAX_PAYLOAD_SIZE="1KB")) == 1024
     assert printed(run_python(code, LEANVIBE_API_GATEWAY_MAX_REQUEST_SIZE="2KB")) == 2048
+
+
+# --- a worker reads its configuration in a child process (hive_project/config/snapshot.py) ---------
+
+
+def worker_start(**env: str) -> subprocess.CompletedProcess:
+    from hive_project.launch import worker_argv
+
+    argv = worker_argv(queue="hive.nobody", node="config@test", concurrency=1)
+    return subprocess.run(argv, cwd=ROOT, env=child_env(**env), capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"LEANVIBE_MULTI_AGENT_MAX_AGENTS": "many"},
+            "multi_agent.max_agents = 'many': expected an integer > 0 (from LEANVIBE_MULTI_AGENT_MAX_AGENTS)",
+        ),
+        ({"LEANVIBE_CONFIG": "/nonexistent/hive.yaml"}, "config file = '/nonexistent/hive.yaml': expected an existing"),
+    ],
+)
+def test_a_worker_with_a_bad_configuration_stops_with_one_line_and_exit_2(env, line):
+    done = worker_start(**env)
+
+    assert done.returncode == 2, done.stderr[-2000:]
+    (printed_line,) = done.stderr.strip().splitlines()
+    assert printed_line.startswith(f"hive: configuration error: {line}")

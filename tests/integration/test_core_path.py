@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import psutil
 import pytest
 
 from coordination.models import Task
@@ -32,3 +33,22 @@ def test_command_task_runs_on_its_pool_and_succeeds(hive):
     assert open(attempt.log_path).read().strip() == "hello from the hive"
     types = list(task.events.values_list("type", flat=True))
     assert types[0] == "task.queued" and "task.running" in types and types[-1] == "task.succeeded"
+
+
+def test_a_pool_worker_and_its_children_run_tasks_without_pydantic_in_memory(hive, tmp_path):
+    # The worker validates its configuration in a child that exits (hive_project/config/snapshot.py);
+    # pydantic's native core, mapped into a process that imports it, must be in none of the tree.
+    config = tmp_path / "hive.yaml"
+    config.write_text("agents:\n  backend:\n    capabilities: [python]\n    runner: {timeout: 45}\n")
+    worker = hive.worker("backend", concurrency=2, LEANVIBE_CONFIG=str(config))
+    task = task_submit(capabilities=["python"], command=[sys.executable, "-c", "print('ok')"])
+    wait_for(lambda: finished(task), timeout=30, what="the task to finish")
+
+    tree = [worker.pid, *psutil.Process(worker.pid).children(recursive=True)]
+    pids = [p if isinstance(p, int) else p.pid for p in tree]
+    assert len(pids) >= 3  # the main process and its two prefork children
+    maps = {pid: open(f"/proc/{pid}/maps").read() for pid in pids}
+    assert all("libpython" in m or "python" in m for m in maps.values())
+    assert [pid for pid, m in maps.items() if "pydantic_core" in m] == []
+    assert task.status == Task.Status.SUCCEEDED
+    assert task.pool.runner["timeout"] == 45.0  # the file the worker read, as pool_sync stored it

@@ -15,11 +15,11 @@ from hive_project.config import (
     ConfigError,
     HiveConfig,
     default_config_path,
-    describe,
     load_config,
     parse_size,
 )
 from hive_project.config import loader as config_loader
+from hive_project.config.describe import describe
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GUIDE_CONFIGMAP = FIXTURES / "guide_configmap.yaml"

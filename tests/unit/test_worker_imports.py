@@ -1,4 +1,5 @@
-"""What a Celery worker process loads: none of the HTTP side, none of Celery's command-line umbrella.
+"""What a Celery worker process loads: none of the HTTP side, none of Celery's command-line umbrella,
+no pydantic.
 
 Every module a pool worker's main process imports is held again by each prefork child, so what
 hive_project.celery_worker and the worker's settings leave out is saved several times over. The
@@ -53,6 +54,11 @@ NOT_IN_A_WORKER = [
     "pygments",
     "flower",
     "tornado",
+    # the configuration is validated in a forked child (hive_project/config/snapshot.py)
+    "pydantic",
+    "pydantic_core",
+    "hive_project.config.schema",
+    "hive_project.config.loader",
 ]
 
 
@@ -92,7 +98,7 @@ def test_any_other_process_keeps_every_app() -> None:
     other = loaded(worker=False)
     assert other["worker"] is False
     assert {"django.contrib.admin", "rest_framework", "drf_spectacular"} <= set(other["apps"])
-    assert {"rest_framework", "django.contrib.admin", "django.views.debug"} <= set(
+    assert {"rest_framework", "django.contrib.admin", "django.views.debug", "pydantic"} <= set(
         packages(other["modules"], NOT_IN_A_WORKER)
     )
 
